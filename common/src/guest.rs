@@ -1,0 +1,124 @@
+//! How a guest is started, as OpenVZ's libvzctl does it (`exec_init` in lib/env.c), and the
+//! /proc a PID namespace's init gets.
+
+use core::ffi::{CStr, c_ulong};
+
+/// Where the guest's init is looked for, in this order. The first that is an executable
+/// file wins (a symlink counts when it resolves inside the guest). libvzctl's own check
+/// tests `/ertc/init`, a typo; its execs use the right path.
+pub const INIT_PATHS: [&CStr; 3] = [c"/sbin/init", c"/etc/init", c"/bin/init"];
+
+/// The init's argv. Six spaces leave sysvinit room to rewrite its process title in place;
+/// `-z` is a flag sysvinit and systemd (as PID 1) accept and ignore.
+pub const INIT_ARGV: [&CStr; 3] = [c"init", c"-z", c"      "];
+
+/// The start of the guest's environment; `container=<id>` and the user's variables follow.
+pub const BASE_ENV: [&CStr; 2] = [c"HOME=/", c"TERM=linux"];
+
+/// The prefix of the variable that names the container (systemd reads it to know it runs
+/// in one).
+pub const CONTAINER_VAR: &str = "container=";
+
+/// One mount(2) call, with paths relative to the guest's root (the caller's working
+/// directory is the root when it makes the call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MountCall {
+    pub source: Option<&'static CStr>,
+    pub target: &'static CStr,
+    pub fstype: Option<&'static CStr>,
+    pub flags: c_ulong,
+    pub data: Option<&'static CStr>,
+}
+
+const NOSUID_NODEV_NOEXEC: c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+
+/// A fresh proc for the PID namespace of the process that mounts it.
+pub const PROC: MountCall = MountCall {
+    source: Some(c"proc"),
+    target: c"proc",
+    fstype: Some(c"proc"),
+    flags: NOSUID_NODEV_NOEXEC,
+    data: None,
+};
+
+/// Paths of /proc bound on themselves after [`PROC`], as systemd-nspawn does: the kernel's
+/// global knobs read-only, and the network knobs, which belong to the guest's own network
+/// namespace, writable again. A path the kernel does not have (no `CONFIG_MAGIC_SYSRQ`,
+/// say) is skipped. `true` means read-only.
+pub const PROC_BINDS: [(&CStr, bool); 3] = [
+    (c"proc/sys", true),
+    (c"proc/sys/net", false),
+    (c"proc/sysrq-trigger", true),
+];
+
+/// The two calls that re-bind `path` on itself: a bind (which copies the flags of the mount
+/// below, read-only included) and a remount that sets them. A remount keeps the flags the
+/// kernel locks on a proc mount.
+pub const fn proc_bind(path: &'static CStr, read_only: bool) -> [MountCall; 2] {
+    let bind = MountCall {
+        source: Some(path),
+        target: path,
+        fstype: None,
+        flags: libc::MS_BIND,
+        data: None,
+    };
+    let flags = libc::MS_BIND | libc::MS_REMOUNT | NOSUID_NODEV_NOEXEC;
+    let remount = MountCall {
+        source: None,
+        target: path,
+        fstype: None,
+        flags: if read_only {
+            flags | libc::MS_RDONLY
+        } else {
+            flags
+        },
+        data: None,
+    };
+    [bind, remount]
+}
+
+/// The target of step `index` of a /proc setup: 0 is [`PROC`], `i + 1` is `PROC_BINDS[i]`.
+/// For messages about a failed step.
+pub fn proc_step_target(index: usize) -> Option<&'static CStr> {
+    match index {
+        0 => Some(PROC.target),
+        i => PROC_BINDS.get(i - 1).map(|(path, _)| *path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_is_openvz_s_with_six_spaces() {
+        assert_eq!(INIT_ARGV[0].to_bytes(), b"init");
+        assert_eq!(INIT_ARGV[1].to_bytes(), b"-z");
+        assert_eq!(INIT_ARGV[2].to_bytes(), b"      ");
+    }
+
+    #[test]
+    fn init_paths_are_the_three_openvz_tries_in_order() {
+        let paths: [&[u8]; 3] = INIT_PATHS.map(|p| p.to_bytes());
+        assert_eq!(paths, [&b"/sbin/init"[..], b"/etc/init", b"/bin/init"]);
+    }
+
+    #[test]
+    fn proc_paths_are_relative_and_remounts_keep_the_locked_flags() {
+        assert!(!PROC.target.to_bytes().starts_with(b"/"));
+        for (path, read_only) in PROC_BINDS {
+            assert!(!path.to_bytes().starts_with(b"/"));
+            let [bind, remount] = proc_bind(path, read_only);
+            assert_eq!(bind.flags, libc::MS_BIND);
+            assert_eq!(remount.flags & NOSUID_NODEV_NOEXEC, NOSUID_NODEV_NOEXEC);
+            assert_eq!(remount.flags & libc::MS_RDONLY != 0, read_only);
+        }
+    }
+
+    #[test]
+    fn proc_steps_are_named_by_their_target() {
+        assert_eq!(proc_step_target(0), Some(c"proc"));
+        assert_eq!(proc_step_target(1), Some(c"proc/sys"));
+        assert_eq!(proc_step_target(PROC_BINDS.len() + 1), None);
+    }
+}

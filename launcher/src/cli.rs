@@ -1,0 +1,200 @@
+//! The command line, as argh structs. Doc comments are the `--help` text.
+
+use std::path::PathBuf;
+
+use argh::FromArgs;
+
+use crate::stop::Mode;
+
+/// Boot a guest OS from a root directory in Linux namespaces, or run a command in the same
+/// isolation.
+#[derive(FromArgs, Debug, PartialEq)]
+pub struct Cli {
+    /// where container state lives (default $CRADLE_STATE_DIR, or /run/cradle)
+    #[argh(option)]
+    pub state_dir: Option<PathBuf>,
+    /// more output (twice: debug)
+    #[argh(switch, short = 'v')]
+    pub verbose: u8,
+    /// only warnings and errors
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+    /// log to syslog instead of standard error
+    #[argh(switch)]
+    pub syslog: bool,
+    #[argh(subcommand)]
+    pub command: Command,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand)]
+pub enum Command {
+    Start(Start),
+    Stop(Stop),
+    Exec(Exec),
+    Run(Run),
+}
+
+/// Boot the guest in --root and stay in the foreground until it halts; boot it again
+/// after every reboot. The guest's console is relayed to standard output.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "start")]
+pub struct Start {
+    /// container name
+    #[argh(positional)]
+    pub name: String,
+    /// the guest's root directory
+    #[argh(option)]
+    pub root: PathBuf,
+    /// hostname of the guest (default: the name)
+    #[argh(option)]
+    pub hostname: Option<String>,
+    /// add VAR=value to the guest init's environment (repeatable)
+    #[argh(option, short = 'e')]
+    pub env: Vec<String>,
+    /// the cradle-shim executable (default: next to cradle)
+    #[argh(option)]
+    pub shim: Option<PathBuf>,
+    /// seconds a halt on SIGTERM may take before the guest is powered off (default 60)
+    #[argh(option, default = "60")]
+    pub timeout: u64,
+}
+
+/// Stop a running guest from another terminal: halt (default), reboot or kill.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "stop")]
+pub struct Stop {
+    /// container name
+    #[argh(positional)]
+    pub name: String,
+    /// halt (run halt in the guest; power off after the timeout), reboot, or kill
+    /// (reboot(2) POWER_OFF in the guest's PID namespace)
+    #[argh(option, default = "Mode::Halt")]
+    pub mode: Mode,
+    /// seconds to wait for the guest to go down (or come back, for reboot) (default 60)
+    #[argh(option, default = "60")]
+    pub timeout: u64,
+}
+
+/// Run a command inside a running guest: its namespaces, root and environment.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "exec")]
+pub struct Exec {
+    /// container name
+    #[argh(positional)]
+    pub name: String,
+    /// add VAR=value to the command's environment (repeatable)
+    #[argh(option, short = 'e')]
+    pub env: Vec<String>,
+    /// the command and its arguments, after --
+    #[argh(positional, greedy)]
+    pub command: Vec<String>,
+}
+
+/// Run a command as the only program of a new container on --root, with the shim as its
+/// PID 1; exit with its status.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "run")]
+pub struct Run {
+    /// the root directory
+    #[argh(option)]
+    pub root: PathBuf,
+    /// container name, for its cgroup and hostname (default run-PID)
+    #[argh(option)]
+    pub name: Option<String>,
+    /// hostname (default: the name)
+    #[argh(option)]
+    pub hostname: Option<String>,
+    /// add VAR=value to the command's environment (repeatable)
+    #[argh(option, short = 'e')]
+    pub env: Vec<String>,
+    /// the cradle-shim executable (default: next to cradle)
+    #[argh(option)]
+    pub shim: Option<PathBuf>,
+    /// the command and its arguments, after --
+    #[argh(positional, greedy)]
+    pub command: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, argh::EarlyExit> {
+        Cli::from_args(&["cradle"], args)
+    }
+
+    #[test]
+    fn start_with_everything() {
+        let cli = parse(&[
+            "-v",
+            "--state-dir",
+            "/tmp/s",
+            "start",
+            "web1",
+            "--root",
+            "/srv/w",
+            "-e",
+            "A=1",
+            "--env",
+            "B=2",
+            "--timeout",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(cli.verbose, 1);
+        assert_eq!(cli.state_dir, Some(PathBuf::from("/tmp/s")));
+        match cli.command {
+            Command::Start(start) => {
+                assert_eq!(start.name, "web1");
+                assert_eq!(start.root, PathBuf::from("/srv/w"));
+                assert_eq!(start.env, ["A=1", "B=2"]);
+                assert_eq!(start.timeout, 5);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn exec_keeps_the_command_s_own_options() {
+        let cli = parse(&["exec", "web1", "--", "sh", "-c", "echo -v"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Exec(Exec {
+                name: "web1".into(),
+                env: vec![],
+                command: vec!["sh".into(), "-c".into(), "echo -v".into()],
+            })
+        );
+    }
+
+    #[test]
+    fn stop_modes() {
+        for (word, mode) in [
+            ("halt", Mode::Halt),
+            ("reboot", Mode::Reboot),
+            ("kill", Mode::Kill),
+        ] {
+            let cli = parse(&["stop", "a", "--mode", word]).unwrap();
+            assert!(matches!(cli.command, Command::Stop(Stop { mode: m, .. }) if m == mode));
+        }
+        assert!(parse(&["stop", "a", "--mode", "explode"]).is_err());
+        assert!(matches!(
+            parse(&["stop", "a"]).unwrap().command,
+            Command::Stop(Stop {
+                mode: Mode::Halt,
+                timeout: 60,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn missing_pieces_are_usage_errors() {
+        assert!(parse(&["start", "web1"]).is_err());
+        assert!(parse(&["start"]).is_err());
+        assert!(parse(&["frobnicate"]).is_err());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["stop", "a", "--timeout", "soon"]).is_err());
+    }
+}

@@ -1,0 +1,128 @@
+//! `cradle`: boots a guest OS from a plain root directory, as OpenVZ's `vzctl start` does,
+//! with `cradle-shim` as the container's PID 1.
+//!
+//! `main` parses the command line, sets up logging, runs the command, and is the one place
+//! that prints an error and turns it into an exit code (the table in `error::Code`).
+//!
+//! The launcher is single-threaded by design: see `sys`.
+#![deny(unsafe_code)]
+
+mod cgroups;
+mod cli;
+mod config;
+mod console;
+mod error;
+mod exec;
+mod guest;
+mod logging;
+mod plan;
+mod run;
+mod signals;
+mod spawn;
+mod start;
+mod state;
+mod stop;
+mod sys;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use argh::FromArgs;
+
+use cli::{Cli, Command};
+use error::{Code, Error};
+
+/// Parses the command line; on a usage error, the message and code 2 (argh's own
+/// `--help` output goes to standard output with code 0).
+fn parse_cli() -> Result<Cli, ExitCode> {
+    let mut args = Vec::new();
+    for arg in std::env::args_os() {
+        match arg.into_string() {
+            Ok(arg) => args.push(arg),
+            Err(arg) => {
+                eprintln!("cradle: error: argument {arg:?} is not valid UTF-8");
+                return Err(ExitCode::from(Code::Usage as u8));
+            }
+        }
+    }
+    let words: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    Cli::from_args(&["cradle"], &words).map_err(|early| match early.status {
+        Ok(()) => {
+            print!("{}", early.output);
+            ExitCode::SUCCESS
+        }
+        Err(()) => {
+            eprint!("{}", early.output);
+            eprintln!("Run cradle --help for how to use it.");
+            ExitCode::from(Code::Usage as u8)
+        }
+    })
+}
+
+fn state_base(cli: &Cli) -> PathBuf {
+    cli.state_dir
+        .clone()
+        .or_else(|| std::env::var_os("CRADLE_STATE_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(state::DEFAULT_BASE))
+}
+
+fn dispatch(cli: Cli) -> Result<u8, Error> {
+    let base = state_base(&cli);
+    match cli.command {
+        Command::Start(start) => start::start(&start::Options {
+            name: start.name,
+            root: start.root,
+            hostname: start.hostname,
+            env: start.env,
+            shim: start.shim,
+            timeout: Duration::from_secs(start.timeout),
+            state_base: base,
+        })
+        .map(|()| Code::Ok as u8),
+        Command::Stop(stop) => stop::stop(
+            &base,
+            &stop.name,
+            stop.mode,
+            Duration::from_secs(stop.timeout),
+        )
+        .map(|()| Code::Ok as u8),
+        Command::Exec(exec) => exec::exec(&base, &exec.name, &exec.env, &exec.command),
+        Command::Run(run) => run::run(&run::Options {
+            root: run.root,
+            name: run.name,
+            hostname: run.hostname,
+            env: run.env,
+            shim: run.shim,
+            command: run.command,
+        }),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let verbosity = if cli.quiet {
+        -1
+    } else {
+        cli.verbose.min(2) as i8
+    };
+    logging::init(verbosity, cli.syslog);
+    // nothing this process inherited may leak into a container
+    if let Err(e) = sys::cloexec_from(3) {
+        log::debug!("close_range: {e}");
+    }
+    let syslog = cli.syslog;
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("cradle: error: {error}");
+            if syslog {
+                log::error!("{error}");
+            }
+            ExitCode::from(error.code() as u8)
+        }
+    }
+}

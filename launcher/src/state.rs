@@ -1,0 +1,303 @@
+//! The state directory of a container: `/run/cradle/NAME/` (or `--state-dir BASE` + NAME).
+//!
+//! ```text
+//! lock       flock(LOCK_EX)ed by the launcher for as long as it runs; holds its pid
+//! init.pid   "PID BOOT": host pid of the running guest init and the boot number;
+//!            there only while a guest init runs (written whole, by rename)
+//! env        the guest's environment, one VAR=value per line, for `cradle exec`
+//! ```
+//! The launcher removes the directory when it exits. A launcher that was killed leaves it
+//! behind unlocked; the next `start` of the same NAME takes it over.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+
+/// Where state directories live unless `--state-dir` or `$CRADLE_STATE_DIR` says otherwise.
+pub const DEFAULT_BASE: &str = "/run/cradle";
+
+const LOCK: &str = "lock";
+const INIT_PID: &str = "init.pid";
+const ENV: &str = "env";
+
+/// A running guest as the state directory describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Running {
+    pub init: Pid,
+    pub boot: u32,
+}
+
+fn parse_running(text: &str) -> Option<Running> {
+    let mut words = text.split_whitespace();
+    let init = words.next()?.parse().ok().filter(|pid| *pid > 0)?;
+    let boot = words.next()?.parse().ok()?;
+    Some(Running {
+        init: Pid::from_raw(init),
+        boot,
+    })
+}
+
+/// Writes `path` whole: a temporary file renamed over it, so readers never see half.
+fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, contents)?;
+    fs::rename(&tmp, path)
+}
+
+/// The state directory as its launcher holds it. Dropping it removes it.
+pub struct StateDir {
+    dir: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl StateDir {
+    /// Creates (or takes over) `base/name` and locks it; `AlreadyRunning` when another
+    /// launcher holds it.
+    pub fn acquire(base: &Path, name: &str) -> Result<Self> {
+        let dir = base.join(name);
+        let ctx = |what: &str| format!("state directory {}: {what}", dir.display());
+        loop {
+            fs::create_dir_all(&dir).map_err(|e| Error::host(ctx("create"), e))?;
+            let path = dir.join(LOCK);
+            let file = match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o644)
+                .open(&path)
+            {
+                Ok(file) => file,
+                // removed by a launcher that was exiting: start over
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::host(ctx("open lock"), e)),
+            };
+            let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => lock,
+                Err((_, Errno::EWOULDBLOCK)) => return Err(Error::AlreadyRunning(name.to_owned())),
+                Err((_, errno)) => return Err(Error::host(ctx("lock"), errno)),
+            };
+            // the file may have been unlinked by its exiting owner between open and flock
+            let same = fs::metadata(&path).is_ok_and(|m| {
+                lock.metadata()
+                    .is_ok_and(|l| l.ino() == m.ino() && l.dev() == m.dev())
+            });
+            if !same {
+                continue;
+            }
+            // a launcher that was killed leaves its files: they describe nothing now
+            let _ = fs::remove_file(dir.join(INIT_PID));
+            let _ = fs::remove_file(dir.join(ENV));
+            lock.set_len(0)
+                .and_then(|()| writeln!(&*lock, "{}", std::process::id()))
+                .map_err(|e| Error::host(ctx("write lock"), e))?;
+            return Ok(StateDir { dir, _lock: lock });
+        }
+    }
+
+    /// Records the guest's environment for `cradle exec`.
+    pub fn set_env(&self, env: &[String]) -> Result<()> {
+        let mut text = String::new();
+        for var in env {
+            text.push_str(var);
+            text.push('\n');
+        }
+        write_atomic(&self.dir.join(ENV), text.as_bytes())
+            .map_err(|e| Error::host(format!("write {}", self.dir.join(ENV).display()), e))
+    }
+
+    /// Records that guest init `init` runs, in boot number `boot`.
+    pub fn set_running(&self, running: Running) -> Result<()> {
+        let text = format!("{} {}\n", running.init, running.boot);
+        write_atomic(&self.dir.join(INIT_PID), text.as_bytes())
+            .map_err(|e| Error::host(format!("write {}", self.dir.join(INIT_PID).display()), e))
+    }
+
+    /// Records that no guest init runs (between boots, and at the end).
+    pub fn clear_running(&self) {
+        let _ = fs::remove_file(self.dir.join(INIT_PID));
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        for file in [INIT_PID, ENV, LOCK] {
+            let _ = fs::remove_file(self.dir.join(file));
+        }
+        if let Err(e) = fs::remove_dir(&self.dir) {
+            log::warn!("cannot remove state directory {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// A state directory seen from another process (`stop`, `exec`).
+pub struct Observed {
+    dir: PathBuf,
+}
+
+impl Observed {
+    /// The state of `name`; `NotRunning` unless a launcher holds it.
+    pub fn open(base: &Path, name: &str) -> Result<Self> {
+        let observed = Observed {
+            dir: base.join(name),
+        };
+        if observed.is_alive() {
+            Ok(observed)
+        } else {
+            Err(Error::NotRunning(name.to_owned()))
+        }
+    }
+
+    /// True while a launcher holds the lock.
+    pub fn is_alive(&self) -> bool {
+        let Ok(file) = File::open(self.dir.join(LOCK)) else {
+            return false;
+        };
+        matches!(
+            Flock::lock(file, FlockArg::LockSharedNonblock),
+            Err((_, Errno::EWOULDBLOCK))
+        )
+    }
+
+    /// The running guest init, if one runs now.
+    pub fn running(&self) -> Option<Running> {
+        parse_running(&fs::read_to_string(self.dir.join(INIT_PID)).ok()?)
+    }
+
+    /// The guest's environment, as `start` recorded it.
+    pub fn env(&self) -> Result<Vec<String>> {
+        let path = self.dir.join(ENV);
+        let text = fs::read_to_string(&path)
+            .map_err(|e| Error::host(format!("read {}", path.display()), e))?;
+        Ok(text.lines().map(str::to_owned).collect())
+    }
+
+    /// Waits until `done` is true, re-checking whenever something in the directory changes
+    /// (inotify: no polling). False when `timeout` passed first.
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&Self) -> bool,
+    ) -> Result<bool> {
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+            .map_err(|e| Error::host("inotify", e))?;
+        let watched = AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_CLOSE_WRITE;
+        // a directory already gone is simply checked below
+        let _ = inotify.add_watch(&self.dir, watched);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(self) {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+            let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1)
+                .unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, ms) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(Error::host("poll inotify", e)),
+            }
+            while let Ok(events) = inotify.read_events() {
+                if events.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Checks a container name: it becomes a directory and a cgroup name.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "bad name {name:?}: use up to 64 letters, digits, '_', '.', '-', starting with a letter or digit"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_reads_pid_and_boot() {
+        assert_eq!(
+            parse_running("1234 2\n"),
+            Some(Running {
+                init: Pid::from_raw(1234),
+                boot: 2
+            })
+        );
+        assert_eq!(parse_running(""), None);
+        assert_eq!(parse_running("0 1"), None);
+        assert_eq!(parse_running("12"), None);
+        assert_eq!(parse_running("x 1"), None);
+    }
+
+    #[test]
+    fn names_that_are_paths_or_odd_are_refused() {
+        for good in ["web1", "a", "db.prod-2", "A_b"] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        let long = "x".repeat(65);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "-x",
+            ".hidden",
+            "a b",
+            "ü",
+            long.as_str(),
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_second_acquire_is_refused_while_the_first_holds() {
+        let base = std::env::temp_dir().join(format!("cradle-state-test-{}", std::process::id()));
+        let first = StateDir::acquire(&base, "one").unwrap();
+        assert!(matches!(
+            StateDir::acquire(&base, "one"),
+            Err(Error::AlreadyRunning(_))
+        ));
+        assert!(Observed::open(&base, "one").is_ok());
+        drop(first);
+        assert!(!base.join("one").exists());
+        assert!(matches!(
+            Observed::open(&base, "one"),
+            Err(Error::NotRunning(_))
+        ));
+        let again = StateDir::acquire(&base, "one").unwrap();
+        drop(again);
+        fs::remove_dir(&base).unwrap();
+    }
+}

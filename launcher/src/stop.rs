@@ -1,0 +1,113 @@
+//! `cradle stop NAME`: from another terminal, as OpenVZ's stop modes do.
+//!
+//! - halt: runs `halt` in the guest (`init 0` where there is no halt), waits for the
+//!   launcher to finish, and powers the guest off when the timeout passes;
+//! - reboot: runs `reboot` in the guest and waits until the next boot's init runs;
+//! - kill: reboot(2) POWER_OFF inside the guest's PID namespace.
+//!
+//! "Down" means the launcher has exited and removed its state directory, which it does
+//! only after the container's processes, mounts and cgroup are gone.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cradle_common::outcome::Status;
+use nix::errno::Errno;
+
+use crate::error::{Error, Result};
+use crate::guest::Guest;
+use crate::state::{Observed, validate_name};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Halt,
+    Reboot,
+    Kill,
+}
+
+impl argh::FromArgValue for Mode {
+    fn from_arg_value(value: &str) -> std::result::Result<Self, String> {
+        match value {
+            "halt" => Ok(Mode::Halt),
+            "reboot" => Ok(Mode::Reboot),
+            "kill" => Ok(Mode::Kill),
+            other => Err(format!("unknown mode {other:?}: use halt, reboot or kill")),
+        }
+    }
+}
+
+/// How long a guest may take to go down after a power-off.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
+fn is_down(state: &Observed) -> bool {
+    !state.is_alive()
+}
+
+/// Powers the guest off and waits for the launcher to finish.
+fn kill(state: &Observed, guest: &Guest, name: &str) -> Result<()> {
+    guest.power_off()?;
+    if state.wait_until(KILL_GRACE, is_down)? {
+        Ok(())
+    } else {
+        Err(Error::Timeout(format!(
+            "{name} was powered off but is still up after {}s",
+            KILL_GRACE.as_secs()
+        )))
+    }
+}
+
+pub fn stop(state_base: &Path, name: &str, mode: Mode, timeout: Duration) -> Result<()> {
+    validate_name(name)?;
+    let state = Observed::open(state_base, name)?;
+    let guest = Guest::find(&state, name, timeout)?;
+    match mode {
+        Mode::Kill => kill(&state, &guest, name),
+        Mode::Halt => {
+            let deadline = Instant::now() + timeout;
+            let left = || deadline.saturating_duration_since(Instant::now());
+            let mut helper = guest.spawn_helper(&[&["halt"], &["init", "0"]])?;
+            if helper.wait(left()) == Some(Status::Exited(127)) {
+                log::warn!("{name}: the guest has neither halt nor init; powering it off");
+                return kill(&state, &guest, name);
+            }
+            if state.wait_until(left(), is_down)? {
+                return Ok(());
+            }
+            log::warn!(
+                "{name}: the guest did not halt within {}s; powering it off",
+                timeout.as_secs()
+            );
+            // the guest we found may have rebooted meanwhile: act on the one running now
+            match Guest::find(&state, name, Duration::ZERO) {
+                Ok(current) => kill(&state, &current, name),
+                Err(Error::NotRunning(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Mode::Reboot => {
+            let deadline = Instant::now() + timeout;
+            let left = || deadline.saturating_duration_since(Instant::now());
+            let before = state.running().map_or(0, |r| r.boot);
+            let mut helper = guest.spawn_helper(&[&["reboot"]])?;
+            if helper.wait(left()) == Some(Status::Exited(127)) {
+                return Err(Error::setup(
+                    format!("{name}: reboot in the guest"),
+                    Errno::ENOENT,
+                ));
+            }
+            let back = |s: &Observed| s.running().is_some_and(|r| r.boot > before) || is_down(s);
+            if !state.wait_until(left(), back)? {
+                return Err(Error::Timeout(format!(
+                    "{name} did not come back within {}s",
+                    timeout.as_secs()
+                )));
+            }
+            if is_down(&state) {
+                return Err(Error::NotRunning(format!(
+                    "{name} (it went down instead of rebooting)"
+                )));
+            }
+            Ok(())
+        }
+    }
+}

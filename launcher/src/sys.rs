@@ -1,0 +1,215 @@
+//! System calls nix does not wrap, as small safe functions: clone3 with a pidfd and a
+//! target cgroup, pidfd_open, execveat by descriptor without allocating, the loopback
+//! interface's flags, close_range.
+//!
+//! The launcher is single-threaded by design (signal-hook is used through its self-pipe,
+//! with no thread), which is what makes forking here sound: [`fork_into`] and
+//! [`fork_helper`] rely on it.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, c_char};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+
+/// `CLONE_INTO_CGROUP` (linux/sched.h, Linux 5.7); the libc crate does not have it yet.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Which side of a fork the caller is on.
+enum Forked {
+    Child,
+    /// The parent, with the child's pid and a pidfd for it.
+    Parent {
+        pid: Pid,
+        pidfd: OwnedFd,
+    },
+}
+
+/// fork(2) by clone3: the child gets the new `namespaces` and starts in the cgroup
+/// `cgroup` (a directory descriptor of a cgroup v2 hierarchy) when one is given; the
+/// parent gets a pidfd for it, so that it can wait in poll(2) without SIGCHLD.
+///
+/// # Safety
+/// As for fork: in a multithreaded process the child may only call async-signal-safe
+/// functions until it execs or exits.
+unsafe fn clone3(namespaces: CloneFlags, cgroup: Option<BorrowedFd>) -> nix::Result<Forked> {
+    let mut pidfd: RawFd = -1;
+    let mut flags = namespaces.bits() as u64 | libc::CLONE_PIDFD as u64;
+    if cgroup.is_some() {
+        flags |= CLONE_INTO_CGROUP;
+    }
+    // SAFETY: clone_args is plain data; all-zero is its documented default.
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = flags;
+    args.pidfd = &mut pidfd as *mut RawFd as u64;
+    args.exit_signal = libc::SIGCHLD as u64;
+    args.cgroup = cgroup.map_or(0, |fd| fd.as_raw_fd() as u64);
+    // SAFETY: args is valid for the call and its size is passed; with no stack the child
+    // continues on a copy of ours, as with fork; the caller upholds fork's rules.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    match Errno::result(ret)? {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent {
+            pid: Pid::from_raw(pid as libc::pid_t),
+            // SAFETY: the kernel wrote a new descriptor that nobody else owns.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        }),
+    }
+}
+
+/// Forks a child into new `namespaces` (and `cgroup`), which runs `child`. The child
+/// must only make system calls on memory prepared before the call, then exec or exit: it
+/// is the container's first process and glibc's state in it is a copy of ours (clone3 is
+/// not glibc's fork, so glibc's cached thread id is stale there; nothing it calls uses it).
+pub fn fork_into(
+    namespaces: CloneFlags,
+    cgroup: Option<BorrowedFd>,
+    child: impl FnOnce(),
+) -> nix::Result<(Pid, OwnedFd)> {
+    // SAFETY: the launcher is single-threaded (module documentation); the child's
+    // restrictions are this function's documented contract.
+    match unsafe { clone3(namespaces, cgroup) }? {
+        Forked::Child => {
+            child();
+            // the child is meant to exec or exit; if it returns, it must not go on as us
+            exit_now(127)
+        }
+        Forked::Parent { pid, pidfd } => Ok((pid, pidfd)),
+    }
+}
+
+/// Forks a helper process that runs `child` (ordinary Rust, allocation included: the
+/// launcher is single-threaded, so no lock can be held across the fork) and exits with
+/// the code it returns. glibc's own fork is used, so the child's libc is consistent.
+pub fn fork_helper(child: impl FnOnce() -> u8) -> nix::Result<(Pid, OwnedFd)> {
+    // SAFETY: fork in a single-threaded process (module documentation).
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => exit_now(child()),
+        nix::unistd::ForkResult::Parent { child } => Ok((child, pidfd_open(child)?)),
+    }
+}
+
+/// A pidfd for `pid` (Linux 5.3).
+pub fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags, and returns a new descriptor or -1.
+    let fd = Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })?;
+    // SAFETY: the descriptor is new and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sends `signal` to the process behind `pidfd` (0 only checks that it is alive).
+pub fn pidfd_send_signal(pidfd: BorrowedFd, signal: i32) -> nix::Result<()> {
+    // SAFETY: a null siginfo asks the kernel to fill it as kill(2) would.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// execveat(fd, "", argv, envp, AT_EMPTY_PATH): runs the executable open on `fd`.
+/// `argv` and `envp` are null-terminated arrays prepared before fork; nothing is allocated
+/// here. Returns only on failure.
+pub fn exec_fd(fd: BorrowedFd, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
+    assert!(argv.last().is_some_and(|p| p.is_null()) && envp.last().is_some_and(|p| p.is_null()));
+    // SAFETY: argv and envp are null-terminated arrays of NUL-terminated strings (ends
+    // checked above; their builders make every element from a CString).
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Errno::last()
+}
+
+/// Sets IFF_UP on the interface `name` (the loopback of a new network namespace is down).
+pub fn interface_up(name: &CStr) -> nix::Result<()> {
+    // SAFETY: socket takes three integers and returns a new descriptor or -1.
+    let sock = Errno::result(unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+    })?;
+    // SAFETY: the descriptor is new and ours.
+    let sock = unsafe { OwnedFd::from_raw_fd(sock) };
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.to_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads ifr_name and writes ifr_flags of the request we own.
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: the kernel filled ifru_flags above; the union member is plain data.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads ifr_name and ifr_flags of the request we own.
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
+}
+
+/// Marks every descriptor from `first` up close-on-exec (close_range, Linux 5.11), so
+/// that nothing the launcher inherited leaks into a container. Older kernels: ENOSYS.
+pub fn cloexec_from(first: u32) -> nix::Result<()> {
+    // SAFETY: close_range only changes descriptor flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Clears close-on-exec on `fd`, to hand it to the program the child execs.
+pub fn keep_on_exec(fd: BorrowedFd) -> nix::Result<()> {
+    // SAFETY: F_SETFD with 0 only changes the descriptor's flags.
+    Errno::result(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) }).map(drop)
+}
+
+/// Ends the process at once: no destructors, no atexit, no flushing (for forked children).
+pub fn exit_now(code: u8) -> ! {
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code as i32) }
+}
+
+/// Puts SIGPIPE back to its default disposition (Rust's runtime ignores it, and an ignored
+/// signal stays ignored across exec).
+pub fn default_sigpipe() {
+    // SAFETY: SIG_DFL installs no handler, so no code of ours can run in signal context.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+/// Has `command`'s child put itself into the cgroup whose `cgroup.procs` is open on `procs`
+/// just before it execs. Best effort: a cgroup that refuses (a v2 cgroup whose controllers
+/// the guest enabled takes no processes) leaves the command where it was.
+pub fn join_cgroup_on_exec(command: &mut std::process::Command, procs: RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs between fork and exec; write(2) is async-signal-safe and
+    // procs stays open in the child (the Guest that owns it outlives spawn).
+    unsafe {
+        command.pre_exec(move || {
+            libc::write(procs, b"0".as_ptr().cast(), 1);
+            Ok(())
+        })
+    };
+}

@@ -1,0 +1,173 @@
+//! Boot mode: the guest's init as PID 1 of a nested PID namespace.
+//!
+//! systemd and sysvinit act as the system manager only when they are PID 1, and the shim
+//! must stay PID 1 of the container to see the init die. So the init gets a PID namespace
+//! (and a mount namespace, for its own /proc) of its own, below the shim's. When it calls
+//! reboot(2) the kernel kills it with SIGHUP (restart) or SIGINT (halt); the shim kills what
+//! is left and exits with the [`Outcome`] code the launcher reads.
+
+use alloc::vec::Vec;
+use core::ffi::{CStr, c_char};
+
+use cradle_common::errpipe::Failure;
+use cradle_common::guest::{
+    BASE_ENV, CONTAINER_VAR, INIT_ARGV, INIT_PATHS, PROC, PROC_BINDS, proc_bind,
+};
+use cradle_common::outcome::Outcome;
+use cradle_common::stage::Stage;
+
+use crate::log::{Lossy, Strerror, error, info};
+use crate::report::{self, Reporter};
+use crate::signals::Signals;
+use crate::supervise;
+use crate::sys::{self, Fd, Forked, SigSet};
+
+/// The index in [`INIT_PATHS`] of the first executable init.
+fn find_init() -> Option<usize> {
+    INIT_PATHS
+        .iter()
+        .position(|path| sys::is_executable_file(path))
+}
+
+/// `HOME=/`, `TERM=linux`, `container=ID`, then the user's variables; nothing from the host.
+/// Returns the storage of `container=ID` with the pointer array that refers to it.
+fn guest_env(ctid: &CStr, user: &[&CStr]) -> (Vec<u8>, Vec<*const c_char>) {
+    let mut container = Vec::with_capacity(CONTAINER_VAR.len() + ctid.to_bytes().len() + 1);
+    container.extend_from_slice(CONTAINER_VAR.as_bytes());
+    container.extend_from_slice(ctid.to_bytes_with_nul());
+    let mut envp: Vec<*const c_char> = BASE_ENV.iter().map(|v| v.as_ptr()).collect();
+    envp.push(container.as_ptr().cast());
+    envp.extend(user.iter().map(|v| v.as_ptr()));
+    envp.push(core::ptr::null());
+    (container, envp)
+}
+
+/// In the nested child: its /proc, a session of its own, the console as standard streams,
+/// then the init. Returns only by exiting.
+///
+/// The console is not made the init's controlling terminal: the kernel does not do that
+/// for PID 1 either, and an init's children (a getty, a console shell) must be able to.
+fn exec_guest(err_fd: Fd, init: usize, envp: &[*const c_char]) -> ! {
+    let fail = |stage, detail: usize, errno: sys::Errno| -> ! {
+        let failure = Failure::new(stage, detail as u32, errno.0);
+        report::fail_child(err_fd, failure, Outcome::SetupFailed.encode())
+    };
+    // a fresh start: nothing blocked or ignored, whatever the host had
+    let _ = sys::set_sigmask(&SigSet::empty());
+    sys::reset_signal_dispositions();
+    if let Err(e) = sys::chdir(c"/") {
+        fail(Stage::GuestProc, 0, e);
+    }
+    if let Err(e) = sys::mount(&PROC) {
+        fail(Stage::GuestProc, 0, e);
+    }
+    for (i, (path, read_only)) in PROC_BINDS.into_iter().enumerate() {
+        let [bind, remount] = proc_bind(path, read_only);
+        match sys::mount(&bind).and_then(|()| sys::mount(&remount)) {
+            Ok(()) | Err(sys::Errno(libc::ENOENT)) => {}
+            Err(e) => fail(Stage::GuestProc, i + 1, e),
+        }
+    }
+    if let Err(e) = sys::setsid() {
+        fail(Stage::GuestConsole, 0, e);
+    }
+    let console = match sys::open(c"/dev/console", libc::O_RDWR | libc::O_NOCTTY) {
+        Ok(fd) => fd,
+        Err(e) => fail(Stage::GuestConsole, 0, e),
+    };
+    for fd in 0..3 {
+        if let Err(e) = sys::dup2(console, fd) {
+            fail(Stage::GuestConsole, 0, e);
+        }
+    }
+    if console > 2 {
+        sys::close(console);
+    }
+    let argv = [
+        INIT_ARGV[0].as_ptr(),
+        INIT_ARGV[1].as_ptr(),
+        INIT_ARGV[2].as_ptr(),
+        core::ptr::null(),
+    ];
+    let errno = sys::execve(INIT_PATHS[init], &argv, envp);
+    fail(Stage::ExecInit, init, errno)
+}
+
+/// Boots the guest in `/` and returns the shim's exit code (an [`Outcome`]).
+pub fn run(signals: &Signals, reporter: &mut Reporter, ctid: &CStr, user_env: &[&CStr]) -> u8 {
+    let Some(init) = find_init() else {
+        if !reporter.is_connected() {
+            error!("bad template: none of /sbin/init, /etc/init, /bin/init is an executable file");
+        }
+        reporter.failure(Failure::new(Stage::FindInit, 0, libc::ENOENT));
+        return Outcome::BadTemplate.encode();
+    };
+    let (_storage, envp) = guest_env(ctid, user_env);
+    let spawned = sys::pipe_cloexec().and_then(|(read_fd, write_fd)| {
+        // the child only makes system calls on memory prepared above, then execs or exits
+        match sys::clone_fork(libc::CLONE_NEWPID | libc::CLONE_NEWNS)? {
+            Forked::Child => exec_guest(write_fd, init, &envp),
+            Forked::Parent(pid) => {
+                sys::close(write_fd);
+                Ok((pid, read_fd))
+            }
+        }
+    });
+    let (init_pid, read_fd) = match spawned {
+        Ok(spawned) => spawned,
+        Err(errno) => {
+            if !reporter.is_connected() {
+                error!("{}: {}", Stage::SpawnGuest.describe(), Strerror(errno.0));
+            }
+            reporter.failure(Failure::new(Stage::SpawnGuest, 0, errno.0));
+            return Outcome::SetupFailed.encode();
+        }
+    };
+    if let Some(failure) = report::wait_for_exec(read_fd) {
+        if !reporter.is_connected() {
+            error!("{}: {}", failure.stage.describe(), Strerror(failure.errno));
+        }
+        reporter.failure(failure);
+        supervise::reap_all();
+        return Outcome::SetupFailed.encode();
+    }
+    reporter.success();
+    info!("guest init {} is running", Lossy(INIT_PATHS[init]));
+    let status = supervise::until_exit(signals, init_pid, |sig| {
+        let _ = sys::kill(init_pid, sig);
+    });
+    let outcome = Outcome::from_init(status);
+    info!("guest init ended: {:?}", outcome);
+    // whatever the init left behind in our namespace goes with it
+    let _ = sys::kill(-1, libc::SIGKILL);
+    supervise::reap_all();
+    outcome.encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn guest_env_is_exactly_the_base_the_container_and_the_user_s() {
+        let user = [c"LANG=C.UTF-8", c"A=b=c"];
+        let (_storage, envp) = guest_env(c"web1", &user);
+        assert!(envp.last().unwrap().is_null());
+        let vars: Vec<&str> = envp[..envp.len() - 1]
+            .iter()
+            // SAFETY: every pointer refers to a NUL-terminated string alive in this scope.
+            .map(|p| unsafe { CStr::from_ptr(*p) }.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            vars,
+            [
+                "HOME=/",
+                "TERM=linux",
+                "container=web1",
+                "LANG=C.UTF-8",
+                "A=b=c"
+            ]
+        );
+    }
+}

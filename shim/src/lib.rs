@@ -1,0 +1,76 @@
+//! `cradle-shim`: PID 1 of a cradle container, and a drop-in PID 1 for container images.
+//!
+//! It is `no_std` on the `libc` crate so that `scripts/build` can link it statically
+//! against musl into a binary of a few tens of KiB that runs in any guest, whatever its
+//! libc. The launcher never copies it into the guest: it opens it on the host and execs it
+//! by file descriptor after the root switch.
+//!
+//! What it does not do, on purpose: configuration files, logging anywhere but stderr,
+//! restarting the command, anything a guest's own init does.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+mod log;
+
+pub mod args;
+mod boot;
+mod command;
+mod report;
+mod signals;
+mod supervise;
+mod sys;
+
+use core::ffi::CStr;
+
+use args::{Mode, Parsed};
+use log::{Strerror, error};
+use report::Reporter;
+use signals::Signals;
+
+/// Exit code for a command line the shim cannot act on.
+pub const EXIT_USAGE: u8 = 2;
+
+/// The whole program: `args` is argv without argv\[0\]. Returns the exit code.
+pub fn main(args: &[&CStr]) -> u8 {
+    let config = match args::parse(args) {
+        Ok(Parsed::Run(config)) => config,
+        Ok(Parsed::Help) => {
+            let _ = sys::write_all(1, args::USAGE.as_bytes());
+            return 0;
+        }
+        Ok(Parsed::Version) => {
+            let _ = sys::write_all(
+                1,
+                concat!("cradle-shim ", env!("CARGO_PKG_VERSION"), "\n").as_bytes(),
+            );
+            return 0;
+        }
+        Err(e) => {
+            error!("{}", e);
+            let _ = sys::write_all(2, args::USAGE.as_bytes());
+            return EXIT_USAGE;
+        }
+    };
+    log::set_max_level(log::Level::Warn as u8 + config.verbosity);
+    // signals first, before anything else can arrive and be lost
+    let signals = match Signals::block() {
+        Ok(signals) => signals,
+        Err(e) => {
+            error!("blocking signals: {}", Strerror(e.0));
+            return 1;
+        }
+    };
+    let mut reporter = match Reporter::new(config.report_fd) {
+        Ok(reporter) => reporter,
+        Err(e) => {
+            error!("--report-fd: {}", Strerror(e.0));
+            return EXIT_USAGE;
+        }
+    };
+    match config.mode {
+        Mode::Boot { ctid, env } => boot::run(&signals, &mut reporter, ctid, &env),
+        Mode::Command { argv } => command::run(&signals, &mut reporter, argv),
+    }
+}
