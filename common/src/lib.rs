@@ -9,7 +9,7 @@
 //!   step fails before `execve`.
 //! - [`stage`]: every step that can fail before the guest runs, by name.
 //! - [`guest`]: how a guest init is found and started (OpenVZ's `exec_init`).
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
 pub mod errpipe;

@@ -17,6 +17,9 @@ pub enum Stage {
     FindInit = 3,
     /// The shim could not create the guest's nested PID and mount namespaces.
     SpawnGuest = 4,
+    /// The guest's child could not move into its own cgroup and cgroup namespace; `detail`
+    /// is the step: 0 joining the cgroup, 1 unsharing the namespace, 2 mounting cgroup2.
+    GuestCgroup = 10,
     /// The guest's child could not mount its /proc; `detail` is the step, as
     /// [`crate::guest::proc_step_target`] numbers them.
     GuestProc = 5,
@@ -31,11 +34,12 @@ pub enum Stage {
 }
 
 impl Stage {
-    const ALL: [Stage; 9] = [
+    const ALL: [Stage; 10] = [
         Stage::Setup,
         Stage::ExecShim,
         Stage::FindInit,
         Stage::SpawnGuest,
+        Stage::GuestCgroup,
         Stage::GuestProc,
         Stage::GuestConsole,
         Stage::ExecInit,
@@ -55,6 +59,7 @@ impl Stage {
             Stage::ExecShim => "exec the shim",
             Stage::FindInit => "find the guest's init",
             Stage::SpawnGuest => "create the guest's PID namespace",
+            Stage::GuestCgroup => "move the guest into its cgroup and cgroup namespace",
             Stage::GuestProc => "mount the guest's /proc",
             Stage::GuestConsole => "open /dev/console for the guest init",
             Stage::ExecInit => "exec the guest init",
@@ -75,5 +80,9 @@ mod tests {
         }
         assert_eq!(Stage::from_u32(0), None);
         assert_eq!(Stage::from_u32(Stage::ALL.len() as u32 + 1), None);
+        let mut numbers: Vec<u32> = Stage::ALL.iter().map(|s| *s as u32).collect();
+        numbers.sort();
+        numbers.dedup();
+        assert_eq!(numbers.len(), Stage::ALL.len());
     }
 }

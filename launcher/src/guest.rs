@@ -29,13 +29,17 @@ const JOINED: CloneFlags = CloneFlags::CLONE_NEWNS
     .union(CloneFlags::CLONE_NEWNET)
     .union(CloneFlags::CLONE_NEWCGROUP);
 
+/// How long a halt or reboot request that failed waits before it is made again.
+const REQUEST_RETRY: Duration = Duration::from_secs(1);
+
 /// PATH for commands run in the guest when the guest's environment has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub struct Guest {
     pub init: Pid,
     pidfd: OwnedFd,
-    /// The container cgroup's cgroup.procs, opened on the host, for commands run inside.
+    /// cgroup.procs of the guest init's own cgroup, opened on the host: commands run in the
+    /// guest join it. It is always a leaf (it holds a process), so it always takes more.
     cgroup_procs: Option<File>,
     env: Vec<String>,
 }
@@ -44,14 +48,16 @@ fn ns_inode(path: &str) -> Option<u64> {
     fs::metadata(path).ok().map(|m| m.ino())
 }
 
-/// True when `init` is in container `name`'s cgroup (or below it).
-fn in_container_cgroup(init: Pid, name: &str) -> bool {
+/// The cgroup v2 path of `init` (from /proc/PID/cgroup), when it is in container `name`'s
+/// cgroup or below it.
+fn container_cgroup_of(init: Pid, name: &str) -> Option<String> {
     let wanted = format!("/cradle.{name}");
-    fs::read_to_string(format!("/proc/{init}/cgroup")).is_ok_and(|text| {
-        text.lines()
-            .filter_map(|line| line.strip_prefix("0::"))
-            .any(|path| path == wanted || path.starts_with(&format!("{wanted}/")))
-    })
+    let below = format!("{wanted}/");
+    let text = fs::read_to_string(format!("/proc/{init}/cgroup")).ok()?;
+    text.lines()
+        .filter_map(|line| line.strip_prefix("0::"))
+        .find(|path| *path == wanted || path.starts_with(&below))
+        .map(str::to_owned)
 }
 
 impl Guest {
@@ -61,13 +67,16 @@ impl Guest {
         let gone = || Error::NotRunning(name.to_owned());
         let pidfd = sys::pidfd_open(init).map_err(|_| gone())?;
         let other_ns = ns_inode(&format!("/proc/{init}/ns/pid")) != ns_inode("/proc/self/ns/pid");
-        if !other_ns || !in_container_cgroup(init, name) {
-            return Err(gone());
-        }
+        let cgroup = container_cgroup_of(init, name)
+            .filter(|_| other_ns)
+            .ok_or_else(gone)?;
         // still alive now, so the checks above were about this very process
         sys::pidfd_send_signal(pidfd.as_fd(), 0).map_err(|_| gone())?;
         let cgroup_procs = cgroups::v2_root()
-            .map(|root| cgroups::path_for(&root, name).join("cgroup.procs"))
+            .map(|root| {
+                root.join(cgroup.trim_start_matches('/'))
+                    .join("cgroup.procs")
+            })
             .and_then(|path| OpenOptions::new().write(true).open(path).ok());
         Ok(Guest {
             init,
@@ -141,23 +150,35 @@ impl Guest {
         command
     }
 
-    /// Runs the first of `candidates` that exists in the guest, from a helper process
-    /// that enters the guest: the helper exits with the command's status (127 when none
-    /// was found, 125 when the guest could not be entered).
+    /// Asks the guest init to halt or reboot: runs the first of `candidates` that exists in
+    /// the guest, from a helper process that enters it. A request that fails is made again
+    /// every second (an init that is still starting may not take it yet: systemd before its
+    /// control socket is up) until it succeeds or the helper is dropped. The helper exits 0
+    /// once a request succeeded, 127 when no candidate exists, 125 when it could not enter.
     pub fn spawn_helper(&self, candidates: &[&[&str]]) -> Result<Helper> {
         let (_, pidfd) = sys::fork_helper(|| {
             if self.enter().is_err() {
                 return 125;
             }
-            for argv in candidates {
-                let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-                match self.command(&argv, &[]).stdin(Stdio::null()).status() {
-                    Ok(status) => return status_code(status),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(_) => return 126,
+            loop {
+                let mut found = false;
+                for argv in candidates {
+                    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+                    match self.command(&argv, &[]).stdin(Stdio::null()).status() {
+                        Ok(status) if status.success() => return 0,
+                        Ok(_) => {
+                            found = true;
+                            break;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(_) => return 126,
+                    }
                 }
+                if !found {
+                    return 127;
+                }
+                std::thread::sleep(REQUEST_RETRY);
             }
-            127
         })
         .map_err(|e| Error::host("fork a helper", e))?;
         Ok(Helper { pidfd, done: false })

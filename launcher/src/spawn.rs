@@ -305,6 +305,19 @@ impl Container {
                     .map_or("the guest init".into(), |p| p.to_string_lossy());
                 Error::setup(format!("exec {path}"), errno)
             }
+            Stage::GuestCgroup => {
+                let what = [
+                    "join the guest's cgroup",
+                    "make the guest's cgroup namespace",
+                    "mount the guest's /sys/fs/cgroup",
+                ];
+                Error::setup(
+                    what.get(detail)
+                        .copied()
+                        .unwrap_or("give the guest its cgroup"),
+                    errno,
+                )
+            }
             Stage::GuestProc => {
                 let target =
                     proc_step_target(detail).map_or("proc".into(), |t| t.to_string_lossy());

@@ -66,7 +66,8 @@ pub fn stop(state_base: &Path, name: &str, mode: Mode, timeout: Duration) -> Res
             let deadline = Instant::now() + timeout;
             let left = || deadline.saturating_duration_since(Instant::now());
             let mut helper = guest.spawn_helper(&[&["halt"], &["init", "0"]])?;
-            if helper.wait(left()) == Some(Status::Exited(127)) {
+            // a missing command shows at once; a request still being retried does not end
+            if helper.wait(left().min(Duration::from_secs(1))) == Some(Status::Exited(127)) {
                 log::warn!("{name}: the guest has neither halt nor init; powering it off");
                 return kill(&state, &guest, name);
             }
@@ -89,7 +90,7 @@ pub fn stop(state_base: &Path, name: &str, mode: Mode, timeout: Duration) -> Res
             let left = || deadline.saturating_duration_since(Instant::now());
             let before = state.running().map_or(0, |r| r.boot);
             let mut helper = guest.spawn_helper(&[&["reboot"]])?;
-            if helper.wait(left()) == Some(Status::Exited(127)) {
+            if helper.wait(left().min(Duration::from_secs(1))) == Some(Status::Exited(127)) {
                 return Err(Error::setup(
                     format!("{name}: reboot in the guest"),
                     Errno::ENOENT,

@@ -11,12 +11,13 @@ use core::ffi::{CStr, c_char};
 
 use cradle_common::errpipe::Failure;
 use cradle_common::guest::{
-    BASE_ENV, CONTAINER_VAR, INIT_ARGV, INIT_PATHS, PROC, PROC_BINDS, proc_bind,
+    BASE_ENV, CGROUP_GUEST, CGROUP_GUEST_PROCS, CGROUP_SHIM, CGROUP_SHIM_PROCS, CGROUP2,
+    CONTAINER_VAR, INIT_ARGV, INIT_PATHS, PROC, PROC_BINDS, proc_bind,
 };
 use cradle_common::outcome::Outcome;
 use cradle_common::stage::Stage;
 
-use crate::log::{Lossy, Strerror, error, info};
+use crate::log::{Lossy, Strerror, debug, error, info};
 use crate::report::{self, Reporter};
 use crate::signals::Signals;
 use crate::supervise;
@@ -42,12 +43,26 @@ fn guest_env(ctid: &CStr, user: &[&CStr]) -> (Vec<u8>, Vec<*const c_char>) {
     (container, envp)
 }
 
-/// In the nested child: its /proc, a session of its own, the console as standard streams,
-/// then the init. Returns only by exiting.
+/// Moves the shim into its own leaf cgroup, beside the one its guest will get
+/// (`common::guest::CGROUP_SHIM`). False where /sys/fs/cgroup is not a writable cgroup2
+/// tree (the shim run by hand): the guest then stays in the shim's cgroup.
+fn nest_cgroups() -> bool {
+    let made = sys::mkdir(CGROUP_SHIM, 0o755)
+        .and_then(|()| sys::mkdir(CGROUP_GUEST, 0o755))
+        .and_then(|()| sys::write_file(CGROUP_SHIM_PROCS, b"0"));
+    if let Err(e) = made {
+        debug!("no cgroup of its own for the guest: {}", Strerror(e.0));
+    }
+    made.is_ok()
+}
+
+/// In the nested child: its own cgroup namespace (when the shim made one for it), its
+/// /proc, a session of its own, the console as standard streams, then the init. Returns
+/// only by exiting.
 ///
 /// The console is not made the init's controlling terminal: the kernel does not do that
 /// for PID 1 either, and an init's children (a getty, a console shell) must be able to.
-fn exec_guest(err_fd: Fd, init: usize, envp: &[*const c_char]) -> ! {
+fn exec_guest(err_fd: Fd, init: usize, envp: &[*const c_char], own_cgroup: bool) -> ! {
     let fail = |stage, detail: usize, errno: sys::Errno| -> ! {
         let failure = Failure::new(stage, detail as u32, errno.0);
         report::fail_child(err_fd, failure, Outcome::SetupFailed.encode())
@@ -55,8 +70,18 @@ fn exec_guest(err_fd: Fd, init: usize, envp: &[*const c_char]) -> ! {
     // a fresh start: nothing blocked or ignored, whatever the host had
     let _ = sys::set_sigmask(&SigSet::empty());
     sys::reset_signal_dispositions();
-    if let Err(e) = sys::chdir(c"/") {
-        fail(Stage::GuestProc, 0, e);
+    if own_cgroup {
+        if let Err(e) = sys::write_file(CGROUP_GUEST_PROCS, b"0") {
+            fail(Stage::GuestCgroup, 0, e);
+        }
+        if let Err(e) = sys::unshare(libc::CLONE_NEWCGROUP) {
+            fail(Stage::GuestCgroup, 1, e);
+        }
+        // cgroup2 has one superblock, which the kernel will not mount again on the root of
+        // its own mount: the shim's view goes first (from this mount namespace only)
+        if let Err(e) = sys::unmount(CGROUP2.target).and_then(|()| sys::mount(&CGROUP2)) {
+            fail(Stage::GuestCgroup, 2, e);
+        }
     }
     if let Err(e) = sys::mount(&PROC) {
         fail(Stage::GuestProc, 0, e);
@@ -103,10 +128,16 @@ pub fn run(signals: &Signals, reporter: &mut Reporter, ctid: &CStr, user_env: &[
         return Outcome::BadTemplate.encode();
     };
     let (_storage, envp) = guest_env(ctid, user_env);
+    // every path below is relative to the guest's root
+    if let Err(e) = sys::chdir(c"/") {
+        reporter.failure(Failure::new(Stage::SpawnGuest, 0, e.0));
+        return Outcome::SetupFailed.encode();
+    }
+    let own_cgroup = nest_cgroups();
     let spawned = sys::pipe_cloexec().and_then(|(read_fd, write_fd)| {
         // the child only makes system calls on memory prepared above, then execs or exits
         match sys::clone_fork(libc::CLONE_NEWPID | libc::CLONE_NEWNS)? {
-            Forked::Child => exec_guest(write_fd, init, &envp),
+            Forked::Child => exec_guest(write_fd, init, &envp, own_cgroup),
             Forked::Parent(pid) => {
                 sys::close(write_fd);
                 Ok((pid, read_fd))

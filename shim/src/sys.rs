@@ -275,6 +275,35 @@ pub fn mount(call: &MountCall) -> Result<()> {
     .map(drop)
 }
 
+/// mkdir(2); an existing directory is not an error.
+pub fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<()> {
+    // SAFETY: path is NUL-terminated.
+    match check(unsafe { libc::mkdir(path.as_ptr(), mode) }) {
+        Err(Errno(libc::EEXIST)) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// Writes `contents` to the existing file `path` (a cgroup or proc knob).
+pub fn write_file(path: &CStr, contents: &[u8]) -> Result<()> {
+    let fd = open(path, libc::O_WRONLY | libc::O_CLOEXEC)?;
+    let result = write_all(fd, contents);
+    close(fd);
+    result
+}
+
+/// unshare(2): new namespaces for the caller (and, for a PID namespace, its children).
+pub fn unshare(flags: c_int) -> Result<()> {
+    // SAFETY: unshare has no memory effects.
+    check(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+/// Detaches the mount on `path` (umount2 with MNT_DETACH).
+pub fn unmount(path: &CStr) -> Result<()> {
+    // SAFETY: path is NUL-terminated.
+    check(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) }).map(drop)
+}
+
 pub fn chdir(path: &CStr) -> Result<()> {
     // SAFETY: path is NUL-terminated.
     check(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
