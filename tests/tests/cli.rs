@@ -1,0 +1,74 @@
+//! The binaries themselves and the command line: static linking, size, usage errors and
+//! bad roots, each a one-line error with its own exit code.
+
+use std::fs;
+
+use integration_tests::{Sandbox, dist, secs};
+
+/// True when the ELF file has a PT_INTERP program header (it needs a dynamic loader).
+fn has_interpreter(elf: &[u8]) -> bool {
+    assert_eq!(&elf[..4], b"\x7fELF");
+    assert_eq!(elf[4], 2, "64-bit ELF expected");
+    let word = |at: usize, len: usize| {
+        let mut bytes = [0u8; 8];
+        bytes[..len].copy_from_slice(&elf[at..at + len]);
+        u64::from_le_bytes(bytes) as usize
+    };
+    let (phoff, phentsize, phnum) = (word(0x20, 8), word(0x36, 2), word(0x38, 2));
+    (0..phnum).any(|i| word(phoff + i * phentsize, 4) == 3) // PT_INTERP
+}
+
+#[test]
+fn both_binaries_are_static_and_the_shim_is_tiny() {
+    for name in ["cradle", "cradle-shim"] {
+        let elf = fs::read(dist(name)).unwrap();
+        assert!(!has_interpreter(&elf), "{name} needs a dynamic loader");
+    }
+    let size = fs::metadata(dist("cradle-shim")).unwrap().len();
+    assert!(size <= 64 * 1024, "cradle-shim is {size} bytes");
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_message() {
+    let sb = Sandbox::new("cli-usage");
+    let cases: [&[&str]; 8] = [
+        &[],
+        &["start"],
+        &["start", "x"],
+        &["frobnicate"],
+        &["stop", "x", "--mode", "explode"],
+        &["start", "../escape", "--root", "/tmp"],
+        &["start", "ok", "--root", "/tmp", "--env", "NOEQUALS"],
+        &["run", "--root", "/tmp"],
+    ];
+    for args in cases {
+        let done = sb.run_cradle(args, secs(10));
+        assert_eq!(done.code(), Some(2), "{args:?}: {done:?}");
+        assert!(!done.stderr.is_empty(), "{args:?}: no message");
+    }
+    let help = sb.run_cradle(&["--help"], secs(10));
+    assert_eq!(help.code(), Some(0));
+    assert!(help.stdout.contains("start"), "{help:?}");
+}
+
+#[test]
+fn a_bad_root_exits_5_naming_it() {
+    let sb = Sandbox::new("cli-bad-root");
+    let file = sb.dir.join("a-file");
+    fs::write(&file, "").unwrap();
+    let missing = sb.dir.join("missing");
+    for root in [&file, &missing] {
+        for command in ["start", "run"] {
+            let root = root.to_str().unwrap();
+            let args: Vec<&str> = match command {
+                "start" => vec!["start", sb.name.as_str(), "--root", root],
+                _ => vec!["run", "--root", root, "--", "true"],
+            };
+            let done = sb.run_cradle(&args, secs(10));
+            assert_eq!(done.code(), Some(5), "{args:?}: {done:?}");
+            assert!(done.stderr.contains(root), "{done:?}");
+            assert_eq!(done.stderr.lines().count(), 1, "{done:?}");
+        }
+    }
+    sb.assert_clean();
+}

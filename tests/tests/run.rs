@@ -1,0 +1,113 @@
+//! `cradle run`: application mode, with the shim as PID 1 of the command.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use integration_tests::{Sandbox, secs, shell_code};
+
+fn run_in(sb: &Sandbox, command: &[&str]) -> integration_tests::Finished {
+    let root = sb.root.to_str().unwrap().to_owned();
+    let mut args = vec![
+        "run",
+        "--root",
+        root.as_str(),
+        "--name",
+        sb.name.as_str(),
+        "--",
+    ];
+    args.extend_from_slice(command);
+    sb.run_cradle(&args, secs(30))
+}
+
+#[test]
+fn exit_status_is_the_command_s() {
+    let sb = Sandbox::busybox("run-codes");
+    assert_eq!(run_in(&sb, &["sh", "-c", "exit 3"]).code(), Some(3));
+    assert_eq!(run_in(&sb, &["true"]).code(), Some(0));
+    assert_eq!(
+        run_in(&sb, &["sh", "-c", "kill -KILL $$"]).code(),
+        Some(137)
+    );
+    assert_eq!(
+        run_in(&sb, &["sh", "-c", "kill -TERM $$"]).code(),
+        Some(143)
+    );
+    let missing = run_in(&sb, &["no-such-command"]);
+    assert_eq!(missing.code(), Some(127), "{missing:?}");
+    assert!(missing.stderr.contains("no-such-command"), "{missing:?}");
+    assert_eq!(missing.stderr.lines().count(), 1, "{missing:?}");
+    sb.assert_clean();
+}
+
+#[test]
+fn the_command_runs_isolated_under_the_shim_as_pid_1() {
+    let sb = Sandbox::busybox("run-isolation");
+    let out = run_in(
+        &sb,
+        &[
+            "sh",
+            "-c",
+            "echo pid=$$; cat /proc/1/comm; hostname; ls /sys/class/net; echo $container; echo err >&2",
+        ],
+    );
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "pid=2",
+            "cradle-shim",
+            sb.name.as_str(),
+            "lo",
+            sb.name.as_str()
+        ],
+        "{out:?}"
+    );
+    assert_eq!(out.stderr, "err\n");
+    sb.assert_clean();
+}
+
+#[test]
+fn sigterm_to_the_launcher_reaches_the_command() {
+    let sb = Sandbox::busybox("run-sigterm");
+    let root = sb.root.to_str().unwrap().to_owned();
+    let mut command = sb.cradle([
+        "run",
+        "--root",
+        root.as_str(),
+        "--name",
+        sb.name.as_str(),
+        "--",
+    ]);
+    command.args([
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.1; done",
+    ]);
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    // SAFETY: kill has no memory effects.
+    #[allow(unsafe_code)]
+    let sent = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    let deadline = Instant::now() + secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cradle run did not end after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(lines.next().unwrap().unwrap(), "got-term");
+    assert_eq!(shell_code(status), 42);
+    sb.assert_clean();
+}

@@ -1,0 +1,97 @@
+//! `cradle stop`'s modes on an init that will not halt, and on names that do not run.
+
+use std::time::Instant;
+
+use integration_tests::{Sandbox, secs};
+
+/// A busybox guest whose init (the test init) ignores every signal, so halt does nothing.
+fn stubborn(test: &str) -> Sandbox {
+    let sb = Sandbox::busybox(test);
+    sb.install_testinit("/sbin/init", "ignore-signals");
+    sb
+}
+
+#[test]
+fn kill_mode_stops_a_guest_whose_init_ignores_halt() {
+    let sb = stubborn("stop-kill");
+    let mut launcher = sb.start(&[]);
+    sb.wait_running(&mut launcher, secs(30));
+    // halt is sent and ignored
+    assert_eq!(sb.exec(&["halt"]).code(), Some(0));
+    assert!(sb.boot_number().is_some(), "the guest went down on halt");
+
+    let started = Instant::now();
+    let stop = sb.run_cradle(&["stop", &sb.name, "--mode", "kill"], secs(30));
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
+    assert!(
+        started.elapsed() < secs(10),
+        "kill took {:?}",
+        started.elapsed()
+    );
+    let done = launcher.wait(secs(20));
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    assert!(done.stderr.contains("the guest halted"), "{done:?}");
+    sb.assert_clean();
+}
+
+#[test]
+fn halt_falls_back_to_kill_after_the_timeout() {
+    let sb = stubborn("stop-halt-timeout");
+    let mut launcher = sb.start(&[]);
+    sb.wait_running(&mut launcher, secs(30));
+    let started = Instant::now();
+    let stop = sb.run_cradle(&["stop", &sb.name, "--timeout", "2"], secs(30));
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
+    assert!(stop.stderr.contains("did not halt within 2s"), "{stop:?}");
+    assert!(started.elapsed() >= secs(2), "{:?}", started.elapsed());
+    let done = launcher.wait(secs(20));
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    sb.assert_clean();
+}
+
+#[test]
+fn sigterm_to_the_launcher_powers_off_a_stubborn_guest_after_its_timeout() {
+    let sb = stubborn("sigterm-timeout");
+    let mut launcher = sb.start(&["--timeout", "1"]);
+    sb.wait_running(&mut launcher, secs(30));
+    launcher.signal(libc::SIGTERM);
+    let done = launcher.wait(secs(30));
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    assert!(
+        done.stderr
+            .contains("did not halt within 1s; powering it off"),
+        "{done:?}"
+    );
+    sb.assert_clean();
+}
+
+#[test]
+fn reboot_mode_returns_once_the_guest_is_back() {
+    let sb = Sandbox::busybox("stop-reboot");
+    let mut launcher = sb.start(&[]);
+    sb.wait_running(&mut launcher, secs(30));
+    assert_eq!(sb.boot_number(), Some(1));
+    let stop = sb.run_cradle(&["stop", &sb.name, "--mode", "reboot"], secs(60));
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
+    assert_eq!(sb.boot_number(), Some(2));
+    assert_eq!(sb.exec(&["true"]).code(), Some(0));
+    let stop = sb.run_cradle(&["stop", &sb.name], secs(60));
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
+    assert_eq!(launcher.wait(secs(20)).code(), Some(0));
+    sb.assert_clean();
+}
+
+#[test]
+fn stop_and_exec_of_a_name_that_does_not_run_say_so() {
+    let sb = Sandbox::new("stop-nothing");
+    for args in [
+        vec!["stop", sb.name.as_str()],
+        vec!["exec", sb.name.as_str(), "--", "true"],
+    ] {
+        let done = sb.run_cradle(&args, secs(10));
+        assert_eq!(done.code(), Some(4), "{args:?}: {done:?}");
+        assert!(done.stderr.contains("is not running"), "{done:?}");
+        assert_eq!(done.stderr.lines().count(), 1, "{done:?}");
+    }
+    sb.assert_clean();
+}
