@@ -95,3 +95,59 @@ fn stop_and_exec_of_a_name_that_does_not_run_say_so() {
     }
     sb.assert_clean();
 }
+
+#[test]
+fn an_init_that_exits_by_itself_is_not_restarted_and_the_launcher_says_so() {
+    let sb = Sandbox::busybox("init-exits");
+    sb.install_testinit("/sbin/init", "exit 3");
+    let done = sb.start(&[]).wait(secs(30));
+    assert_eq!(done.code(), Some(8), "{done:?}");
+    assert!(
+        done.stderr.contains("exited by itself with status 3"),
+        "{done:?}"
+    );
+    assert!(!done.stderr.contains("booting it again"), "{done:?}");
+    sb.assert_clean();
+}
+
+/// The host pid of the shim, the launcher's only child.
+fn shim_of(launcher: &integration_tests::Launcher) -> String {
+    let pid = launcher.pid();
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    children
+        .split_whitespace()
+        .next()
+        .expect("the launcher has a child")
+        .to_owned()
+}
+
+/// Runs the host's static busybox in the shim's PID namespace (outside the guest's).
+fn in_shim_pid_namespace(shim: &str, applet: &str) -> integration_tests::Finished {
+    let mut command = std::process::Command::new("nsenter");
+    command.args([
+        "--target",
+        shim,
+        "--pid",
+        "--",
+        "/bin/busybox",
+        applet,
+        "-f",
+    ]);
+    integration_tests::run(command, secs(10))
+}
+
+#[test]
+fn reboot_2_in_the_shim_s_own_namespace_reads_as_restart_and_poweroff_as_halt() {
+    let sb = Sandbox::busybox("shim-reboot");
+    let mut launcher = sb.start(&[]);
+    sb.wait_running(&mut launcher, secs(30));
+    // the kernel kills the shim itself, by SIGHUP: a restart
+    in_shim_pid_namespace(&shim_of(&launcher), "reboot");
+    launcher.wait_for("the second boot", secs(30), |_| sb.boot_number() == Some(2));
+    // and by SIGINT: a halt
+    in_shim_pid_namespace(&shim_of(&launcher), "poweroff");
+    let done = launcher.wait(secs(30));
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    assert!(done.stderr.contains("the guest halted"), "{done:?}");
+    sb.assert_clean();
+}
