@@ -457,6 +457,27 @@ pub fn processes_naming(word: &str) -> Vec<String> {
     found
 }
 
+/// The pid of `pid`'s only child (the shim, for a launcher).
+pub fn only_child(pid: i32) -> i32 {
+    let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let mut pids = children.split_whitespace();
+    let child = pids
+        .next()
+        .unwrap_or_else(|| panic!("{pid} has no child"))
+        .parse()
+        .unwrap();
+    assert_eq!(pids.next(), None, "{pid} has more than one child");
+    child
+}
+
+/// Sends `sig` to `pid`.
+pub fn kill(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory effects.
+    #[allow(unsafe_code)]
+    let ret = unsafe { libc::kill(pid, sig) };
+    assert_eq!(ret, 0, "kill({pid}, {sig})");
+}
+
 /// The shell's view of a status: the code, or 128+N for signal N.
 pub fn shell_code(status: ExitStatus) -> i32 {
     status

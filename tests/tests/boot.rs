@@ -32,6 +32,8 @@ fn init_runs_as_pid_1_with_openvz_argv_and_exactly_the_guest_environment() {
 
     assert_eq!(sb.testinit_record("pid"), b"1");
     assert_eq!(sb.testinit_record("argv"), b"init\0-z\0      \0");
+    // nothing of the launcher's or the shim's leaks in: just the console on 0, 1, 2
+    assert_eq!(sb.testinit_record("fds"), b"0\n1\n2\n");
     let env = format!("HOME=/\0TERM=linux\0container={}\0LANG=C.UTF-8\0", sb.name);
     assert_eq!(String::from_utf8_lossy(&sb.testinit_record("environ")), env);
 
@@ -238,5 +240,77 @@ fn sigterm_to_the_launcher_halts_the_guest_gracefully() {
         "{done:?}"
     );
     assert!(!done.stderr.contains("did not halt"), "{done:?}");
+    sb.assert_clean();
+}
+
+#[test]
+fn the_shim_holds_only_its_streams_and_its_signalfd() {
+    let sb = Sandbox::busybox("shim-fds");
+    let mut launcher = sb.start(&[]);
+    sb.wait_running(&mut launcher, secs(30));
+    let shim = integration_tests::only_child(launcher.pid());
+    let fds: Vec<String> = fs::read_dir(format!("/proc/{shim}/fd"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let target = fs::read_link(e.path()).unwrap();
+            format!(
+                "{} -> {}",
+                e.file_name().to_string_lossy(),
+                target.display()
+            )
+        })
+        .collect();
+    assert_eq!(fds.len(), 4, "{fds:#?}");
+    assert!(fds.iter().any(|f| f.contains("signalfd")), "{fds:#?}");
+    stop_and_wait(&sb, launcher);
+    sb.assert_clean();
+}
+
+#[test]
+fn signals_to_the_shim_reach_the_guest_init_and_do_not_kill_the_shim() {
+    let sb = Sandbox::busybox("shim-forwards");
+    let mut launcher = sb.start(&[]);
+    launcher.wait_console(&up_line(&sb), secs(30));
+    let shim = integration_tests::only_child(launcher.pid());
+    // SIGTERM to the shim: forwarded; busybox init takes SIGTERM as reboot
+    integration_tests::kill(shim, libc::SIGTERM);
+    launcher.wait_for("the second boot", secs(30), |_| sb.boot_number() == Some(2));
+    // SIGUSR2 to the (new) shim: busybox init powers off
+    integration_tests::kill(integration_tests::only_child(launcher.pid()), libc::SIGUSR2);
+    let done = launcher.wait(secs(30));
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    assert!(
+        done.stdout.contains("Requesting system poweroff"),
+        "{done:?}"
+    );
+    sb.assert_clean();
+}
+
+#[test]
+fn a_shim_that_cannot_run_in_the_guest_is_a_one_line_setup_error() {
+    let sb = Sandbox::busybox("bad-shim");
+    // a dynamically linked program has no loader in a busybox root
+    let done = sb.start(&["--shim", "/bin/true"]).wait(secs(30));
+    assert_eq!(done.code(), Some(7), "{done:?}");
+    assert_eq!(done.stderr.lines().count(), 1, "{done:?}");
+    assert!(done.stderr.contains("exec the shim /bin/true"), "{done:?}");
+    sb.assert_clean();
+}
+
+#[test]
+fn an_init_that_cannot_be_executed_is_a_one_line_setup_error() {
+    let sb = Sandbox::busybox("bad-init");
+    fs::remove_file(sb.path("/sbin/init")).unwrap();
+    // executable, but dynamically linked: its loader is not in the guest
+    fs::copy("/bin/true", sb.path("/sbin/init")).unwrap();
+    let done = sb.start(&[]).wait(secs(30));
+    assert_eq!(done.code(), Some(7), "{done:?}");
+    assert_eq!(done.stderr.lines().count(), 1, "{done:?}");
+    assert!(
+        done.stderr
+            .contains("exec /sbin/init: No such file or directory"),
+        "{done:?}"
+    );
     sb.assert_clean();
 }

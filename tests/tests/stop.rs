@@ -110,17 +110,6 @@ fn an_init_that_exits_by_itself_is_not_restarted_and_the_launcher_says_so() {
     sb.assert_clean();
 }
 
-/// The host pid of the shim, the launcher's only child.
-fn shim_of(launcher: &integration_tests::Launcher) -> String {
-    let pid = launcher.pid();
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
-    children
-        .split_whitespace()
-        .next()
-        .expect("the launcher has a child")
-        .to_owned()
-}
-
 /// Runs the host's static busybox in the shim's PID namespace (outside the guest's).
 fn in_shim_pid_namespace(shim: &str, applet: &str) -> integration_tests::Finished {
     let mut command = std::process::Command::new("nsenter");
@@ -142,10 +131,16 @@ fn reboot_2_in_the_shim_s_own_namespace_reads_as_restart_and_poweroff_as_halt() 
     let mut launcher = sb.start(&[]);
     sb.wait_running(&mut launcher, secs(30));
     // the kernel kills the shim itself, by SIGHUP: a restart
-    in_shim_pid_namespace(&shim_of(&launcher), "reboot");
+    in_shim_pid_namespace(
+        &integration_tests::only_child(launcher.pid()).to_string(),
+        "reboot",
+    );
     launcher.wait_for("the second boot", secs(30), |_| sb.boot_number() == Some(2));
     // and by SIGINT: a halt
-    in_shim_pid_namespace(&shim_of(&launcher), "poweroff");
+    in_shim_pid_namespace(
+        &integration_tests::only_child(launcher.pid()).to_string(),
+        "poweroff",
+    );
     let done = launcher.wait(secs(30));
     assert_eq!(done.code(), Some(0), "{done:?}");
     assert!(done.stderr.contains("the guest halted"), "{done:?}");

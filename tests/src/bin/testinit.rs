@@ -1,6 +1,6 @@
 //! A guest init for the tests. It records how it was started in /testinit/ (its pid, its
-//! argv and its environment, NUL-separated as in /proc), then does what the first line of
-//! /etc/testinit says:
+//! argv and its environment, NUL-separated as in /proc, and the descriptors it inherited,
+//! one number per line), then does what the first line of /etc/testinit says:
 //!
 //! - `busybox` (also when the file is missing): exec busybox init with the same argv and
 //!   environment, so the guest boots as a busybox system would;
@@ -25,8 +25,29 @@ fn nul_joined<I: IntoIterator<Item = OsString>>(words: I) -> Vec<u8> {
     out
 }
 
+/// The descriptors open in this process, but the one that lists them.
+fn open_fds() -> std::io::Result<String> {
+    let mut fds: Vec<u32> = Vec::new();
+    for entry in fs::read_dir("/proc/self/fd")? {
+        let entry = entry?;
+        let target = fs::read_link(entry.path()).unwrap_or_default();
+        if !target.to_string_lossy().ends_with("/fd") {
+            fds.extend(
+                entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok()),
+            );
+        }
+    }
+    fds.sort();
+    Ok(fds.iter().map(|fd| format!("{fd}\n")).collect())
+}
+
 fn record() -> std::io::Result<()> {
+    let fds = open_fds()?;
     fs::create_dir_all("/testinit")?;
+    fs::write("/testinit/fds", fds)?;
     fs::write("/testinit/pid", std::process::id().to_string())?;
     fs::write("/testinit/argv", nul_joined(std::env::args_os()))?;
     let env = std::env::vars_os().map(|(k, v)| {
