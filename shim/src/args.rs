@@ -1,50 +1,128 @@
-//! The shim's command line, parsed by hand (argh needs std).
+//! The shim's command line and environment, parsed by hand (argh needs std).
 //!
-//! ```text
-//! cradle-shim [-v]... [--report-fd FD] -- CMD [ARGS]...          run CMD as its PID 1
-//! cradle-shim --boot --ctid ID [--env K=V]... [--report-fd FD]   boot the guest in /
-//! ```
-//! Options end at `--` or at the first word that is not an option (as getopt's `+` mode).
+//! tini's options and variables with tini's meaning, dumb-init's `-r` and `-c` with
+//! dumb-init's, and the boot mode the launcher uses. Options end at `--` or at the first
+//! word that is not an option (dumb-init's rule; tini's GNU getopt would also take options
+//! written after the program unless `--` is given).
 
 use alloc::vec::Vec;
-use core::ffi::CStr;
+use core::ffi::{CStr, c_int};
 use core::fmt;
 
 use crate::log::Lossy;
+use crate::signals;
 use crate::sys::Fd;
 
 pub const USAGE: &str = "\
 usage: cradle-shim [OPTIONS] [--] CMD [ARGS]...
-       cradle-shim --boot --ctid ID [--env K=V]... [OPTIONS]
+       cradle-shim --boot --ctid ID [--env K=V]... [-v]... [--report-fd FD]
 
-Runs CMD as its child, forwards signals to it, reaps every zombie, and exits with
-CMD's status (128+N when CMD dies of signal N). With --boot, runs the guest's
-/sbin/init, /etc/init or /bin/init (the first that is executable) as PID 1 of a
-nested PID namespace, as cradle start does.
+Runs CMD as its child in a session of its own (with the terminal, if there is
+one), forwards every signal to it, reaps every zombie, and exits with CMD's
+status (128+N when CMD dies of signal N). A drop-in for tini and dumb-init.
 
 options:
-  --boot            boot the guest init instead of running CMD
-  --ctid ID         container name, given to the guest init as container=ID
-  --env K=V         add a variable to the guest init's environment (repeatable)
-  --report-fd FD    write a failure before exec as a binary record on FD (for cradle)
-  -v                more verbose (repeatable)
-  -h, --help        this text
-  --version         the version
+  -s                   register as a child subreaper (when not PID 1)
+  -g                   forward signals to CMD's whole process group
+  -e CODE              exit 0 when CMD's status is CODE (repeatable)
+  -p SIGNAL            have SIGNAL sent to us when our parent dies (e.g. SIGKILL)
+  -w                   warn when a zombie other than CMD is reaped
+  -r, --rewrite S:R    forward signal S as R; R = 0 drops S (repeatable)
+  -c, --single-child   no session of its own for CMD: a process group in ours
+  -v, --verbose        more output (repeatable: info, debug)
+  -h, --help           this text
+  -V, --version        the version
+
+environment: TINI_SUBREAPER (-s), TINI_KILL_PROCESS_GROUP (-g),
+  TINI_VERBOSITY=N (0 errors only, 1 warnings, 2 info, 3 debug),
+  DUMB_INIT_SETSID=0 (-c), DUMB_INIT_DEBUG=1 (debug)
+
+boot mode (what cradle start runs): the guest's /sbin/init, /etc/init or
+/bin/init as PID 1 of a nested PID namespace, as container=ID, with each
+--env; --report-fd passes a failure before exec to the launcher.
 ";
+
+/// Exit codes that `-e` turns into 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Remap([u32; 8]);
+
+impl Remap {
+    fn add(&mut self, code: u8) {
+        self.0[code as usize / 32] |= 1 << (code % 32);
+    }
+
+    /// The exit code to use for `code`.
+    pub fn apply(&self, code: u8) -> u8 {
+        if self.0[code as usize / 32] & (1 << (code % 32)) != 0 {
+            0
+        } else {
+            code
+        }
+    }
+}
+
+/// `-r S:R`: what each signal is forwarded as. Signals are 1..=64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rewrite([u8; 65]);
+
+/// No rewrite for this signal.
+const SAME: u8 = u8::MAX;
+
+impl Default for Rewrite {
+    fn default() -> Self {
+        Rewrite([SAME; 65])
+    }
+}
+
+impl Rewrite {
+    fn set(&mut self, from: c_int, to: c_int) {
+        self.0[from as usize] = to as u8;
+    }
+
+    fn is_set(&self, sig: c_int) -> bool {
+        self.0[sig as usize] != SAME
+    }
+
+    /// What `sig` is forwarded as; 0 means it is dropped.
+    pub fn apply(&self, sig: c_int) -> c_int {
+        match self.0.get(sig as usize) {
+            Some(&to) if to != SAME => to as c_int,
+            _ => sig,
+        }
+    }
+}
+
+/// Everything that shapes command mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub subreaper: bool,
+    /// Forward to the child's process group, not only to the child.
+    pub group: bool,
+    /// The child gets a session of its own (else a process group in ours).
+    pub setsid: bool,
+    pub remap: Remap,
+    pub rewrite: Rewrite,
+    pub pdeathsig: Option<c_int>,
+    pub warn_on_reap: bool,
+}
 
 /// What the shim was asked to do.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mode<'a> {
-    /// Boot the guest found in `/`.
+    /// Boot the guest found in `/`; `env` are the `--env` values, in order.
     Boot { ctid: &'a CStr, env: Vec<&'a CStr> },
     /// Run the command `argv` (at least one word).
-    Command { argv: &'a [&'a CStr] },
+    Command {
+        argv: &'a [&'a CStr],
+        options: Options,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Config<'a> {
     pub mode: Mode<'a>,
     pub report_fd: Option<Fd>,
+    /// 0 errors only, 1 warnings (the default), 2 info, 3 debug.
     pub verbosity: u8,
 }
 
@@ -63,7 +141,8 @@ pub enum ArgError<'a> {
     BadValue(&'static str, &'a CStr),
     NoCommand,
     BootWithCommand,
-    CtidWithoutBoot,
+    CommandOptionWithBoot,
+    BootOptionWithoutBoot,
     NoCtid,
 }
 
@@ -72,12 +151,13 @@ impl fmt::Display for ArgError<'_> {
         match self {
             ArgError::Unknown(arg) => write!(f, "unknown option {}", Lossy(arg)),
             ArgError::MissingValue(opt) => write!(f, "option {opt} needs a value"),
-            ArgError::BadValue(opt, value) => {
-                write!(f, "bad value for {opt}: {}", Lossy(value))
-            }
+            ArgError::BadValue(opt, value) => write!(f, "bad value for {opt}: {}", Lossy(value)),
             ArgError::NoCommand => f.write_str("no command to run"),
             ArgError::BootWithCommand => f.write_str("--boot takes no command"),
-            ArgError::CtidWithoutBoot => f.write_str("--ctid and --env need --boot"),
+            ArgError::CommandOptionWithBoot => {
+                f.write_str("-s, -g, -e, -p, -w, -r and -c apply to a command, not to --boot")
+            }
+            ArgError::BootOptionWithoutBoot => f.write_str("--ctid and --env need --boot"),
             ArgError::NoCtid => f.write_str("--boot needs --ctid"),
         }
     }
@@ -89,18 +169,56 @@ fn is_assignment(s: &CStr) -> bool {
     matches!(bytes.iter().position(|&b| b == b'='), Some(i) if i > 0)
 }
 
-fn parse_fd(s: &CStr) -> Option<Fd> {
-    let text = s.to_str().ok()?;
-    text.parse::<Fd>().ok().filter(|fd| *fd > 2)
+fn parse_number(s: &CStr) -> Option<u32> {
+    s.to_str().ok()?.parse().ok()
 }
 
-/// Parses `args` (without argv\[0\]).
-pub fn parse<'a>(args: &'a [&'a CStr]) -> Result<Parsed<'a>, ArgError<'a>> {
+fn parse_fd(s: &CStr) -> Option<Fd> {
+    parse_number(s)
+        .and_then(|n| Fd::try_from(n).ok())
+        .filter(|fd| *fd > 2)
+}
+
+/// `S:R` of `-r`: two signals, R may be 0 (drop).
+fn parse_rewrite(s: &CStr) -> Option<(c_int, c_int)> {
+    let text = s.to_str().ok()?;
+    let (from, to) = text.split_once(':')?;
+    let from = signals::parse(from)?;
+    let to = if to == "0" { 0 } else { signals::parse(to)? };
+    Some((from, to))
+}
+
+/// The short options that take a value.
+const SHORT_WITH_VALUE: [u8; 3] = [b'e', b'p', b'r'];
+/// The long options that take a value.
+const LONG_WITH_VALUE: [&[u8]; 4] = [b"--rewrite", b"--ctid", b"--env", b"--report-fd"];
+
+/// One option, by its canonical name, with its value when it takes one.
+enum Opt<'a> {
+    Short(u8, Option<&'a CStr>),
+    Long(&'a [u8], Option<&'a CStr>),
+}
+
+/// Parses `args` (without argv\[0\]); `env` looks up an environment variable.
+pub fn parse<'a, 'e>(
+    args: &'a [&'a CStr],
+    getenv: impl Fn(&CStr) -> Option<&'e CStr>,
+) -> Result<Parsed<'a>, ArgError<'a>> {
+    let mut options = Options {
+        subreaper: false,
+        group: false,
+        setsid: true,
+        remap: Remap::default(),
+        rewrite: Rewrite::default(),
+        pdeathsig: None,
+        warn_on_reap: false,
+    };
     let mut boot = false;
     let mut ctid = None;
     let mut env = Vec::new();
     let mut report_fd = None;
-    let mut verbosity = 0u8;
+    let mut verbosity: u8 = 1;
+    let mut command_option = false;
     let mut i = 0;
     while i < args.len() {
         let word = args[i].to_bytes();
@@ -111,55 +229,126 @@ pub fn parse<'a>(args: &'a [&'a CStr]) -> Result<Parsed<'a>, ArgError<'a>> {
         if !word.starts_with(b"-") || word == b"-" {
             break;
         }
-        // `--opt=value`: the value is the rest of the word, still NUL-terminated
-        let (name, inline) = match word.iter().position(|&b| b == b'=') {
-            Some(eq) if word.starts_with(b"--") => (
-                &word[..eq],
-                CStr::from_bytes_with_nul(&args[i].to_bytes_with_nul()[eq + 1..]).ok(),
-            ),
-            _ => (word, None),
-        };
-        let mut value = |name: &'static str| match inline {
-            Some(v) => Ok(v),
-            None => {
-                i += 1;
-                args.get(i).copied().ok_or(ArgError::MissingValue(name))
-            }
-        };
-        match name {
-            b"--boot" => boot = true,
-            b"--ctid" => ctid = Some(value("--ctid")?),
-            b"--env" => {
-                let v = value("--env")?;
-                if !is_assignment(v) {
-                    return Err(ArgError::BadValue("--env", v));
+        // gather this word's options: `--long[=value]`, or a cluster of short ones
+        let mut opts: [Option<Opt>; 16] = Default::default();
+        let mut count = 0;
+        if word.starts_with(b"--") {
+            let (name, inline) = match word.iter().position(|&b| b == b'=') {
+                Some(eq) => (
+                    &word[..eq],
+                    CStr::from_bytes_with_nul(&args[i].to_bytes_with_nul()[eq + 1..]).ok(),
+                ),
+                None => (word, None),
+            };
+            let needs = LONG_WITH_VALUE.contains(&name);
+            let value = match (needs, inline) {
+                (false, Some(_)) => return Err(ArgError::Unknown(args[i])),
+                (true, None) => {
+                    i += 1;
+                    Some(*args.get(i).ok_or(ArgError::MissingValue(long_name(name)))?)
                 }
-                env.push(v);
+                (_, value) => value,
+            };
+            opts[0] = Some(Opt::Long(name, value));
+            count = 1;
+        } else {
+            let cluster = &word[1..];
+            let mut j = 0;
+            while j < cluster.len() {
+                let flag = cluster[j];
+                if count == opts.len() {
+                    return Err(ArgError::Unknown(args[i]));
+                }
+                if SHORT_WITH_VALUE.contains(&flag) {
+                    // -eCODE, or -e CODE
+                    let rest = &args[i].to_bytes_with_nul()[2 + j..];
+                    let value = if rest.len() > 1 {
+                        CStr::from_bytes_with_nul(rest).ok()
+                    } else {
+                        i += 1;
+                        Some(
+                            *args
+                                .get(i)
+                                .ok_or(ArgError::MissingValue(short_name(flag)))?,
+                        )
+                    };
+                    opts[count] = Some(Opt::Short(flag, value));
+                    count += 1;
+                    break;
+                }
+                opts[count] = Some(Opt::Short(flag, None));
+                count += 1;
+                j += 1;
             }
-            b"--report-fd" => {
-                let v = value("--report-fd")?;
-                report_fd = Some(parse_fd(v).ok_or(ArgError::BadValue("--report-fd", v))?);
-            }
-            b"-h" | b"--help" => return Ok(Parsed::Help),
-            b"--version" => return Ok(Parsed::Version),
-            _ if name.len() > 1 && name[0] == b'-' && name[1] != b'-' => {
-                // a cluster of short flags: -v, -vv
-                for &flag in &name[1..] {
-                    match flag {
-                        b'v' => verbosity = verbosity.saturating_add(1),
-                        b'h' => return Ok(Parsed::Help),
-                        _ => return Err(ArgError::Unknown(args[i])),
+        }
+        for opt in opts.iter().take(count).flatten() {
+            match *opt {
+                Opt::Long(b"--help", _) | Opt::Short(b'h', _) => return Ok(Parsed::Help),
+                Opt::Long(b"--version", _) | Opt::Short(b'V', _) => return Ok(Parsed::Version),
+                Opt::Long(b"--boot", _) => boot = true,
+                Opt::Long(b"--ctid", Some(v)) => ctid = Some(v),
+                Opt::Long(b"--env", Some(v)) => {
+                    if !is_assignment(v) {
+                        return Err(ArgError::BadValue("--env", v));
                     }
+                    env.push(v);
                 }
+                Opt::Long(b"--report-fd", Some(v)) => {
+                    report_fd = Some(parse_fd(v).ok_or(ArgError::BadValue("--report-fd", v))?);
+                }
+                Opt::Long(b"--verbose", _) | Opt::Short(b'v', _) => {
+                    verbosity = verbosity.saturating_add(1)
+                }
+                Opt::Long(b"--single-child", _) | Opt::Short(b'c', _) => {
+                    options.setsid = false;
+                    command_option = true;
+                }
+                Opt::Long(b"--rewrite", Some(v)) | Opt::Short(b'r', Some(v)) => {
+                    let (from, to) = parse_rewrite(v).ok_or(ArgError::BadValue("-r", v))?;
+                    options.rewrite.set(from, to);
+                    command_option = true;
+                }
+                Opt::Short(b's', _) => {
+                    options.subreaper = true;
+                    command_option = true;
+                }
+                Opt::Short(b'g', _) => {
+                    options.group = true;
+                    command_option = true;
+                }
+                Opt::Short(b'w', _) => {
+                    options.warn_on_reap = true;
+                    command_option = true;
+                }
+                Opt::Short(b'e', Some(v)) => {
+                    let code = parse_number(v)
+                        .and_then(|n| u8::try_from(n).ok())
+                        .ok_or(ArgError::BadValue("-e", v))?;
+                    options.remap.add(code);
+                    command_option = true;
+                }
+                Opt::Short(b'p', Some(v)) => {
+                    let sig = v
+                        .to_str()
+                        .ok()
+                        .and_then(signals::parse)
+                        .ok_or(ArgError::BadValue("-p", v))?;
+                    options.pdeathsig = Some(sig);
+                    command_option = true;
+                }
+                _ => return Err(ArgError::Unknown(args[i])),
             }
-            _ => return Err(ArgError::Unknown(args[i])),
         }
         i += 1;
     }
+    apply_env(&mut options, &mut verbosity, &getenv);
     let rest = &args[i..];
     let mode = if boot {
         if !rest.is_empty() {
             return Err(ArgError::BootWithCommand);
+        }
+        if command_option {
+            return Err(ArgError::CommandOptionWithBoot);
         }
         Mode::Boot {
             ctid: ctid.ok_or(ArgError::NoCtid)?,
@@ -167,12 +356,24 @@ pub fn parse<'a>(args: &'a [&'a CStr]) -> Result<Parsed<'a>, ArgError<'a>> {
         }
     } else {
         if ctid.is_some() || !env.is_empty() {
-            return Err(ArgError::CtidWithoutBoot);
+            return Err(ArgError::BootOptionWithoutBoot);
         }
         if rest.is_empty() {
             return Err(ArgError::NoCommand);
         }
-        Mode::Command { argv: rest }
+        if options.setsid {
+            // dumb-init: in a session of its own the child has no job control of ours, so
+            // suspend signals reach it as SIGSTOP unless rewritten
+            for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+                if !options.rewrite.is_set(sig) {
+                    options.rewrite.set(sig, libc::SIGSTOP);
+                }
+            }
+        }
+        Mode::Command {
+            argv: rest,
+            options,
+        }
     };
     Ok(Parsed::Run(Config {
         mode,
@@ -181,15 +382,72 @@ pub fn parse<'a>(args: &'a [&'a CStr]) -> Result<Parsed<'a>, ArgError<'a>> {
     }))
 }
 
+/// tini's and dumb-init's variables. They add to the options (TINI_VERBOSITY replaces
+/// the verbosity, as in tini).
+fn apply_env<'e>(
+    options: &mut Options,
+    verbosity: &mut u8,
+    env: &impl Fn(&CStr) -> Option<&'e CStr>,
+) {
+    if env(c"TINI_SUBREAPER").is_some() {
+        options.subreaper = true;
+    }
+    if env(c"TINI_KILL_PROCESS_GROUP").is_some() {
+        options.group = true;
+    }
+    if let Some(level) = env(c"TINI_VERBOSITY").and_then(parse_number) {
+        *verbosity = level.min(u8::MAX as u32) as u8;
+    }
+    if env(c"DUMB_INIT_SETSID").is_some_and(|v| v.to_bytes() == b"0") {
+        options.setsid = false;
+    }
+    if env(c"DUMB_INIT_DEBUG").is_some_and(|v| v.to_bytes() == b"1") {
+        *verbosity = (*verbosity).max(3);
+    }
+}
+
+fn long_name(name: &[u8]) -> &'static str {
+    match name {
+        b"--ctid" => "--ctid",
+        b"--env" => "--env",
+        b"--report-fd" => "--report-fd",
+        b"--rewrite" => "--rewrite",
+        _ => "an option",
+    }
+}
+
+fn short_name(flag: u8) -> &'static str {
+    match flag {
+        b'e' => "-e",
+        b'p' => "-p",
+        b'r' => "-r",
+        _ => "an option",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::ffi::CString;
 
-    fn parse_words(words: &[&str], check: impl FnOnce(Result<Parsed, ArgError>)) {
+    fn with_args<T>(
+        words: &[&str],
+        env: &[(&str, &str)],
+        check: impl FnOnce(Result<Parsed, ArgError>) -> T,
+    ) -> T {
         let owned: Vec<CString> = words.iter().map(|w| CString::new(*w).unwrap()).collect();
         let args: Vec<&CStr> = owned.iter().map(|c| c.as_c_str()).collect();
-        check(parse(&args));
+        let env_owned: Vec<(CString, CString)> = env
+            .iter()
+            .map(|(k, v)| (CString::new(*k).unwrap(), CString::new(*v).unwrap()))
+            .collect();
+        let lookup = |name: &CStr| {
+            env_owned
+                .iter()
+                .find(|(k, _)| k.as_c_str() == name)
+                .map(|(_, v)| v.as_c_str())
+        };
+        check(parse(&args, lookup))
     }
 
     fn words(argv: &[&CStr]) -> Vec<String> {
@@ -198,28 +456,98 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn command_after_double_dash() {
-        parse_words(&["-v", "--", "sh", "-c", "exit 3"], |r| match r {
+    fn command(words_in: &[&str], env: &[(&str, &str)]) -> (Vec<String>, Options, u8) {
+        with_args(words_in, env, |r| match r {
             Ok(Parsed::Run(Config {
-                mode: Mode::Command { argv },
-                verbosity: 1,
-                report_fd: None,
-            })) => assert_eq!(words(argv), ["sh", "-c", "exit 3"]),
-            other => panic!("{other:?}"),
-        });
+                mode: Mode::Command { argv, options },
+                verbosity,
+                ..
+            })) => (words(argv), options, verbosity),
+            other => panic!("{words_in:?}: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn defaults_are_a_session_child_only_forwarding_warnings() {
+        let (argv, options, verbosity) = command(&["--", "sh", "-c", "exit 3"], &[]);
+        assert_eq!(argv, ["sh", "-c", "exit 3"]);
+        assert!(options.setsid && !options.group && !options.subreaper);
+        assert_eq!(verbosity, 1);
+        // dumb-init's default rewrites in setsid mode
+        assert_eq!(options.rewrite.apply(libc::SIGTSTP), libc::SIGSTOP);
+        assert_eq!(options.rewrite.apply(libc::SIGTERM), libc::SIGTERM);
     }
 
     #[test]
     fn options_stop_at_the_first_word() {
-        parse_words(&["sleep", "-v", "1"], |r| match r {
-            Ok(Parsed::Run(Config {
-                mode: Mode::Command { argv },
-                verbosity: 0,
-                ..
-            })) => assert_eq!(words(argv), ["sleep", "-v", "1"]),
-            other => panic!("{other:?}"),
-        });
+        let (argv, options, verbosity) = command(&["sleep", "-v", "-g", "1"], &[]);
+        assert_eq!(argv, ["sleep", "-v", "-g", "1"]);
+        assert!(!options.group);
+        assert_eq!(verbosity, 1);
+    }
+
+    #[test]
+    fn tini_options_clustered_and_with_values() {
+        let (argv, o, verbosity) = command(
+            &["-sgwvv", "-e", "3", "-e143", "-p", "SIGKILL", "--", "x"],
+            &[],
+        );
+        assert_eq!(argv, ["x"]);
+        assert!(o.subreaper && o.group && o.warn_on_reap);
+        assert_eq!(verbosity, 3);
+        assert_eq!(
+            (o.remap.apply(3), o.remap.apply(143), o.remap.apply(4)),
+            (0, 0, 4)
+        );
+        assert_eq!(o.pdeathsig, Some(libc::SIGKILL));
+        let (_, o, _) = command(&["-pUSR1", "x"], &[]);
+        assert_eq!(o.pdeathsig, Some(libc::SIGUSR1));
+    }
+
+    #[test]
+    fn dumb_init_options() {
+        let (_, o, _) = command(
+            &[
+                "-c",
+                "-r",
+                "15:2",
+                "--rewrite=28:0",
+                "--rewrite",
+                "1:31",
+                "x",
+            ],
+            &[],
+        );
+        assert!(!o.setsid);
+        assert_eq!(o.rewrite.apply(15), 2);
+        assert_eq!(o.rewrite.apply(28), 0);
+        assert_eq!(o.rewrite.apply(1), 31);
+        // without setsid there is no default rewrite of suspend signals
+        assert_eq!(o.rewrite.apply(libc::SIGTSTP), libc::SIGTSTP);
+        let (_, o, _) = command(&["--single-child", "-r", "SIGTSTP:SIGHUP", "x"], &[]);
+        assert_eq!(o.rewrite.apply(libc::SIGTSTP), libc::SIGHUP);
+        // a rewrite the user chose wins over the setsid default
+        let (_, o, _) = command(&["-r", "20:1", "x"], &[]);
+        assert_eq!(o.rewrite.apply(20), 1);
+        assert_eq!(o.rewrite.apply(21), libc::SIGSTOP);
+    }
+
+    #[test]
+    fn environment_variables() {
+        let env = [
+            ("TINI_SUBREAPER", ""),
+            ("TINI_KILL_PROCESS_GROUP", "1"),
+            ("TINI_VERBOSITY", "0"),
+        ];
+        let (_, o, verbosity) = command(&["-vv", "x"], &env);
+        assert!(o.subreaper && o.group);
+        assert_eq!(verbosity, 0, "TINI_VERBOSITY replaces -v, as in tini");
+        let (_, o, _) = command(&["x"], &[("DUMB_INIT_SETSID", "0")]);
+        assert!(!o.setsid);
+        let (_, o, _) = command(&["x"], &[("DUMB_INIT_SETSID", "1")]);
+        assert!(o.setsid);
+        let (_, _, verbosity) = command(&["x"], &[("DUMB_INIT_DEBUG", "1")]);
+        assert_eq!(verbosity, 3);
     }
 
     #[test]
@@ -232,12 +560,13 @@ mod tests {
             "--env",
             "B=",
             "--report-fd=3",
+            "-v",
         ];
-        parse_words(&args, |r| match r {
+        with_args(&args, &[], |r| match r {
             Ok(Parsed::Run(Config {
                 mode: Mode::Boot { ctid, env },
                 report_fd: Some(3),
-                ..
+                verbosity: 2,
             })) => {
                 assert_eq!(ctid.to_str().unwrap(), "web1");
                 assert_eq!(words(&env), ["A=1", "B="]);
@@ -247,27 +576,69 @@ mod tests {
     }
 
     #[test]
+    fn an_option_s_value_is_never_read_as_an_option() {
+        with_args(
+            &["--boot", "--ctid", "--env", "--env", "A=1"],
+            &[],
+            |r| match r {
+                Ok(Parsed::Run(Config {
+                    mode: Mode::Boot { ctid, env },
+                    ..
+                })) => {
+                    assert_eq!(ctid.to_str().unwrap(), "--env");
+                    assert_eq!(words(&env), ["A=1"]);
+                }
+                other => panic!("{other:?}"),
+            },
+        );
+    }
+
+    #[test]
     fn bad_command_lines_are_errors_not_crashes() {
-        let cases: [&[&str]; 9] = [
+        let cases: [&[&str]; 17] = [
             &["--bogus", "--", "true"],
             &["-x", "true"],
+            &["-sx", "true"],
             &["--ctid"],
             &["--boot"],
             &["--boot", "--ctid", "a", "--", "sh"],
+            &["--boot", "--ctid", "a", "-g"],
             &["--ctid", "a", "--", "sh"],
             &["--env", "NOEQUALS", "--boot", "--ctid", "a"],
             &["--report-fd", "1", "--", "true"],
-            &[],
+            &["-e", "256", "true"],
+            &["-e", "x", "true"],
+            &["-e"],
+            &["-p", "SIGNOPE", "true"],
+            &["-r", "15", "true"],
+            &["-r", "99:1", "true"],
+            &["--help=now", "x"],
         ];
         for case in cases {
-            parse_words(case, |r| assert!(r.is_err(), "{case:?} gave {r:?}"));
+            with_args(case, &[], |r| assert!(r.is_err(), "{case:?} gave {r:?}"));
         }
+        with_args(&[], &[], |r| assert_eq!(r, Err(ArgError::NoCommand)));
+        with_args(&["-v"], &[], |r| assert_eq!(r, Err(ArgError::NoCommand)));
     }
 
     #[test]
     fn help_and_version() {
-        parse_words(&["-h"], |r| assert_eq!(r, Ok(Parsed::Help)));
-        parse_words(&["--help", "--", "x"], |r| assert_eq!(r, Ok(Parsed::Help)));
-        parse_words(&["--version"], |r| assert_eq!(r, Ok(Parsed::Version)));
+        with_args(&["-h"], &[], |r| assert_eq!(r, Ok(Parsed::Help)));
+        with_args(&["--help", "--", "x"], &[], |r| {
+            assert_eq!(r, Ok(Parsed::Help))
+        });
+        with_args(&["--version"], &[], |r| assert_eq!(r, Ok(Parsed::Version)));
+        with_args(&["-V"], &[], |r| assert_eq!(r, Ok(Parsed::Version)));
+    }
+
+    #[test]
+    fn every_exit_code_can_be_remapped_alone() {
+        for code in 0..=255u8 {
+            let mut remap = Remap::default();
+            remap.add(code);
+            for other in 0..=255u8 {
+                assert_eq!(remap.apply(other), if other == code { 0 } else { other });
+            }
+        }
     }
 }

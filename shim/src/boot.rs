@@ -18,10 +18,10 @@ use cradle_common::outcome::Outcome;
 use cradle_common::stage::Stage;
 
 use crate::log::{Lossy, Strerror, debug, error, info};
-use crate::report::{self, Reporter};
+use crate::report::Reporter;
 use crate::signals::Signals;
 use crate::supervise;
-use crate::sys::{self, Fd, Forked, SigSet};
+use crate::sys::{self, SigSet};
 
 /// The index in [`INIT_PATHS`] of the first executable init.
 fn find_init() -> Option<usize> {
@@ -32,13 +32,16 @@ fn find_init() -> Option<usize> {
 
 /// `HOME=/`, `TERM=linux`, `container=ID`, then the user's variables; nothing from the host.
 /// Returns the storage of `container=ID` with the pointer array that refers to it.
-fn guest_env(ctid: &CStr, user: &[&CStr]) -> (Vec<u8>, Vec<*const c_char>) {
+fn guest_env<'a>(
+    ctid: &CStr,
+    user: impl Iterator<Item = &'a CStr>,
+) -> (Vec<u8>, Vec<*const c_char>) {
     let mut container = Vec::with_capacity(CONTAINER_VAR.len() + ctid.to_bytes().len() + 1);
     container.extend_from_slice(CONTAINER_VAR.as_bytes());
     container.extend_from_slice(ctid.to_bytes_with_nul());
     let mut envp: Vec<*const c_char> = BASE_ENV.iter().map(|v| v.as_ptr()).collect();
     envp.push(container.as_ptr().cast());
-    envp.extend(user.iter().map(|v| v.as_ptr()));
+    envp.extend(user.map(|v| v.as_ptr()));
     envp.push(core::ptr::null());
     (container, envp)
 }
@@ -62,47 +65,45 @@ fn nest_cgroups() -> bool {
 ///
 /// The console is not made the init's controlling terminal: the kernel does not do that
 /// for PID 1 either, and an init's children (a getty, a console shell) must be able to.
-fn exec_guest(err_fd: Fd, init: usize, envp: &[*const c_char], own_cgroup: bool) -> ! {
-    let fail = |stage, detail: usize, errno: sys::Errno| -> ! {
-        let failure = Failure::new(stage, detail as u32, errno.0);
-        report::fail_child(err_fd, failure, Outcome::SetupFailed.encode())
-    };
+fn exec_guest(init: usize, envp: &[*const c_char], own_cgroup: bool) -> Failure {
+    let fail =
+        |stage, detail: usize, errno: sys::Errno| Failure::new(stage, detail as u32, errno.0);
     // a fresh start: nothing blocked or ignored, whatever the host had
     let _ = sys::set_sigmask(&SigSet::empty());
     sys::reset_signal_dispositions();
     if own_cgroup {
         if let Err(e) = sys::write_file(CGROUP_GUEST_PROCS, b"0") {
-            fail(Stage::GuestCgroup, 0, e);
+            return fail(Stage::GuestCgroup, 0, e);
         }
         if let Err(e) = sys::unshare(libc::CLONE_NEWCGROUP) {
-            fail(Stage::GuestCgroup, 1, e);
+            return fail(Stage::GuestCgroup, 1, e);
         }
         // cgroup2 has one superblock, which the kernel will not mount again on the root of
         // its own mount: the shim's view goes first (from this mount namespace only)
         if let Err(e) = sys::unmount(CGROUP2.target).and_then(|()| sys::mount(&CGROUP2)) {
-            fail(Stage::GuestCgroup, 2, e);
+            return fail(Stage::GuestCgroup, 2, e);
         }
     }
     if let Err(e) = sys::mount(&PROC) {
-        fail(Stage::GuestProc, 0, e);
+        return fail(Stage::GuestProc, 0, e);
     }
     for (i, (path, read_only)) in PROC_BINDS.into_iter().enumerate() {
         let [bind, remount] = proc_bind(path, read_only);
         match sys::mount(&bind).and_then(|()| sys::mount(&remount)) {
             Ok(()) | Err(sys::Errno(libc::ENOENT)) => {}
-            Err(e) => fail(Stage::GuestProc, i + 1, e),
+            Err(e) => return fail(Stage::GuestProc, i + 1, e),
         }
     }
     if let Err(e) = sys::setsid() {
-        fail(Stage::GuestConsole, 0, e);
+        return fail(Stage::GuestConsole, 0, e);
     }
     let console = match sys::open(c"/dev/console", libc::O_RDWR | libc::O_NOCTTY) {
         Ok(fd) => fd,
-        Err(e) => fail(Stage::GuestConsole, 0, e),
+        Err(e) => return fail(Stage::GuestConsole, 0, e),
     };
     for fd in 0..3 {
         if let Err(e) = sys::dup2(console, fd) {
-            fail(Stage::GuestConsole, 0, e);
+            return fail(Stage::GuestConsole, 0, e);
         }
     }
     if console > 2 {
@@ -118,6 +119,27 @@ fn exec_guest(err_fd: Fd, init: usize, envp: &[*const c_char], own_cgroup: bool)
     fail(Stage::ExecInit, init, errno)
 }
 
+/// The guest init, as the supervision loop sees it: every signal is passed on (what
+/// it means is the launcher's business).
+struct Guest {
+    init: sys::Pid,
+}
+
+impl supervise::Supervisor for Guest {
+    fn forward(&mut self, sig: core::ffi::c_int) {
+        let _ = sys::kill(self.init, sig);
+    }
+}
+
+/// Passes on a failure to start the guest; returns the shim's exit code for it.
+fn setup_failed(reporter: &mut Reporter, failure: Failure) -> u8 {
+    if !reporter.is_connected() {
+        error!("{}: {}", failure.stage.describe(), Strerror(failure.errno));
+    }
+    reporter.failure(failure);
+    Outcome::SetupFailed.encode()
+}
+
 /// Boots the guest in `/` and returns the shim's exit code (an [`Outcome`]).
 pub fn run(signals: &Signals, reporter: &mut Reporter, ctid: &CStr, user_env: &[&CStr]) -> u8 {
     let Some(init) = find_init() else {
@@ -127,46 +149,26 @@ pub fn run(signals: &Signals, reporter: &mut Reporter, ctid: &CStr, user_env: &[
         reporter.failure(Failure::new(Stage::FindInit, 0, libc::ENOENT));
         return Outcome::BadTemplate.encode();
     };
-    let (_storage, envp) = guest_env(ctid, user_env);
+    let (_storage, envp) = guest_env(ctid, user_env.iter().copied());
     // every path below is relative to the guest's root
     if let Err(e) = sys::chdir(c"/") {
-        reporter.failure(Failure::new(Stage::SpawnGuest, 0, e.0));
-        return Outcome::SetupFailed.encode();
+        return setup_failed(reporter, Failure::new(Stage::SpawnGuest, 0, e.0));
     }
     let own_cgroup = nest_cgroups();
-    let spawned = sys::pipe_cloexec().and_then(|(read_fd, write_fd)| {
-        // the child only makes system calls on memory prepared above, then execs or exits
-        match sys::clone_fork(libc::CLONE_NEWPID | libc::CLONE_NEWNS)? {
-            Forked::Child => exec_guest(write_fd, init, &envp, own_cgroup),
-            Forked::Parent(pid) => {
-                sys::close(write_fd);
-                Ok((pid, read_fd))
-            }
-        }
+    let spawned = sys::spawn(libc::CLONE_NEWPID | libc::CLONE_NEWNS, || {
+        exec_guest(init, &envp, own_cgroup)
     });
-    let (init_pid, read_fd) = match spawned {
-        Ok(spawned) => spawned,
-        Err(errno) => {
-            if !reporter.is_connected() {
-                error!("{}: {}", Stage::SpawnGuest.describe(), Strerror(errno.0));
-            }
-            reporter.failure(Failure::new(Stage::SpawnGuest, 0, errno.0));
-            return Outcome::SetupFailed.encode();
+    let init_pid = match spawned {
+        Ok((pid, None)) => pid,
+        Ok((_, Some(failure))) => {
+            supervise::reap_all();
+            return setup_failed(reporter, failure);
         }
+        Err(errno) => return setup_failed(reporter, Failure::new(Stage::SpawnGuest, 0, errno.0)),
     };
-    if let Some(failure) = report::wait_for_exec(read_fd) {
-        if !reporter.is_connected() {
-            error!("{}: {}", failure.stage.describe(), Strerror(failure.errno));
-        }
-        reporter.failure(failure);
-        supervise::reap_all();
-        return Outcome::SetupFailed.encode();
-    }
     reporter.success();
     info!("guest init {} is running", Lossy(INIT_PATHS[init]));
-    let status = supervise::until_exit(signals, init_pid, |sig| {
-        let _ = sys::kill(init_pid, sig);
-    });
+    let status = supervise::until_exit(signals, init_pid, &mut Guest { init: init_pid });
     let outcome = Outcome::from_init(status);
     info!("guest init ended: {:?}", outcome);
     // whatever the init left behind in our namespace goes with it
@@ -183,7 +185,7 @@ mod tests {
     #[allow(unsafe_code)]
     fn guest_env_is_exactly_the_base_the_container_and_the_user_s() {
         let user = [c"LANG=C.UTF-8", c"A=b=c"];
-        let (_storage, envp) = guest_env(c"web1", &user);
+        let (_storage, envp) = guest_env(c"web1", user.into_iter());
         assert!(envp.last().unwrap().is_null());
         let vars: Vec<&str> = envp[..envp.len() - 1]
             .iter()

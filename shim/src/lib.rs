@@ -34,7 +34,7 @@ pub const EXIT_USAGE: u8 = 2;
 
 /// The whole program: `args` is argv without argv\[0\]. Returns the exit code.
 pub fn main(args: &[&CStr]) -> u8 {
-    let config = match args::parse(args) {
+    let config = match args::parse(args, sys::getenv) {
         Ok(Parsed::Run(config)) => config,
         Ok(Parsed::Help) => {
             let _ = sys::write_all(1, args::USAGE.as_bytes());
@@ -53,7 +53,7 @@ pub fn main(args: &[&CStr]) -> u8 {
             return EXIT_USAGE;
         }
     };
-    log::set_max_level(log::Level::Warn as u8 + config.verbosity);
+    log::set_max_level(config.verbosity);
     // signals first, before anything else can arrive and be lost
     let signals = match Signals::block() {
         Ok(signals) => signals,
@@ -71,6 +71,6 @@ pub fn main(args: &[&CStr]) -> u8 {
     };
     match config.mode {
         Mode::Boot { ctid, env } => boot::run(&signals, &mut reporter, ctid, &env),
-        Mode::Command { argv } => command::run(&signals, &mut reporter, argv),
+        Mode::Command { argv, options } => command::run(&signals, &mut reporter, argv, options),
     }
 }

@@ -1,10 +1,10 @@
-//! Failures before exec: from a child to the shim on a close-on-exec pipe, and from the
-//! shim to the launcher on the report descriptor (`--report-fd`).
+//! Failures before exec, from the shim to the launcher on the report descriptor
+//! (`--report-fd`, the launcher's close-on-exec error pipe). The shim learns its own
+//! child's failure from `sys::spawn`, which shares memory with the child until it execs.
 
-use cradle_common::errpipe::{Failure, RECORD_LEN};
-use cradle_common::stage::Stage;
+use cradle_common::errpipe::Failure;
 
-use crate::sys::{self, Errno, Fd};
+use crate::sys::{self, Fd};
 
 /// The launcher's end of the error pipe, when the shim was given one.
 pub struct Reporter {
@@ -40,36 +40,4 @@ impl Reporter {
             sys::close(fd);
         }
     }
-}
-
-/// Reads a child's error pipe to end of file (the child's exec closes its end): `None`
-/// when the exec succeeded, the failure otherwise. Closes `read_fd`.
-pub fn wait_for_exec(read_fd: Fd) -> Option<Failure> {
-    let mut buf = [0u8; RECORD_LEN + 1];
-    let mut len = 0;
-    while len < buf.len() {
-        match sys::read(read_fd, &mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(Errno(errno)) => {
-                sys::close(read_fd);
-                return Some(Failure::new(Stage::SpawnGuest, 0, errno));
-            }
-        }
-    }
-    sys::close(read_fd);
-    match len {
-        0 => None,
-        _ => Some(Failure::from_bytes(&buf[..len]).unwrap_or(Failure::new(
-            Stage::SpawnGuest,
-            0,
-            libc::EPROTO,
-        ))),
-    }
-}
-
-/// In a child before exec: writes the failure on its error pipe and exits with `code`.
-pub fn fail_child(write_fd: Fd, failure: Failure, code: u8) -> ! {
-    let _ = sys::write_all(write_fd, &failure.to_bytes());
-    sys::exit(code)
 }

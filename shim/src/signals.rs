@@ -53,6 +53,53 @@ impl Signals {
     }
 }
 
+/// Signal names, as `-p` and `-r` accept them (with or without the SIG prefix).
+const NAMES: [(&str, c_int); 31] = [
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("STKFLT", libc::SIGSTKFLT),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
+];
+
+/// The highest signal number on Linux (SIGRTMAX).
+pub const MAX: c_int = 64;
+
+/// A signal by name (`SIGTERM`, `TERM`) or number (`15`), 1 to 64.
+pub fn parse(text: &str) -> Option<c_int> {
+    if let Ok(n) = text.parse::<c_int>() {
+        return (1..=MAX).contains(&n).then_some(n);
+    }
+    let name = text.strip_prefix("SIG").unwrap_or(text);
+    NAMES.iter().find(|(n, _)| *n == name).map(|(_, sig)| *sig)
+}
+
 /// True for the signals the shim passes on to its child: all but SIGCHLD (which is ours)
 /// and the faults (which are never queued, see [`FAULTS`]).
 pub fn is_forwarded(sig: c_int) -> bool {
@@ -62,6 +109,17 @@ pub fn is_forwarded(sig: c_int) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(parse("SIGKILL"), Some(9));
+        assert_eq!(parse("TERM"), Some(15));
+        assert_eq!(parse("10"), Some(10));
+        assert_eq!(parse("64"), Some(64));
+        for bad in ["0", "65", "-1", "SIGNOPE", "kill", ""] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn sigchld_and_faults_are_not_forwarded() {

@@ -2,12 +2,13 @@
 //!
 //! The shim is `no_std` on the `libc` crate (linked against musl by `scripts/build`), so
 //! there is no nix here. Every function turns libc's -1/errno convention into a [`Result`].
-//! Functions meant for a freshly cloned child use no allocation and no locks.
+//! Functions meant for a spawned child use no allocation and no locks.
 #![allow(unsafe_code)]
 
-use core::ffi::{CStr, c_char, c_int};
+use core::ffi::{CStr, c_char, c_int, c_void};
 use core::mem::MaybeUninit;
 
+use cradle_common::errpipe::Failure;
 use cradle_common::guest::MountCall;
 
 /// An errno value.
@@ -49,19 +50,6 @@ pub fn write_all(fd: Fd, mut buf: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Reads into `buf`, retrying on EINTR; 0 is end of file.
-pub fn read(fd: Fd, buf: &mut [u8]) -> Result<usize> {
-    loop {
-        // SAFETY: buf is a live, writable slice of buf.len() bytes.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        match n {
-            -1 if last_errno() == Errno(libc::EINTR) => continue,
-            -1 => return Err(last_errno()),
-            n => return Ok(n as usize),
-        }
-    }
-}
-
 /// Closes `fd`, ignoring errors: there is nothing to do about them.
 pub fn close(fd: Fd) {
     // SAFETY: closing a descriptor number has no memory effects.
@@ -72,14 +60,6 @@ pub fn close(fd: Fd) {
 pub fn set_cloexec(fd: Fd) -> Result<()> {
     // SAFETY: fcntl with F_SETFD takes an integer argument.
     check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
-}
-
-/// A pipe whose both ends are close-on-exec: `(read, write)`.
-pub fn pipe_cloexec() -> Result<(Fd, Fd)> {
-    let mut fds = [0 as c_int; 2];
-    // SAFETY: fds has room for the two descriptors pipe2 writes.
-    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    Ok((fds[0], fds[1]))
 }
 
 pub fn getpid() -> Pid {
@@ -112,6 +92,11 @@ impl SigSet {
         unsafe { libc::sigfillset(set.as_mut_ptr()) };
         // SAFETY: initialised just above.
         SigSet(unsafe { set.assume_init() })
+    }
+
+    pub fn add(&mut self, sig: c_int) {
+        // SAFETY: self.0 is an initialised set; an invalid signal number only fails.
+        unsafe { libc::sigaddset(&mut self.0, sig) };
     }
 
     pub fn remove(&mut self, sig: c_int) {
@@ -187,35 +172,62 @@ pub fn kill(pid: Pid, sig: c_int) -> Result<()> {
     check(unsafe { libc::kill(pid, sig) }).map(drop)
 }
 
-/// Which side of a fork the caller is on.
-pub enum Forked {
-    Child,
-    Parent(Pid),
+/// The child's side of [`spawn`]: what it runs, and where it leaves its failure.
+struct Job<F> {
+    child: Option<F>,
+    failure: Option<Failure>,
 }
 
-/// fork(2) with extra clone flags (namespaces), by the raw clone system call.
+/// Runs the child of [`spawn`] on its own stack: the closure either execs (and never
+/// returns) or returns the step that failed, which is left in the parent's memory.
+extern "C" fn run_job<F: FnOnce() -> Failure>(job: *mut c_void) -> c_int {
+    // SAFETY: `job` is the Job<F> that spawn passed to clone; the parent is suspended
+    // (CLONE_VFORK) until we exec or exit, so nothing else touches it meanwhile.
+    let job = unsafe { &mut *job.cast::<Job<F>>() };
+    if let Some(child) = job.child.take() {
+        job.failure = Some(child());
+    }
+    exit(127)
+}
+
+/// Size of the stack a spawned child runs on (it makes a few system calls, then execs).
+const CHILD_STACK: usize = 64 * 1024;
+
+/// The stack a spawned child runs on. In .bss, not on our stack: a frame this large would
+/// be probed page by page on every call (16 page faults on each start of the shim),
+/// while here only the pages the child touches are ever faulted in. One child is spawned
+/// at a time (we are suspended while it uses it).
+static mut CHILD_STACK_MEMORY: MaybeUninit<[u128; CHILD_STACK / 16]> = MaybeUninit::uninit();
+
+/// Starts a child that runs `child` with extra clone `flags` (namespaces), the way
+/// posix_spawn does: it shares our memory (CLONE_VM) on a stack of its own, and we are
+/// suspended (CLONE_VFORK) until it execs or exits. So there is no page table to copy and
+/// no pipe to learn the outcome: when this returns, the child has exec'd (`failure` is
+/// `None`) or has exited after `child` returned the step that failed.
 ///
-/// The child shares no memory with the parent but inherits libc's state as it was
-/// (musl's cached thread id among it), so it should only make plain system calls until it
-/// execs or exits: no allocation, no `raise`, no locks.
-pub fn clone_fork(flags: c_int) -> Result<Forked> {
-    // SAFETY: with a null stack, clone behaves as fork. fork is sound in a single-threaded
-    // process, and the shim never starts a thread (it is no_std: it has no way to).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
+/// `child` must only make system calls until it execs: it runs in our address space
+/// while we wait, with our thread's libc state (errno included).
+pub fn spawn<F: FnOnce() -> Failure>(flags: c_int, child: F) -> Result<(Pid, Option<Failure>)> {
+    let mut job = Job {
+        child: Some(child),
+        failure: None,
+    };
+    // SAFETY: the stack is a static that only spawned children use, one at a time (we are
+    // suspended until the child execs or exits, and the shim is single-threaded); `job` is
+    // passed by pointer, so the compiler assumes clone may change it; the child only makes
+    // system calls (see the contract above).
+    let pid = unsafe {
+        let stack = &raw mut CHILD_STACK_MEMORY;
+        let top = stack.cast::<u8>().add(CHILD_STACK).cast::<c_void>();
+        libc::clone(
+            run_job::<F>,
+            top,
+            flags | libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut job as *mut Job<F>).cast::<c_void>(),
         )
     };
-    match ret {
-        -1 => Err(last_errno()),
-        0 => Ok(Forked::Child),
-        pid => Ok(Forked::Parent(pid as Pid)),
-    }
+    let pid = check(pid)?;
+    Ok((pid, job.failure))
 }
 
 /// A process that ended, with its raw wait status.
@@ -347,6 +359,82 @@ pub fn execvp(argv: &[*const c_char]) -> Errno {
     // builds it from CStrs; the ends are checked above).
     unsafe { libc::execvp(argv[0], argv.as_ptr()) };
     last_errno()
+}
+
+/// An environment variable of the shim's own (it never changes its environment, so
+/// the strings live as long as the process).
+pub fn getenv(name: &CStr) -> Option<&'static CStr> {
+    // SAFETY: name is NUL-terminated; getenv returns null or a pointer into environ,
+    // which nothing in the shim modifies.
+    let value = unsafe { libc::getenv(name.as_ptr()) };
+    // SAFETY: a non-null result is a NUL-terminated string that outlives us (above).
+    (!value.is_null()).then(|| unsafe { CStr::from_ptr(value) })
+}
+
+/// Makes the shim a child subreaper: orphans below it are reparented to it.
+pub fn set_subreaper() -> Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer.
+    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) }).map(drop)
+}
+
+/// True when the shim is a child subreaper.
+pub fn is_subreaper() -> bool {
+    let mut flag: c_int = 0;
+    // SAFETY: PR_GET_CHILD_SUBREAPER writes one int to the pointer it is given.
+    unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut flag as *mut c_int) == 0 && flag != 0 }
+}
+
+/// Has `sig` sent to the shim when its parent dies.
+pub fn set_pdeathsig(sig: c_int) -> Result<()> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) }).map(drop)
+}
+
+/// The session id of the caller.
+pub fn getsid() -> Pid {
+    // SAFETY: getsid(0) has no preconditions.
+    unsafe { libc::getsid(0) }
+}
+
+/// The process group of the caller.
+pub fn getpgrp() -> Pid {
+    // SAFETY: getpgrp has no preconditions.
+    unsafe { libc::getpgrp() }
+}
+
+/// Puts the caller in a process group of its own.
+pub fn setpgid_self() -> Result<()> {
+    // SAFETY: setpgid has no memory effects.
+    check(unsafe { libc::setpgid(0, 0) }).map(drop)
+}
+
+/// The foreground process group of the terminal on `fd`.
+pub fn tcgetpgrp(fd: Fd) -> Result<Pid> {
+    // SAFETY: tcgetpgrp has no memory effects.
+    check(unsafe { libc::tcgetpgrp(fd) })
+}
+
+/// Makes `pgrp` the foreground process group of the terminal on `fd`.
+pub fn tcsetpgrp(fd: Fd, pgrp: Pid) -> Result<()> {
+    // SAFETY: tcsetpgrp has no memory effects.
+    check(unsafe { libc::tcsetpgrp(fd, pgrp) }).map(drop)
+}
+
+/// Gives up the controlling terminal on `fd` (TIOCNOTTY). For a session leader, the
+/// kernel hangs up the terminal's foreground group: it sends it SIGHUP and SIGCONT.
+pub fn release_controlling_tty(fd: Fd) -> Result<()> {
+    // SAFETY: TIOCNOTTY takes no argument.
+    check(unsafe { libc::ioctl(fd, libc::TIOCNOTTY) }).map(drop)
+}
+
+/// Takes every pending signal of `set` without acting on it (they must be blocked).
+pub fn discard_pending(set: &SigSet) {
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: set and zero are valid; a null siginfo pointer is allowed.
+    while unsafe { libc::sigtimedwait(&set.0, core::ptr::null_mut(), &zero) } > 0 {}
 }
 
 /// The text of an errno value, for messages.
