@@ -17,8 +17,8 @@ pub enum Stage {
     FindInit = 3,
     /// The shim could not create the guest's nested PID and mount namespaces.
     SpawnGuest = 4,
-    /// The guest's child could not move into its own cgroup and cgroup namespace; `detail`
-    /// is the step: 0 joining the cgroup, 1 unsharing the namespace, 2 mounting cgroup2.
+    /// The guest's child could not make its cgroup namespace (`detail` 0) or mount its
+    /// /sys/fs/cgroup (`detail` 1).
     GuestCgroup = 10,
     /// The guest's child could not mount its /proc; `detail` is the step, as
     /// [`crate::guest::proc_step_target`] numbers them.
@@ -59,7 +59,7 @@ impl Stage {
             Stage::ExecShim => "exec the shim",
             Stage::FindInit => "find the guest's init",
             Stage::SpawnGuest => "create the guest's PID namespace",
-            Stage::GuestCgroup => "move the guest into its cgroup and cgroup namespace",
+            Stage::GuestCgroup => "give the guest its cgroup namespace",
             Stage::GuestProc => "mount the guest's /proc",
             Stage::GuestConsole => "open /dev/console for the guest init",
             Stage::ExecInit => "exec the guest init",

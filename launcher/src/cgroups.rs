@@ -2,10 +2,14 @@
 //! hierarchy (`/sys/fs/cgroup` on a unified host, `/sys/fs/cgroup/unified` on a hybrid one
 //! such as these machines).
 //!
-//! The container's first process is cloned straight into it (clone3 `CLONE_INTO_CGROUP`) and
-//! makes its cgroup namespace there, so the guest's /sys/fs/cgroup is rooted at this cgroup
-//! and systemd in the guest writes only below it. When the container is gone the launcher
-//! removes the cgroup and everything the guest created under it.
+//! Processes are cloned straight into their cgroup (clone3 `CLONE_INTO_CGROUP`), never
+//! moved: a move waits for an RCU grace period, milliseconds each. In run mode the
+//! container's first process is born in `cradle.NAME` and makes its cgroup namespace there.
+//! In boot mode `cradle.NAME` gets two leaves (`common::guest::CGROUP_SHIM_DIR` and
+//! `CGROUP_GUEST_DIR`): the shim is born in the first and the guest init in the second,
+//! whose cgroup namespace the guest then gets, so systemd in the guest writes only below
+//! it. When the container is gone the launcher removes the cgroup and everything the guest
+//! created under it.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -18,6 +22,8 @@ use nix::fcntl::{OFlag, open};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::Mode;
 use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
+
+use cradle_common::guest::{CGROUP_GUEST_DIR, CGROUP_SHIM_DIR};
 
 use crate::error::{Error, Result};
 
@@ -60,12 +66,24 @@ fn remove_tree(dir: &Path) -> io::Result<()> {
 pub struct Cgroup {
     path: PathBuf,
     dir: OwnedFd,
+    /// The shim's and the guest's leaves, in boot mode.
+    leaves: Option<(OwnedFd, OwnedFd)>,
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd> {
+    open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::host(format!("open cgroup {}", path.display()), e))
 }
 
 impl Cgroup {
-    /// Creates the cgroup of container `name`. One left behind by a launcher that was
-    /// killed is taken over if no process is in it.
-    pub fn create(name: &str) -> Result<Self> {
+    /// Creates the cgroup of container `name`, with the shim's and the guest's leaves when
+    /// `leaves`. One left behind by a launcher that was killed is taken over if no
+    /// process is in it.
+    pub fn create(name: &str, leaves: bool) -> Result<Self> {
         let root = v2_root().ok_or_else(|| {
             Error::host(
                 "cgroup v2",
@@ -92,22 +110,40 @@ impl Cgroup {
             }
             Err(e) => return Err(Error::host(format!("create cgroup {}", path.display()), e)),
         }
-        let dir = open(
-            &path,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::host(format!("open cgroup {}", path.display()), e))?;
-        Ok(Cgroup { path, dir })
+        let dir = open_dir(&path)?;
+        let mut cgroup = Cgroup {
+            path,
+            dir,
+            leaves: None,
+        };
+        if leaves {
+            let leaf = |name: &str| {
+                let path = cgroup.path.join(name);
+                fs::create_dir(&path)
+                    .map_err(|e| Error::host(format!("create cgroup {}", path.display()), e))
+                    .and_then(|()| open_dir(&path))
+            };
+            cgroup.leaves = Some((leaf(CGROUP_SHIM_DIR)?, leaf(CGROUP_GUEST_DIR)?));
+        }
+        Ok(cgroup)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The cgroup's directory, for clone3's `CLONE_INTO_CGROUP`.
-    pub fn dir(&self) -> BorrowedFd<'_> {
-        self.dir.as_fd()
+    /// Where the container's first process is born (clone3's `CLONE_INTO_CGROUP`): the
+    /// shim's leaf in boot mode, the container's cgroup otherwise.
+    pub fn first_process_dir(&self) -> BorrowedFd<'_> {
+        match &self.leaves {
+            Some((shim, _)) => shim.as_fd(),
+            None => self.dir.as_fd(),
+        }
+    }
+
+    /// The guest's leaf (boot mode), for the shim to clone the guest init into.
+    pub fn guest_dir(&self) -> Option<BorrowedFd<'_>> {
+        self.leaves.as_ref().map(|(_, guest)| guest.as_fd())
     }
 
     /// Kills every process in the cgroup and below (cgroup.kill, Linux 5.14).
@@ -154,6 +190,16 @@ impl Cgroup {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
+        // the common case: the container's PID 1 is gone, so are its processes, and the
+        // guest made no cgroups of its own (busybox): the directories are empty leaves
+        let leaves = [CGROUP_SHIM_DIR, CGROUP_GUEST_DIR].map(|leaf| self.path.join(leaf));
+        let quick = leaves.iter().all(|leaf| match fs::remove_dir(leaf) {
+            Ok(()) => true,
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        }) && fs::remove_dir(&self.path).is_ok();
+        if quick {
+            return;
+        }
         if is_populated(&self.path) {
             self.kill_all();
             if !self.wait_empty(Duration::from_secs(10)) {

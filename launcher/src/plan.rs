@@ -5,10 +5,11 @@
 //! allocation, and on failure returns the index of the step, which the parent turns back
 //! into words with the step's `Display`. The order is the design:
 //!
-//! 1. a session of its own, the cgroup namespace (rooted at the container's cgroup, which
-//!    clone3 put the child in), the whole mount tree private so nothing reaches the host;
-//! 2. a private bind of the root directory, and in it: /proc (run mode; in boot mode the
-//!    guest's nested namespace mounts its own), /sys read-only with the cgroup2 tree, a
+//! 1. a session of its own; in run mode the cgroup namespace, rooted at the container's
+//!    cgroup, which clone3 put the child in (in boot mode only the guest gets one, below
+//!    the shim: see `cgroups`); the whole mount tree private so nothing reaches the host;
+//! 2. a private bind of the root directory, and in it: /proc and the cgroup2 tree (run
+//!    mode; in boot mode the guest's nested namespaces mount their own), /sys read-only, a
 //!    fresh /dev with the basic devices, its own devpts and /dev/shm, and in boot mode the
 //!    console pty bound on /dev/console;
 //! 3. pivot_root into it and detach the host's root;
@@ -171,9 +172,12 @@ const DEV_LINKS: [(&str, &str); 5] = [
 pub fn build(config: &Config) -> Result<Vec<Step>, NulError> {
     let root = CString::new(config.root.as_os_str().as_bytes())?;
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let mut steps = vec![
-        Step::NewSession,
-        Step::CgroupNamespace,
+    let run = config.purpose == Purpose::Run;
+    let mut steps = vec![Step::NewSession];
+    if run {
+        steps.push(Step::CgroupNamespace);
+    }
+    steps.extend([
         Step::Mount(MountSpec {
             source: None,
             target: c("/"),
@@ -184,8 +188,8 @@ pub fn build(config: &Config) -> Result<Vec<Step>, NulError> {
         bind_step(root.clone(), root.clone(), MsFlags::MS_REC),
         Step::Chdir(root),
         Step::Mkdir(c("proc")),
-    ];
-    if config.purpose == Purpose::Run {
+    ]);
+    if run {
         steps.push(Step::Mount(MountSpec::from(&PROC)));
         steps.extend(PROC_BINDS.iter().map(|&(path, read_only)| Step::ProcBind {
             path: path.into(),
@@ -201,13 +205,18 @@ pub fn build(config: &Config) -> Result<Vec<Step>, NulError> {
             nosuid_nodev_noexec | MsFlags::MS_RDONLY,
             None,
         ),
-        mount_step(
+    ]);
+    if run {
+        let cgroup2 = mount_step(
             "cgroup2",
             "sys/fs/cgroup",
             "cgroup2",
             nosuid_nodev_noexec,
             None,
-        ),
+        );
+        steps.push(cgroup2);
+    }
+    steps.extend([
         Step::Mkdir(c("dev")),
         mount_step(
             "tmpfs",
@@ -474,15 +483,21 @@ mod tests {
     }
 
     #[test]
-    fn boot_mode_leaves_proc_to_the_guest_and_binds_the_console() {
+    fn boot_mode_leaves_proc_and_cgroups_to_the_guest_and_binds_the_console() {
         let steps = plan(Purpose::Boot {
             console: "/dev/pts/5",
         });
         assert_eq!(mounts_on(&steps, "proc"), 0);
+        assert_eq!(mounts_on(&steps, "sys/fs/cgroup"), 0);
+        assert!(!steps.contains(&Step::CgroupNamespace));
         assert_eq!(mounts_on(&steps, "dev/console"), 1);
         assert!(steps.contains(&Step::Stdio(c("/dev/console"))));
         let run = plan(Purpose::Run);
         assert_eq!(mounts_on(&run, "proc"), 1);
+        assert_eq!(mounts_on(&run, "sys/fs/cgroup"), 1);
+        assert!(run.contains(&Step::CgroupNamespace));
+        assert_eq!(mounts_on(&run, "sys/fs/cgroup"), 1);
+        assert!(run.contains(&Step::CgroupNamespace));
         assert_eq!(mounts_on(&run, "dev/console"), 0);
         assert!(!run.iter().any(|s| matches!(s, Step::Stdio(_))));
     }

@@ -71,7 +71,7 @@ pub fn run(opts: &Options) -> Result<u8> {
     let root = config::check_root(&opts.root)?;
     let shim = ShimBinary::locate(opts.shim.as_deref())?;
     let mut signals = Signals::catch(&FORWARDED)?;
-    let cgroup = Cgroup::create(&name)?;
+    let cgroup = Cgroup::create(&name, false)?;
     let steps = plan::build(&plan::Config {
         root: &root,
         hostname: &hostname,

@@ -8,7 +8,7 @@
 
 use std::ffi::{CString, c_char};
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -116,10 +116,12 @@ fn fail(report: BorrowedFd, stage: Stage, detail: usize, errno: Errno) -> ! {
 }
 
 /// The child between clone and exec. Only system calls on memory prepared by the parent.
+/// `keep` is a descriptor the shim inherits besides `report`.
 fn child(
     steps: &[Step],
     shim: BorrowedFd,
     report: BorrowedFd,
+    keep: Option<BorrowedFd>,
     argv: &[*const c_char],
     envp: &[*const c_char],
 ) -> ! {
@@ -140,15 +142,18 @@ fn child(
     if let Err((index, errno)) = crate::plan::apply(steps) {
         fail(report, Stage::Setup, index, errno);
     }
-    if let Err(errno) = sys::keep_on_exec(report) {
-        fail(report, Stage::ExecShim, 0, errno);
+    for fd in [Some(report), keep].into_iter().flatten() {
+        if let Err(errno) = sys::keep_on_exec(fd) {
+            fail(report, Stage::ExecShim, 0, errno);
+        }
     }
     let errno = sys::exec_fd(shim, argv, envp);
     fail(report, Stage::ExecShim, 0, errno)
 }
 
-/// Clones the container's first process into `cgroup`. It runs `steps`, then execs the
-/// shim with `--report-fd` and `shim_args`, with exactly `env` as its environment.
+/// Clones the container's first process into `cgroup` (its shim leaf in boot mode). It
+/// runs `steps`, then execs the shim with `--report-fd`, `--cgroup-fd` for the guest's
+/// leaf in boot mode, and `shim_args`, with exactly `env` as its environment.
 pub fn spawn(
     shim: &ShimBinary,
     steps: Vec<Step>,
@@ -161,18 +166,24 @@ pub fn spawn(
     let mut words = vec![
         "cradle-shim".to_owned(),
         "--report-fd".to_owned(),
-        std::os::fd::AsRawFd::as_raw_fd(&write_end).to_string(),
+        write_end.as_raw_fd().to_string(),
     ];
+    let guest = cgroup.guest_dir();
+    if let Some(fd) = guest {
+        words.extend(["--cgroup-fd".to_owned(), fd.as_raw_fd().to_string()]);
+    }
     words.extend_from_slice(shim_args);
     let argv = cstrings(&words)?;
     let envp = cstrings(env)?;
     let (argv_ptrs, envp_ptrs) = (pointers(&argv), pointers(&envp));
     // the child only makes system calls on the memory prepared above, then execs or exits
-    let (pid, pidfd) = sys::fork_into(NAMESPACES, Some(cgroup.dir()), || {
+    let (pid, pidfd) = sys::fork_into(NAMESPACES, Some(cgroup.first_process_dir()), || {
+        let shim = shim.file.as_fd();
         child(
             &steps,
-            shim.file.as_fd(),
+            shim,
             write_end.as_fd(),
+            guest,
             &argv_ptrs,
             &envp_ptrs,
         )
@@ -307,7 +318,6 @@ impl Container {
             }
             Stage::GuestCgroup => {
                 let what = [
-                    "join the guest's cgroup",
                     "make the guest's cgroup namespace",
                     "mount the guest's /sys/fs/cgroup",
                 ];

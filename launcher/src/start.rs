@@ -155,7 +155,7 @@ pub fn start(opts: &Options) -> Result<()> {
 impl Launcher<'_> {
     /// Boots the guest once and supervises it until the shim is gone.
     fn boot(&mut self, number: u32) -> Result<BootEnd> {
-        let cgroup = Cgroup::create(&self.opts.name)?;
+        let cgroup = Cgroup::create(&self.opts.name, true)?;
         let steps = plan::build(&plan::Config {
             root: &self.root,
             hostname: &self.hostname,

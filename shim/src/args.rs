@@ -15,7 +15,7 @@ use crate::sys::Fd;
 
 pub const USAGE: &str = "\
 usage: cradle-shim [OPTIONS] [--] CMD [ARGS]...
-       cradle-shim --boot --ctid ID [--env K=V]... [-v]... [--report-fd FD]
+       cradle-shim --boot --ctid ID [--env K=V]... [-v]... [--report-fd FD] [--cgroup-fd FD]
 
 Runs CMD as its child in a session of its own (with the terminal, if there is
 one), forwards every signal to it, reaps every zombie, and exits with CMD's
@@ -39,7 +39,8 @@ environment: TINI_SUBREAPER (-s), TINI_KILL_PROCESS_GROUP (-g),
 
 boot mode (what cradle start runs): the guest's /sbin/init, /etc/init or
 /bin/init as PID 1 of a nested PID namespace, as container=ID, with each
---env; --report-fd passes a failure before exec to the launcher.
+--env, in the cgroup v2 directory open on --cgroup-fd (with a cgroup namespace
+there); --report-fd passes a failure before exec to the launcher.
 ";
 
 /// Exit codes that `-e` turns into 0.
@@ -109,8 +110,13 @@ pub struct Options {
 /// What the shim was asked to do.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mode<'a> {
-    /// Boot the guest found in `/`; `env` are the `--env` values, in order.
-    Boot { ctid: &'a CStr, env: Vec<&'a CStr> },
+    /// Boot the guest found in `/`; `env` are the `--env` values, in order; `cgroup` the
+    /// directory the guest is born in.
+    Boot {
+        ctid: &'a CStr,
+        env: Vec<&'a CStr>,
+        cgroup: Option<Fd>,
+    },
     /// Run the command `argv` (at least one word).
     Command {
         argv: &'a [&'a CStr],
@@ -157,7 +163,9 @@ impl fmt::Display for ArgError<'_> {
             ArgError::CommandOptionWithBoot => {
                 f.write_str("-s, -g, -e, -p, -w, -r and -c apply to a command, not to --boot")
             }
-            ArgError::BootOptionWithoutBoot => f.write_str("--ctid and --env need --boot"),
+            ArgError::BootOptionWithoutBoot => {
+                f.write_str("--ctid, --env and --cgroup-fd need --boot")
+            }
             ArgError::NoCtid => f.write_str("--boot needs --ctid"),
         }
     }
@@ -191,7 +199,13 @@ fn parse_rewrite(s: &CStr) -> Option<(c_int, c_int)> {
 /// The short options that take a value.
 const SHORT_WITH_VALUE: [u8; 3] = [b'e', b'p', b'r'];
 /// The long options that take a value.
-const LONG_WITH_VALUE: [&[u8]; 4] = [b"--rewrite", b"--ctid", b"--env", b"--report-fd"];
+const LONG_WITH_VALUE: [&[u8]; 5] = [
+    b"--rewrite",
+    b"--ctid",
+    b"--env",
+    b"--report-fd",
+    b"--cgroup-fd",
+];
 
 /// One option, by its canonical name, with its value when it takes one.
 enum Opt<'a> {
@@ -217,6 +231,7 @@ pub fn parse<'a, 'e>(
     let mut ctid = None;
     let mut env = Vec::new();
     let mut report_fd = None;
+    let mut cgroup_fd = None;
     let mut verbosity: u8 = 1;
     let mut command_option = false;
     let mut i = 0;
@@ -296,6 +311,9 @@ pub fn parse<'a, 'e>(
                 Opt::Long(b"--report-fd", Some(v)) => {
                     report_fd = Some(parse_fd(v).ok_or(ArgError::BadValue("--report-fd", v))?);
                 }
+                Opt::Long(b"--cgroup-fd", Some(v)) => {
+                    cgroup_fd = Some(parse_fd(v).ok_or(ArgError::BadValue("--cgroup-fd", v))?);
+                }
                 Opt::Long(b"--verbose", _) | Opt::Short(b'v', _) => {
                     verbosity = verbosity.saturating_add(1)
                 }
@@ -353,9 +371,10 @@ pub fn parse<'a, 'e>(
         Mode::Boot {
             ctid: ctid.ok_or(ArgError::NoCtid)?,
             env,
+            cgroup: cgroup_fd,
         }
     } else {
-        if ctid.is_some() || !env.is_empty() {
+        if ctid.is_some() || !env.is_empty() || cgroup_fd.is_some() {
             return Err(ArgError::BootOptionWithoutBoot);
         }
         if rest.is_empty() {
@@ -411,6 +430,7 @@ fn long_name(name: &[u8]) -> &'static str {
         b"--ctid" => "--ctid",
         b"--env" => "--env",
         b"--report-fd" => "--report-fd",
+        b"--cgroup-fd" => "--cgroup-fd",
         b"--rewrite" => "--rewrite",
         _ => "an option",
     }
@@ -560,11 +580,18 @@ mod tests {
             "--env",
             "B=",
             "--report-fd=3",
+            "--cgroup-fd",
+            "4",
             "-v",
         ];
         with_args(&args, &[], |r| match r {
             Ok(Parsed::Run(Config {
-                mode: Mode::Boot { ctid, env },
+                mode:
+                    Mode::Boot {
+                        ctid,
+                        env,
+                        cgroup: Some(4),
+                    },
                 report_fd: Some(3),
                 verbosity: 2,
             })) => {
@@ -582,7 +609,7 @@ mod tests {
             &[],
             |r| match r {
                 Ok(Parsed::Run(Config {
-                    mode: Mode::Boot { ctid, env },
+                    mode: Mode::Boot { ctid, env, .. },
                     ..
                 })) => {
                     assert_eq!(ctid.to_str().unwrap(), "--env");
@@ -595,7 +622,7 @@ mod tests {
 
     #[test]
     fn bad_command_lines_are_errors_not_crashes() {
-        let cases: [&[&str]; 17] = [
+        let cases: [&[&str]; 18] = [
             &["--bogus", "--", "true"],
             &["-x", "true"],
             &["-sx", "true"],
@@ -606,6 +633,7 @@ mod tests {
             &["--ctid", "a", "--", "sh"],
             &["--env", "NOEQUALS", "--boot", "--ctid", "a"],
             &["--report-fd", "1", "--", "true"],
+            &["--cgroup-fd", "5", "--", "true"],
             &["-e", "256", "true"],
             &["-e", "x", "true"],
             &["-e"],

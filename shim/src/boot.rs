@@ -11,13 +11,12 @@ use core::ffi::{CStr, c_char};
 
 use cradle_common::errpipe::Failure;
 use cradle_common::guest::{
-    BASE_ENV, CGROUP_GUEST, CGROUP_GUEST_PROCS, CGROUP_SHIM, CGROUP_SHIM_PROCS, CGROUP2,
-    CONTAINER_VAR, INIT_ARGV, INIT_PATHS, PROC, PROC_BINDS, proc_bind,
+    BASE_ENV, CGROUP2, CONTAINER_VAR, INIT_ARGV, INIT_PATHS, PROC, PROC_BINDS, proc_bind,
 };
 use cradle_common::outcome::Outcome;
 use cradle_common::stage::Stage;
 
-use crate::log::{Lossy, Strerror, debug, error, info};
+use crate::log::{Lossy, Strerror, error, info};
 use crate::report::Reporter;
 use crate::signals::Signals;
 use crate::supervise;
@@ -46,22 +45,9 @@ fn guest_env<'a>(
     (container, envp)
 }
 
-/// Moves the shim into its own leaf cgroup, beside the one its guest will get
-/// (`common::guest::CGROUP_SHIM`). False where /sys/fs/cgroup is not a writable cgroup2
-/// tree (the shim run by hand): the guest then stays in the shim's cgroup.
-fn nest_cgroups() -> bool {
-    let made = sys::mkdir(CGROUP_SHIM, 0o755)
-        .and_then(|()| sys::mkdir(CGROUP_GUEST, 0o755))
-        .and_then(|()| sys::write_file(CGROUP_SHIM_PROCS, b"0"));
-    if let Err(e) = made {
-        debug!("no cgroup of its own for the guest: {}", Strerror(e.0));
-    }
-    made.is_ok()
-}
-
-/// In the nested child: its own cgroup namespace (when the shim made one for it), its
+/// In the nested child: its cgroup namespace (when it was born in a cgroup of its own), its
 /// /proc, a session of its own, the console as standard streams, then the init. Returns
-/// only by exiting.
+/// only if a step failed.
 ///
 /// The console is not made the init's controlling terminal: the kernel does not do that
 /// for PID 1 either, and an init's children (a getty, a console shell) must be able to.
@@ -72,16 +58,11 @@ fn exec_guest(init: usize, envp: &[*const c_char], own_cgroup: bool) -> Failure 
     let _ = sys::set_sigmask(&SigSet::empty());
     sys::reset_signal_dispositions();
     if own_cgroup {
-        if let Err(e) = sys::write_file(CGROUP_GUEST_PROCS, b"0") {
+        if let Err(e) = sys::unshare(libc::CLONE_NEWCGROUP) {
             return fail(Stage::GuestCgroup, 0, e);
         }
-        if let Err(e) = sys::unshare(libc::CLONE_NEWCGROUP) {
+        if let Err(e) = sys::mount(&CGROUP2) {
             return fail(Stage::GuestCgroup, 1, e);
-        }
-        // cgroup2 has one superblock, which the kernel will not mount again on the root of
-        // its own mount: the shim's view goes first (from this mount namespace only)
-        if let Err(e) = sys::unmount(CGROUP2.target).and_then(|()| sys::mount(&CGROUP2)) {
-            return fail(Stage::GuestCgroup, 2, e);
         }
     }
     if let Err(e) = sys::mount(&PROC) {
@@ -141,7 +122,13 @@ fn setup_failed(reporter: &mut Reporter, failure: Failure) -> u8 {
 }
 
 /// Boots the guest in `/` and returns the shim's exit code (an [`Outcome`]).
-pub fn run(signals: &Signals, reporter: &mut Reporter, ctid: &CStr, user_env: &[&CStr]) -> u8 {
+pub fn run(
+    signals: &Signals,
+    reporter: &mut Reporter,
+    ctid: &CStr,
+    user_env: &[&CStr],
+    cgroup: Option<sys::Fd>,
+) -> u8 {
     let Some(init) = find_init() else {
         if !reporter.is_connected() {
             error!("bad template: none of /sbin/init, /etc/init, /bin/init is an executable file");
@@ -149,15 +136,23 @@ pub fn run(signals: &Signals, reporter: &mut Reporter, ctid: &CStr, user_env: &[
         reporter.failure(Failure::new(Stage::FindInit, 0, libc::ENOENT));
         return Outcome::BadTemplate.encode();
     };
+    // the guest's cgroup is for its child to be born in, not for the init to inherit
+    if let Some(fd) = cgroup {
+        if let Err(e) = sys::set_cloexec(fd) {
+            return setup_failed(reporter, Failure::new(Stage::SpawnGuest, 0, e.0));
+        }
+    }
     let (_storage, envp) = guest_env(ctid, user_env.iter().copied());
     // every path below is relative to the guest's root
     if let Err(e) = sys::chdir(c"/") {
         return setup_failed(reporter, Failure::new(Stage::SpawnGuest, 0, e.0));
     }
-    let own_cgroup = nest_cgroups();
-    let spawned = sys::spawn(libc::CLONE_NEWPID | libc::CLONE_NEWNS, || {
-        exec_guest(init, &envp, own_cgroup)
+    let spawned = sys::spawn(libc::CLONE_NEWPID | libc::CLONE_NEWNS, cgroup, || {
+        exec_guest(init, &envp, cgroup.is_some())
     });
+    if let Some(fd) = cgroup {
+        sys::close(fd);
+    }
     let init_pid = match spawned {
         Ok((pid, None)) => pid,
         Ok((_, Some(failure))) => {

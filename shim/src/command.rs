@@ -90,7 +90,7 @@ fn spawn(
     if setsid {
         release_terminal(pid);
     }
-    let failure = match sys::spawn(0, || exec_command(signals, setsid, &ptrs)) {
+    let failure = match sys::spawn(0, None, || exec_command(signals, setsid, &ptrs)) {
         Ok((child, None)) => {
             reporter.success();
             return Ok(child);

@@ -70,7 +70,7 @@ pub fn main(args: &[&CStr]) -> u8 {
         }
     };
     match config.mode {
-        Mode::Boot { ctid, env } => boot::run(&signals, &mut reporter, ctid, &env),
+        Mode::Boot { ctid, env, cgroup } => boot::run(&signals, &mut reporter, ctid, &env, cgroup),
         Mode::Command { argv, options } => command::run(&signals, &mut reporter, argv, options),
     }
 }

@@ -199,15 +199,34 @@ const CHILD_STACK: usize = 64 * 1024;
 /// at a time (we are suspended while it uses it).
 static mut CHILD_STACK_MEMORY: MaybeUninit<[u128; CHILD_STACK / 16]> = MaybeUninit::uninit();
 
-/// Starts a child that runs `child` with extra clone `flags` (namespaces), the way
-/// posix_spawn does: it shares our memory (CLONE_VM) on a stack of its own, and we are
-/// suspended (CLONE_VFORK) until it execs or exits. So there is no page table to copy and
-/// no pipe to learn the outcome: when this returns, the child has exec'd (`failure` is
-/// `None`) or has exited after `child` returned the step that failed.
+/// Starts a child that runs `child` with extra clone `flags` (namespaces), and returns
+/// once it has exec'd (`None`) or has exited after `child` returned the step that failed.
+/// We are suspended until then (CLONE_VFORK), so no pipe is needed to learn the outcome.
 ///
-/// `child` must only make system calls until it execs: it runs in our address space
-/// while we wait, with our thread's libc state (errno included).
-pub fn spawn<F: FnOnce() -> Failure>(flags: c_int, child: F) -> Result<(Pid, Option<Failure>)> {
+/// Without a cgroup, as posix_spawn does it: the child shares our memory (CLONE_VM) on a
+/// stack of its own, so there is no page table to copy. With `cgroup` (a cgroup v2
+/// directory), the child is born in that cgroup (clone3 CLONE_INTO_CGROUP: no migration,
+/// which would wait for an RCU grace period); clone3 cannot start a CLONE_VM child on a
+/// new stack without an assembly trampoline, so that child gets a copy of our memory, and
+/// its failure comes back through a shared anonymous page.
+///
+/// `child` must only make system calls until it execs: it runs with our thread's libc
+/// state (errno included), in our address space when it shares it.
+pub fn spawn<F: FnOnce() -> Failure>(
+    flags: c_int,
+    cgroup: Option<Fd>,
+    child: F,
+) -> Result<(Pid, Option<Failure>)> {
+    match cgroup {
+        None => spawn_sharing_memory(flags, child),
+        Some(cgroup) => spawn_into_cgroup(flags, cgroup, child),
+    }
+}
+
+fn spawn_sharing_memory<F: FnOnce() -> Failure>(
+    flags: c_int,
+    child: F,
+) -> Result<(Pid, Option<Failure>)> {
     let mut job = Job {
         child: Some(child),
         failure: None,
@@ -215,7 +234,7 @@ pub fn spawn<F: FnOnce() -> Failure>(flags: c_int, child: F) -> Result<(Pid, Opt
     // SAFETY: the stack is a static that only spawned children use, one at a time (we are
     // suspended until the child execs or exits, and the shim is single-threaded); `job` is
     // passed by pointer, so the compiler assumes clone may change it; the child only makes
-    // system calls (see the contract above).
+    // system calls (see spawn's contract).
     let pid = unsafe {
         let stack = &raw mut CHILD_STACK_MEMORY;
         let top = stack.cast::<u8>().add(CHILD_STACK).cast::<c_void>();
@@ -228,6 +247,62 @@ pub fn spawn<F: FnOnce() -> Failure>(flags: c_int, child: F) -> Result<(Pid, Opt
     };
     let pid = check(pid)?;
     Ok((pid, job.failure))
+}
+
+/// `CLONE_INTO_CGROUP` (linux/sched.h, Linux 5.7); the libc crate does not have it.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+fn spawn_into_cgroup<F: FnOnce() -> Failure>(
+    flags: c_int,
+    cgroup: Fd,
+    child: F,
+) -> Result<(Pid, Option<Failure>)> {
+    let size = core::mem::size_of::<Option<Failure>>();
+    // SAFETY: a new anonymous shared mapping, ours alone until the child is started.
+    let slot = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if slot == libc::MAP_FAILED {
+        return Err(last_errno());
+    }
+    let slot = slot.cast::<Option<Failure>>();
+    // SAFETY: the mapping is large enough and suitably aligned (page-aligned).
+    unsafe { slot.write(None) };
+    // SAFETY: clone_args is plain data; all-zero is its documented default.
+    let mut args: libc::clone_args = unsafe { core::mem::zeroed() };
+    args.flags = (flags | libc::CLONE_VFORK) as u64 | CLONE_INTO_CGROUP;
+    args.exit_signal = libc::SIGCHLD as u64;
+    args.cgroup = cgroup as u64;
+    // SAFETY: args is valid and its size given; with no stack the child continues on a
+    // copy of ours, as with fork, which is sound in the single-threaded shim.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut libc::clone_args,
+            core::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    if ret == 0 {
+        let failure = child();
+        // SAFETY: the slot is shared with the parent, which reads it only after we exit.
+        unsafe { slot.write(Some(failure)) };
+        exit(127);
+    }
+    // SAFETY: the child has exec'd or exited (CLONE_VFORK): the slot is ours again.
+    let failure = unsafe { slot.read() };
+    // SAFETY: the mapping made above, no longer used.
+    unsafe { libc::munmap(slot.cast(), size) };
+    match ret {
+        -1 => Err(last_errno()),
+        pid => Ok((pid as Pid, failure)),
+    }
 }
 
 /// A process that ended, with its raw wait status.
@@ -287,33 +362,10 @@ pub fn mount(call: &MountCall) -> Result<()> {
     .map(drop)
 }
 
-/// mkdir(2); an existing directory is not an error.
-pub fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<()> {
-    // SAFETY: path is NUL-terminated.
-    match check(unsafe { libc::mkdir(path.as_ptr(), mode) }) {
-        Err(Errno(libc::EEXIST)) => Ok(()),
-        other => other.map(drop),
-    }
-}
-
-/// Writes `contents` to the existing file `path` (a cgroup or proc knob).
-pub fn write_file(path: &CStr, contents: &[u8]) -> Result<()> {
-    let fd = open(path, libc::O_WRONLY | libc::O_CLOEXEC)?;
-    let result = write_all(fd, contents);
-    close(fd);
-    result
-}
-
 /// unshare(2): new namespaces for the caller (and, for a PID namespace, its children).
 pub fn unshare(flags: c_int) -> Result<()> {
     // SAFETY: unshare has no memory effects.
     check(unsafe { libc::unshare(flags) }).map(drop)
-}
-
-/// Detaches the mount on `path` (umount2 with MNT_DETACH).
-pub fn unmount(path: &CStr) -> Result<()> {
-    // SAFETY: path is NUL-terminated.
-    check(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) }).map(drop)
 }
 
 pub fn chdir(path: &CStr) -> Result<()> {
