@@ -14,8 +14,7 @@
 //!   back. PID 1 never stops.
 //! - Exit status: the child's, 128+N when it died of signal N, then `-e` remaps.
 
-use alloc::vec::Vec;
-use core::ffi::{CStr, c_char, c_int};
+use core::ffi::{CStr, c_int};
 
 use cradle_common::errpipe::Failure;
 use cradle_common::outcome::Status;
@@ -58,7 +57,7 @@ fn release_terminal(pid: Pid) {
 
 /// In the child: a session (or process group) of its own with the terminal, the original
 /// signal mask, then the command. Returns only if a step failed.
-fn exec_command(signals: &Signals, setsid: bool, argv: &[*const c_char]) -> Failure {
+fn exec_command(signals: &Signals, setsid: bool, argv: &mut sys::ExecArgv) -> Failure {
     // signals are still blocked here, so tcsetpgrp from a background group is not stopped
     // by SIGTTOU; a missing terminal is fine
     if setsid {
@@ -85,12 +84,11 @@ fn spawn(
     setsid: bool,
     pid: Pid,
 ) -> Result<Pid, u8> {
-    let mut ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    ptrs.push(core::ptr::null());
+    let mut exec_argv = sys::ExecArgv::new(argv);
     if setsid {
         release_terminal(pid);
     }
-    let failure = match sys::spawn(0, None, || exec_command(signals, setsid, &ptrs)) {
+    let failure = match sys::spawn(0, None, || exec_command(signals, setsid, &mut exec_argv)) {
         Ok((child, None)) => {
             reporter.success();
             return Ok(child);

@@ -1,18 +1,21 @@
-//! The shim's signal mask: everything blocked and read from a signalfd, except the signals
-//! the kernel raises for a fault in the shim itself.
+//! The shim's signal mask: every signal blocked and read from a signalfd.
 //!
 //! Blocking is also what lets signals reach us at all: PID 1 of a namespace never gets a
 //! signal whose disposition is the default, unless that signal is blocked, in which case it
 //! is queued (kernel/signal.c, `sig_ignored`). A signal that comes before the child exists
 //! waits in the queue and is forwarded once it does.
+//!
+//! The fault signals are blocked too. A real fault in the shim is delivered by the kernel
+//! regardless of the mask (force_sig_fault unblocks it), so nothing is lost there; the same
+//! numbers sent with kill(2) are then taken from the queue and dropped, so that a stray
+//! `kill -ABRT` never kills the shim and orphans its child.
 
 use core::ffi::c_int;
 
 use crate::sys::{self, Fd, SigInfo, SigSet};
 
-/// Raised by the kernel when *we* fault. Blocking them would not stop the kernel from
-/// killing us, and would hide the reason; they stay at their default (catatonit does the
-/// same). They are never forwarded.
+/// Raised by the kernel when a process faults: never forwarded (the child's own faults are
+/// its own, and the same numbers sent to the shim are not meant for the child).
 pub const FAULTS: [c_int; 7] = [
     libc::SIGFPE,
     libc::SIGILL,
@@ -31,12 +34,9 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Blocks every signal but [`FAULTS`] and opens a signalfd for them.
+    /// Blocks every signal and opens a signalfd for them.
     pub fn block() -> sys::Result<Self> {
-        let mut mask = SigSet::full();
-        for sig in FAULTS {
-            mask.remove(sig);
-        }
+        let mask = SigSet::all();
         let original = sys::set_sigmask(&mask)?;
         let fd = sys::signalfd(&mask)?;
         Ok(Signals { fd, original })
@@ -101,7 +101,7 @@ pub fn parse(text: &str) -> Option<c_int> {
 }
 
 /// True for the signals the shim passes on to its child: all but SIGCHLD (which is ours)
-/// and the faults (which are never queued, see [`FAULTS`]).
+/// and the faults (see [`FAULTS`]).
 pub fn is_forwarded(sig: c_int) -> bool {
     sig != libc::SIGCHLD && !FAULTS.contains(&sig)
 }

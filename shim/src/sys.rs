@@ -86,42 +86,67 @@ impl SigSet {
         SigSet(unsafe { set.assume_init() })
     }
 
-    pub fn full() -> Self {
-        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: sigfillset initialises the whole set it is given.
-        unsafe { libc::sigfillset(set.as_mut_ptr()) };
-        // SAFETY: initialised just above.
-        SigSet(unsafe { set.assume_init() })
+    /// Every signal, 1 to 64. Not sigfillset: musl's leaves out 32, 33 and 34 (its own,
+    /// for threads the shim does not have), and 34 is glibc's SIGRTMIN, which programs
+    /// send; a signal left out of the mask would kill the shim or be lost.
+    pub fn all() -> Self {
+        let mut set = Self::empty();
+        // SAFETY: the kernel's signal set is the first 64 bits of sigset_t (128 bytes in
+        // both glibc's and musl's layout); all ones is the same in either word order.
+        unsafe { (&raw mut set.0).cast::<u64>().write(u64::MAX) };
+        set
     }
 
     pub fn add(&mut self, sig: c_int) {
         // SAFETY: self.0 is an initialised set; an invalid signal number only fails.
         unsafe { libc::sigaddset(&mut self.0, sig) };
     }
-
-    pub fn remove(&mut self, sig: c_int) {
-        // SAFETY: self.0 is an initialised set; an invalid signal number only fails.
-        unsafe { libc::sigdelset(&mut self.0, sig) };
-    }
 }
 
-/// Sets the signal mask of the calling thread; returns the previous one.
+/// The kernel's size of a signal set (64 signals), for the raw system calls below.
+const KERNEL_SIGSET_SIZE: usize = 8;
+
+/// Sets the signal mask of the calling thread; returns the previous one. By the raw
+/// system call: musl's wrapper hides signals 32 to 34 in the old mask.
 pub fn set_sigmask(mask: &SigSet) -> Result<SigSet> {
     let mut old = SigSet::empty();
-    // SAFETY: both sets are initialised; old is writable.
-    let ret = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &mask.0, &mut old.0) };
-    if ret != 0 { Err(Errno(ret)) } else { Ok(old) }
+    // SAFETY: both sets are initialised and larger than the kernel's 8 bytes.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &mask.0,
+            &mut old.0,
+            KERNEL_SIGSET_SIZE,
+        )
+    };
+    if ret == -1 {
+        Err(last_errno())
+    } else {
+        Ok(old)
+    }
 }
 
 /// Puts every signal's disposition back to the default (for a guest init, which must not
 /// inherit whatever the host ignored).
 pub fn reset_signal_dispositions() {
-    for sig in 1..libc::SIGRTMAX() {
+    // the kernel's struct sigaction with SIG_DFL: handler 0, no flags, restorer, mask
+    let default = [0usize; 4];
+    for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: SIG_DFL is always a valid disposition; invalid numbers just fail.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        // SAFETY: `default` is a valid kernel sigaction (all zero: SIG_DFL); by the raw
+        // call because musl refuses signals 32 to 34.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                default.as_ptr(),
+                core::ptr::null::<usize>(),
+                KERNEL_SIGSET_SIZE,
+            )
+        };
     }
 }
 
@@ -404,13 +429,80 @@ pub fn execve(path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Er
     last_errno()
 }
 
-/// execvp(3) with the inherited environment; returns only on failure, with its errno.
-pub fn execvp(argv: &[*const c_char]) -> Errno {
-    assert!(argv.len() >= 2 && !argv[0].is_null() && argv.last().is_some_and(|p| p.is_null()));
-    // SAFETY: argv is a null-terminated array of NUL-terminated strings (every caller
-    // builds it from CStrs; the ends are checked above).
-    unsafe { libc::execvp(argv[0], argv.as_ptr()) };
+/// The argv of a command to exec, with one free slot in front for [`execvp`]'s
+/// `/bin/sh` fallback: prepared by the parent, so that the child never allocates.
+pub struct ExecArgv {
+    /// `[slot, argv0, argv1, ..., null]`
+    words: alloc::vec::Vec<*const c_char>,
+}
+
+impl ExecArgv {
+    pub fn new(argv: &[&CStr]) -> Self {
+        let mut words = alloc::vec::Vec::with_capacity(argv.len() + 2);
+        words.push(core::ptr::null());
+        words.extend(argv.iter().map(|a| a.as_ptr()));
+        words.push(core::ptr::null());
+        ExecArgv { words }
+    }
+}
+
+fn execv(path: *const c_char, argv: *const *const c_char) -> Errno {
+    // SAFETY: path is NUL-terminated and argv a null-terminated array of NUL-terminated
+    // strings (ExecArgv's and execvp's invariants).
+    unsafe { libc::execv(path, argv) };
     last_errno()
+}
+
+/// execvp(3) with the inherited environment, as glibc does it (and so tini and
+/// dumb-init): the PATH search, and a file that is not in an executable format (a script
+/// without `#!`) run by `/bin/sh`. musl's execvp has no such fallback. Returns only on
+/// failure, with its errno. Allocates nothing.
+pub fn execvp(argv: &mut ExecArgv) -> Errno {
+    let file = argv.words[1];
+    // SAFETY: argv[0] is a NUL-terminated string (ExecArgv::new).
+    let name = unsafe { CStr::from_ptr(file) }.to_bytes();
+    let run = |path: *const c_char, words: &mut [*const c_char]| -> Errno {
+        match execv(path, words[1..].as_ptr()) {
+            Errno(libc::ENOEXEC) => {
+                words[0] = c"sh".as_ptr();
+                words[1] = path;
+                let errno = execv(c"/bin/sh".as_ptr(), words.as_ptr());
+                words[1] = file;
+                if errno == Errno(libc::ENOENT) {
+                    Errno(libc::ENOEXEC)
+                } else {
+                    errno
+                }
+            }
+            errno => errno,
+        }
+    };
+    if name.is_empty() {
+        return Errno(libc::ENOENT);
+    }
+    if name.contains(&b'/') {
+        return run(file, &mut argv.words);
+    }
+    let path = getenv(c"PATH").map_or(&b"/usr/local/bin:/bin:/usr/bin"[..], CStr::to_bytes);
+    let mut buf = [0u8; 4096];
+    let mut denied = false;
+    for dir in path.split(|&b| b == b':') {
+        let dir = if dir.is_empty() { &b"."[..] } else { dir };
+        let len = dir.len() + 1 + name.len();
+        if len >= buf.len() {
+            continue;
+        }
+        buf[..dir.len()].copy_from_slice(dir);
+        buf[dir.len()] = b'/';
+        buf[dir.len() + 1..len].copy_from_slice(name);
+        buf[len] = 0;
+        match run(buf.as_ptr().cast(), &mut argv.words) {
+            Errno(libc::EACCES) => denied = true,
+            Errno(libc::ENOENT | libc::ENOTDIR) => {}
+            errno => return errno,
+        }
+    }
+    Errno(if denied { libc::EACCES } else { libc::ENOENT })
 }
 
 /// An environment variable of the shim's own (it never changes its environment, so
