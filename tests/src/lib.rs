@@ -114,45 +114,14 @@ fn collect(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, thread
 }
 
 /// Runs `command` to the end, killing it (and failing the test) after `timeout`.
-pub fn run(mut command: Command, timeout: Duration) -> Finished {
-    let what = format!("{command:?}");
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let (out, out_thread) = collect(child.stdout.take().unwrap());
-    let (err, err_thread) = collect(child.stderr.take().unwrap());
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{what} did not finish within {timeout:?}\n--- stdout\n{}\n--- stderr\n{}",
-                String::from_utf8_lossy(&out.lock().unwrap()),
-                String::from_utf8_lossy(&err.lock().unwrap())
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    out_thread.join().unwrap();
-    err_thread.join().unwrap();
-    let text =
-        |buf: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
-    Finished {
-        status,
-        stdout: text(&out),
-        stderr: text(&err),
-    }
+pub fn run(command: Command, timeout: Duration) -> Finished {
+    Launcher::spawn(command).wait(timeout)
 }
 
-/// A launcher running in the background (`cradle start`, `cradle run`), its output captured.
+/// A process running in the background (`cradle start`, `cradle run`, any command), its
+/// output captured.
 pub struct Launcher {
+    what: String,
     child: Option<Child>,
     stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
@@ -171,6 +140,7 @@ impl Launcher {
         let (stdout, t1) = collect(child.stdout.take().unwrap());
         let (stderr, t2) = collect(child.stderr.take().unwrap());
         Launcher {
+            what,
             child: Some(child),
             stdout,
             stderr,
@@ -244,7 +214,8 @@ impl Launcher {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "the launcher did not exit within {timeout:?}\n{}",
+                    "{} did not exit within {timeout:?}\n{}",
+                    self.what,
                     self.dump()
                 );
             }

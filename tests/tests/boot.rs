@@ -104,16 +104,21 @@ fn a_root_without_init_is_a_bad_template_named_in_one_line() {
     sb.assert_clean();
 }
 
+/// Boots the guest, checks that the test init ran as its PID 1, halts it, checks the host.
+fn boots_with_the_test_init(sb: &Sandbox) {
+    let mut launcher = sb.start(&[]);
+    launcher.wait_console(&up_line(sb), secs(30));
+    assert_eq!(sb.testinit_record("pid"), b"1");
+    stop_and_wait(sb, launcher);
+    sb.assert_clean();
+}
+
 #[test]
 fn etc_init_runs_when_sbin_init_is_absent() {
     let sb = Sandbox::busybox("boot-etc-init");
     fs::remove_file(sb.path("/sbin/init")).unwrap();
     sb.install_testinit("/etc/init", "busybox");
-    let mut launcher = sb.start(&[]);
-    launcher.wait_console(&up_line(&sb), secs(30));
-    assert_eq!(sb.testinit_record("pid"), b"1");
-    stop_and_wait(&sb, launcher);
-    sb.assert_clean();
+    boots_with_the_test_init(&sb);
 }
 
 #[test]
@@ -123,11 +128,7 @@ fn an_absolute_symlink_to_init_resolves_inside_the_guest() {
     sb.install_testinit("/opt/guest-only/init", "busybox");
     fs::remove_file(sb.path("/sbin/init")).unwrap();
     std::os::unix::fs::symlink("/opt/guest-only/init", sb.path("/sbin/init")).unwrap();
-    let mut launcher = sb.start(&[]);
-    launcher.wait_console(&up_line(&sb), secs(30));
-    assert_eq!(sb.testinit_record("pid"), b"1");
-    stop_and_wait(&sb, launcher);
-    sb.assert_clean();
+    boots_with_the_test_init(&sb);
 }
 
 #[test]

@@ -6,18 +6,18 @@ use std::time::{Duration, Instant};
 
 use integration_tests::{Sandbox, secs, shell_code};
 
+/// `cradle run --root ROOT --name NAME -- COMMAND...`
+fn run_command(sb: &Sandbox, command: &[&str]) -> std::process::Command {
+    let mut cradle = sb.cradle(["run", "--root"]);
+    cradle
+        .arg(&sb.root)
+        .args(["--name", sb.name.as_str(), "--"])
+        .args(command);
+    cradle
+}
+
 fn run_in(sb: &Sandbox, command: &[&str]) -> integration_tests::Finished {
-    let root = sb.root.to_str().unwrap().to_owned();
-    let mut args = vec![
-        "run",
-        "--root",
-        root.as_str(),
-        "--name",
-        sb.name.as_str(),
-        "--",
-    ];
-    args.extend_from_slice(command);
-    sb.run_cradle(&args, secs(30))
+    integration_tests::run(run_command(sb, command), secs(30))
 }
 
 #[test]
@@ -71,20 +71,8 @@ fn the_command_runs_isolated_under_the_shim_as_pid_1() {
 #[test]
 fn sigterm_to_the_launcher_reaches_the_command() {
     let sb = Sandbox::busybox("run-sigterm");
-    let root = sb.root.to_str().unwrap().to_owned();
-    let mut command = sb.cradle([
-        "run",
-        "--root",
-        root.as_str(),
-        "--name",
-        sb.name.as_str(),
-        "--",
-    ]);
-    command.args([
-        "sh",
-        "-c",
-        "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.1; done",
-    ]);
+    let script = "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.1; done";
+    let mut command = run_command(&sb, &["sh", "-c", script]);
     let mut child = command
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
