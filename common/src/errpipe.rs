@@ -6,9 +6,10 @@
 //! write end and reads to end of file: nothing means every exec on the way succeeded, one
 //! record says which step failed and with which errno.
 //!
-//! The same pipe spans two execs in boot mode: the launcher's child passes its end to the
-//! shim, and the shim passes it to the guest's child, so a bad template reaches the launcher
-//! before anything of the guest has run.
+//! The pipe spans two execs: the launcher's child passes its end to the shim, which keeps
+//! it until its own child (the guest init, or the command) has exec'd. So a bad template
+//! reaches the launcher before anything of the guest has run, and end of file means the
+//! guest init or the command runs.
 
 use crate::stage::Stage;
 

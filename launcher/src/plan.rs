@@ -13,8 +13,7 @@
 //!    fresh /dev with the basic devices, its own devpts and /dev/shm, and in boot mode the
 //!    console pty bound on /dev/console;
 //! 3. pivot_root into it and detach the host's root;
-//! 4. hostname, loopback up, the console as standard streams (boot mode), and the report
-//!    pipe kept open for the shim.
+//! 4. hostname, loopback up, and the console as standard streams (boot mode).
 
 use std::ffi::{CStr, CString, NulError};
 use std::fmt;

@@ -2,9 +2,9 @@
 //! setup plan and execs the shim by descriptor (the shim is never copied into the guest).
 //!
 //! Failures come back on a close-on-exec error pipe (`common::errpipe`). The shim inherits
-//! the write end (`--report-fd`) and passes it to the guest init's child, so the launcher
-//! reads end of file only once the guest init (or the command) has been exec'd, and a
-//! record naming the step when anything on the way failed.
+//! the write end (`--report-fd`) and keeps it until the guest init (or the command) has
+//! been exec'd, so the launcher reads end of file only then, and a record naming the step
+//! when anything on the way failed.
 
 use std::ffi::{CString, c_char};
 use std::fs::File;
@@ -30,8 +30,9 @@ use crate::error::{Error, Result};
 use crate::plan::Step;
 use crate::sys;
 
-/// The namespaces every container gets; the cgroup namespace is made by the child itself,
-/// once it is in its cgroup (see `plan`).
+/// The namespaces every container gets. The cgroup namespace is made later, by a process
+/// already in its cgroup: the child itself in run mode, the guest init's child in boot
+/// mode (see `plan` and `cgroups`).
 pub const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWNS
     .union(CloneFlags::CLONE_NEWPID)
     .union(CloneFlags::CLONE_NEWUTS)

@@ -1,6 +1,7 @@
 //! Failures before exec, from the shim to the launcher on the report descriptor
 //! (`--report-fd`, the launcher's close-on-exec error pipe). The shim learns its own
-//! child's failure from `sys::spawn`, which shares memory with the child until it execs.
+//! child's failure from `sys::spawn`, which waits for the child's exec and gets a failure
+//! back through memory it shares with the child.
 
 use cradle_common::errpipe::Failure;
 
