@@ -76,6 +76,8 @@ pub fn cgroup_v2_root() -> PathBuf {
 
 /// Output of a finished command, with what it printed as text.
 pub struct Finished {
+    /// The command, for messages.
+    pub what: String,
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
@@ -85,14 +87,29 @@ impl Finished {
     pub fn code(&self) -> Option<i32> {
         self.status.code()
     }
+
+    /// Asserts the ground rule for bad input and failures: exit code `code`, and exactly
+    /// one line on stderr, which names `naming`.
+    pub fn assert_one_line_error(&self, code: i32, naming: &str) {
+        assert_eq!(self.code(), Some(code), "{self:?}");
+        assert_eq!(
+            self.stderr.lines().count(),
+            1,
+            "one line on stderr: {self:?}"
+        );
+        assert!(
+            self.stderr.contains(naming),
+            "stderr names {naming:?}: {self:?}"
+        );
+    }
 }
 
 impl std::fmt::Debug for Finished {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         write!(
             f,
-            "{:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.status, self.stdout, self.stderr
+            "{}: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.what, self.status, self.stdout, self.stderr
         )
     }
 }
@@ -226,6 +243,7 @@ impl Launcher {
         }
         let (stdout, stderr) = self.output();
         Finished {
+            what: std::mem::take(&mut self.what),
             status,
             stdout,
             stderr,

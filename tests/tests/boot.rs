@@ -95,12 +95,10 @@ fn a_root_without_init_is_a_bad_template_named_in_one_line() {
     sb.write("/sbin/init", "not a program", 0o644);
     let root = sb.root.to_str().unwrap().to_owned();
     let done = sb.run_cradle(&["start", &sb.name, "--root", &root], secs(30));
-    assert_eq!(done.code(), Some(6), "{done:?}");
-    assert_eq!(done.stderr.lines().count(), 1, "{done:?}");
+    done.assert_one_line_error(6, "bad template");
     for path in ["/sbin/init", "/etc/init", "/bin/init"] {
         assert!(done.stderr.contains(path), "{done:?}");
     }
-    assert!(done.stderr.contains("bad template"), "{done:?}");
     sb.assert_clean();
 }
 
@@ -141,9 +139,7 @@ fn starting_a_running_name_is_refused_and_leaves_the_guest_alone() {
 
     let root = sb.root.to_str().unwrap().to_owned();
     let second = sb.run_cradle(&["start", &sb.name, "--root", &root], secs(10));
-    assert_eq!(second.code(), Some(3), "{second:?}");
-    assert_eq!(second.stderr.lines().count(), 1, "{second:?}");
-    assert!(second.stderr.contains("already running"), "{second:?}");
+    second.assert_one_line_error(3, "already running");
 
     let after = fs::read_to_string(sb.state.join(&sb.name).join("init.pid")).unwrap();
     assert_eq!(before, after);
@@ -293,9 +289,7 @@ fn a_shim_that_cannot_run_in_the_guest_is_a_one_line_setup_error() {
     let sb = Sandbox::busybox("bad-shim");
     // a dynamically linked program has no loader in a busybox root
     let done = sb.start(&["--shim", "/bin/true"]).wait(secs(30));
-    assert_eq!(done.code(), Some(7), "{done:?}");
-    assert_eq!(done.stderr.lines().count(), 1, "{done:?}");
-    assert!(done.stderr.contains("exec the shim /bin/true"), "{done:?}");
+    done.assert_one_line_error(7, "exec the shim /bin/true");
     sb.assert_clean();
 }
 
@@ -306,12 +300,6 @@ fn an_init_that_cannot_be_executed_is_a_one_line_setup_error() {
     // executable, but dynamically linked: its loader is not in the guest
     fs::copy("/bin/true", sb.path("/sbin/init")).unwrap();
     let done = sb.start(&[]).wait(secs(30));
-    assert_eq!(done.code(), Some(7), "{done:?}");
-    assert_eq!(done.stderr.lines().count(), 1, "{done:?}");
-    assert!(
-        done.stderr
-            .contains("exec /sbin/init: No such file or directory"),
-        "{done:?}"
-    );
+    done.assert_one_line_error(7, "exec /sbin/init: No such file or directory");
     sb.assert_clean();
 }

@@ -65,9 +65,7 @@ fn a_bad_root_exits_5_naming_it() {
                 _ => vec!["run", "--root", root, "--", "true"],
             };
             let done = sb.run_cradle(&args, secs(10));
-            assert_eq!(done.code(), Some(5), "{args:?}: {done:?}");
-            assert!(done.stderr.contains(root), "{done:?}");
-            assert_eq!(done.stderr.lines().count(), 1, "{done:?}");
+            done.assert_one_line_error(5, root);
         }
     }
     sb.assert_clean();

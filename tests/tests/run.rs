@@ -34,9 +34,7 @@ fn exit_status_is_the_command_s() {
         Some(143)
     );
     let missing = run_in(&sb, &["no-such-command"]);
-    assert_eq!(missing.code(), Some(127), "{missing:?}");
-    assert!(missing.stderr.contains("no-such-command"), "{missing:?}");
-    assert_eq!(missing.stderr.lines().count(), 1, "{missing:?}");
+    missing.assert_one_line_error(127, "no-such-command");
     sb.assert_clean();
 }
 

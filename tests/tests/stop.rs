@@ -89,9 +89,7 @@ fn stop_and_exec_of_a_name_that_does_not_run_say_so() {
         vec!["exec", sb.name.as_str(), "--", "true"],
     ] {
         let done = sb.run_cradle(&args, secs(10));
-        assert_eq!(done.code(), Some(4), "{args:?}: {done:?}");
-        assert!(done.stderr.contains("is not running"), "{done:?}");
-        assert_eq!(done.stderr.lines().count(), 1, "{done:?}");
+        done.assert_one_line_error(4, "is not running");
     }
     sb.assert_clean();
 }
