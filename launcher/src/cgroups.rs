@@ -35,9 +35,14 @@ pub fn v2_root() -> Option<PathBuf> {
         .find(|path| statfs(path).is_ok_and(|fs| fs.filesystem_type() == CGROUP2_SUPER_MAGIC))
 }
 
+/// The name of container `name`'s cgroup directory, directly below the cgroup root.
+pub fn name_for(name: &str) -> String {
+    format!("cradle.{name}")
+}
+
 /// The cgroup of container `name`, below `root`.
-pub fn path_for(root: &Path, name: &str) -> PathBuf {
-    root.join(format!("cradle.{name}"))
+fn path_for(root: &Path, name: &str) -> PathBuf {
+    root.join(name_for(name))
 }
 
 /// True while a process is in `dir` or below (cgroup.events says `populated 1`).

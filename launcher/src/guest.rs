@@ -51,7 +51,7 @@ fn ns_inode(path: &str) -> Option<u64> {
 /// The cgroup v2 path of `init` (from /proc/PID/cgroup), when it is in container `name`'s
 /// cgroup or below it.
 fn container_cgroup_of(init: Pid, name: &str) -> Option<String> {
-    let wanted = format!("/cradle.{name}");
+    let wanted = format!("/{}", cgroups::name_for(name));
     let below = format!("{wanted}/");
     let text = fs::read_to_string(format!("/proc/{init}/cgroup")).ok()?;
     text.lines()
