@@ -20,7 +20,7 @@ use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use cradle_common::guest::{MountCall, PROC, PROC_BINDS, proc_bind};
+use cradle_common::guest::{CGROUP2, MountCall, PROC, PROC_BINDS, proc_bind};
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, OFlag, open};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -206,14 +206,7 @@ pub fn build(config: &Config) -> Result<Vec<Step>, NulError> {
         ),
     ]);
     if run {
-        let cgroup2 = mount_step(
-            "cgroup2",
-            "sys/fs/cgroup",
-            "cgroup2",
-            nosuid_nodev_noexec,
-            None,
-        );
-        steps.push(cgroup2);
+        steps.push(Step::Mount(MountSpec::from(&CGROUP2)));
     }
     steps.extend([
         Step::Mkdir(c("dev")),
@@ -493,8 +486,6 @@ mod tests {
         assert!(steps.contains(&Step::Stdio(c("/dev/console"))));
         let run = plan(Purpose::Run);
         assert_eq!(mounts_on(&run, "proc"), 1);
-        assert_eq!(mounts_on(&run, "sys/fs/cgroup"), 1);
-        assert!(run.contains(&Step::CgroupNamespace));
         assert_eq!(mounts_on(&run, "sys/fs/cgroup"), 1);
         assert!(run.contains(&Step::CgroupNamespace));
         assert_eq!(mounts_on(&run, "dev/console"), 0);
