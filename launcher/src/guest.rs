@@ -32,6 +32,14 @@ const JOINED: CloneFlags = CloneFlags::CLONE_NEWNS
 /// How long a halt or reboot request that failed waits before it is made again.
 const REQUEST_RETRY: Duration = Duration::from_secs(1);
 
+/// The commands that ask a guest init to halt: the first that exists (OpenVZ's halt mode:
+/// `halt`, else `init 0`).
+pub const HALT: &[&[&str]] = &[&["halt"], &["init", "0"]];
+/// The command that asks a guest init to reboot.
+pub const REBOOT: &[&[&str]] = &[&["reboot"]];
+/// How a helper ends when none of its commands exists in the guest.
+pub const NO_COMMAND: u8 = 127;
+
 /// PATH for commands run in the guest when the guest's environment has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -154,30 +162,28 @@ impl Guest {
     /// the guest, from a helper process that enters it. A request that fails is made again
     /// every second (an init that is still starting may not take it yet: systemd before its
     /// control socket is up) until it succeeds or the helper is dropped. The helper exits 0
-    /// once a request succeeded, 127 when no candidate exists, 125 when it could not enter.
+    /// once a request succeeded, [`NO_COMMAND`] when no candidate exists, 125 when it could not
+    /// enter.
     pub fn spawn_helper(&self, candidates: &[&[&str]]) -> Result<Helper> {
         let (_, pidfd) = sys::fork_helper(|| {
             if self.enter().is_err() {
                 return 125;
             }
             loop {
-                let mut found = false;
-                for argv in candidates {
+                // the first candidate that exists, and how its run went
+                let tried = candidates.iter().find_map(|argv| {
                     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
                     match self.command(&argv, &[]).stdin(Stdio::null()).status() {
-                        Ok(status) if status.success() => return 0,
-                        Ok(_) => {
-                            found = true;
-                            break;
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(_) => return 126,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                        tried => Some(tried),
                     }
+                });
+                match tried {
+                    None => return NO_COMMAND,
+                    Some(Ok(status)) if status.success() => return 0,
+                    Some(Ok(_)) => std::thread::sleep(REQUEST_RETRY),
+                    Some(Err(_)) => return 126,
                 }
-                if !found {
-                    return 127;
-                }
-                std::thread::sleep(REQUEST_RETRY);
             }
         })
         .map_err(|e| Error::host("fork a helper", e))?;
@@ -265,8 +271,15 @@ impl Helper {
         Some(status)
     }
 
+    /// True when the helper found none of its commands in the guest. It learns that at
+    /// once, while a request being retried keeps it running: so this waits no longer than
+    /// one retry period, nor than `limit`.
+    pub fn found_no_command(&mut self, limit: Duration) -> bool {
+        self.wait(limit.min(REQUEST_RETRY)) == Some(Status::Exited(NO_COMMAND))
+    }
+
     /// Waits up to `timeout` for the helper to end.
-    pub fn wait(&mut self, timeout: Duration) -> Option<Status> {
+    fn wait(&mut self, timeout: Duration) -> Option<Status> {
         let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
         let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32)
             .unwrap_or(PollTimeout::MAX);

@@ -17,7 +17,7 @@ use crate::cgroups::Cgroup;
 use crate::config;
 use crate::console::Console;
 use crate::error::{Error, Result, signal_name};
-use crate::guest::{Guest, Helper};
+use crate::guest::{self, Guest, Helper};
 use crate::plan::{self, Purpose};
 use crate::signals::Signals;
 use crate::spawn::{self, Container, Report, ShimBinary};
@@ -338,7 +338,7 @@ impl Launcher<'_> {
             }
             return;
         };
-        match guest.spawn_helper(&[&["halt"], &["init", "0"]]) {
+        match guest.spawn_helper(guest::HALT) {
             Ok(h) => *helper = Some(h),
             Err(e) => log::warn!("{}: running halt in the guest: {e}", self.opts.name),
         }
@@ -359,7 +359,7 @@ impl Launcher<'_> {
         *helper = None;
         match status {
             Status::Exited(0) => {}
-            Status::Exited(127) => {
+            Status::Exited(guest::NO_COMMAND) => {
                 log::warn!(
                     "{}: the guest has neither halt nor init; powering it off",
                     self.opts.name

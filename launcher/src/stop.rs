@@ -11,11 +11,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cradle_common::outcome::Status;
 use nix::errno::Errno;
 
 use crate::error::{Error, Result};
-use crate::guest::Guest;
+use crate::guest::{self, Guest};
 use crate::state::{Observed, validate_name};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,9 +64,8 @@ pub fn stop(state_base: &Path, name: &str, mode: Mode, timeout: Duration) -> Res
         Mode::Halt => {
             let deadline = Instant::now() + timeout;
             let left = || deadline.saturating_duration_since(Instant::now());
-            let mut helper = guest.spawn_helper(&[&["halt"], &["init", "0"]])?;
-            // a missing command shows at once; a request still being retried does not end
-            if helper.wait(left().min(Duration::from_secs(1))) == Some(Status::Exited(127)) {
+            let mut helper = guest.spawn_helper(guest::HALT)?;
+            if helper.found_no_command(left()) {
                 log::warn!("{name}: the guest has neither halt nor init; powering it off");
                 return kill(&state, &guest, name);
             }
@@ -89,8 +87,8 @@ pub fn stop(state_base: &Path, name: &str, mode: Mode, timeout: Duration) -> Res
             let deadline = Instant::now() + timeout;
             let left = || deadline.saturating_duration_since(Instant::now());
             let before = state.running().map_or(0, |r| r.boot);
-            let mut helper = guest.spawn_helper(&[&["reboot"]])?;
-            if helper.wait(left().min(Duration::from_secs(1))) == Some(Status::Exited(127)) {
+            let mut helper = guest.spawn_helper(guest::REBOOT)?;
+            if helper.found_no_command(left()) {
                 return Err(Error::setup(
                     format!("{name}: reboot in the guest"),
                     Errno::ENOENT,
