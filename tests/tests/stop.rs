@@ -1,5 +1,6 @@
 //! `cradle stop`'s modes on an init that will not halt, and on names that do not run.
 
+use std::fs;
 use std::time::Instant;
 
 use integration_tests::{Sandbox, secs};
@@ -44,6 +45,27 @@ fn halt_falls_back_to_kill_after_the_timeout() {
     assert_eq!(stop.code(), Some(0), "{stop:?}");
     assert!(stop.stderr.contains("did not halt within 2s"), "{stop:?}");
     assert!(started.elapsed() >= secs(2), "{:?}", started.elapsed());
+    let done = launcher.wait(secs(20));
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    sb.assert_clean();
+}
+
+#[test]
+fn halt_powers_off_at_once_a_guest_with_neither_halt_nor_init() {
+    let sb = Sandbox::busybox("stop-no-halt");
+    // busybox init still boots it, from /etc/init, which is not on PATH
+    fs::remove_file(sb.path("/sbin/halt")).unwrap();
+    fs::remove_file(sb.path("/sbin/init")).unwrap();
+    std::os::unix::fs::symlink("/bin/busybox", sb.path("/etc/init")).unwrap();
+    let mut launcher = sb.start(&[]);
+    sb.wait_running(&mut launcher, secs(30));
+    let stop = sb.run_cradle(&["stop", &sb.name, "--timeout", "60"], secs(30));
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
+    assert!(
+        stop.stderr
+            .contains("neither halt nor init; powering it off"),
+        "{stop:?}"
+    );
     let done = launcher.wait(secs(20));
     assert_eq!(done.code(), Some(0), "{done:?}");
     sb.assert_clean();
