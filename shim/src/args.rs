@@ -64,14 +64,16 @@ impl Remap {
 
 /// `-r S:R`: what each signal is forwarded as. Signals are 1..=64.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rewrite([u8; 65]);
+pub struct Rewrite([u8; SIGNALS]);
 
 /// No rewrite for this signal.
 const SAME: u8 = u8::MAX;
+/// Room for signals 1 to [`signals::MAX`], indexed by number.
+const SIGNALS: usize = signals::MAX as usize + 1;
 
 impl Default for Rewrite {
     fn default() -> Self {
-        Rewrite([SAME; 65])
+        Rewrite([SAME; SIGNALS])
     }
 }
 
@@ -197,15 +199,23 @@ fn parse_rewrite(s: &CStr) -> Option<(c_int, c_int)> {
 }
 
 /// The short options that take a value.
-const SHORT_WITH_VALUE: [u8; 3] = [b'e', b'p', b'r'];
+const SHORT_WITH_VALUE: [&str; 3] = ["-e", "-p", "-r"];
 /// The long options that take a value.
-const LONG_WITH_VALUE: [&[u8]; 5] = [
-    b"--rewrite",
-    b"--ctid",
-    b"--env",
-    b"--report-fd",
-    b"--cgroup-fd",
-];
+const LONG_WITH_VALUE: [&str; 5] = ["--rewrite", "--ctid", "--env", "--report-fd", "--cgroup-fd"];
+
+/// `name` as it is written in [`LONG_WITH_VALUE`], when it takes a value.
+fn long_with_value(name: &[u8]) -> Option<&'static str> {
+    LONG_WITH_VALUE
+        .into_iter()
+        .find(|opt| opt.as_bytes() == name)
+}
+
+/// `-FLAG` as it is written in [`SHORT_WITH_VALUE`], when it takes a value.
+fn short_with_value(flag: u8) -> Option<&'static str> {
+    SHORT_WITH_VALUE
+        .into_iter()
+        .find(|opt| opt.as_bytes()[1] == flag)
+}
 
 /// One option, by its canonical name, with its value when it takes one.
 enum Opt<'a> {
@@ -255,12 +265,11 @@ pub fn parse<'a, 'e>(
                 ),
                 None => (word, None),
             };
-            let needs = LONG_WITH_VALUE.contains(&name);
-            let value = match (needs, inline) {
-                (false, Some(_)) => return Err(ArgError::Unknown(args[i])),
-                (true, None) => {
+            let value = match (long_with_value(name), inline) {
+                (None, Some(_)) => return Err(ArgError::Unknown(args[i])),
+                (Some(opt), None) => {
                     i += 1;
-                    Some(*args.get(i).ok_or(ArgError::MissingValue(long_name(name)))?)
+                    Some(*args.get(i).ok_or(ArgError::MissingValue(opt))?)
                 }
                 (_, value) => value,
             };
@@ -274,18 +283,14 @@ pub fn parse<'a, 'e>(
                 if count == opts.len() {
                     return Err(ArgError::Unknown(args[i]));
                 }
-                if SHORT_WITH_VALUE.contains(&flag) {
+                if let Some(opt) = short_with_value(flag) {
                     // -eCODE, or -e CODE
                     let rest = &args[i].to_bytes_with_nul()[2 + j..];
                     let value = if rest.len() > 1 {
                         CStr::from_bytes_with_nul(rest).ok()
                     } else {
                         i += 1;
-                        Some(
-                            *args
-                                .get(i)
-                                .ok_or(ArgError::MissingValue(short_name(flag)))?,
-                        )
+                        Some(*args.get(i).ok_or(ArgError::MissingValue(opt))?)
                     };
                     opts[count] = Some(Opt::Short(flag, value));
                     count += 1;
@@ -422,26 +427,6 @@ fn apply_env<'e>(
     }
     if env(c"DUMB_INIT_DEBUG").is_some_and(|v| v.to_bytes() == b"1") {
         *verbosity = (*verbosity).max(3);
-    }
-}
-
-fn long_name(name: &[u8]) -> &'static str {
-    match name {
-        b"--ctid" => "--ctid",
-        b"--env" => "--env",
-        b"--report-fd" => "--report-fd",
-        b"--cgroup-fd" => "--cgroup-fd",
-        b"--rewrite" => "--rewrite",
-        _ => "an option",
-    }
-}
-
-fn short_name(flag: u8) -> &'static str {
-    match flag {
-        b'e' => "-e",
-        b'p' => "-p",
-        b'r' => "-r",
-        _ => "an option",
     }
 }
 
@@ -647,6 +632,25 @@ mod tests {
         }
         with_args(&[], &[], |r| assert_eq!(r, Err(ArgError::NoCommand)));
         with_args(&["-v"], &[], |r| assert_eq!(r, Err(ArgError::NoCommand)));
+    }
+
+    #[test]
+    fn a_missing_value_names_its_option() {
+        let cases = [
+            (&["-e"][..], "-e"),
+            (&["-vp"], "-p"),
+            (&["-r"], "-r"),
+            (&["--rewrite"], "--rewrite"),
+            (&["--boot", "--ctid"], "--ctid"),
+            (&["--boot", "--ctid", "a", "--env"], "--env"),
+            (&["--report-fd"], "--report-fd"),
+            (&["--cgroup-fd"], "--cgroup-fd"),
+        ];
+        for (case, opt) in cases {
+            with_args(case, &[], |r| {
+                assert_eq!(r, Err(ArgError::MissingValue(opt)), "{case:?}")
+            });
+        }
     }
 
     #[test]

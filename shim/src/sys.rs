@@ -132,7 +132,7 @@ pub fn set_sigmask(mask: &SigSet) -> Result<SigSet> {
 pub fn reset_signal_dispositions() {
     // the kernel's struct sigaction with SIG_DFL: handler 0, no flags, restorer, mask
     let default = [0usize; 4];
-    for sig in 1..=64 {
+    for sig in 1..=crate::signals::MAX {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
