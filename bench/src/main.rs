@@ -25,6 +25,8 @@
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
+
+use cradle_common::outcome::Status;
 use std::time::Instant;
 
 fn cstrings(words: &[String]) -> Vec<CString> {
@@ -59,7 +61,8 @@ fn clone_fork(flags: libc::c_int) -> libc::pid_t {
     pid as libc::pid_t
 }
 
-fn wait_status(pid: libc::pid_t) -> i32 {
+/// How `pid` ended (it is waited for without WUNTRACED, so it did end).
+fn wait_status(pid: libc::pid_t) -> Status {
     let mut status = 0;
     // SAFETY: status is writable.
     while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
@@ -68,22 +71,13 @@ fn wait_status(pid: libc::pid_t) -> i32 {
             Some(libc::EINTR)
         );
     }
-    status
+    Status::from_raw(status).expect("waitpid reports only an end here")
 }
 
-fn describe(status: i32) -> String {
-    if libc::WIFEXITED(status) {
-        format!("exited {}", libc::WEXITSTATUS(status))
-    } else {
-        format!("killed by signal {}", libc::WTERMSIG(status))
-    }
-}
-
-fn shell_code(status: i32) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
+fn describe(status: Status) -> String {
+    match status {
+        Status::Exited(code) => format!("exited {code}"),
+        Status::Signaled(sig) => format!("killed by signal {sig}"),
     }
 }
 
@@ -114,7 +108,7 @@ fn floor(root: &str, cmd: &[String]) -> ! {
             libc::_exit(127);
         }
     }
-    std::process::exit(shell_code(wait_status(pid)));
+    std::process::exit(wait_status(pid).shell_code().into());
 }
 
 fn zgen(n: usize) -> ! {
