@@ -114,20 +114,52 @@ impl std::fmt::Debug for Finished {
     }
 }
 
-/// Collects a pipe into a shared buffer from a thread.
-fn collect(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>) {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&buf);
-    let handle = thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut chunk) {
-            if n == 0 {
-                break;
+/// A child's pipe, read to its end by a thread of its own.
+pub struct Drained {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl Drained {
+    pub fn start(mut pipe: impl Read + Send + 'static) -> Self {
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&bytes);
+        let reader = thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
             }
-            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+        });
+        Drained {
+            bytes,
+            reader: Some(reader),
         }
-    });
-    (buf, handle)
+    }
+
+    /// What was read so far.
+    pub fn bytes(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.bytes.lock().unwrap()
+    }
+
+    /// What was read so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes()).into_owned()
+    }
+
+    /// True once the pipe has reached its end (every writer closed it).
+    pub fn is_closed(&self) -> bool {
+        self.reader.as_ref().is_none_or(|r| r.is_finished())
+    }
+
+    /// Waits until the pipe has reached its end.
+    pub fn join(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+    }
 }
 
 /// Runs `command` to the end, killing it (and failing the test) after `timeout`.
@@ -140,9 +172,8 @@ pub fn run(command: Command, timeout: Duration) -> Finished {
 pub struct Launcher {
     what: String,
     child: Option<Child>,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    threads: Vec<thread::JoinHandle<()>>,
+    stdout: Drained,
+    stderr: Drained,
 }
 
 impl Launcher {
@@ -154,14 +185,11 @@ impl Launcher {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{what}: {e}"));
-        let (stdout, t1) = collect(child.stdout.take().unwrap());
-        let (stderr, t2) = collect(child.stderr.take().unwrap());
         Launcher {
             what,
+            stdout: Drained::start(child.stdout.take().unwrap()),
+            stderr: Drained::start(child.stderr.take().unwrap()),
             child: Some(child),
-            stdout,
-            stderr,
-            threads: vec![t1, t2],
         }
     }
 
@@ -171,9 +199,7 @@ impl Launcher {
 
     /// What the launcher printed so far: the guest's console (stdout), its log (stderr).
     pub fn output(&self) -> (String, String) {
-        let text =
-            |buf: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
-        (text(&self.stdout), text(&self.stderr))
+        (self.stdout.text(), self.stderr.text())
     }
 
     fn dump(&self) -> String {
@@ -213,10 +239,7 @@ impl Launcher {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill has no memory effects.
-        #[allow(unsafe_code)]
-        let ret = unsafe { libc::kill(self.pid(), sig) };
-        assert_eq!(ret, 0, "kill {sig}");
+        kill(self.pid(), sig);
     }
 
     /// Waits for the launcher to exit; fails the test after `timeout`.
@@ -238,9 +261,8 @@ impl Launcher {
             }
             thread::sleep(Duration::from_millis(10));
         };
-        for thread in self.threads.drain(..) {
-            thread.join().unwrap();
-        }
+        self.stdout.join();
+        self.stderr.join();
         let (stdout, stderr) = self.output();
         Finished {
             what: std::mem::take(&mut self.what),

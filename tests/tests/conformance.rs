@@ -30,17 +30,15 @@
 //! when the test fails.
 
 use std::fs;
-use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use integration_tests::{dist, kill, require_root, run, secs};
+use integration_tests::{Drained, dist, kill, require_root, run, secs};
 
 /// How long anything that should happen may take.
 const PATIENCE: Duration = secs(10);
@@ -308,28 +306,6 @@ fn probe() -> String {
 // Processes: a running shim with its output, /proc, signals
 // ---------------------------------------------------------------------------------------
 
-#[derive(Default)]
-struct Pipe {
-    bytes: Vec<u8>,
-    closed: bool,
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<Pipe>> {
-    let shared = Arc::new(Mutex::new(Pipe::default()));
-    let sink = Arc::clone(&shared);
-    thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().bytes.extend_from_slice(&chunk[..n]);
-        }
-        sink.lock().unwrap().closed = true;
-    });
-    shared
-}
-
 /// The complete (newline-terminated) lines of `bytes`.
 fn complete_lines(bytes: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(bytes)
@@ -345,8 +321,8 @@ fn complete_lines(bytes: &[u8]) -> Vec<String> {
 struct Proc {
     what: String,
     child: Child,
-    stdout: Arc<Mutex<Pipe>>,
-    stderr: Arc<Mutex<Pipe>>,
+    stdout: Drained,
+    stderr: Drained,
     /// Lines of stdout already taken by `next_line`.
     taken: usize,
     status: Option<ExitStatus>,
@@ -365,8 +341,8 @@ impl Proc {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{what}: spawning {command:?}: {e}"));
-        let stdout = drain(child.stdout.take().unwrap());
-        let stderr = drain(child.stderr.take().unwrap());
+        let stdout = Drained::start(child.stdout.take().unwrap());
+        let stderr = Drained::start(child.stderr.take().unwrap());
         Proc {
             what,
             child,
@@ -383,11 +359,11 @@ impl Proc {
     }
 
     fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout.lock().unwrap().bytes).into_owned()
+        self.stdout.text()
     }
 
     fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap().bytes).into_owned()
+        self.stderr.text()
     }
 
     fn dump(&self) -> String {
@@ -409,13 +385,11 @@ impl Proc {
     fn next_line(&mut self, expecting: &str) -> String {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let (line, closed) = {
-                let pipe = self.stdout.lock().unwrap();
-                (
-                    complete_lines(&pipe.bytes).into_iter().nth(self.taken),
-                    pipe.closed,
-                )
-            };
+            // closed first: a line that came just before the end is still taken
+            let closed = self.stdout.is_closed();
+            let line = complete_lines(&self.stdout.bytes())
+                .into_iter()
+                .nth(self.taken);
             if let Some(line) = line {
                 self.taken += 1;
                 return line;
@@ -460,7 +434,7 @@ impl Proc {
 
     /// Fails if stdout has a line not taken yet (after a wait of the caller's).
     fn expect_no_new_line(&self, why: &str) {
-        let lines = complete_lines(&self.stdout.lock().unwrap().bytes);
+        let lines = complete_lines(&self.stdout.bytes());
         assert!(
             lines.len() <= self.taken,
             "{}: {why}, but it printed {:?}\n{}",
@@ -490,7 +464,7 @@ impl Proc {
     fn finish(&mut self, timeout: Duration) -> ExitStatus {
         let status = self.wait(timeout);
         wait_until(&format!("{}: its output ends", self.what), || {
-            self.stdout.lock().unwrap().closed && self.stderr.lock().unwrap().closed
+            self.stdout.is_closed() && self.stderr.is_closed()
         });
         status
     }
