@@ -61,15 +61,83 @@ pub const PROC: MountCall = MountCall {
     data: None,
 };
 
-/// Paths of /proc bound on themselves after [`PROC`], as systemd-nspawn does: the kernel's
-/// global knobs read-only, and the network knobs, which belong to the guest's own network
-/// namespace, writable again. A path the kernel does not have (no `CONFIG_MAGIC_SYSRQ`,
-/// say) is skipped. `true` means read-only.
-pub const PROC_BINDS: [(&CStr, bool); 3] = [
+/// Paths of /proc bound on themselves after [`PROC`], as runc and systemd-nspawn do: the
+/// kernel's global knobs and views read-only, and the network knobs, which belong to the
+/// guest's own network namespace, writable again. A path the kernel does not have (no
+/// `CONFIG_MAGIC_SYSRQ`, say) is skipped. `true` means read-only.
+pub const PROC_BINDS: [(&CStr, bool); 6] = [
+    (c"proc/bus", true),
+    (c"proc/fs", true),
+    (c"proc/irq", true),
     (c"proc/sys", true),
     (c"proc/sys/net", false),
     (c"proc/sysrq-trigger", true),
 ];
+
+/// What a masked path is covered with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mask {
+    /// A file: the guest's /dev/null is bound on it.
+    File,
+    /// A directory: an empty read-only tmpfs is mounted on it.
+    Dir,
+}
+
+/// Paths of /proc masked after [`PROC_BINDS`], as runc and Docker mask them: what shows
+/// the host's memory, hardware, keys or timers. A path the kernel does not have is skipped.
+pub const PROC_MASKS: [(&CStr, Mask); 9] = [
+    (c"proc/acpi", Mask::Dir),
+    (c"proc/asound", Mask::Dir),
+    (c"proc/kcore", Mask::File),
+    (c"proc/keys", Mask::File),
+    (c"proc/latency_stats", Mask::File),
+    (c"proc/timer_list", Mask::File),
+    (c"proc/timer_stats", Mask::File),
+    (c"proc/sched_debug", Mask::File),
+    (c"proc/scsi", Mask::Dir),
+];
+
+/// Paths of /sys masked after it is mounted (read-only), as runc and Docker mask them.
+pub const SYS_MASKS: [(&CStr, Mask); 2] = [
+    (c"sys/firmware", Mask::Dir),
+    (c"sys/devices/virtual/powercap", Mask::Dir),
+];
+
+/// The mount(2) call that masks `path` (relative to the root, like the rest of this
+/// module): the guest's /dev/null bound on a file, an empty read-only tmpfs on a directory.
+pub const fn mask_call(path: &'static CStr, mask: Mask) -> MountCall {
+    match mask {
+        Mask::File => MountCall {
+            source: Some(c"dev/null"),
+            target: path,
+            fstype: None,
+            flags: libc::MS_BIND,
+            data: None,
+        },
+        Mask::Dir => MountCall {
+            source: Some(c"tmpfs"),
+            target: path,
+            fstype: Some(c"tmpfs"),
+            flags: NOSUID_NODEV_NOEXEC | libc::MS_RDONLY,
+            data: Some(c"mode=0555"),
+        },
+    }
+}
+
+/// Character devices every guest gets in /dev, bound from the host's own nodes (mknod is
+/// refused in a user namespace, and a bind keeps the host's device): path below /dev,
+/// major, minor.
+pub const DEVICES: [(&CStr, u32, u32); 6] = [
+    (c"null", 1, 3),
+    (c"zero", 1, 5),
+    (c"full", 1, 7),
+    (c"random", 1, 8),
+    (c"urandom", 1, 9),
+    (c"tty", 5, 0),
+];
+
+/// Devices a guest gets too when the host has them.
+pub const OPTIONAL_DEVICES: [(&CStr, u32, u32); 2] = [(c"fuse", 10, 229), (c"net/tun", 10, 200)];
 
 /// The two calls that re-bind `path` on itself: a bind (which copies the flags of the mount
 /// below, read-only included) and a remount that sets them. A remount keeps the flags the
@@ -97,13 +165,15 @@ pub const fn proc_bind(path: &'static CStr, read_only: bool) -> [MountCall; 2] {
     [bind, remount]
 }
 
-/// The target of step `index` of a /proc setup: 0 is [`PROC`], `i + 1` is `PROC_BINDS[i]`.
-/// For messages about a failed step.
+/// The target of step `index` of a guest's /proc setup: 0 is [`PROC`], `1 + i` is
+/// `PROC_BINDS[i]`, then `PROC_MASKS` in order. For messages about a failed step.
 pub fn proc_step_target(index: usize) -> Option<&'static CStr> {
-    match index {
-        0 => Some(PROC.target),
-        i => PROC_BINDS.get(i - 1).map(|(path, _)| *path),
-    }
+    let binds = PROC_BINDS.iter().map(|(path, _)| *path);
+    let masks = PROC_MASKS.iter().map(|(path, _)| *path);
+    core::iter::once(PROC.target)
+        .chain(binds)
+        .chain(masks)
+        .nth(index)
 }
 
 #[cfg(test)]
@@ -138,7 +208,23 @@ mod tests {
     #[test]
     fn proc_steps_are_named_by_their_target() {
         assert_eq!(proc_step_target(0), Some(c"proc"));
-        assert_eq!(proc_step_target(1), Some(c"proc/sys"));
-        assert_eq!(proc_step_target(PROC_BINDS.len() + 1), None);
+        assert_eq!(proc_step_target(1), Some(c"proc/bus"));
+        assert_eq!(proc_step_target(PROC_BINDS.len() + 1), Some(c"proc/acpi"));
+        assert_eq!(
+            proc_step_target(PROC_BINDS.len() + PROC_MASKS.len() + 1),
+            None
+        );
+    }
+
+    #[test]
+    fn masks_are_relative_and_read_only_or_null() {
+        for (path, mask) in PROC_MASKS.iter().chain(SYS_MASKS.iter()) {
+            assert!(!path.to_bytes().starts_with(b"/"));
+            let call = mask_call(path, *mask);
+            match mask {
+                Mask::File => assert_eq!(call.source, Some(c"dev/null")),
+                Mask::Dir => assert!(call.flags & libc::MS_RDONLY != 0),
+            }
+        }
     }
 }

@@ -31,10 +31,23 @@ pub enum Stage {
     SpawnCommand = 8,
     /// execve of the command failed.
     ExecCommand = 9,
+    /// `cradle-shim --enter` could not enter a running guest; `detail` is the step:
+    /// [`ENTER_STEPS`] names them.
+    EnterGuest = 11,
 }
 
+/// The steps of entering a running guest, by the `detail` of a [`Stage::EnterGuest`]
+/// failure.
+pub const ENTER_STEPS: [&str; 5] = [
+    "join the guest's PID namespace",
+    "join the guest init's namespaces",
+    "become the guest's root",
+    "drop capabilities from the bounding set",
+    "reboot(2) POWER_OFF in the guest's PID namespace",
+];
+
 impl Stage {
-    const ALL: [Stage; 10] = [
+    const ALL: [Stage; 11] = [
         Stage::Setup,
         Stage::ExecShim,
         Stage::FindInit,
@@ -45,6 +58,7 @@ impl Stage {
         Stage::ExecInit,
         Stage::SpawnCommand,
         Stage::ExecCommand,
+        Stage::EnterGuest,
     ];
 
     /// The stage with this wire number, if there is one.
@@ -65,6 +79,7 @@ impl Stage {
             Stage::ExecInit => "exec the guest init",
             Stage::SpawnCommand => "fork the command",
             Stage::ExecCommand => "exec the command",
+            Stage::EnterGuest => "enter the guest",
         }
     }
 }

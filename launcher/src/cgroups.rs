@@ -133,10 +133,6 @@ impl Cgroup {
         Ok(cgroup)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Where the container's first process is born (clone3's `CLONE_INTO_CGROUP`): the
     /// shim's leaf in boot mode, the container's cgroup otherwise.
     pub fn first_process_dir(&self) -> BorrowedFd<'_> {
@@ -149,6 +145,32 @@ impl Cgroup {
     /// The guest's leaf (boot mode), for the shim to clone the guest init into.
     pub fn guest_dir(&self) -> Option<BorrowedFd<'_>> {
         self.leaves.as_ref().map(|(_, guest)| guest.as_fd())
+    }
+
+    /// Delegates the container's cgroup and the guest's leaf to the guest's root (host uid
+    /// and gid `owner`), as systemd's delegation document says: the directories and their
+    /// `cgroup.procs`, `cgroup.subtree_control` and `cgroup.threads` change owner, so that
+    /// systemd in the guest can make its cgroups and move its processes; every other file
+    /// (the limits among them) stays the host's.
+    pub fn delegate(&self, owner: u32) -> Result<()> {
+        let mut dirs = vec![self.path.clone()];
+        if self.leaves.is_some() {
+            dirs.push(self.path.join(CGROUP_GUEST_DIR));
+        }
+        for dir in dirs {
+            for file in [
+                "",
+                "cgroup.procs",
+                "cgroup.subtree_control",
+                "cgroup.threads",
+            ] {
+                let path = dir.join(file);
+                std::os::unix::fs::chown(&path, Some(owner), Some(owner)).map_err(|e| {
+                    Error::host(format!("delegate cgroup: chown {}", path.display()), e)
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Kills every process in the cgroup and below (cgroup.kill, Linux 5.14).

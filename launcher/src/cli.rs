@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use argh::FromArgs;
 
 use crate::stop::Mode;
+use crate::userns::UsernsMode;
 
 /// Boot a guest OS from a root directory in Linux namespaces, or run a command in the same
 /// isolation.
@@ -58,6 +59,11 @@ pub struct Start {
     /// seconds a halt on SIGTERM may take before the guest is powered off (default 60)
     #[argh(option, default = "60")]
     pub timeout: u64,
+    /// the guest's user namespace: pick (the default: a free range of 65536 host ids, the
+    /// same for a name while it is free), a host uid BASE (a multiple of 65536), or off (the
+    /// guest's root is the host's root: not a security boundary)
+    #[argh(option, default = "UsernsMode::Pick")]
+    pub userns: UsernsMode,
 }
 
 /// Stop a running guest from another terminal: halt (default), reboot or kill.
@@ -111,6 +117,11 @@ pub struct Run {
     /// the cradle-shim executable (default: next to cradle)
     #[argh(option)]
     pub shim: Option<PathBuf>,
+    /// the guest's user namespace: pick (the default: a free range of 65536 host ids, the
+    /// same for a name while it is free), a host uid BASE (a multiple of 65536), or off (the
+    /// guest's root is the host's root: not a security boundary)
+    #[argh(option, default = "UsernsMode::Pick")]
+    pub userns: UsernsMode,
     /// the command and its arguments, after --
     #[argh(positional, greedy)]
     pub command: Vec<String>,

@@ -1,40 +1,7 @@
 //! Checks of what the user gives on the command line, each failing with a one-line error
 //! that names the bad value.
 
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
-
 use crate::error::{Error, Result};
-
-/// The root directory of a guest, made absolute and free of symlinks. Refuses a missing
-/// path, anything but a directory, the host's own root, and mount points (proc, sys, dev)
-/// that are not directories (a symlink there would move a mount elsewhere).
-pub fn check_root(path: &Path) -> Result<PathBuf> {
-    let bad = |why: String| Error::BadRoot {
-        root: path.to_owned(),
-        why,
-    };
-    let meta = fs::metadata(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => bad("no such directory".into()),
-        _ => bad(e.to_string()),
-    })?;
-    if !meta.is_dir() {
-        return Err(bad("not a directory".into()));
-    }
-    let root = fs::canonicalize(path).map_err(|e| bad(e.to_string()))?;
-    if root == Path::new("/") {
-        return Err(bad("the host's own root cannot be a guest".into()));
-    }
-    for sub in ["proc", "sys", "dev"] {
-        if let Ok(meta) = fs::symlink_metadata(root.join(sub)) {
-            if !meta.is_dir() {
-                return Err(bad(format!("/{sub} in it is not a directory")));
-            }
-        }
-    }
-    Ok(root)
-}
 
 /// `K=V` variables: a non-empty name without `=`, no NUL anywhere.
 pub fn check_env(vars: &[String]) -> Result<()> {
@@ -63,12 +30,26 @@ pub fn check_hostname(name: &str) -> Result<()> {
 /// The environment of a guest init: `HOME=/`, `TERM=linux`, `container=NAME`, then the
 /// user's (common::guest holds the same base for the shim, which builds the real one).
 pub fn guest_env(name: &str, user: &[String]) -> Vec<String> {
-    let base = cradle_common::guest::BASE_ENV
+    let base: Vec<String> = cradle_common::guest::BASE_ENV
         .iter()
-        .map(|v| v.to_string_lossy().into_owned());
-    base.chain([format!("{}{name}", cradle_common::guest::CONTAINER_VAR)])
-        .chain(user.iter().cloned())
-        .collect()
+        .map(|v| v.to_string_lossy().into_owned())
+        .chain([format!("{}{name}", cradle_common::guest::CONTAINER_VAR)])
+        .collect();
+    merge_env(&base, user)
+}
+
+/// `base` with the `K=V` variables of `more` added: a variable set in both keeps the value
+/// from `more`, in the place `base` gave it (the later value wins, once).
+pub fn merge_env(base: &[String], more: &[String]) -> Vec<String> {
+    let key = |var: &str| var.split('=').next().unwrap_or_default().to_owned();
+    let mut env: Vec<String> = Vec::with_capacity(base.len() + more.len());
+    for var in base.iter().chain(more) {
+        match env.iter_mut().find(|v| key(v) == key(var)) {
+            Some(slot) => *slot = var.clone(),
+            None => env.push(var.clone()),
+        }
+    }
+    env
 }
 
 #[cfg(test)]
@@ -92,23 +73,12 @@ mod tests {
     }
 
     #[test]
-    fn roots_that_cannot_be_guests_are_refused() {
-        assert!(matches!(
-            check_root(Path::new("/nonexistent/x")),
-            Err(Error::BadRoot { .. })
-        ));
-        assert!(matches!(
-            check_root(Path::new("/etc/hostname")),
-            Err(Error::BadRoot { .. })
-        ));
-        assert!(matches!(
-            check_root(Path::new("/")),
-            Err(Error::BadRoot { .. })
-        ));
-        let msg = check_root(Path::new("/nonexistent/x"))
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("/nonexistent/x"), "{msg}");
+    fn the_later_value_wins_in_the_earlier_place() {
+        let env = merge_env(
+            &["A=1".into(), "TERM=linux".into()],
+            &["TERM=xterm".into(), "B=2".into(), "A=3".into()],
+        );
+        assert_eq!(env, ["A=3", "TERM=xterm", "B=2"]);
     }
 
     #[test]

@@ -28,7 +28,9 @@ pub struct Console {
 }
 
 impl Console {
-    pub fn open() -> Result<Self> {
+    /// A new pty; its slave is given to `owner` (the host uid and gid of the guest's root,
+    /// with a user namespace), whose root could not open it otherwise.
+    pub fn open(owner: Option<u32>) -> Result<Self> {
         let ctx = |what: &str| format!("console pty: {what}");
         let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
             .map_err(|e| Error::host(ctx("posix_openpt"), e))?;
@@ -41,6 +43,15 @@ impl Console {
             Mode::empty(),
         )
         .map_err(|e| Error::host(ctx(&format!("open {name}")), e))?;
+        if let Some(owner) = owner {
+            // the tty group of the guest (gid 5 there), as a terminal's slave has
+            nix::unistd::fchown(
+                &slave,
+                Some(nix::unistd::Uid::from_raw(owner)),
+                Some(nix::unistd::Gid::from_raw(owner + 5)),
+            )
+            .map_err(|e| Error::host(ctx(&format!("chown {name}")), e))?;
+        }
         let flags =
             fcntl(&master, FcntlArg::F_GETFL).map_err(|e| Error::host(ctx("F_GETFL"), e))?;
         fcntl(
@@ -56,9 +67,8 @@ impl Console {
         })
     }
 
-    /// The slave's path, which the launcher's child binds on the guest's /dev/console. (Not
-    /// /proc/self/fd/N: that resolves to the host namespace's mount, and a bind mount in
-    /// the child's new mount namespace refuses a source outside it.)
+    /// The slave's path, for a detached bind the launcher's child attaches on the guest's
+    /// /dev/console.
     pub fn slave_path(&self) -> &str {
         &self.slave_path
     }

@@ -32,6 +32,8 @@ pub enum Code {
     GuestKilled = 9,
     /// `stop` gave up waiting: the guest did not go down, or did not come back.
     Timeout = 10,
+    /// `start`/`run`: the `--userns` range is held by another running container.
+    RangeTaken = 11,
     /// `run`/`exec`: the command was found but could not be executed.
     CannotExecute = 126,
     /// `run`/`exec`: the command was not found.
@@ -66,6 +68,8 @@ pub enum Error {
     /// The guest ended without halting.
     GuestEnded(std::result::Result<Outcome, Unexpected>),
     Timeout(String),
+    /// The user-namespace range starting at this host uid is held by another container.
+    RangeTaken(u32),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -98,6 +102,7 @@ impl Error {
             Error::GuestEnded(Ok(Outcome::Exited(_) | Outcome::ExitedHigh)) => Code::GuestExited,
             Error::GuestEnded(_) => Code::GuestKilled,
             Error::Timeout(_) => Code::Timeout,
+            Error::RangeTaken(_) => Code::RangeTaken,
         }
     }
 }
@@ -142,6 +147,11 @@ impl fmt::Display for Error {
             Error::Exec { command, errno } => write!(f, "cannot run {command}: {}", errno.desc()),
             Error::GuestEnded(outcome) => f.write_str(&describe_outcome(outcome)),
             Error::Timeout(msg) => f.write_str(msg),
+            Error::RangeTaken(base) => write!(
+                f,
+                "--userns {base}: another running container holds the range {base}-{}",
+                base + (crate::userns::RANGE - 1)
+            ),
         }
     }
 }

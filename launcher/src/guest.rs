@@ -1,33 +1,37 @@
 //! A running guest, reached from outside: `cradle exec`, `cradle stop`, and the launcher's
 //! own graceful halt. Everything goes through a pidfd of the guest init, checked to be the
 //! process the state directory names, so a recycled pid can never be acted on.
+//!
+//! Nothing of the host enters the guest: a process that runs in it is the shim (its sealed
+//! memfd copy, `cradle-shim --enter`), started by a child of ours that never leaves the
+//! host's PID namespace. The shim joins the guest init's PID namespace for its child, which
+//! is born in the init's cgroup (clone3 `CLONE_INTO_CGROUP`: no cgroup file is carried in),
+//! joins the init's other namespaces (its user namespace first), becomes its root, drops the
+//! same capabilities from its bounding set, has the same seccomp filter (installed by our
+//! child before it execs the shim), closes every descriptor above 2, dies with the shim, and
+//! gets a session of its own, so that the operator's terminal is never its controlling
+//! terminal (no TIOCSTI into it). The launcher's own binary is never in the guest's PID
+//! namespace.
 
-use std::fs::{self, File, OpenOptions};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
-use std::process::{Command, Stdio};
+use std::fs::{self, OpenOptions};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::time::{Duration, Instant};
 
 use cradle_common::outcome::Status;
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sched::{CloneFlags, setns};
-use nix::sys::reboot::{RebootMode, reboot};
-use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 
 use crate::cgroups;
+use crate::child::Child;
+use crate::config;
 use crate::error::{Error, Result};
+use crate::plan::Step;
+use crate::security::Security;
+use crate::spawn::{self, Container, ShimBinary, Spawn};
 use crate::state::Observed;
-use crate::sys;
-
-/// The namespaces a command run in the guest joins: all of the guest init's.
-const JOINED: CloneFlags = CloneFlags::CLONE_NEWNS
-    .union(CloneFlags::CLONE_NEWPID)
-    .union(CloneFlags::CLONE_NEWUTS)
-    .union(CloneFlags::CLONE_NEWIPC)
-    .union(CloneFlags::CLONE_NEWNET)
-    .union(CloneFlags::CLONE_NEWCGROUP);
+use crate::sys::{self, SingleThreaded};
 
 /// How long a halt or reboot request that failed waits before it is made again.
 const REQUEST_RETRY: Duration = Duration::from_secs(1);
@@ -44,12 +48,13 @@ pub const NO_COMMAND: u8 = 127;
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub struct Guest {
-    pub init: Pid,
     pidfd: OwnedFd,
-    /// cgroup.procs of the guest init's own cgroup, opened on the host: commands run in the
-    /// guest join it. It is always a leaf (it holds a process), so it always takes more.
-    cgroup_procs: Option<File>,
+    /// The guest init's cgroup directory, where what we start in the guest is born.
+    cgroup: OwnedFd,
+    /// Whether the guest has a user namespace of its own (the shim then joins it).
+    userns: bool,
     env: Vec<String>,
+    security: Security,
 }
 
 fn ns_inode(path: &str) -> Option<u64> {
@@ -68,29 +73,46 @@ fn container_cgroup_of(init: Pid, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// What to run in the guest.
+pub enum Enter<'a> {
+    /// A command with the guest's environment plus `env`; on our standard streams, or on
+    /// /dev/null (`quiet`: the halt helpers, which must not touch the operator's terminal).
+    Command {
+        argv: &'a [String],
+        env: &'a [String],
+        quiet: bool,
+    },
+    /// reboot(2) POWER_OFF in the guest's PID namespace (OpenVZ's kill mode).
+    PowerOff,
+}
+
 impl Guest {
     /// The guest init `init` of container `name`, after checking that it is one: in the
     /// container's cgroup, in a PID namespace other than ours, and still that process.
-    pub fn open(name: &str, init: Pid, env: Vec<String>) -> Result<Self> {
+    pub fn open(name: &str, init: Pid, env: Vec<String>, security: Security) -> Result<Self> {
         let gone = || Error::NotRunning(name.to_owned());
         let pidfd = sys::pidfd_open(init).map_err(|_| gone())?;
         let other_ns = ns_inode(&format!("/proc/{init}/ns/pid")) != ns_inode("/proc/self/ns/pid");
         let cgroup = container_cgroup_of(init, name)
             .filter(|_| other_ns)
             .ok_or_else(gone)?;
+        let userns = ns_inode(&format!("/proc/{init}/ns/user")) != ns_inode("/proc/self/ns/user");
         // still alive now, so the checks above were about this very process
         sys::pidfd_send_signal(pidfd.as_fd(), 0).map_err(|_| gone())?;
-        let cgroup_procs = cgroups::v2_root()
-            .map(|root| {
-                root.join(cgroup.trim_start_matches('/'))
-                    .join("cgroup.procs")
-            })
-            .and_then(|path| OpenOptions::new().write(true).open(path).ok());
+        let dir = cgroups::v2_root()
+            .map(|root| root.join(cgroup.trim_start_matches('/')))
+            .ok_or_else(gone)?;
+        let cgroup = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&dir)
+            .map_err(|e| Error::host(format!("open cgroup {}", dir.display()), e))?;
         Ok(Guest {
-            init,
             pidfd,
-            cgroup_procs,
+            cgroup: cgroup.into(),
+            userns,
             env,
+            security,
         })
     }
 
@@ -109,7 +131,7 @@ impl Guest {
                     wait.as_secs()
                 )));
             };
-            match Guest::open(name, running.init, state.env()?) {
+            match Guest::open(name, running.init, state.env()?, state.security()?) {
                 // the guest init may have just ended (a reboot): look again
                 Err(Error::NotRunning(_))
                     if !deadline.saturating_duration_since(Instant::now()).is_zero() =>
@@ -122,96 +144,112 @@ impl Guest {
         }
     }
 
-    /// Moves the calling process into all of the guest init's namespaces: its mount
-    /// namespace (and so its root), UTS, IPC, network, cgroup, and PID namespace for the
-    /// children it forks from now on. The caller must be single-threaded.
-    pub fn enter(&self) -> Result<()> {
-        setns(&self.pidfd, JOINED).map_err(|e| {
-            Error::setup(
-                format!("join the namespaces of the guest init (pid {})", self.init),
-                e,
-            )
-        })
-    }
-
-    /// `argv` as a command for a process that has entered the guest: the guest's
-    /// environment (plus `extra`), working directory /, and the container's cgroup.
-    pub fn command(&self, argv: &[String], extra: &[String]) -> Command {
-        let mut command = Command::new(&argv[0]);
-        command.args(&argv[1..]).env_clear().current_dir("/");
-        let vars = self
-            .env
-            .iter()
-            .chain(extra)
-            .filter_map(|var| var.split_once('='));
-        let mut has_path = false;
-        for (key, value) in vars {
-            has_path |= key == "PATH";
-            command.env(key, value);
+    /// Starts `what` in the guest through the shim (see the module documentation). The
+    /// returned container is the shim, in the host's PID namespace; it exits with the
+    /// command's status.
+    pub fn enter(
+        &self,
+        threads: &SingleThreaded,
+        shim: &ShimBinary,
+        what: Enter,
+    ) -> Result<Container> {
+        let fd = |fd: &OwnedFd| fd.as_raw_fd().to_string();
+        let mut args = vec!["--enter".to_owned(), fd(&self.pidfd)];
+        if self.userns {
+            args.push("--userns".to_owned());
         }
-        if !has_path {
-            command.env("PATH", DEFAULT_PATH);
+        args.extend([
+            "--cgroup-fd".to_owned(),
+            fd(&self.cgroup),
+            "--caps".to_owned(),
+            format!("{:x}", self.security.keep_caps),
+        ]);
+        let mut steps = Vec::new();
+        let env = match what {
+            Enter::Command { argv, env, quiet } => {
+                if quiet {
+                    steps.push(Step::Stdio(c"/dev/null".into()));
+                }
+                args.push("--".to_owned());
+                args.extend_from_slice(argv);
+                let mut all = config::merge_env(&self.env, env);
+                if !all.iter().any(|v| v.starts_with("PATH=")) {
+                    all.push(format!("PATH={DEFAULT_PATH}"));
+                }
+                all
+            }
+            Enter::PowerOff => {
+                steps.push(Step::Stdio(c"/dev/null".into()));
+                args.push("--power-off".to_owned());
+                Vec::new()
+            }
+        };
+        if let Some(program) = self.security.seccomp_program() {
+            steps.push(Step::Seccomp(program));
         }
-        if let Some(procs) = &self.cgroup_procs {
-            sys::join_cgroup_on_exec(&mut command, procs.as_raw_fd());
-        }
-        command
+        spawn::spawn(
+            &Spawn {
+                threads,
+                shim,
+                cwd: None,
+                namespaces: CloneFlags::empty(),
+                cgroup: None,
+                keep: &[self.pidfd.as_fd(), self.cgroup.as_fd()],
+                args: &args,
+                env: &env,
+            },
+            steps,
+        )
     }
 
     /// Asks the guest init to halt or reboot: runs the first of `candidates` that exists in
-    /// the guest, from a helper process that enters it. A request that fails is made again
-    /// every second (an init that is still starting may not take it yet: systemd before its
-    /// control socket is up) until it succeeds or the helper is dropped. The helper exits 0
-    /// once a request succeeded, [`NO_COMMAND`] when no candidate exists, 125 when it could not
-    /// enter.
-    pub fn spawn_helper(&self, candidates: &[&[&str]]) -> Result<Helper> {
-        let (_, pidfd) = sys::fork_helper(|| {
-            if self.enter().is_err() {
-                return 125;
-            }
+    /// the guest, from a helper process of ours (on the host) that enters it through the
+    /// shim. A request that fails is made again every second (an init that is still
+    /// starting may not take it yet: systemd before its control socket is up) until it
+    /// succeeds or the helper is dropped. The helper exits 0 once a request succeeded,
+    /// [`NO_COMMAND`] when no candidate exists, 125 when it could not enter.
+    pub fn spawn_helper(
+        &self,
+        threads: &SingleThreaded,
+        shim: &ShimBinary,
+        candidates: &[&[&str]],
+    ) -> Result<Helper> {
+        let child = Child::fork(threads, || {
             loop {
                 // the first candidate that exists, and how its run went
                 let tried = candidates.iter().find_map(|argv| {
                     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-                    match self.command(&argv, &[]).stdin(Stdio::null()).status() {
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    let what = Enter::Command {
+                        argv: &argv,
+                        env: &[],
+                        quiet: true,
+                    };
+                    match self.enter(threads, shim, what).map(|mut c| c.wait()) {
+                        Ok(Err(Error::Exec {
+                            errno: Errno::ENOENT,
+                            ..
+                        })) => None,
                         tried => Some(tried),
                     }
                 });
                 match tried {
                     None => return NO_COMMAND,
-                    Some(Ok(status)) if status.success() => return 0,
-                    Some(Ok(_)) => std::thread::sleep(REQUEST_RETRY),
-                    Some(Err(_)) => return 126,
+                    Some(Ok(Ok(Status::Exited(0)))) => return 0,
+                    Some(Ok(Ok(_))) => std::thread::sleep(REQUEST_RETRY),
+                    Some(_) => return 125,
                 }
             }
         })
         .map_err(|e| Error::host("fork a helper", e))?;
-        Ok(Helper { pidfd, done: false })
+        Ok(Helper { child })
     }
 
     /// Powers the guest off at once, as OpenVZ's kill mode does: reboot(2) POWER_OFF from
     /// inside the guest's PID namespace, which makes the kernel kill the guest init (its
     /// parent sees it killed by SIGINT, a halt).
-    pub fn power_off(&self) -> Result<()> {
-        let (_, pidfd) = sys::fork_helper(|| {
-            if setns(&self.pidfd, CloneFlags::CLONE_NEWPID).is_err() {
-                return 2;
-            }
-            // never, whatever happened above, call reboot(2) in our own PID namespace
-            if ns_inode("/proc/self/ns/pid_for_children") == ns_inode("/proc/self/ns/pid") {
-                return 3;
-            }
-            match sys::fork_helper(|| match reboot(RebootMode::RB_POWER_OFF) {
-                Err(e) => e as u8,
-            }) {
-                Ok((_, grandchild)) => wait_pidfd(grandchild.as_fd()).map_or(4, |s| s.shell_code()),
-                Err(_) => 4,
-            }
-        })
-        .map_err(|e| Error::host("fork a helper", e))?;
-        match wait_pidfd(pidfd.as_fd()) {
-            Some(Status::Exited(0)) => Ok(()),
+    pub fn power_off(&self, threads: &SingleThreaded, shim: &ShimBinary) -> Result<()> {
+        match self.enter(threads, shim, Enter::PowerOff)?.wait()? {
+            Status::Exited(0) => Ok(()),
             other => Err(Error::setup(
                 format!("power off the guest (reboot(2) in its PID namespace: {other:?})"),
                 Errno::EIO,
@@ -220,79 +258,26 @@ impl Guest {
     }
 }
 
-/// A command's exit status as a shell reports it: the code, or 128+N for signal N.
-pub fn status_code(status: std::process::ExitStatus) -> u8 {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code as u8,
-        (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
-        _ => 1,
-    }
-}
-
-/// Waits for the process behind `pidfd` (its child) to end, and reaps it.
-fn wait_pidfd(pidfd: BorrowedFd) -> Option<Status> {
-    loop {
-        match waitid(Id::PIDFd(pidfd), WaitPidFlag::WEXITED) {
-            Ok(WaitStatus::Exited(_, code)) => return Some(Status::Exited(code as u8)),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Some(Status::Signaled(sig as i32)),
-            Err(Errno::EINTR) => continue,
-            _ => return None,
-        }
-    }
-}
-
-/// A helper process running a command in the guest.
+/// A helper process asking the guest to halt or reboot.
 pub struct Helper {
-    pidfd: OwnedFd,
-    done: bool,
+    child: Child,
 }
 
 impl Helper {
     /// Readable when the helper has ended.
-    pub fn pidfd(&self) -> BorrowedFd<'_> {
-        self.pidfd.as_fd()
+    pub fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.child.pidfd()
     }
 
     /// The helper's status once it has ended.
     pub fn try_wait(&mut self) -> Option<Status> {
-        if self.done {
-            return None;
-        }
-        let status = match waitid(
-            Id::PIDFd(self.pidfd.as_fd()),
-            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG,
-        ) {
-            Ok(WaitStatus::Exited(_, code)) => Status::Exited(code as u8),
-            Ok(WaitStatus::Signaled(_, sig, _)) => Status::Signaled(sig as i32),
-            _ => return None,
-        };
-        self.done = true;
-        Some(status)
+        self.child.try_wait()
     }
 
     /// True when the helper found none of its commands in the guest. It learns that at
     /// once, while a request being retried keeps it running: so this waits no longer than
     /// one retry period, nor than `limit`.
     pub fn found_no_command(&mut self, limit: Duration) -> bool {
-        self.wait(limit.min(REQUEST_RETRY)) == Some(Status::Exited(NO_COMMAND))
-    }
-
-    /// Waits up to `timeout` for the helper to end.
-    fn wait(&mut self, timeout: Duration) -> Option<Status> {
-        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
-        let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32)
-            .unwrap_or(PollTimeout::MAX);
-        let _ = poll(&mut fds, ms);
-        self.try_wait()
-    }
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
-            let _ = wait_pidfd(self.pidfd.as_fd());
-        }
+        self.child.wait_for(limit.min(REQUEST_RETRY)) == Some(Status::Exited(NO_COMMAND))
     }
 }

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 mod cgroups;
+mod child;
 mod cli;
 mod config;
 mod console;
@@ -16,13 +17,16 @@ mod exec;
 mod guest;
 mod logging;
 mod plan;
+mod rootfs;
 mod run;
+mod security;
 mod signals;
 mod spawn;
 mod start;
 mod state;
 mod stop;
 mod sys;
+mod userns;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +36,8 @@ use argh::FromArgs;
 
 use cli::{Cli, Command};
 use error::{Code, Error};
+use security::Security;
+use sys::SingleThreaded;
 
 /// Parses the command line; on a usage error, the message and code 2 (argh's own
 /// `--help` output goes to standard output with code 0).
@@ -68,34 +74,52 @@ fn state_base(cli: &Cli) -> PathBuf {
 }
 
 fn dispatch(cli: Cli) -> Result<u8, Error> {
+    let threads = SingleThreaded::check().map_err(|e| Error::host("start", e))?;
     let base = state_base(&cli);
     match cli.command {
-        Command::Start(start) => start::start(&start::Options {
-            name: start.name,
-            root: start.root,
-            hostname: start.hostname,
-            env: start.env,
-            shim: start.shim,
-            timeout: Duration::from_secs(start.timeout),
-            state_base: base,
-        })
+        Command::Start(start) => start::start(
+            &threads,
+            &start::Options {
+                name: start.name,
+                root: start.root,
+                hostname: start.hostname,
+                env: start.env,
+                shim: start.shim,
+                timeout: Duration::from_secs(start.timeout),
+                state_base: base,
+                userns: start.userns,
+                security: Security {
+                    keep_caps: u64::MAX,
+                    seccomp: false,
+                },
+            },
+        )
         .map(|()| Code::Ok as u8),
         Command::Stop(stop) => stop::stop(
+            &threads,
             &base,
             &stop.name,
             stop.mode,
             Duration::from_secs(stop.timeout),
         )
         .map(|()| Code::Ok as u8),
-        Command::Exec(exec) => exec::exec(&base, &exec.name, &exec.env, &exec.command),
-        Command::Run(run) => run::run(&run::Options {
-            root: run.root,
-            name: run.name,
-            hostname: run.hostname,
-            env: run.env,
-            shim: run.shim,
-            command: run.command,
-        }),
+        Command::Exec(exec) => exec::exec(&threads, &base, &exec.name, &exec.env, &exec.command),
+        Command::Run(run) => run::run(
+            &threads,
+            &run::Options {
+                root: run.root,
+                name: run.name,
+                hostname: run.hostname,
+                env: run.env,
+                shim: run.shim,
+                command: run.command,
+                userns: run.userns,
+                security: Security {
+                    keep_caps: u64::MAX,
+                    seccomp: false,
+                },
+            },
+        ),
     }
 }
 

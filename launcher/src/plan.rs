@@ -1,162 +1,223 @@
 //! What the launcher's child does between clone and exec of the shim, as data.
 //!
-//! [`build`] is a pure function from the container's configuration to a list of
-//! [`Step`]s, every path already a `CString`; [`apply`] runs them in the child with no
-//! allocation, and on failure returns the index of the step, which the parent turns back
-//! into words with the step's `Display`. The order is the design:
+//! [`build`] is a pure function from the container's configuration (with the descriptors
+//! the launcher prepared: the detached root tree, the host's device nodes, the guest's
+//! namespaces) to a list of [`Step`]s; [`apply`] runs them in the child with no allocation,
+//! and on failure returns the index of the step, which the parent turns back into words
+//! with the step's `Display`. The order is the design:
 //!
-//! 1. a session of its own; in run mode the cgroup namespace, rooted at the container's
-//!    cgroup, which clone3 put the child in (in boot mode only the guest gets one, below
-//!    the shim: see `cgroups`); the whole mount tree private so nothing reaches the host;
-//! 2. a private bind of the root directory, and in it: /proc and the cgroup2 tree (run
-//!    mode; in boot mode the guest's nested namespaces mount their own), /sys read-only, a
-//!    fresh /dev with the basic devices, its own devpts and /dev/shm, and in boot mode the
-//!    console pty bound on /dev/console;
-//! 3. pivot_root into it and detach the host's root;
-//! 4. hostname, loopback up, and the console as standard streams (boot mode).
+//! 1. a session of its own; with a user namespace, the guest's network, UTS and IPC
+//!    namespaces (owned by it) are joined now, while the child is still the host's root;
+//!    in run mode the cgroup namespace, rooted at the container's cgroup;
+//! 2. the inherited mounts private, then the root tree attached on the working directory
+//!    (the root directory, which the launcher made our working directory) and entered;
+//! 3. below it, every path resolved from the root's descriptor (`openat2` with
+//!    `RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS`: a symlink the guest planted is refused, never
+//!    followed out of the root) and mounted onto the descriptor (`move_mount`): /dev (a
+//!    tmpfs, the host's device nodes bound, its own devpts and /dev/shm, the console in
+//!    boot mode), /proc (with read-only and masked paths in run mode; in boot mode the
+//!    guest's nested PID namespace mounts its own on top, see the shim), /sys read-only with
+//!    masks, and the cgroup2 tree in run mode;
+//! 4. pivot_root into it and detach the host's root; hostname; loopback up;
+//! 5. with a user namespace: join it, then unshare the mount namespace — the copy, owned
+//!    by the user namespace, has every mount made above **locked**: the guest's root can
+//!    neither unmount nor remount them (read-only /sys stays read-only) — and become its
+//!    root (container uid 0, host uid BASE);
+//! 6. the console as standard streams (boot mode), the capability bounding set, and the
+//!    seccomp filter last, just before the shim runs.
 
 use std::ffi::{CStr, CString, NulError};
 use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 
-use cradle_common::guest::{CGROUP2, MountCall, PROC, PROC_BINDS, proc_bind};
+use cradle_common::guest::{Mask, PROC_BINDS, PROC_MASKS, SYS_MASKS};
 use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, OFlag, open};
+use nix::fcntl::{AT_FDCWD, OFlag, OpenHow, ResolveFlag, open, openat, openat2};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sched::{CloneFlags, unshare};
-use nix::sys::stat::{Mode, SFlag, makedev, mknod, umask};
+use nix::sched::{CloneFlags, setns, unshare};
+use nix::sys::stat::{Mode, mkdirat, umask};
 use nix::unistd::{
-    chdir, dup2_stderr, dup2_stdin, dup2_stdout, mkdir, pivot_root, sethostname, setsid, symlinkat,
+    Gid, Uid, chdir, dup2_stderr, dup2_stdin, dup2_stdout, fchdir, pivot_root, setgroups,
+    sethostname, setresgid, setresuid, setsid, symlinkat,
 };
 
-use crate::sys;
+use crate::sys::{self, InChild};
+use crate::userns::Namespaces;
 
 /// What the shim will be asked to do; it decides a few mounts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Purpose<'a> {
-    /// Boot the guest's init. `console` is the path of the pty slave the launcher holds.
-    Boot { console: &'a str },
+pub enum Purpose {
+    /// Boot the guest's init, with the console pty (a detached bind of its slave) on
+    /// /dev/console and as standard streams.
+    Boot { console: OwnedFd },
     /// Run a command with the launcher's own standard streams.
     Run,
 }
 
 pub struct Config<'a> {
-    /// The guest's root directory, absolute and without symlinks.
-    pub root: &'a Path,
+    /// The root's mount tree, detached (`rootfs::RootDir::clone_tree`).
+    pub tree: OwnedFd,
     pub hostname: &'a str,
-    pub purpose: Purpose<'a>,
+    pub purpose: Purpose,
+    /// Detached binds of the host's device nodes, by their path below /dev.
+    pub devices: Vec<(&'static CStr, OwnedFd)>,
+    /// The guest's user namespace and the namespaces it owns.
+    pub userns: Option<Namespaces>,
+    /// The capabilities kept in the bounding set, as a mask of capability numbers.
+    pub keep_caps: u64,
+    /// The seccomp filter, when there is one.
+    pub seccomp: Option<Vec<libc::sock_filter>>,
 }
 
-/// One step of the child's setup. Paths other than the root's are relative to the root
-/// (the child's working directory while it mounts) and shown from the guest's side.
+/// A path below the guest's root, with its parent and last component apart for the steps
+/// that create it. Shown from the guest's side (`/dev/null`).
 #[derive(Debug, PartialEq, Eq)]
-pub enum Step {
-    NewSession,
-    CgroupNamespace,
-    Mount(MountSpec),
-    /// Binds a path of /proc on itself, read-only or writable (common::guest::PROC_BINDS);
-    /// skipped when the kernel does not have the path.
-    ProcBind {
-        path: CString,
-        read_only: bool,
-    },
-    Chdir(CString),
-    /// mkdir, where the directory does not exist yet.
-    Mkdir(CString),
-    /// A character device node, mode 0666.
-    CharDevice {
-        path: CString,
-        major: u64,
-        minor: u64,
-    },
-    Symlink {
-        target: CString,
-        path: CString,
-    },
-    /// An empty regular file (a mount point for a file), mode 0600.
-    EmptyFile(CString),
-    /// pivot_root into the working directory and detach the old root.
-    PivotRoot,
-    Hostname(CString),
-    LoopbackUp,
-    /// Opens this path as standard input, output and error.
-    Stdio(CString),
+pub struct GuestPath {
+    path: CString,
+    parent: CString,
+    name: CString,
 }
 
-/// The arguments of one mount(2) call.
-#[derive(Debug, PartialEq, Eq)]
-pub struct MountSpec {
-    pub source: Option<CString>,
-    pub target: CString,
-    pub fstype: Option<CString>,
-    pub flags: MsFlags,
-    pub data: Option<CString>,
-}
-
-impl From<&MountCall> for MountSpec {
-    fn from(call: &MountCall) -> Self {
-        MountSpec {
-            source: call.source.map(CString::from),
-            target: call.target.into(),
-            fstype: call.fstype.map(CString::from),
-            flags: MsFlags::from_bits_truncate(call.flags),
-            data: call.data.map(CString::from),
+impl GuestPath {
+    fn new(path: &str) -> Self {
+        let (parent, name) = path.rsplit_once('/').unwrap_or((".", path));
+        GuestPath {
+            path: c(path),
+            parent: c(parent),
+            name: c(name),
         }
     }
 }
 
-impl MountSpec {
-    fn apply(&self) -> nix::Result<()> {
-        mount(
-            self.source.as_deref(),
-            self.target.as_c_str(),
-            self.fstype.as_deref(),
-            self.flags,
-            self.data.as_deref(),
-        )
+impl fmt::Display for GuestPath {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "/{}", self.path.to_string_lossy())
     }
+}
+
+/// A file system to mount: its type, its options for fsconfig, its `MOUNT_ATTR_*` flags.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Filesystem {
+    fstype: &'static CStr,
+    options: Vec<(CString, Option<CString>)>,
+    attrs: u64,
+}
+
+/// A detached bind the launcher made on the host (`name` for messages).
+#[derive(Debug)]
+pub struct Source {
+    name: String,
+    tree: OwnedFd,
+}
+
+/// The namespaces the child joins or unshares, by what they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Namespace {
+    User,
+    Mount,
+    Network,
+    Uts,
+    Ipc,
+    Cgroup,
+}
+
+impl Namespace {
+    fn flag(self) -> CloneFlags {
+        match self {
+            Namespace::User => CloneFlags::CLONE_NEWUSER,
+            Namespace::Mount => CloneFlags::CLONE_NEWNS,
+            Namespace::Network => CloneFlags::CLONE_NEWNET,
+            Namespace::Uts => CloneFlags::CLONE_NEWUTS,
+            Namespace::Ipc => CloneFlags::CLONE_NEWIPC,
+            Namespace::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Namespace::User => "user",
+            Namespace::Mount => "mount",
+            Namespace::Network => "network",
+            Namespace::Uts => "UTS",
+            Namespace::Ipc => "IPC",
+            Namespace::Cgroup => "cgroup",
+        }
+    }
+}
+
+/// One step of the child's setup.
+#[derive(Debug)]
+pub enum Step {
+    NewSession,
+    Join(Namespace, OwnedFd),
+    Unshare(Namespace),
+    /// Every mount inherited from the host private, recursively (pivot_root needs it).
+    MakePrivate,
+    /// Attaches the detached root tree on the working directory and enters it.
+    AttachRoot(OwnedFd),
+    /// mkdir, where the directory does not exist yet.
+    Mkdir(GuestPath),
+    /// An empty regular file (a mount point for a file).
+    EmptyFile(GuestPath),
+    Symlink {
+        target: CString,
+        path: GuestPath,
+    },
+    Mount {
+        target: GuestPath,
+        fs: Filesystem,
+    },
+    Bind {
+        target: GuestPath,
+        source: Source,
+    },
+    /// Binds a path on itself with `MOUNT_ATTR_RDONLY` set (or cleared); skipped when the
+    /// kernel does not have the path.
+    Rebind {
+        target: GuestPath,
+        read_only: bool,
+    },
+    /// Masks a path (common::guest::Mask); skipped when the kernel does not have it.
+    Mask(GuestPath, Mask),
+    /// pivot_root into the working directory and detach the old root.
+    PivotRoot,
+    Hostname(CString),
+    LoopbackUp,
+    /// setgroups([]), setresgid(0), setresuid(0): in a user namespace, its root.
+    BecomeRoot,
+    /// Opens this path as standard input, output and error.
+    Stdio(CString),
+    /// Drops every capability not in the mask from the bounding set.
+    DropCapabilities(u64),
+    Seccomp(Vec<libc::sock_filter>),
 }
 
 fn c(s: &str) -> CString {
     CString::new(s).expect("literal without NUL")
 }
 
-fn mount_step(
-    source: &str,
+fn path_of(path: &CStr) -> GuestPath {
+    GuestPath::new(&path.to_string_lossy())
+}
+
+const NOSUID_NODEV_NOEXEC: u64 =
+    libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC;
+
+fn mount_fs(
     target: &str,
-    fstype: &str,
-    flags: MsFlags,
-    data: Option<&str>,
+    fstype: &'static CStr,
+    options: &[(&str, Option<&str>)],
+    attrs: u64,
 ) -> Step {
-    Step::Mount(MountSpec {
-        source: Some(c(source)),
-        target: c(target),
-        fstype: Some(c(fstype)),
-        flags,
-        data: data.map(c),
-    })
+    Step::Mount {
+        target: GuestPath::new(target),
+        fs: Filesystem {
+            fstype,
+            options: options.iter().map(|(k, v)| (c(k), v.map(c))).collect(),
+            attrs,
+        },
+    }
 }
-
-fn bind_step(source: CString, target: CString, flags: MsFlags) -> Step {
-    Step::Mount(MountSpec {
-        source: Some(source),
-        target,
-        fstype: None,
-        flags: MsFlags::MS_BIND | flags,
-        data: None,
-    })
-}
-
-/// Character devices every guest gets in /dev: (name, major, minor).
-const DEVICES: [(&str, u64, u64); 6] = [
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-];
 
 /// Symlinks every guest gets in /dev: (name, target).
 const DEV_LINKS: [(&str, &str); 5] = [
@@ -167,222 +228,351 @@ const DEV_LINKS: [(&str, &str); 5] = [
     ("stderr", "/proc/self/fd/2"),
 ];
 
-/// The steps for `config`. Fails only when a path or name holds a NUL byte.
-pub fn build(config: &Config) -> Result<Vec<Step>, NulError> {
-    let root = CString::new(config.root.as_os_str().as_bytes())?;
-    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let run = config.purpose == Purpose::Run;
+/// The steps for `config`. Fails only when the hostname holds a NUL byte.
+pub fn build(config: Config) -> Result<Vec<Step>, NulError> {
+    let run = matches!(config.purpose, Purpose::Run);
+    // in a user namespace the setup runs as the host's root: what it creates for the guest
+    // to own (the /dev tmpfs, the ptys' group) names the guest's ids on the host
+    let (base, userns) = match config.userns {
+        Some(ns) => (ns.base, Some(ns)),
+        None => (0, None),
+    };
+    let owner = base.to_string();
+    let tty_group = (base + 5).to_string();
     let mut steps = vec![Step::NewSession];
+    let mut later = Vec::new();
+    if let Some(ns) = userns {
+        steps.push(Step::Join(Namespace::Network, ns.net));
+        steps.push(Step::Join(Namespace::Uts, ns.uts));
+        steps.push(Step::Join(Namespace::Ipc, ns.ipc));
+        later.push(Step::Join(Namespace::User, ns.user));
+        later.push(Step::Unshare(Namespace::Mount));
+    }
     if run {
-        steps.push(Step::CgroupNamespace);
+        steps.push(Step::Unshare(Namespace::Cgroup));
+    }
+    steps.extend([Step::MakePrivate, Step::AttachRoot(config.tree)]);
+
+    // /dev
+    steps.push(mount_fs(
+        "dev",
+        c"tmpfs",
+        &[
+            ("mode", Some("755")),
+            ("size", Some("4m")),
+            ("nr_inodes", Some("64k")),
+            ("uid", Some(&owner)),
+            ("gid", Some(&owner)),
+        ],
+        libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_STRICTATIME,
+    ));
+    for (name, tree) in config.devices {
+        let name = name.to_string_lossy();
+        if let Some((dir, _)) = name.rsplit_once('/') {
+            steps.push(Step::Mkdir(GuestPath::new(&format!("dev/{dir}"))));
+        }
+        let target = format!("dev/{name}");
+        steps.push(Step::EmptyFile(GuestPath::new(&target)));
+        steps.push(Step::Bind {
+            target: GuestPath::new(&target),
+            source: Source {
+                name: format!("/dev/{name}"),
+                tree,
+            },
+        });
     }
     steps.extend([
-        Step::Mount(MountSpec {
-            source: None,
-            target: c("/"),
-            fstype: None,
-            flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            data: None,
-        }),
-        bind_step(root.clone(), root.clone(), MsFlags::MS_REC),
-        Step::Chdir(root),
-        Step::Mkdir(c("proc")),
-    ]);
-    if run {
-        steps.push(Step::Mount(MountSpec::from(&PROC)));
-        steps.extend(PROC_BINDS.iter().map(|&(path, read_only)| Step::ProcBind {
-            path: path.into(),
-            read_only,
-        }));
-    }
-    steps.extend([
-        Step::Mkdir(c("sys")),
-        mount_step(
-            "sysfs",
-            "sys",
-            "sysfs",
-            nosuid_nodev_noexec | MsFlags::MS_RDONLY,
-            None,
-        ),
-    ]);
-    if run {
-        steps.push(Step::Mount(MountSpec::from(&CGROUP2)));
-    }
-    steps.extend([
-        Step::Mkdir(c("dev")),
-        mount_step(
-            "tmpfs",
-            "dev",
-            "tmpfs",
-            MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-            Some("mode=755"),
-        ),
-    ]);
-    steps.extend(
-        DEVICES
-            .iter()
-            .map(|&(name, major, minor)| Step::CharDevice {
-                path: c(&format!("dev/{name}")),
-                major,
-                minor,
-            }),
-    );
-    steps.extend([
-        Step::Mkdir(c("dev/pts")),
-        mount_step(
-            "devpts",
+        Step::Mkdir(GuestPath::new("dev/pts")),
+        mount_fs(
             "dev/pts",
-            "devpts",
-            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            Some("newinstance,ptmxmode=0666,mode=620,gid=5"),
+            c"devpts",
+            &[
+                ("newinstance", None),
+                ("ptmxmode", Some("0666")),
+                ("mode", Some("620")),
+                ("gid", Some(&tty_group)),
+            ],
+            libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC,
         ),
-        Step::Mkdir(c("dev/shm")),
-        mount_step(
-            "tmpfs",
+        Step::Mkdir(GuestPath::new("dev/shm")),
+        mount_fs(
             "dev/shm",
-            "tmpfs",
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some("mode=1777"),
+            c"tmpfs",
+            &[
+                ("mode", Some("1777")),
+                ("uid", Some(&owner)),
+                ("gid", Some(&owner)),
+            ],
+            libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,
         ),
     ]);
     steps.extend(DEV_LINKS.iter().map(|&(name, target)| Step::Symlink {
         target: c(target),
-        path: c(&format!("dev/{name}")),
+        path: GuestPath::new(&format!("dev/{name}")),
     }));
-    if let Purpose::Boot { console } = config.purpose {
-        steps.push(Step::EmptyFile(c("dev/console")));
-        steps.push(bind_step(
-            CString::new(console)?,
-            c("dev/console"),
-            MsFlags::empty(),
+    let console = match config.purpose {
+        Purpose::Boot { console } => {
+            steps.push(Step::EmptyFile(GuestPath::new("dev/console")));
+            steps.push(Step::Bind {
+                target: GuestPath::new("dev/console"),
+                source: Source {
+                    name: "the console pty".into(),
+                    tree: console,
+                },
+            });
+            true
+        }
+        Purpose::Run => false,
+    };
+
+    // /proc: in boot mode one for the shim's PID namespace, with nothing on it, so that
+    // the guest's own (on top, made in the user namespace) is allowed: the kernel refuses a
+    // new proc in a user namespace unless one is already fully visible there
+    steps.push(mount_fs("proc", c"proc", &[], NOSUID_NODEV_NOEXEC));
+    if run {
+        steps.extend(PROC_BINDS.iter().map(|&(path, read_only)| Step::Rebind {
+            target: path_of(path),
+            read_only,
+        }));
+        steps.extend(
+            PROC_MASKS
+                .iter()
+                .map(|&(path, mask)| Step::Mask(path_of(path), mask)),
+        );
+    }
+
+    // /sys, read-only, for the guest's own network namespace
+    steps.push(mount_fs(
+        "sys",
+        c"sysfs",
+        &[],
+        libc::MOUNT_ATTR_RDONLY | NOSUID_NODEV_NOEXEC,
+    ));
+    steps.extend(
+        SYS_MASKS
+            .iter()
+            .map(|&(path, mask)| Step::Mask(path_of(path), mask)),
+    );
+    if run {
+        steps.push(mount_fs(
+            "sys/fs/cgroup",
+            c"cgroup2",
+            &[],
+            NOSUID_NODEV_NOEXEC,
         ));
     }
+
     steps.extend([
         Step::PivotRoot,
         Step::Hostname(CString::new(config.hostname)?),
         Step::LoopbackUp,
     ]);
-    if let Purpose::Boot { .. } = config.purpose {
+    steps.extend(later);
+    steps.push(Step::BecomeRoot);
+    if console {
         steps.push(Step::Stdio(c("/dev/console")));
     }
-    Ok(steps)
-}
-
-/// Shows a path of a step as the guest sees it (`dev/null` → `/dev/null`).
-struct GuestPath<'a>(&'a CString);
-
-impl fmt::Display for GuestPath<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let text = self.0.to_string_lossy();
-        if text.starts_with('/') {
-            f.write_str(&text)
-        } else {
-            write!(f, "/{text}")
-        }
+    steps.push(Step::DropCapabilities(config.keep_caps));
+    if let Some(filter) = config.seccomp {
+        steps.push(Step::Seccomp(filter));
     }
+    Ok(steps)
 }
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             Step::NewSession => f.write_str("setsid"),
-            Step::CgroupNamespace => f.write_str("unshare the cgroup namespace"),
-            Step::Mount(MountSpec { target, flags, .. }) if flags.contains(MsFlags::MS_PRIVATE) => {
-                write!(
-                    f,
-                    "make the mounts below {} private",
-                    target.to_string_lossy()
-                )
+            Step::Join(ns, _) => write!(f, "join the guest's {} namespace", ns.name()),
+            Step::Unshare(Namespace::Mount) => {
+                f.write_str("lock the guest's mounts (a mount namespace in its user namespace)")
             }
-            Step::Mount(MountSpec {
-                source: Some(source),
-                target,
-                flags,
-                ..
-            }) if flags.contains(MsFlags::MS_BIND) && source == target => {
-                write!(f, "bind {} on itself", target.to_string_lossy())
+            Step::Unshare(ns) => write!(f, "unshare the {} namespace", ns.name()),
+            Step::MakePrivate => f.write_str("make the inherited mounts private"),
+            Step::AttachRoot(_) => f.write_str("attach the root directory"),
+            Step::Mkdir(path) => write!(f, "create directory {path}"),
+            Step::EmptyFile(path) => write!(f, "create {path}"),
+            Step::Symlink { path, .. } => write!(f, "create symlink {path}"),
+            Step::Mount { target, fs } => {
+                write!(f, "mount {} on {target}", fs.fstype.to_string_lossy())
             }
-            Step::Mount(MountSpec {
-                source,
-                target,
-                fstype,
-                ..
-            }) => {
-                let what = fstype
-                    .as_ref()
-                    .or(source.as_ref())
-                    .map(|s| s.to_string_lossy());
-                write!(
-                    f,
-                    "mount {} on {}",
-                    what.unwrap_or_default(),
-                    GuestPath(target)
-                )
-            }
-            Step::ProcBind { path, read_only } => {
+            Step::Bind { target, source } => write!(f, "bind {} on {target}", source.name),
+            Step::Rebind { target, read_only } => {
                 let how = if *read_only { "read-only" } else { "writable" };
-                write!(f, "bind {} {how}", GuestPath(path))
+                write!(f, "bind {target} {how}")
             }
-            Step::Chdir(path) => write!(f, "chdir to {}", path.to_string_lossy()),
-            Step::Mkdir(path) => write!(f, "create directory {}", GuestPath(path)),
-            Step::CharDevice { path, .. } => write!(f, "create device {}", GuestPath(path)),
-            Step::Symlink { path, .. } => write!(f, "create symlink {}", GuestPath(path)),
-            Step::EmptyFile(path) => write!(f, "create {}", GuestPath(path)),
+            Step::Mask(path, _) => write!(f, "mask {path}"),
             Step::PivotRoot => f.write_str("pivot_root into the root directory"),
             Step::Hostname(name) => write!(f, "set hostname {}", name.to_string_lossy()),
             Step::LoopbackUp => f.write_str("bring up the loopback interface"),
+            Step::BecomeRoot => f.write_str("become the guest's root (setresuid 0)"),
             Step::Stdio(path) => write!(f, "open {} as standard streams", path.to_string_lossy()),
+            Step::DropCapabilities(_) => f.write_str("drop capabilities from the bounding set"),
+            Step::Seccomp(_) => f.write_str("install the seccomp filter"),
         }
     }
 }
 
-/// Runs one step. Called in the freshly cloned child: no allocation, no locks.
-fn apply_step(step: &Step) -> nix::Result<()> {
+/// Where paths below the root are resolved from, once it is attached.
+struct Root<'a>(BorrowedFd<'a>);
+
+impl Root<'_> {
+    /// `path` below the root, as an `O_PATH` descriptor: never out of the root, never
+    /// through a symlink (ELOOP), never through /proc's magic links.
+    fn resolve(&self, path: &CStr) -> nix::Result<OwnedFd> {
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(
+                ResolveFlag::RESOLVE_IN_ROOT
+                    | ResolveFlag::RESOLVE_NO_SYMLINKS
+                    | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+            );
+        openat2(self.0, path, how)
+    }
+}
+
+/// Attaches the detached mount `tree` onto `target`.
+fn attach(tree: BorrowedFd, target: BorrowedFd) -> nix::Result<()> {
+    sys::move_mount(
+        tree,
+        c"",
+        target,
+        c"",
+        libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+}
+
+/// A detached bind of the mount at `source` with `MOUNT_ATTR_RDONLY` set or cleared.
+fn clone_mount(source: BorrowedFd, read_only: Option<bool>) -> nix::Result<OwnedFd> {
+    let tree = sys::open_tree(
+        source,
+        c"",
+        libc::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as u32,
+    )?;
+    if let Some(read_only) = read_only {
+        let flags = libc::MOUNT_ATTR_RDONLY | NOSUID_NODEV_NOEXEC;
+        let attr = libc::mount_attr {
+            attr_set: if read_only {
+                flags
+            } else {
+                NOSUID_NODEV_NOEXEC
+            },
+            attr_clr: if read_only {
+                0
+            } else {
+                libc::MOUNT_ATTR_RDONLY
+            },
+            propagation: 0,
+            userns_fd: 0,
+        };
+        sys::mount_setattr(tree.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr)?;
+    }
+    Ok(tree)
+}
+
+/// A missing path is no error for the steps that say "skipped when the kernel does not
+/// have the path".
+fn unless_absent(result: nix::Result<()>) -> nix::Result<()> {
+    match result {
+        Err(Errno::ENOENT) => Ok(()),
+        other => other,
+    }
+}
+
+/// Runs one step. Called in the freshly cloned child: no allocation, no locks. `root` is
+/// the attached root tree once [`Step::AttachRoot`] has run.
+fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Result<()> {
+    let in_root = |root: &Option<BorrowedFd<'s>>| root.map(Root).ok_or(Errno::EINVAL);
     match step {
         Step::NewSession => setsid().map(drop),
-        Step::CgroupNamespace => unshare(CloneFlags::CLONE_NEWCGROUP),
-        Step::Mount(spec) => spec.apply(),
-        Step::ProcBind { path, read_only } => {
-            // the flags of both calls come from the shared table; the path is ours
-            let [bind, remount] = proc_bind(c"", *read_only);
-            let none = None::<&CStr>;
-            let bound = mount(
-                Some(path.as_c_str()),
-                path.as_c_str(),
-                none,
-                MsFlags::from_bits_truncate(bind.flags),
-                none,
-            );
-            match bound {
-                Err(Errno::ENOENT) => Ok(()),
-                Err(e) => Err(e),
-                Ok(()) => mount(
-                    none,
-                    path.as_c_str(),
-                    none,
-                    MsFlags::from_bits_truncate(remount.flags),
-                    none,
-                ),
+        Step::Join(ns, fd) => setns(fd, ns.flag()),
+        Step::Unshare(ns) => unshare(ns.flag()),
+        Step::MakePrivate => mount(
+            None::<&CStr>,
+            c"/",
+            None::<&CStr>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&CStr>,
+        ),
+        Step::AttachRoot(tree) => {
+            // the launcher made the root directory our working directory before the clone;
+            // the clone's new mount namespace moved it to its own copy of the mount
+            sys::move_mount(
+                tree.as_fd(),
+                c"",
+                AT_FDCWD,
+                c".",
+                libc::MOVE_MOUNT_F_EMPTY_PATH,
+            )?;
+            fchdir(tree)?;
+            *root = Some(tree.as_fd());
+            Ok(())
+        }
+        Step::Mkdir(path) => {
+            let parent = in_root(root)?.resolve(&path.parent)?;
+            match mkdirat(
+                &parent,
+                path.name.as_c_str(),
+                Mode::from_bits_truncate(0o755),
+            ) {
+                Err(Errno::EEXIST) => Ok(()),
+                other => other,
             }
         }
-        Step::Chdir(path) => chdir(path.as_c_str()),
-        Step::Mkdir(path) => match mkdir(path.as_c_str(), Mode::from_bits_truncate(0o755)) {
-            Err(Errno::EEXIST) => Ok(()),
-            other => other,
-        },
-        Step::CharDevice { path, major, minor } => mknod(
-            path.as_c_str(),
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o666),
-            makedev(*major, *minor),
-        ),
-        Step::Symlink { target, path } => symlinkat(target.as_c_str(), AT_FDCWD, path.as_c_str()),
-        Step::EmptyFile(path) => open(
-            path.as_c_str(),
-            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map(drop),
+        Step::EmptyFile(path) => {
+            let parent = in_root(root)?.resolve(&path.parent)?;
+            openat(
+                &parent,
+                path.name.as_c_str(),
+                OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_WRONLY
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            )
+            .map(drop)
+        }
+        Step::Symlink { target, path } => {
+            let parent = in_root(root)?.resolve(&path.parent)?;
+            symlinkat(target.as_c_str(), &parent, path.name.as_c_str())
+        }
+        Step::Mount { target, fs } => {
+            let target = in_root(root)?.resolve(&target.path)?;
+            let context = sys::fsopen(fs.fstype)?;
+            for (key, value) in &fs.options {
+                sys::fsconfig_set(context.as_fd(), key, value.as_deref())?;
+            }
+            let mount = sys::fsmount(context.as_fd(), fs.attrs)?;
+            attach(mount.as_fd(), target.as_fd())
+        }
+        Step::Bind { target, source } => {
+            let target = in_root(root)?.resolve(&target.path)?;
+            attach(source.tree.as_fd(), target.as_fd())
+        }
+        Step::Rebind { target, read_only } => unless_absent((|| {
+            let target = in_root(root)?.resolve(&target.path)?;
+            attach(
+                clone_mount(target.as_fd(), Some(*read_only))?.as_fd(),
+                target.as_fd(),
+            )
+        })()),
+        Step::Mask(path, mask) => unless_absent((|| {
+            let root = in_root(root)?;
+            let target = root.resolve(&path.path)?;
+            let cover = match mask {
+                Mask::File => clone_mount(root.resolve(c"dev/null")?.as_fd(), None)?,
+                Mask::Dir => {
+                    let context = sys::fsopen(c"tmpfs")?;
+                    sys::fsconfig_set(context.as_fd(), c"mode", Some(c"0555"))?;
+                    sys::fsmount(
+                        context.as_fd(),
+                        libc::MOUNT_ATTR_RDONLY | NOSUID_NODEV_NOEXEC,
+                    )?
+                }
+            };
+            attach(cover.as_fd(), target.as_fd())
+        })()),
         Step::PivotRoot => {
             // pivot_root(".", "."): the old root ends up mounted on top of the new one,
             // where a lazy unmount detaches it (pivot_root(2), "NOTES")
@@ -392,6 +582,11 @@ fn apply_step(step: &Step) -> nix::Result<()> {
         }
         Step::Hostname(name) => sethostname(std::ffi::OsStr::from_bytes(name.as_bytes())),
         Step::LoopbackUp => sys::interface_up(c"lo"),
+        Step::BecomeRoot => {
+            setgroups(&[])?;
+            setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))?;
+            setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        }
         Step::Stdio(path) => {
             let fd = open(
                 path.as_c_str(),
@@ -403,17 +598,21 @@ fn apply_step(step: &Step) -> nix::Result<()> {
             dup2_stderr(&fd)
             // fd is above 2 (0–2 were open), and closes here
         }
+        Step::DropCapabilities(keep) => sys::drop_bounding_set(*keep),
+        Step::Seccomp(program) => sys::install_seccomp(program),
     }
 }
 
-/// Runs the steps in order with umask 0 (device nodes must be 0666), then leaves umask
-/// 022 for the shim and the guest. On failure: the index of the step and its errno.
-pub fn apply(steps: &[Step]) -> Result<(), (usize, Errno)> {
+/// Runs the steps in order with umask 0, then leaves umask 022 for the shim and the
+/// guest. On failure: the index of the step and its errno. Only the child of
+/// `sys::fork_into` may call it (it changes the calling process for good).
+pub fn apply(_: InChild, steps: &[Step]) -> Result<(), (usize, Errno)> {
     umask(Mode::empty());
+    let mut root = None;
     let result = steps
         .iter()
         .enumerate()
-        .try_for_each(|(i, step)| apply_step(step).map_err(|e| (i, e)));
+        .try_for_each(|(i, step)| apply_step(step, &mut root).map_err(|e| (i, e)));
     umask(Mode::from_bits_truncate(0o022));
     result
 }
@@ -422,127 +621,185 @@ pub fn apply(steps: &[Step]) -> Result<(), (usize, Errno)> {
 mod tests {
     use super::*;
 
-    fn plan(purpose: Purpose<'_>) -> Vec<Step> {
-        build(&Config {
-            root: Path::new("/srv/guest"),
+    fn fd() -> OwnedFd {
+        open(c"/", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).unwrap()
+    }
+
+    fn plan(boot: bool, userns: bool) -> Vec<Step> {
+        build(Config {
+            tree: fd(),
             hostname: "web1",
-            purpose,
+            purpose: if boot {
+                Purpose::Boot { console: fd() }
+            } else {
+                Purpose::Run
+            },
+            devices: vec![(c"null", fd()), (c"net/tun", fd())],
+            userns: userns.then(|| Namespaces {
+                base: 0x80000,
+                user: fd(),
+                net: fd(),
+                uts: fd(),
+                ipc: fd(),
+            }),
+            keep_caps: 1,
+            seccomp: Some(vec![]),
         })
         .unwrap()
     }
 
-    fn position(steps: &[Step], pred: impl Fn(&Step) -> bool) -> Option<usize> {
-        steps.iter().position(pred)
+    fn texts(steps: &[Step]) -> Vec<String> {
+        steps.iter().map(ToString::to_string).collect()
     }
 
-    fn mounts_on(steps: &[Step], on: &str) -> usize {
-        steps
+    fn position(steps: &[Step], text: &str) -> usize {
+        texts(steps)
             .iter()
-            .filter(|s| matches!(s, Step::Mount(MountSpec { target, .. }) if target.to_bytes() == on.as_bytes()))
-            .count()
+            .position(|t| t == text)
+            .unwrap_or_else(|| panic!("{text:?} in {:?}", texts(steps)))
     }
 
     #[test]
-    fn mount_tree_is_private_before_any_mount_and_pivot_comes_after_all() {
-        for purpose in [
-            Purpose::Run,
-            Purpose::Boot {
-                console: "/dev/pts/5",
-            },
-        ] {
-            let steps = plan(purpose);
-            let private = position(&steps, |s| {
-                matches!(s, Step::Mount(MountSpec { flags, .. }) if flags.contains(MsFlags::MS_PRIVATE))
-            })
-            .unwrap();
-            let first_mount = position(&steps, |s| matches!(s, Step::Mount(_))).unwrap();
-            assert_eq!(private, first_mount);
-            let pivot = position(&steps, |s| *s == Step::PivotRoot).unwrap();
-            let last_mount = steps
-                .iter()
-                .rposition(|s| matches!(s, Step::Mount(_)))
-                .unwrap();
-            assert!(last_mount < pivot);
-        }
-    }
-
-    #[test]
-    fn root_is_bound_on_itself_and_becomes_the_working_directory() {
-        let steps = plan(Purpose::Run);
-        assert_eq!(mounts_on(&steps, "/srv/guest"), 1);
-        let bind = position(&steps, |s| matches!(s, Step::Mount(MountSpec { target, .. }) if target.to_bytes() == b"/srv/guest")).unwrap();
-        assert_eq!(steps[bind + 1], Step::Chdir(c("/srv/guest")));
-    }
-
-    #[test]
-    fn boot_mode_leaves_proc_and_cgroups_to_the_guest_and_binds_the_console() {
-        let steps = plan(Purpose::Boot {
-            console: "/dev/pts/5",
-        });
-        assert_eq!(mounts_on(&steps, "proc"), 0);
-        assert_eq!(mounts_on(&steps, "sys/fs/cgroup"), 0);
-        assert!(!steps.contains(&Step::CgroupNamespace));
-        assert_eq!(mounts_on(&steps, "dev/console"), 1);
-        assert!(steps.contains(&Step::Stdio(c("/dev/console"))));
-        let run = plan(Purpose::Run);
-        assert_eq!(mounts_on(&run, "proc"), 1);
-        assert_eq!(mounts_on(&run, "sys/fs/cgroup"), 1);
-        assert!(run.contains(&Step::CgroupNamespace));
-        assert_eq!(mounts_on(&run, "dev/console"), 0);
-        assert!(!run.iter().any(|s| matches!(s, Step::Stdio(_))));
-    }
-
-    #[test]
-    fn sys_is_read_only_and_dev_allows_devices() {
-        let steps = plan(Purpose::Run);
-        for step in &steps {
-            if let Step::Mount(MountSpec { target, flags, .. }) = step {
-                match target.to_bytes() {
-                    b"sys" => assert!(flags.contains(MsFlags::MS_RDONLY)),
-                    b"dev" => assert!(!flags.contains(MsFlags::MS_NODEV)),
-                    _ => {}
+    fn mounts_happen_between_attaching_the_root_and_pivoting_into_it() {
+        for (boot, userns) in [(true, true), (true, false), (false, true), (false, false)] {
+            let steps = plan(boot, userns);
+            let private = position(&steps, "make the inherited mounts private");
+            let attach = position(&steps, "attach the root directory");
+            let pivot = position(&steps, "pivot_root into the root directory");
+            assert!(private < attach && attach < pivot);
+            for (i, step) in steps.iter().enumerate() {
+                if matches!(
+                    step,
+                    Step::Mount { .. } | Step::Bind { .. } | Step::Mask(..) | Step::Rebind { .. }
+                ) {
+                    assert!(attach < i && i < pivot, "{step}");
                 }
             }
         }
-        for dev in [
-            "dev/null",
-            "dev/zero",
-            "dev/full",
-            "dev/random",
-            "dev/urandom",
-            "dev/tty",
-        ] {
-            assert!(steps.iter().any(|s| matches!(s, Step::CharDevice { path, .. } if path.to_bytes() == dev.as_bytes())), "{dev}");
+    }
+
+    #[test]
+    fn with_a_user_namespace_the_mounts_are_locked_before_the_guest_s_root_exists() {
+        let steps = plan(true, true);
+        let join_net = position(&steps, "join the guest's network namespace");
+        let sysfs = position(&steps, "mount sysfs on /sys");
+        assert!(
+            join_net < sysfs,
+            "sysfs shows the guest's own network namespace"
+        );
+        let pivot = position(&steps, "pivot_root into the root directory");
+        let join_user = position(&steps, "join the guest's user namespace");
+        let lock = position(
+            &steps,
+            "lock the guest's mounts (a mount namespace in its user namespace)",
+        );
+        let root = position(&steps, "become the guest's root (setresuid 0)");
+        assert!(pivot < join_user && join_user < lock && lock < root);
+        let plain = plan(true, false);
+        assert!(
+            !texts(&plain)
+                .iter()
+                .any(|t| t.contains("user namespace") || t.starts_with("join"))
+        );
+    }
+
+    #[test]
+    fn the_filter_comes_last_after_the_bounding_set() {
+        for (boot, userns) in [(true, true), (false, false)] {
+            let steps = plan(boot, userns);
+            let n = steps.len();
+            assert_eq!(steps[n - 1].to_string(), "install the seccomp filter");
+            assert_eq!(
+                steps[n - 2].to_string(),
+                "drop capabilities from the bounding set"
+            );
         }
     }
 
     #[test]
-    fn steps_read_as_words_from_the_guest_side() {
-        let steps = plan(Purpose::Boot {
-            console: "/dev/pts/5",
-        });
-        let texts: Vec<String> = steps.iter().map(ToString::to_string).collect();
+    fn boot_mode_leaves_the_guest_s_proc_to_the_guest_and_binds_the_console() {
+        let boot = texts(&plan(true, true));
+        assert!(boot.contains(&"mount proc on /proc".to_owned()));
         assert!(
-            texts.contains(&"mount sysfs on /sys".to_owned()),
-            "{texts:?}"
+            !boot
+                .iter()
+                .any(|t| t.starts_with("mask /proc") || t.starts_with("bind /proc"))
         );
-        assert!(
-            texts.contains(&"create device /dev/null".to_owned()),
-            "{texts:?}"
+        assert!(boot.contains(&"bind the console pty on /dev/console".to_owned()));
+        assert!(boot.contains(&"open /dev/console as standard streams".to_owned()));
+        assert!(!boot.iter().any(|t| t.contains("cgroup")));
+        let run = texts(&plan(false, true));
+        for text in [
+            "unshare the cgroup namespace",
+            "mount cgroup2 on /sys/fs/cgroup",
+            "bind /proc/sys read-only",
+            "bind /proc/sys/net writable",
+            "mask /proc/kcore",
+        ] {
+            assert!(run.contains(&text.to_owned()), "{text}: {run:?}");
+        }
+        assert!(!run.iter().any(|t| t.contains("console")));
+        // masks go on after /dev/null, which they bind
+        let run = plan(false, false);
+        assert!(position(&run, "bind /dev/null on /dev/null") < position(&run, "mask /proc/kcore"));
+    }
+
+    #[test]
+    fn devices_are_bound_from_the_host_on_files_made_for_them() {
+        let steps = plan(true, false);
+        let file = position(&steps, "create /dev/net/tun");
+        assert!(position(&steps, "create directory /dev/net") < file);
+        assert_eq!(
+            position(&steps, "bind /dev/net/tun on /dev/net/tun"),
+            file + 1
         );
-        assert!(
-            texts.contains(&"bind /srv/guest on itself".to_owned()),
-            "{texts:?}"
+        assert!(!texts(&steps).iter().any(|t| t.contains("mknod")));
+    }
+
+    #[test]
+    fn the_guest_owns_its_dev_in_a_user_namespace() {
+        let steps = plan(true, true);
+        let options = |target: &str| {
+            steps
+                .iter()
+                .find_map(|s| match s {
+                    Step::Mount { target: t, fs } if t.to_string() == target => Some(&fs.options),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        assert!(options("/dev").contains(&(c("uid"), Some(c("524288")))));
+        assert!(options("/dev/pts").contains(&(c("gid"), Some(c("524293")))));
+        let plain = plan(true, false);
+        let _ = plain;
+    }
+
+    #[test]
+    fn guest_paths_split_into_parent_and_name() {
+        let p = GuestPath::new("dev/net/tun");
+        assert_eq!(
+            (p.parent.to_bytes(), p.name.to_bytes()),
+            (&b"dev/net"[..], &b"tun"[..])
         );
+        let p = GuestPath::new("dev");
+        assert_eq!(
+            (p.parent.to_bytes(), p.name.to_bytes()),
+            (&b"."[..], &b"dev"[..])
+        );
+        assert_eq!(p.to_string(), "/dev");
     }
 
     #[test]
     fn a_nul_in_the_hostname_is_refused() {
         let config = Config {
-            root: Path::new("/srv/guest"),
+            tree: fd(),
             hostname: "a\0b",
             purpose: Purpose::Run,
+            devices: vec![],
+            userns: None,
+            keep_caps: 0,
+            seccomp: None,
         };
-        assert!(build(&config).is_err());
+        assert!(build(config).is_err());
     }
 }

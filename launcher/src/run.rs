@@ -4,17 +4,18 @@
 
 use std::path::PathBuf;
 
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-
 use crate::cgroups::Cgroup;
 use crate::config;
 use crate::error::{Error, Result};
 use crate::guest::DEFAULT_PATH;
 use crate::plan::{self, Purpose};
+use crate::rootfs::{self, RootDir};
+use crate::security::Security;
 use crate::signals::Signals;
-use crate::spawn::{self, Report, ShimBinary};
+use crate::spawn::{self, ShimBinary, Spawn};
 use crate::state::validate_name;
+use crate::sys::SingleThreaded;
+use crate::userns::{self, Namespaces, UsernsMode};
 
 pub struct Options {
     pub root: PathBuf,
@@ -23,6 +24,8 @@ pub struct Options {
     pub env: Vec<String>,
     pub shim: Option<PathBuf>,
     pub command: Vec<String>,
+    pub userns: UsernsMode,
+    pub security: Security,
 }
 
 /// Signals passed on to the command (through the shim, which forwards them).
@@ -41,22 +44,17 @@ const FORWARDED: [i32; 8] = [
 /// user's variables (which may override any of them).
 fn command_env(name: &str, user: &[String]) -> Vec<String> {
     let term = std::env::var("TERM").unwrap_or_else(|_| "linux".to_owned());
-    let mut env = vec![
+    let base = [
         format!("PATH={DEFAULT_PATH}"),
         "HOME=/".to_owned(),
         format!("TERM={term}"),
         format!("{}{name}", cradle_common::guest::CONTAINER_VAR),
     ];
-    for var in user {
-        let key = var.split('=').next().unwrap_or_default();
-        env.retain(|v| v.split('=').next() != Some(key));
-        env.push(var.clone());
-    }
-    env
+    config::merge_env(&base, user)
 }
 
 /// Runs the command and returns its exit status.
-pub fn run(opts: &Options) -> Result<u8> {
+pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     if opts.command.is_empty() {
         return Err(Error::Usage("run needs a command after --".into()));
     }
@@ -68,60 +66,50 @@ pub fn run(opts: &Options) -> Result<u8> {
     config::check_env(&opts.env)?;
     let hostname = opts.hostname.clone().unwrap_or_else(|| name.clone());
     config::check_hostname(&hostname)?;
-    let root = config::check_root(&opts.root)?;
+    let root = RootDir::open(&opts.root)?;
     let shim = ShimBinary::locate(opts.shim.as_deref())?;
+    let lease = userns::acquire(&name, opts.userns)?;
+    let base = lease.as_ref().map(|l| l.base);
     let mut signals = Signals::catch(&FORWARDED)?;
     let cgroup = Cgroup::create(&name, false)?;
-    let steps = plan::build(&plan::Config {
-        root: &root,
+    if let Some(base) = base {
+        cgroup.delegate(base)?;
+    }
+    let namespaces = base
+        .map(|base| Namespaces::create(threads, base))
+        .transpose()?;
+    let steps = plan::build(plan::Config {
+        tree: root.clone_tree(namespaces.as_ref().map(Namespaces::user))?,
         hostname: &hostname,
         purpose: Purpose::Run,
+        devices: rootfs::host_devices()?,
+        userns: namespaces,
+        keep_caps: opts.security.keep_caps,
+        seccomp: opts.security.seccomp_program(),
     })
-    .map_err(|_| Error::Usage("the root path contains a NUL byte".into()))?;
-    let mut shim_args = vec!["--".to_owned()];
-    shim_args.extend(opts.command.iter().cloned());
+    .map_err(|_| Error::Usage("the hostname contains a NUL byte".into()))?;
+    let mut args = vec!["--".to_owned()];
+    args.extend(opts.command.iter().cloned());
     let env = command_env(&name, &opts.env);
-    let mut container = spawn::spawn(&shim, steps, &shim_args, &env, &cgroup)?;
-    let mut failure = None;
-    let status = loop {
-        let mut fds = vec![
-            PollFd::new(signals.fd(), PollFlags::POLLIN),
-            PollFd::new(container.pidfd(), PollFlags::POLLIN),
-        ];
-        if let Some(fd) = container.errpipe() {
-            fds.push(PollFd::new(fd, PollFlags::POLLIN));
-        }
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(Error::host("poll", e)),
-        }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        drop(fds);
-        if ready.get(2) == Some(&true) {
-            if let Report::Failed(f) = container.read_report() {
-                failure = Some(container.failure_error(f, &opts.command[0]));
-            }
-        }
-        if ready[0] {
-            for sig in signals.pending() {
-                container.signal(sig);
-            }
-        }
-        if ready[1] {
-            if let Some(status) = container.try_wait() {
-                break status;
-            }
-        }
-    };
+    let mut container = spawn::spawn(
+        &Spawn {
+            threads,
+            shim: &shim,
+            cwd: Some(root.fd()),
+            namespaces: spawn::namespaces(base.is_some()),
+            cgroup: Some(cgroup.first_process_dir()),
+            keep: &[],
+            args: &args,
+            env: &env,
+        },
+        steps,
+    )?;
+    let status = container.supervise(Some(&mut signals), &opts.command[0]);
+    // in this order: the shim (reaped), then the cgroup (emptied and removed), then the range
     drop(container);
     drop(cgroup);
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(status.shell_code()),
-    }
+    drop(lease);
+    Ok(status?.shell_code())
 }
 
 #[cfg(test)]

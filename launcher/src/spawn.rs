@@ -1,6 +1,11 @@
 //! The container's first process: cloned into its namespaces and its cgroup, it runs the
 //! setup plan and execs the shim by descriptor (the shim is never copied into the guest).
 //!
+//! The shim runs from a sealed memfd copy ([`ShimBinary`]), so that a process of the guest
+//! that reaches `/proc/PID/exe` of the shim (PID 1 of the container) finds a file that can
+//! never be written: the class of runc's CVE-2019-5736 is closed whatever the user
+//! namespace mode.
+//!
 //! Failures come back on a close-on-exec error pipe (`common::errpipe`). The shim inherits
 //! the write end (`--report-fd`) and keeps it until the guest init (or the command) has
 //! been exec'd, so the launcher reads end of file only then, and a record naming the step
@@ -15,33 +20,48 @@ use std::path::{Path, PathBuf};
 use cradle_common::errpipe::{Failure, RECORD_LEN};
 use cradle_common::guest::{INIT_PATHS, proc_step_target};
 use cradle_common::outcome::{Outcome, Status};
-use cradle_common::stage::Stage;
+use cradle_common::stage::{ENTER_STEPS, Stage};
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{FcntlArg, OFlag, SealFlag, fcntl, open};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::CloneFlags;
+use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
-use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
-use nix::unistd::{Pid, pipe2, read, write};
+use nix::sys::stat::Mode;
+use nix::unistd::{Pid, close, fchdir, pipe2, read, write};
 
-use crate::cgroups::Cgroup;
+use crate::child::Child;
 use crate::error::{Error, Result};
 use crate::plan::Step;
-use crate::sys;
+use crate::signals::Signals;
+use crate::sys::{self, InChild, SingleThreaded};
 
-/// The namespaces every container gets. The cgroup namespace is made later, by a process
-/// already in its cgroup: the child itself in run mode, the guest init's child in boot
-/// mode (see `plan` and `cgroups`).
-pub const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWNS
-    .union(CloneFlags::CLONE_NEWPID)
-    .union(CloneFlags::CLONE_NEWUTS)
-    .union(CloneFlags::CLONE_NEWIPC)
-    .union(CloneFlags::CLONE_NEWNET);
+/// The namespaces the container's first process is cloned into. Its mount and PID
+/// namespaces always; without a user namespace the network, UTS and IPC ones too. With one,
+/// those three are made with the user namespace (so that they belong to it) and joined by
+/// the plan's first steps. The cgroup namespace is made later, by a process already in its
+/// cgroup: the child itself in run mode, the guest init's child in boot mode (see `plan`
+/// and `cgroups`).
+pub fn namespaces(userns: bool) -> CloneFlags {
+    let always = CloneFlags::CLONE_NEWNS.union(CloneFlags::CLONE_NEWPID);
+    if userns {
+        always
+    } else {
+        always
+            .union(CloneFlags::CLONE_NEWUTS)
+            .union(CloneFlags::CLONE_NEWIPC)
+            .union(CloneFlags::CLONE_NEWNET)
+    }
+}
 
-/// The shim executable, open on the host.
+/// `MFD_EXEC` (linux/memfd.h, Linux 6.3): the memfd may be executed; said explicitly so
+/// that kernels with `vm.memfd_noexec` neither refuse the exec nor warn about it.
+const MFD_EXEC: MFdFlags = MFdFlags::from_bits_retain(0x0010);
+
+/// The shim executable: a sealed copy in memory of the file on the host.
 pub struct ShimBinary {
-    file: File,
+    memfd: OwnedFd,
     path: PathBuf,
 }
 
@@ -55,7 +75,7 @@ impl ShimBinary {
                 .with_file_name("cradle-shim"),
         };
         let ctx = || format!("shim {} (use --shim PATH)", path.display());
-        let file = File::open(&path).map_err(|e| Error::host(ctx(), e))?;
+        let mut file = File::open(&path).map_err(|e| Error::host(ctx(), e))?;
         let meta = file.metadata().map_err(|e| Error::host(ctx(), e))?;
         if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
             return Err(Error::host(
@@ -63,7 +83,32 @@ impl ShimBinary {
                 std::io::Error::other("not an executable file"),
             ));
         }
-        Ok(ShimBinary { file, path })
+        let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+        let memfd = match memfd_create(c"cradle-shim", flags | MFD_EXEC) {
+            Err(Errno::EINVAL) => memfd_create(c"cradle-shim", flags),
+            other => other,
+        }
+        .map_err(|e| Error::host("memfd for the shim", e))?;
+        let mut copy = File::from(memfd);
+        std::io::copy(&mut file, &mut copy).map_err(|e| Error::host(ctx(), e))?;
+        let seals = SealFlag::F_SEAL_SEAL
+            | SealFlag::F_SEAL_SHRINK
+            | SealFlag::F_SEAL_GROW
+            | SealFlag::F_SEAL_WRITE;
+        fcntl(&copy, FcntlArg::F_ADD_SEALS(seals))
+            .map_err(|e| Error::host("sealing the shim's memfd", e))?;
+        Ok(ShimBinary {
+            memfd: OwnedFd::from(copy),
+            path,
+        })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.memfd.as_fd()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -80,16 +125,15 @@ pub enum Report {
 
 /// The container's first process (the shim, once it has exec'd), until it is reaped.
 pub struct Container {
-    pub pid: Pid,
-    pidfd: OwnedFd,
+    child: Child,
     errpipe: Option<OwnedFd>,
     report: Vec<u8>,
-    steps: Vec<Step>,
+    /// What each step of the plan does, for a failure record's words.
+    steps: Vec<String>,
     shim_path: PathBuf,
-    reaped: bool,
 }
 
-fn cstrings(words: &[String]) -> Result<Vec<CString>> {
+pub fn cstrings(words: &[String]) -> Result<Vec<CString>> {
     words
         .iter()
         .map(|w| {
@@ -99,7 +143,7 @@ fn cstrings(words: &[String]) -> Result<Vec<CString>> {
         .collect()
 }
 
-fn pointers(strings: &[CString]) -> Vec<*const c_char> {
+pub fn pointers(strings: &[CString]) -> Vec<*const c_char> {
     strings
         .iter()
         .map(|s| s.as_ptr())
@@ -116,20 +160,33 @@ fn fail(report: BorrowedFd, stage: Stage, detail: usize, errno: Errno) -> ! {
     sys::exit_now(Outcome::SetupFailed.encode())
 }
 
-/// The child between clone and exec. Only system calls on memory prepared by the parent.
-/// `keep` is a descriptor the shim inherits besides `report`.
-fn child(
-    steps: &[Step],
-    shim: BorrowedFd,
-    report: BorrowedFd,
-    keep: Option<BorrowedFd>,
-    argv: &[*const c_char],
-    envp: &[*const c_char],
-) -> ! {
-    // die with the launcher; the shim keeps this across exec (it is not set-uid)
+/// What the child execs, prepared before the fork.
+struct Exec<'a> {
+    shim: BorrowedFd<'a>,
+    argv: &'a [*const c_char],
+    envp: &'a [*const c_char],
+    /// The error pipe: ours to write, and the launcher's end to close in the child.
+    report: BorrowedFd<'a>,
+    launcher_end: BorrowedFd<'a>,
+    /// Descriptors the shim inherits besides `report`.
+    keep: &'a [BorrowedFd<'a>],
+}
+
+/// The child between clone and exec: system calls on memory prepared by the parent.
+fn child(token: InChild, steps: &[Step], exec: &Exec) -> ! {
+    let _ = prctl::set_name(c"cradle:child");
+    // our copy of the launcher's end, so that the pipe breaks when the launcher is gone
+    let _ = close(exec.launcher_end.as_raw_fd());
+    // Rust's runtime ignores SIGPIPE; neither the shim nor the guest may inherit that
+    sys::default_sigpipe();
+    if let Err((index, errno)) = crate::plan::apply(token, steps) {
+        fail(exec.report, Stage::Setup, index, errno);
+    }
+    // die with the launcher: set now, after the plan changed our credentials (which clears
+    // it); the shim keeps it across exec (it is not set-uid)
     let _ = prctl::set_pdeathsig(Signal::SIGKILL);
     // the launcher may have gone before that: then nobody reads the pipe's other end
-    let mut fds = [PollFd::new(report, PollFlags::POLLOUT)];
+    let mut fds = [PollFd::new(exec.report, PollFlags::POLLOUT)];
     if poll(&mut fds, PollTimeout::ZERO).is_ok()
         && fds[0]
             .revents()
@@ -137,31 +194,37 @@ fn child(
     {
         sys::exit_now(Outcome::SetupFailed.encode());
     }
-    let _ = prctl::set_name(c"cradle:child");
-    // Rust's runtime ignores SIGPIPE; neither the shim nor the guest may inherit that
-    sys::default_sigpipe();
-    if let Err((index, errno)) = crate::plan::apply(steps) {
-        fail(report, Stage::Setup, index, errno);
-    }
-    for fd in [Some(report), keep].into_iter().flatten() {
-        if let Err(errno) = sys::keep_on_exec(fd) {
-            fail(report, Stage::ExecShim, 0, errno);
+    for fd in [exec.report].iter().chain(exec.keep) {
+        if let Err(errno) = sys::keep_on_exec(*fd) {
+            fail(exec.report, Stage::ExecShim, 0, errno);
         }
     }
-    let errno = sys::exec_fd(shim, argv, envp);
-    fail(report, Stage::ExecShim, 0, errno)
+    let errno = sys::exec_fd(exec.shim, exec.argv, exec.envp);
+    fail(exec.report, Stage::ExecShim, 0, errno)
 }
 
-/// Clones the container's first process into `cgroup` (its shim leaf in boot mode). It
-/// runs `steps`, then execs the shim with `--report-fd`, `--cgroup-fd` for the guest's
-/// leaf in boot mode, and `shim_args`, with exactly `env` as its environment.
-pub fn spawn(
-    shim: &ShimBinary,
-    steps: Vec<Step>,
-    shim_args: &[String],
-    env: &[String],
-    cgroup: &Cgroup,
-) -> Result<Container> {
+/// What [`spawn`] needs besides the plan.
+pub struct Spawn<'a> {
+    pub threads: &'a SingleThreaded,
+    pub shim: &'a ShimBinary,
+    /// The child's working directory (the root directory, for a container's first
+    /// process); ours when `None`.
+    pub cwd: Option<BorrowedFd<'a>>,
+    /// The namespaces the child is cloned into (see [`namespaces`]).
+    pub namespaces: CloneFlags,
+    /// The cgroup the child is born in; ours when `None`.
+    pub cgroup: Option<BorrowedFd<'a>>,
+    /// Descriptors the shim inherits (named in `args`).
+    pub keep: &'a [BorrowedFd<'a>],
+    /// The shim's arguments after `--report-fd FD`.
+    pub args: &'a [String],
+    /// The shim's environment, exactly.
+    pub env: &'a [String],
+}
+
+/// Clones a child as `how` says. It runs `steps`, then execs the shim with `--report-fd`
+/// and `how.args`.
+pub fn spawn(how: &Spawn, steps: Vec<Step>) -> Result<Container> {
     let (read_end, write_end) =
         pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::host("error pipe", e))?;
     let mut words = vec![
@@ -169,53 +232,54 @@ pub fn spawn(
         "--report-fd".to_owned(),
         write_end.as_raw_fd().to_string(),
     ];
-    let guest = cgroup.guest_dir();
-    if let Some(fd) = guest {
-        words.extend(["--cgroup-fd".to_owned(), fd.as_raw_fd().to_string()]);
-    }
-    words.extend_from_slice(shim_args);
+    words.extend_from_slice(how.args);
     let argv = cstrings(&words)?;
-    let envp = cstrings(env)?;
+    let envp = cstrings(how.env)?;
     let (argv_ptrs, envp_ptrs) = (pointers(&argv), pointers(&envp));
-    // the child only makes system calls on the memory prepared above, then execs or exits
-    let (pid, pidfd) = sys::fork_into(NAMESPACES, Some(cgroup.first_process_dir()), || {
-        let shim = shim.file.as_fd();
-        child(
-            &steps,
-            shim,
-            write_end.as_fd(),
-            guest,
-            &argv_ptrs,
-            &envp_ptrs,
-        )
-    })
-    .map_err(|e| {
-        Error::setup(
-            format!(
-                "clone into new namespaces and cgroup {}",
-                cgroup.path().display()
-            ),
-            e,
-        )
-    })?;
+    let exec = Exec {
+        shim: how.shim.fd(),
+        argv: &argv_ptrs,
+        envp: &envp_ptrs,
+        report: write_end.as_fd(),
+        launcher_end: read_end.as_fd(),
+        keep: how.keep,
+    };
+    // a container's first process starts in the root directory: its new mount namespace
+    // moves that working directory to its own copy of the mount, where the plan attaches
+    // the root tree
+    let here = match how.cwd {
+        Some(cwd) => {
+            let here = open(c".", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|e| Error::host("open the working directory", e))?;
+            fchdir(cwd).map_err(|e| Error::host("chdir to the root directory", e))?;
+            Some(here)
+        }
+        None => None,
+    };
+    let cloned = Child::fork_into(how.threads, how.namespaces, how.cgroup, |token| {
+        child(token, &steps, &exec)
+    });
+    if let Some(here) = here {
+        fchdir(&here).map_err(|e| Error::host("chdir back", e))?;
+    }
+    let child = cloned.map_err(|e| Error::setup("clone the container's first process", e))?;
     drop(write_end);
-    nix::fcntl::fcntl(&read_end, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+    fcntl(&read_end, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
         .map_err(|e| Error::host("error pipe", e))?;
     Ok(Container {
-        pid,
-        pidfd,
+        child,
         errpipe: Some(read_end),
         report: Vec::new(),
-        steps,
-        shim_path: shim.path.clone(),
-        reaped: false,
+        // the descriptors the steps hold close here, now that the child has its own
+        steps: steps.iter().map(ToString::to_string).collect(),
+        shim_path: how.shim.path().to_owned(),
     })
 }
 
 impl Container {
     /// Readable when the process ended.
     pub fn pidfd(&self) -> BorrowedFd<'_> {
-        self.pidfd.as_fd()
+        self.child.pidfd()
     }
 
     /// The error pipe, until it reached end of file.
@@ -254,35 +318,76 @@ impl Container {
 
     /// The process's status, once it has ended (it is then reaped).
     pub fn try_wait(&mut self) -> Option<Status> {
-        if self.reaped {
-            return None;
-        }
-        match waitid(
-            Id::PIDFd(self.pidfd.as_fd()),
-            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG,
-        ) {
-            Ok(WaitStatus::Exited(_, code)) => {
-                self.reaped = true;
-                Some(Status::Exited(code as u8))
-            }
-            Ok(WaitStatus::Signaled(_, sig, _)) => {
-                self.reaped = true;
-                Some(Status::Signaled(sig as i32))
-            }
-            _ => None,
-        }
+        self.child.try_wait()
     }
 
     /// Sends `signal` to the shim.
     pub fn signal(&self, signal: i32) {
-        if let Err(e) = sys::pidfd_send_signal(self.pidfd.as_fd(), signal) {
-            log::debug!("signal {signal} to the shim: {e}");
+        self.child.signal(signal);
+    }
+
+    /// Runs the shim to its end, passing on `signals` (the shim forwards them to its
+    /// command): its status, or the failure the error pipe reported (`command` names the
+    /// command for an exec failure).
+    pub fn supervise(
+        &mut self,
+        mut signals: Option<&mut Signals>,
+        command: &str,
+    ) -> Result<Status> {
+        let mut failure = None;
+        loop {
+            let mut fds = vec![PollFd::new(self.child.pidfd(), PollFlags::POLLIN)];
+            if let Some(signals) = &signals {
+                fds.push(PollFd::new(signals.fd(), PollFlags::POLLIN));
+            }
+            let errpipe_at = self.errpipe.as_ref().map(|fd| {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(Error::host("poll", e)),
+            }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            drop(fds);
+            if errpipe_at.is_some_and(|i| ready[i]) {
+                if let Report::Failed(f) = self.read_report() {
+                    failure = Some(self.failure_error(f, command));
+                }
+            }
+            if let Some(signals) = signals.as_deref_mut() {
+                if ready[1] {
+                    for sig in signals.pending() {
+                        self.signal(sig);
+                    }
+                }
+            }
+            if ready[0] {
+                if let Some(status) = self.try_wait() {
+                    // whatever the pipe still holds was written before the shim ended
+                    if let Report::Failed(f) = self.read_report() {
+                        failure = Some(self.failure_error(f, command));
+                    }
+                    return match failure {
+                        Some(error) => Err(error),
+                        None => Ok(status),
+                    };
+                }
+            }
         }
+    }
+
+    /// Waits for the shim to end: [`Container::supervise`] without signals.
+    pub fn wait(&mut self) -> Result<Status> {
+        self.supervise(None, "")
     }
 
     /// The guest init's host pid: the shim's only child once it started it.
     pub fn guest_init(&self) -> Option<Pid> {
-        let path = format!("/proc/{0}/task/{0}/children", self.pid);
+        let path = format!("/proc/{0}/task/{0}/children", self.child.pid());
         let text = std::fs::read_to_string(path).ok()?;
         text.split_whitespace()
             .next()?
@@ -297,7 +402,10 @@ impl Container {
         let detail = failure.detail as usize;
         match failure.stage {
             Stage::Setup => match self.steps.get(detail) {
-                Some(step) => Error::setup(step.to_string(), errno),
+                Some(step) if errno == Errno::ELOOP => {
+                    Error::setup(format!("{step} (a symlink on the way is refused)"), errno)
+                }
+                Some(step) => Error::setup(step.clone(), errno),
                 None => Error::setup("set up the container (error pipe)", errno),
             },
             Stage::ExecShim if errno == Errno::ENOENT => Error::setup(
@@ -334,20 +442,18 @@ impl Container {
                     proc_step_target(detail).map_or("proc".into(), |t| t.to_string_lossy());
                 Error::setup(format!("mount /{target} for the guest init"), errno)
             }
+            Stage::EnterGuest => Error::setup(
+                ENTER_STEPS
+                    .get(detail)
+                    .copied()
+                    .unwrap_or("enter the guest"),
+                errno,
+            ),
             Stage::ExecCommand => Error::Exec {
                 command: command.to_owned(),
                 errno,
             },
             other => Error::setup(other.describe(), errno),
-        }
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        if !self.reaped {
-            self.signal(libc::SIGKILL);
-            let _ = waitid(Id::PIDFd(self.pidfd.as_fd()), WaitPidFlag::WEXITED);
         }
     }
 }

@@ -6,6 +6,8 @@
 //! the error pipe, the console, its signals and a halt helper; nothing polls on a timer
 //! except the deadline of a halt in progress.
 
+use std::ffi::CString;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -19,9 +21,13 @@ use crate::console::Console;
 use crate::error::{Error, Result, signal_name};
 use crate::guest::{self, Guest, Helper};
 use crate::plan::{self, Purpose};
+use crate::rootfs::{self, RootDir};
+use crate::security::Security;
 use crate::signals::Signals;
-use crate::spawn::{self, Container, Report, ShimBinary};
+use crate::spawn::{self, Container, Report, ShimBinary, Spawn};
 use crate::state::{Running, StateDir, validate_name};
+use crate::sys::SingleThreaded;
+use crate::userns::{self, Lease, Namespaces, UsernsMode};
 
 pub struct Options {
     pub name: String,
@@ -32,6 +38,8 @@ pub struct Options {
     /// How long a graceful halt (on SIGTERM) may take before the guest is powered off.
     pub timeout: Duration,
     pub state_base: PathBuf,
+    pub userns: UsernsMode,
+    pub security: Security,
 }
 
 /// Signals that ask the launcher to stop the guest: the first one halts it gracefully
@@ -78,7 +86,11 @@ struct Ready {
 
 struct Launcher<'a> {
     opts: &'a Options,
-    root: PathBuf,
+    threads: &'a SingleThreaded,
+    root: RootDir,
+    /// The guest's user-namespace range, held for the launcher's whole life (every boot of
+    /// the guest gets the same one).
+    lease: Option<Lease>,
     hostname: String,
     state: &'a StateDir,
     shim: ShimBinary,
@@ -95,27 +107,34 @@ struct BootEnd {
     failure: Option<Error>,
 }
 
-pub fn start(opts: &Options) -> Result<()> {
+pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
     validate_name(&opts.name)?;
     config::check_env(&opts.env)?;
     let hostname = opts.hostname.clone().unwrap_or_else(|| opts.name.clone());
     config::check_hostname(&hostname)?;
-    let root = config::check_root(&opts.root)?;
+    let root = RootDir::open(&opts.root)?;
     // first taken, last released: the state directory outlives everything below
     let state = StateDir::acquire(&opts.state_base, &opts.name)?;
+    let lease = userns::acquire(&opts.name, opts.userns)?;
     let guest_env = config::guest_env(&opts.name, &opts.env);
     state.set_env(&guest_env)?;
+    state.set_security(&opts.security)?;
+    let shim = ShimBinary::locate(opts.shim.as_deref())?;
+    state.set_shim(shim.path())?;
     let mut shim_args = vec!["--boot".to_owned(), "--ctid".to_owned(), opts.name.clone()];
     for var in &opts.env {
         shim_args.extend(["--env".to_owned(), var.clone()]);
     }
+    let owner = lease.as_ref().map(|l| l.base);
     let mut launcher = Launcher {
         opts,
+        threads,
         root,
+        lease,
         hostname,
         state: &state,
-        shim: ShimBinary::locate(opts.shim.as_deref())?,
-        console: Console::open()?,
+        shim,
+        console: Console::open(owner)?,
         signals: Signals::catch(&STOP_SIGNALS)?,
         guest_env,
         shim_args,
@@ -156,15 +175,48 @@ impl Launcher<'_> {
     /// Boots the guest once and supervises it until the shim is gone.
     fn boot(&mut self, number: u32) -> Result<BootEnd> {
         let cgroup = Cgroup::create(&self.opts.name, true)?;
-        let steps = plan::build(&plan::Config {
-            root: &self.root,
+        let base = self.lease.as_ref().map(|l| l.base);
+        if let Some(base) = base {
+            cgroup.delegate(base)?;
+        }
+        // again at every boot: the guest may have changed its root since the last one
+        self.root.check_mount_points()?;
+        let namespaces = base
+            .map(|base| Namespaces::create(self.threads, base))
+            .transpose()?;
+        let console = rootfs::clone_host_file(&console_path(&self.console))
+            .map_err(|e| Error::setup("bind the console pty for the guest", e))?;
+        let steps = plan::build(plan::Config {
+            tree: self
+                .root
+                .clone_tree(namespaces.as_ref().map(Namespaces::user))?,
             hostname: &self.hostname,
-            purpose: Purpose::Boot {
-                console: self.console.slave_path(),
-            },
+            purpose: Purpose::Boot { console },
+            devices: rootfs::host_devices()?,
+            userns: namespaces,
+            keep_caps: self.opts.security.keep_caps,
+            seccomp: self.opts.security.seccomp_program(),
         })
-        .map_err(|_| Error::Usage("the root path contains a NUL byte".into()))?;
-        let mut container = spawn::spawn(&self.shim, steps, &self.shim_args, &[], &cgroup)?;
+        .map_err(|_| Error::Usage("the hostname contains a NUL byte".into()))?;
+        let guest_leaf = cgroup.guest_dir();
+        let mut args = Vec::new();
+        if let Some(fd) = guest_leaf {
+            args.extend(["--cgroup-fd".to_owned(), fd.as_raw_fd().to_string()]);
+        }
+        args.extend_from_slice(&self.shim_args);
+        let mut container = spawn::spawn(
+            &Spawn {
+                threads: self.threads,
+                shim: &self.shim,
+                cwd: Some(self.root.fd()),
+                namespaces: spawn::namespaces(base.is_some()),
+                cgroup: Some(cgroup.first_process_dir()),
+                keep: guest_leaf.as_slice(),
+                args: &args,
+                env: &[],
+            },
+            steps,
+        )?;
         let mut guest = None;
         let mut helper = None;
         let mut failure = None;
@@ -278,7 +330,12 @@ impl Launcher<'_> {
         if let Err(e) = self.state.set_running(Running { init, boot: number }) {
             log::warn!("{}: {e}", self.opts.name);
         }
-        match Guest::open(&self.opts.name, init, self.guest_env.clone()) {
+        match Guest::open(
+            &self.opts.name,
+            init,
+            self.guest_env.clone(),
+            self.opts.security.clone(),
+        ) {
             Ok(guest) => Some(guest),
             Err(e) => {
                 log::debug!("{}: guest init {init}: {e}", self.opts.name);
@@ -338,7 +395,7 @@ impl Launcher<'_> {
             }
             return;
         };
-        match guest.spawn_helper(guest::HALT) {
+        match guest.spawn_helper(self.threads, &self.shim, guest::HALT) {
             Ok(h) => *helper = Some(h),
             Err(e) => log::warn!("{}: running halt in the guest: {e}", self.opts.name),
         }
@@ -372,7 +429,7 @@ impl Launcher<'_> {
 
     /// OpenVZ's kill mode: reboot(2) POWER_OFF inside the guest's PID namespace.
     fn power_off(&mut self, container: &Container, guest: Option<&Guest>) {
-        match guest.map(Guest::power_off) {
+        match guest.map(|g| g.power_off(self.threads, &self.shim)) {
             Some(Ok(())) => {
                 self.stopping = Stopping::PoweringOff {
                     deadline: Instant::now() + KILL_GRACE,
@@ -407,4 +464,9 @@ impl Launcher<'_> {
             Stopping::No | Stopping::Killed => {}
         }
     }
+}
+
+/// The console's slave path as a C string (it comes from ptsname: no NUL inside).
+fn console_path(console: &Console) -> CString {
+    CString::new(console.slave_path()).expect("a pty path has no NUL")
 }

@@ -5,6 +5,9 @@
 //! init.pid   "PID BOOT": host pid of the running guest init and the boot number;
 //!            there only while a guest init runs (written whole, by rename)
 //! env        the guest's environment, one VAR=value per line, for `cradle exec`
+//! security   the capability bounding set and the seccomp choice (`caps HEX`,
+//!            `seccomp on|off`), which `exec` and the halt helpers apply too
+//! shim       the path of the cradle-shim the guest runs, which `exec` and `stop` run too
 //! ```
 //! The launcher removes the directory when it exits. A launcher that was killed leaves it
 //! behind unlocked; the next `start` of the same NAME takes it over.
@@ -12,6 +15,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,6 +27,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
+use crate::security::Security;
 
 /// Where state directories live unless `--state-dir` or `$CRADLE_STATE_DIR` says otherwise.
 pub const DEFAULT_BASE: &str = "/run/cradle";
@@ -30,6 +35,10 @@ pub const DEFAULT_BASE: &str = "/run/cradle";
 const LOCK: &str = "lock";
 const INIT_PID: &str = "init.pid";
 const ENV: &str = "env";
+const SECURITY: &str = "security";
+const SHIM: &str = "shim";
+/// Every file the launcher writes in the directory besides the lock.
+const FILES: [&str; 4] = [INIT_PID, ENV, SECURITY, SHIM];
 
 /// A running guest as the state directory describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,8 +106,9 @@ impl StateDir {
                 continue;
             }
             // a launcher that was killed leaves its files: they describe nothing now
-            let _ = fs::remove_file(dir.join(INIT_PID));
-            let _ = fs::remove_file(dir.join(ENV));
+            for file in FILES {
+                let _ = fs::remove_file(dir.join(file));
+            }
             lock.set_len(0)
                 .and_then(|()| writeln!(&*lock, "{}", std::process::id()))
                 .map_err(|e| Error::host(ctx("write lock"), e))?;
@@ -113,15 +123,29 @@ impl StateDir {
             text.push_str(var);
             text.push('\n');
         }
-        write_atomic(&self.dir.join(ENV), text.as_bytes())
-            .map_err(|e| Error::host(format!("write {}", self.dir.join(ENV).display()), e))
+        self.write(ENV, text.as_bytes())
+    }
+
+    /// Records the bounding set and filter of the guest, for `cradle exec`.
+    pub fn set_security(&self, security: &Security) -> Result<()> {
+        self.write(SECURITY, security.to_string().as_bytes())
+    }
+
+    /// Records the shim the guest runs, for `cradle exec` and `cradle stop`.
+    pub fn set_shim(&self, shim: &Path) -> Result<()> {
+        self.write(SHIM, shim.as_os_str().as_bytes())
+    }
+
+    fn write(&self, file: &str, contents: &[u8]) -> Result<()> {
+        let path = self.dir.join(file);
+        write_atomic(&path, contents)
+            .map_err(|e| Error::host(format!("write {}", path.display()), e))
     }
 
     /// Records that guest init `init` runs, in boot number `boot`.
     pub fn set_running(&self, running: Running) -> Result<()> {
         let text = format!("{} {}\n", running.init, running.boot);
-        write_atomic(&self.dir.join(INIT_PID), text.as_bytes())
-            .map_err(|e| Error::host(format!("write {}", self.dir.join(INIT_PID).display()), e))
+        self.write(INIT_PID, text.as_bytes())
     }
 
     /// Records that no guest init runs (between boots, and at the end).
@@ -132,7 +156,7 @@ impl StateDir {
 
 impl Drop for StateDir {
     fn drop(&mut self) {
-        for file in [INIT_PID, ENV, LOCK] {
+        for file in FILES.iter().chain(&[LOCK]) {
             let _ = fs::remove_file(self.dir.join(file));
         }
         if let Err(e) = fs::remove_dir(&self.dir) {
@@ -181,6 +205,27 @@ impl Observed {
         let text = fs::read_to_string(&path)
             .map_err(|e| Error::host(format!("read {}", path.display()), e))?;
         Ok(text.lines().map(str::to_owned).collect())
+    }
+
+    /// The guest's bounding set and filter, as `start` recorded them.
+    pub fn security(&self) -> Result<Security> {
+        let path = self.dir.join(SECURITY);
+        let text = fs::read_to_string(&path)
+            .map_err(|e| Error::host(format!("read {}", path.display()), e))?;
+        Security::parse(&text).ok_or_else(|| {
+            Error::host(
+                format!("read {}", path.display()),
+                io::Error::other("malformed"),
+            )
+        })
+    }
+
+    /// The shim the guest runs, as `start` recorded it.
+    pub fn shim(&self) -> Result<PathBuf> {
+        let path = self.dir.join(SHIM);
+        fs::read(&path)
+            .map(|bytes| PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+            .map_err(|e| Error::host(format!("read {}", path.display()), e))
     }
 
     /// Waits until `done` is true, re-checking whenever something in the directory changes

@@ -15,7 +15,9 @@ use nix::errno::Errno;
 
 use crate::error::{Error, Result};
 use crate::guest::{self, Guest};
+use crate::spawn::ShimBinary;
 use crate::state::{Observed, validate_name};
+use crate::sys::SingleThreaded;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -42,9 +44,15 @@ fn is_down(state: &Observed) -> bool {
     !state.is_alive()
 }
 
+/// What the helpers of `stop` need: our fork token and the guest's shim.
+struct Tools<'a> {
+    threads: &'a SingleThreaded,
+    shim: ShimBinary,
+}
+
 /// Powers the guest off and waits for the launcher to finish.
-fn kill(state: &Observed, guest: &Guest, name: &str) -> Result<()> {
-    guest.power_off()?;
+fn kill(tools: &Tools, state: &Observed, guest: &Guest, name: &str) -> Result<()> {
+    guest.power_off(tools.threads, &tools.shim)?;
     if state.wait_until(KILL_GRACE, is_down)? {
         Ok(())
     } else {
@@ -55,19 +63,29 @@ fn kill(state: &Observed, guest: &Guest, name: &str) -> Result<()> {
     }
 }
 
-pub fn stop(state_base: &Path, name: &str, mode: Mode, timeout: Duration) -> Result<()> {
+pub fn stop(
+    threads: &SingleThreaded,
+    state_base: &Path,
+    name: &str,
+    mode: Mode,
+    timeout: Duration,
+) -> Result<()> {
     validate_name(name)?;
     let state = Observed::open(state_base, name)?;
     let guest = Guest::find(&state, name, timeout)?;
+    let tools = Tools {
+        threads,
+        shim: ShimBinary::locate(Some(&state.shim()?))?,
+    };
     match mode {
-        Mode::Kill => kill(&state, &guest, name),
+        Mode::Kill => kill(&tools, &state, &guest, name),
         Mode::Halt => {
             let deadline = Instant::now() + timeout;
             let left = || deadline.saturating_duration_since(Instant::now());
-            let mut helper = guest.spawn_helper(guest::HALT)?;
+            let mut helper = guest.spawn_helper(threads, &tools.shim, guest::HALT)?;
             if helper.found_no_command(left()) {
                 log::warn!("{name}: the guest has neither halt nor init; powering it off");
-                return kill(&state, &guest, name);
+                return kill(&tools, &state, &guest, name);
             }
             if state.wait_until(left(), is_down)? {
                 return Ok(());
@@ -78,7 +96,7 @@ pub fn stop(state_base: &Path, name: &str, mode: Mode, timeout: Duration) -> Res
             );
             // the guest we found may have rebooted meanwhile: act on the one running now
             match Guest::find(&state, name, Duration::ZERO) {
-                Ok(current) => kill(&state, &current, name),
+                Ok(current) => kill(&tools, &state, &current, name),
                 Err(Error::NotRunning(_)) => Ok(()),
                 Err(e) => Err(e),
             }
@@ -87,7 +105,7 @@ pub fn stop(state_base: &Path, name: &str, mode: Mode, timeout: Duration) -> Res
             let deadline = Instant::now() + timeout;
             let left = || deadline.saturating_duration_since(Instant::now());
             let before = state.running().map_or(0, |r| r.boot);
-            let mut helper = guest.spawn_helper(guest::REBOOT)?;
+            let mut helper = guest.spawn_helper(threads, &tools.shim, guest::REBOOT)?;
             if helper.found_no_command(left()) {
                 return Err(Error::setup(
                     format!("{name}: reboot in the guest"),

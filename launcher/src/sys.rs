@@ -1,18 +1,51 @@
 //! System calls nix does not wrap, as small safe functions: clone3 with a pidfd and a
 //! target cgroup, pidfd_open, execveat by descriptor without allocating, the loopback
-//! interface's flags, close_range.
+//! interface's flags, close_range, and the new mount API (open_tree, mount_setattr,
+//! move_mount, fsopen/fsconfig/fsmount).
 //!
 //! The launcher is single-threaded by design (signal-hook is used through its self-pipe,
-//! with no thread), which is what makes forking here sound: [`fork_into`] and
-//! [`fork_helper`] rely on it.
+//! with no thread), which is what makes forking here sound. That is not left to a comment:
+//! the fork functions take a [`SingleThreaded`] token, which only a check of the thread
+//! count makes, and the child of [`fork_into`] gets an [`InChild`] token, which the
+//! functions that are only sound between clone and exec (`plan::apply`) ask for.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, c_char};
+use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
+
+/// Proof that the process had one thread when it was made. Not `Send`, so it stays on
+/// that thread; the launcher never starts another (signals come through a self-pipe).
+pub struct SingleThreaded {
+    _not_send: PhantomData<*const ()>,
+}
+
+impl SingleThreaded {
+    /// Checks that the process has exactly one thread (/proc/self/task).
+    pub fn check() -> std::io::Result<Self> {
+        let threads = std::fs::read_dir("/proc/self/task")?.count();
+        if threads != 1 {
+            return Err(std::io::Error::other(format!(
+                "the launcher must be single-threaded to fork (it has {threads} threads)"
+            )));
+        }
+        Ok(SingleThreaded {
+            _not_send: PhantomData,
+        })
+    }
+}
+
+/// Proof that the caller is the child of [`fork_into`], between clone and exec: given to
+/// the child's closure and to nothing else. Functions that take it make system calls on
+/// memory prepared before the fork, and allocate nothing.
+#[derive(Clone, Copy)]
+pub struct InChild {
+    _private: (),
+}
 
 /// `CLONE_INTO_CGROUP` (linux/sched.h, Linux 5.7); the libc crate does not have it yet.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
@@ -69,16 +102,18 @@ unsafe fn clone3(namespaces: CloneFlags, cgroup: Option<BorrowedFd>) -> nix::Res
 /// must only make system calls on memory prepared before the call, then exec or exit: it
 /// is the container's first process and glibc's state in it is a copy of ours (clone3 is
 /// not glibc's fork, so glibc's cached thread id is stale there; nothing it calls uses it).
+/// The [`InChild`] token it gets is what the functions written for that state ask for.
 pub fn fork_into(
+    _: &SingleThreaded,
     namespaces: CloneFlags,
     cgroup: Option<BorrowedFd>,
-    child: impl FnOnce(),
+    child: impl FnOnce(InChild),
 ) -> nix::Result<(Pid, OwnedFd)> {
-    // SAFETY: the launcher is single-threaded (module documentation); the child's
-    // restrictions are this function's documented contract.
+    // SAFETY: the token proves the process is single-threaded; the child's restrictions
+    // are this function's documented contract.
     match unsafe { clone3(namespaces, cgroup) }? {
         Forked::Child => {
-            child();
+            child(InChild { _private: () });
             // the child is meant to exec or exit; if it returns, it must not go on as us
             exit_now(127)
         }
@@ -89,8 +124,8 @@ pub fn fork_into(
 /// Forks a helper process that runs `child` (ordinary Rust, allocation included: the
 /// launcher is single-threaded, so no lock can be held across the fork) and exits with
 /// the code it returns. glibc's own fork is used, so the child's libc is consistent.
-pub fn fork_helper(child: impl FnOnce() -> u8) -> nix::Result<(Pid, OwnedFd)> {
-    // SAFETY: fork in a single-threaded process (module documentation).
+pub fn fork_helper(_: &SingleThreaded, child: impl FnOnce() -> u8) -> nix::Result<(Pid, OwnedFd)> {
+    // SAFETY: fork in a single-threaded process (the token proves it).
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => exit_now(child()),
         nix::unistd::ForkResult::Parent { child } => Ok((child, pidfd_open(child)?)),
@@ -199,17 +234,160 @@ pub fn default_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
-/// Has `command`'s child put itself into the cgroup whose `cgroup.procs` is open on `procs`
-/// just before it execs. Best effort: a cgroup that refuses (a v2 cgroup whose controllers
-/// the guest enabled takes no processes) leaves the command where it was.
-pub fn join_cgroup_on_exec(command: &mut std::process::Command, procs: RawFd) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the hook runs between fork and exec; write(2) is async-signal-safe and
-    // procs stays open in the child (the Guest that owns it outlives spawn).
-    unsafe {
-        command.pre_exec(move || {
-            libc::write(procs, b"0".as_ptr().cast(), 1);
-            Ok(())
-        })
+/// open_tree(2): with `OPEN_TREE_CLONE`, a detached copy of the mount at `path` (below
+/// `dirfd`), which can be changed with [`mount_setattr`] and attached with [`move_mount`].
+/// The descriptor is close-on-exec.
+pub fn open_tree(dirfd: BorrowedFd, path: &CStr, flags: u32) -> nix::Result<OwnedFd> {
+    // SAFETY: path is NUL-terminated; open_tree returns a new descriptor or -1.
+    let fd = Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            dirfd.as_raw_fd(),
+            path.as_ptr(),
+            flags | libc::OPEN_TREE_CLOEXEC,
+        )
+    })?;
+    // SAFETY: the descriptor is new and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// mount_setattr(2): changes the flags, propagation or id mapping of the mount at `path`
+/// below `dirfd` (and of the mounts below it, with `AT_RECURSIVE`).
+pub fn mount_setattr(
+    dirfd: BorrowedFd,
+    path: &CStr,
+    at_flags: u32,
+    attr: &libc::mount_attr,
+) -> nix::Result<()> {
+    // SAFETY: path is NUL-terminated; attr is a valid mount_attr of the size passed.
+    Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dirfd.as_raw_fd(),
+            path.as_ptr(),
+            at_flags,
+            attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    })
+    .map(drop)
+}
+
+/// move_mount(2): attaches (or moves) the mount at `from`/`from_path` onto `to`/`to_path`.
+/// Nothing is allocated: sound between clone and exec.
+pub fn move_mount(
+    from: BorrowedFd,
+    from_path: &CStr,
+    to: BorrowedFd,
+    to_path: &CStr,
+    flags: u32,
+) -> nix::Result<()> {
+    // SAFETY: both paths are NUL-terminated; move_mount has no other memory effects.
+    Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            from_path.as_ptr(),
+            to.as_raw_fd(),
+            to_path.as_ptr(),
+            flags,
+        )
+    })
+    .map(drop)
+}
+
+/// fsopen(2): a file system context for `fstype`, close-on-exec.
+pub fn fsopen(fstype: &CStr) -> nix::Result<OwnedFd> {
+    // SAFETY: fstype is NUL-terminated; fsopen returns a new descriptor or -1.
+    let fd = Errno::result(unsafe {
+        libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), libc::FSOPEN_CLOEXEC)
+    })?;
+    // SAFETY: the descriptor is new and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// fsconfig(2) on a context from [`fsopen`]: the option `key=value`, or the flag `key`
+/// when there is no value.
+pub fn fsconfig_set(fs: BorrowedFd, key: &CStr, value: Option<&CStr>) -> nix::Result<()> {
+    let (cmd, value) = match value {
+        Some(value) => (libc::FSCONFIG_SET_STRING, value.as_ptr()),
+        None => (libc::FSCONFIG_SET_FLAG, std::ptr::null()),
     };
+    // SAFETY: key and value are NUL-terminated (or null for a flag, as fsconfig takes).
+    Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            cmd,
+            key.as_ptr(),
+            value,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Creates the file system of a context ([`fsopen`], [`fsconfig_set`]) and returns a
+/// detached mount of it with the `MOUNT_ATTR_*` flags `attrs`, close-on-exec.
+pub fn fsmount(fs: BorrowedFd, attrs: u64) -> nix::Result<OwnedFd> {
+    // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
+    Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            libc::FSCONFIG_CMD_CREATE,
+            std::ptr::null::<c_char>(),
+            std::ptr::null::<c_char>(),
+            0,
+        )
+    })?;
+    // SAFETY: fsmount returns a new descriptor or -1.
+    let fd = Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            libc::FSMOUNT_CLOEXEC,
+            attrs as libc::c_uint,
+        )
+    })?;
+    // SAFETY: the descriptor is new and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Drops from the bounding set every capability whose bit is not set in `keep`, up to
+/// the last one the running kernel knows (PR_CAPBSET_DROP answers EINVAL past it).
+/// Allocates nothing: sound between clone and exec.
+pub fn drop_bounding_set(keep: u64) -> nix::Result<()> {
+    for cap in 0..64 {
+        if keep & (1 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: PR_CAPBSET_DROP takes a capability number.
+        match Errno::result(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) }) {
+            Ok(_) => {}
+            Err(Errno::EINVAL) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Installs the classic BPF `program` as a seccomp filter of the calling thread, without
+/// no_new_privs (the caller has CAP_SYS_ADMIN in its user namespace; set-uid programs in
+/// the guest keep working). Allocates nothing: sound between clone and exec.
+pub fn install_seccomp(program: &[libc::sock_filter]) -> nix::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: fprog points at `program`, alive for the call; the kernel copies it.
+    Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    })
+    .map(drop)
 }

@@ -16,6 +16,8 @@ use crate::sys::Fd;
 pub const USAGE: &str = "\
 usage: cradle-shim [OPTIONS] [--] CMD [ARGS]...
        cradle-shim --boot --ctid ID [--env K=V]... [-v]... [--report-fd FD] [--cgroup-fd FD]
+       cradle-shim --enter PIDFD [--userns] [--cgroup-fd FD] [--caps HEX] [--report-fd FD]
+                   (--power-off | [--] CMD [ARGS]...)
 
 Runs CMD as its child in a session of its own (with the terminal, if there is
 one), forwards every signal to it, reaps every zombie, and exits with CMD's
@@ -41,6 +43,13 @@ boot mode (what cradle start runs): the guest's /sbin/init, /etc/init or
 /bin/init as PID 1 of a nested PID namespace, as container=ID, with each
 --env, in the cgroup v2 directory open on --cgroup-fd (with a cgroup namespace
 there); --report-fd passes a failure before exec to the launcher.
+
+enter mode (what cradle exec and cradle stop run): CMD in the running guest
+whose init PIDFD is: born in its PID namespace and the cgroup open on
+--cgroup-fd, in its other namespaces (its user namespace too, with --userns),
+as its root, with only the capabilities of --caps in the bounding set, in a
+session of its own, with every descriptor above 2 closed; or, with
+--power-off, reboot(2) POWER_OFF in its PID namespace.
 ";
 
 /// Exit codes that `-e` turns into 0.
@@ -124,6 +133,21 @@ pub enum Mode<'a> {
         argv: &'a [&'a CStr],
         options: Options,
     },
+    /// Enter the running guest whose init the pidfd `init` is.
+    Enter(Enter<'a>),
+}
+
+/// What `--enter` does, and how.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Enter<'a> {
+    pub init: Fd,
+    /// Join the init's user namespace too (it has its own).
+    pub userns: bool,
+    pub cgroup: Option<Fd>,
+    /// The capabilities kept in the bounding set; all when `None`.
+    pub caps: Option<u64>,
+    /// The command, or `None` for `--power-off`.
+    pub argv: Option<&'a [&'a CStr]>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -152,6 +176,10 @@ pub enum ArgError<'a> {
     CommandOptionWithBoot,
     BootOptionWithoutBoot,
     NoCtid,
+    EnterWithBoot,
+    CommandOptionWithEnter,
+    EnterOptionWithoutEnter,
+    PowerOffWithCommand,
 }
 
 impl fmt::Display for ArgError<'_> {
@@ -169,6 +197,14 @@ impl fmt::Display for ArgError<'_> {
                 f.write_str("--ctid, --env and --cgroup-fd need --boot")
             }
             ArgError::NoCtid => f.write_str("--boot needs --ctid"),
+            ArgError::EnterWithBoot => f.write_str("--enter and --boot exclude each other"),
+            ArgError::CommandOptionWithEnter => {
+                f.write_str("-s, -g, -e, -p, -w, -r and -c do not apply to --enter")
+            }
+            ArgError::EnterOptionWithoutEnter => {
+                f.write_str("--userns, --caps and --power-off need --enter")
+            }
+            ArgError::PowerOffWithCommand => f.write_str("--power-off takes no command"),
         }
     }
 }
@@ -201,7 +237,15 @@ fn parse_rewrite(s: &CStr) -> Option<(c_int, c_int)> {
 /// The short options that take a value.
 const SHORT_WITH_VALUE: [&str; 3] = ["-e", "-p", "-r"];
 /// The long options that take a value.
-const LONG_WITH_VALUE: [&str; 5] = ["--rewrite", "--ctid", "--env", "--report-fd", "--cgroup-fd"];
+const LONG_WITH_VALUE: [&str; 7] = [
+    "--rewrite",
+    "--ctid",
+    "--env",
+    "--report-fd",
+    "--cgroup-fd",
+    "--enter",
+    "--caps",
+];
 
 /// `name` as it is written in [`LONG_WITH_VALUE`], when it takes a value.
 fn long_with_value(name: &[u8]) -> Option<&'static str> {
@@ -242,6 +286,10 @@ pub fn parse<'a, 'e>(
     let mut env = Vec::new();
     let mut report_fd = None;
     let mut cgroup_fd = None;
+    let mut enter = None;
+    let mut userns = false;
+    let mut caps = None;
+    let mut power_off = false;
     let mut verbosity: u8 = 1;
     let mut command_option = false;
     let mut i = 0;
@@ -319,6 +367,18 @@ pub fn parse<'a, 'e>(
                 Opt::Long(b"--cgroup-fd", Some(v)) => {
                     cgroup_fd = Some(parse_fd(v).ok_or(ArgError::BadValue("--cgroup-fd", v))?);
                 }
+                Opt::Long(b"--enter", Some(v)) => {
+                    enter = Some(parse_fd(v).ok_or(ArgError::BadValue("--enter", v))?);
+                }
+                Opt::Long(b"--userns", _) => userns = true,
+                Opt::Long(b"--power-off", _) => power_off = true,
+                Opt::Long(b"--caps", Some(v)) => {
+                    let hex = v
+                        .to_str()
+                        .ok()
+                        .and_then(|t| u64::from_str_radix(t, 16).ok());
+                    caps = Some(hex.ok_or(ArgError::BadValue("--caps", v))?);
+                }
                 Opt::Long(b"--verbose", _) | Opt::Short(b'v', _) => {
                     verbosity = verbosity.saturating_add(1)
                 }
@@ -366,7 +426,33 @@ pub fn parse<'a, 'e>(
     }
     apply_env(&mut options, &mut verbosity, &getenv);
     let rest = &args[i..];
-    let mode = if boot {
+    let enter_option = userns || caps.is_some() || power_off;
+    let mode = if let Some(init) = enter {
+        if boot {
+            return Err(ArgError::EnterWithBoot);
+        }
+        if command_option {
+            return Err(ArgError::CommandOptionWithEnter);
+        }
+        if ctid.is_some() || !env.is_empty() {
+            return Err(ArgError::BootOptionWithoutBoot);
+        }
+        let argv = match (power_off, rest.is_empty()) {
+            (true, false) => return Err(ArgError::PowerOffWithCommand),
+            (true, true) => None,
+            (false, true) => return Err(ArgError::NoCommand),
+            (false, false) => Some(rest),
+        };
+        Mode::Enter(Enter {
+            init,
+            userns,
+            cgroup: cgroup_fd,
+            caps,
+            argv,
+        })
+    } else if enter_option {
+        return Err(ArgError::EnterOptionWithoutEnter);
+    } else if boot {
         if !rest.is_empty() {
             return Err(ArgError::BootWithCommand);
         }
@@ -553,6 +639,65 @@ mod tests {
         assert!(o.setsid);
         let (_, _, verbosity) = command(&["x"], &[("DUMB_INIT_DEBUG", "1")]);
         assert_eq!(verbosity, 3);
+    }
+
+    #[test]
+    fn enter_with_a_command_or_power_off() {
+        let args = [
+            "--enter",
+            "5",
+            "--userns",
+            "--cgroup-fd",
+            "6",
+            "--caps",
+            "1ff",
+            "--",
+            "ls",
+            "-l",
+        ];
+        with_args(&args, &[], |r| match r {
+            Ok(Parsed::Run(Config {
+                mode:
+                    Mode::Enter(Enter {
+                        init: 5,
+                        userns: true,
+                        cgroup: Some(6),
+                        caps: Some(0x1ff),
+                        argv: Some(argv),
+                    }),
+                ..
+            })) => assert_eq!(words(argv), ["ls", "-l"]),
+            other => panic!("{other:?}"),
+        });
+        with_args(&["--enter", "5", "--power-off"], &[], |r| {
+            assert!(
+                matches!(
+                    r,
+                    Ok(Parsed::Run(Config {
+                        mode: Mode::Enter(Enter {
+                            argv: None,
+                            userns: false,
+                            caps: None,
+                            ..
+                        }),
+                        ..
+                    }))
+                ),
+                "{r:?}"
+            )
+        });
+        for bad in [
+            &["--enter", "5"][..],
+            &["--enter", "5", "--power-off", "ls"],
+            &["--enter", "5", "--boot", "--ctid", "x"],
+            &["--enter", "5", "-g", "ls"],
+            &["--enter", "x", "ls"],
+            &["--enter", "5", "--caps", "zz", "ls"],
+            &["--userns", "ls"],
+            &["--power-off"],
+        ] {
+            with_args(bad, &[], |r| assert!(r.is_err(), "{bad:?}: {r:?}"));
+        }
     }
 
     #[test]

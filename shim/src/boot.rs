@@ -11,7 +11,8 @@ use core::ffi::{CStr, c_char};
 
 use cradle_common::errpipe::Failure;
 use cradle_common::guest::{
-    BASE_ENV, CGROUP2, CONTAINER_VAR, INIT_ARGV, INIT_PATHS, PROC, PROC_BINDS, proc_bind,
+    BASE_ENV, CGROUP2, CONTAINER_VAR, INIT_ARGV, INIT_PATHS, PROC, PROC_BINDS, PROC_MASKS,
+    mask_call, proc_bind,
 };
 use cradle_common::outcome::Outcome;
 use cradle_common::stage::Stage;
@@ -68,11 +69,20 @@ fn exec_guest(init: usize, envp: &[*const c_char], own_cgroup: bool) -> Failure 
     if let Err(e) = sys::mount(&PROC) {
         return fail(Stage::GuestProc, 0, e);
     }
+    // the read-only and masked paths, on this proc only: the one below it (the shim's,
+    // which the launcher mounted) stays fully visible, so that the kernel lets the guest
+    // mount more procs in its user namespace (systemd does, for its services)
     for (i, (path, read_only)) in PROC_BINDS.into_iter().enumerate() {
         let [bind, remount] = proc_bind(path, read_only);
         match sys::mount(&bind).and_then(|()| sys::mount(&remount)) {
             Ok(()) | Err(sys::Errno(libc::ENOENT)) => {}
             Err(e) => return fail(Stage::GuestProc, i + 1, e),
+        }
+    }
+    for (i, (path, mask)) in PROC_MASKS.into_iter().enumerate() {
+        match sys::mount(&mask_call(path, mask)) {
+            Ok(()) | Err(sys::Errno(libc::ENOENT)) => {}
+            Err(e) => return fail(Stage::GuestProc, 1 + PROC_BINDS.len() + i, e),
         }
     }
     if let Err(e) = sys::setsid() {

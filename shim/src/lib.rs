@@ -17,6 +17,7 @@ mod log;
 pub mod args;
 mod boot;
 mod command;
+mod enter;
 mod report;
 mod signals;
 mod supervise;
@@ -72,5 +73,6 @@ pub fn main(args: &[&CStr]) -> u8 {
     match config.mode {
         Mode::Boot { ctid, env, cgroup } => boot::run(&signals, &mut reporter, ctid, &env, cgroup),
         Mode::Command { argv, options } => command::run(&signals, &mut reporter, argv, options),
+        Mode::Enter(how) => enter::run(&signals, &mut reporter, how),
     }
 }

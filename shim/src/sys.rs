@@ -587,3 +587,54 @@ pub fn strerror(errno: Errno) -> &'static CStr {
     // them in a table; the shim is single-threaded).
     unsafe { CStr::from_ptr(libc::strerror(errno.0)) }
 }
+
+/// setns(2): joins the namespaces `flags` of the process behind the pidfd `fd` (for
+/// `CLONE_NEWPID`, the namespace of the children we make from now on).
+pub fn setns(fd: Fd, flags: c_int) -> Result<()> {
+    // SAFETY: setns has no memory effects.
+    check(unsafe { libc::setns(fd, flags) }).map(drop)
+}
+
+/// setgroups([]), setresgid(0, 0, 0), setresuid(0, 0, 0): the root of the user namespace
+/// we are in, with no supplementary group of the host. By the raw system calls: musl's
+/// wrappers would signal every thread, and we must not depend on its thread list.
+pub fn become_root() -> Result<()> {
+    // SAFETY: a zero-length group list; the id calls take integers.
+    unsafe {
+        check(libc::syscall(libc::SYS_setgroups, 0, core::ptr::null::<libc::gid_t>()) as c_int)?;
+        check(libc::syscall(libc::SYS_setresgid, 0, 0, 0) as c_int)?;
+        check(libc::syscall(libc::SYS_setresuid, 0, 0, 0) as c_int)?;
+    }
+    Ok(())
+}
+
+/// Drops from the bounding set every capability whose bit is not set in `keep`, up to the
+/// last one the kernel knows (PR_CAPBSET_DROP answers EINVAL past it).
+pub fn drop_bounding_set(keep: u64) -> Result<()> {
+    for cap in 0..64 {
+        if keep & (1 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: PR_CAPBSET_DROP takes a capability number.
+        match check(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) }) {
+            Ok(_) => {}
+            Err(Errno(libc::EINVAL)) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Closes every descriptor from `first` up (close_range, Linux 5.9).
+pub fn close_from(first: c_int) {
+    // SAFETY: close_range only closes descriptors.
+    unsafe { libc::syscall(libc::SYS_close_range, first, c_int::MAX, 0) };
+}
+
+/// reboot(2) POWER_OFF. In a PID namespace other than the first, the kernel kills the
+/// namespace's init and ends the caller (exit 0); returns only on failure.
+pub fn power_off() -> Errno {
+    // SAFETY: reboot takes integers.
+    unsafe { libc::reboot(libc::RB_POWER_OFF) };
+    last_errno()
+}

@@ -1,0 +1,116 @@
+//! A child process behind a pidfd: the one type for every process the launcher forks (the
+//! container's first process, the holder of a new user namespace, the shim it runs in a
+//! guest for `exec` or a halt). It is waited for in poll(2) through its pidfd, never through
+//! SIGCHLD, and killed and reaped when dropped, so no path leaves one behind.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use cradle_common::outcome::Status;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sched::CloneFlags;
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use nix::unistd::Pid;
+
+use crate::sys::{self, InChild, SingleThreaded};
+
+pub struct Child {
+    pid: Pid,
+    pidfd: OwnedFd,
+    /// Its status, once it has been reaped.
+    status: Option<Status>,
+}
+
+impl Child {
+    /// clone3 into new `namespaces` (and `cgroup`): see [`sys::fork_into`] for what the
+    /// child may do.
+    pub fn fork_into(
+        threads: &SingleThreaded,
+        namespaces: CloneFlags,
+        cgroup: Option<BorrowedFd>,
+        child: impl FnOnce(InChild),
+    ) -> nix::Result<Self> {
+        let (pid, pidfd) = sys::fork_into(threads, namespaces, cgroup, child)?;
+        Ok(Child {
+            pid,
+            pidfd,
+            status: None,
+        })
+    }
+
+    /// fork(2): the child runs ordinary Rust and exits with the code it returns.
+    pub fn fork(threads: &SingleThreaded, child: impl FnOnce() -> u8) -> nix::Result<Self> {
+        let (pid, pidfd) = sys::fork_helper(threads, child)?;
+        Ok(Child {
+            pid,
+            pidfd,
+            status: None,
+        })
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Readable when the process has ended.
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    fn reap(&mut self, flags: WaitPidFlag) -> Option<Status> {
+        if self.status.is_some() {
+            return self.status;
+        }
+        loop {
+            let status = match waitid(Id::PIDFd(self.pidfd.as_fd()), WaitPidFlag::WEXITED | flags) {
+                Ok(WaitStatus::Exited(_, code)) => Status::Exited(code as u8),
+                Ok(WaitStatus::Signaled(_, sig, _)) => Status::Signaled(sig as i32),
+                Err(Errno::EINTR) => continue,
+                _ => return None,
+            };
+            self.status = Some(status);
+            return self.status;
+        }
+    }
+
+    /// Its status, once it has ended (it is then reaped); `None` while it runs.
+    pub fn try_wait(&mut self) -> Option<Status> {
+        self.reap(WaitPidFlag::WNOHANG)
+    }
+
+    /// Waits for it to end.
+    pub fn wait(&mut self) -> Option<Status> {
+        self.reap(WaitPidFlag::empty())
+    }
+
+    /// Waits up to `timeout` for it to end.
+    pub fn wait_for(&mut self, timeout: Duration) -> Option<Status> {
+        if let Some(status) = self.try_wait() {
+            return Some(status);
+        }
+        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+        let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX);
+        let _ = poll(&mut fds, ms);
+        self.try_wait()
+    }
+
+    /// Sends `signal` (nothing happens once it has been reaped).
+    pub fn signal(&self, signal: i32) {
+        if self.status.is_none() {
+            if let Err(e) = sys::pidfd_send_signal(self.pidfd.as_fd(), signal) {
+                log::debug!("signal {signal} to pid {}: {e}", self.pid);
+            }
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            self.signal(libc::SIGKILL);
+            self.wait();
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The guest's root directory: opened once per `start` (`O_PATH|O_NOFOLLOW`) and held
+//! across reboots, so that no later step resolves its name again.
+//!
+//! Every boot gets a detached, private copy of its mount tree ([`RootDir::clone_tree`]),
+//! id-mapped through the guest's user namespace when it has one (`MOUNT_ATTR_IDMAP`: files
+//! owned by host uid 0 on disk show as owned by the guest's root, and what the guest
+//! creates is stored as uid 0; nothing is chowned). The container's first process attaches
+//! that copy and resolves everything below it from its descriptor (see `plan`).
+
+use std::ffi::{CStr, CString};
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, open};
+use nix::sys::stat::{Mode, SFlag, fstatat, mkdirat};
+
+use cradle_common::guest::{DEVICES, OPTIONAL_DEVICES};
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// The directories the setup mounts on, directly below the root.
+pub const MOUNT_POINTS: [&str; 3] = ["proc", "sys", "dev"];
+
+pub struct RootDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl RootDir {
+    /// Opens the root directory `path`. Refuses a missing path, anything but a directory,
+    /// and the host's own root.
+    pub fn open(path: &Path) -> Result<Self> {
+        let bad = |why: String| Error::BadRoot {
+            root: path.to_owned(),
+            why,
+        };
+        let meta = fs::metadata(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => bad("no such directory".into()),
+            _ => bad(e.to_string()),
+        })?;
+        if !meta.is_dir() {
+            return Err(bad("not a directory".into()));
+        }
+        let canonical = fs::canonicalize(path).map_err(|e| bad(e.to_string()))?;
+        if canonical == Path::new("/") {
+            return Err(bad("the host's own root cannot be a guest".into()));
+        }
+        let fd = open(
+            &canonical,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| bad(e.desc().to_owned()))?;
+        let root = RootDir {
+            fd,
+            path: canonical,
+        };
+        root.check_mount_points()?;
+        Ok(root)
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Makes sure [`MOUNT_POINTS`] are directories, creating the missing ones. Done again
+    /// at every boot: a guest may have swapped one for a symlink before it rebooted, and a
+    /// mount through a symlink would land wherever it points.
+    pub fn check_mount_points(&self) -> Result<()> {
+        for name in MOUNT_POINTS {
+            let stat = match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Err(Errno::ENOENT) => {
+                    match mkdirat(&self.fd, name, Mode::from_bits_truncate(0o755)) {
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => {
+                            return Err(Error::BadRoot {
+                                root: self.path.clone(),
+                                why: format!("cannot create /{name} in it: {}", e.desc()),
+                            });
+                        }
+                    }
+                    fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                }
+                other => other,
+            };
+            let is_dir = stat.is_ok_and(|st| {
+                SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+            });
+            if !is_dir {
+                return Err(Error::BadRoot {
+                    root: self.path.clone(),
+                    why: format!("/{name} in it is not a directory"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A detached copy of the root's mount tree (submounts included) for one boot, private
+    /// (nothing mounted on it can propagate to the host), id-mapped through `userns` when
+    /// one is given.
+    pub fn clone_tree(&self, userns: Option<BorrowedFd>) -> Result<OwnedFd> {
+        let tree = sys::open_tree(
+            self.fd.as_fd(),
+            c"",
+            libc::OPEN_TREE_CLONE | libc::AT_RECURSIVE as u32 | libc::AT_EMPTY_PATH as u32,
+        )
+        .map_err(|e| Error::setup(format!("clone the mounts of {}", self.path.display()), e))?;
+        let mut attr = libc::mount_attr {
+            attr_set: 0,
+            attr_clr: 0,
+            propagation: libc::MS_PRIVATE,
+            userns_fd: 0,
+        };
+        if let Some(userns) = userns {
+            attr.attr_set = libc::MOUNT_ATTR_IDMAP;
+            attr.userns_fd = userns.as_raw_fd() as u64;
+        }
+        sys::mount_setattr(
+            tree.as_fd(),
+            c"",
+            libc::AT_EMPTY_PATH as u32 | libc::AT_RECURSIVE as u32,
+            &attr,
+        )
+        .map_err(|errno| match (userns, errno) {
+            (Some(_), Errno::EINVAL | Errno::EOPNOTSUPP) => Error::BadRoot {
+                root: self.path.clone(),
+                why: format!(
+                    "its file system ({}) cannot be id-mapped for the guest's user namespace \
+                     (tmpfs needs Linux 6.3); use --userns off",
+                    self.fs_type()
+                ),
+            },
+            (Some(_), errno) => Error::setup(
+                format!("id-map the mounts of {}", self.path.display()),
+                errno,
+            ),
+            (None, errno) => Error::setup(
+                format!("make the mounts of {} private", self.path.display()),
+                errno,
+            ),
+        })?;
+        Ok(tree)
+    }
+
+    /// The type of the file system the root is on, as /proc/self/mountinfo names it.
+    fn fs_type(&self) -> String {
+        let fdinfo = fs::read_to_string(format!("/proc/self/fdinfo/{}", self.fd.as_raw_fd()))
+            .unwrap_or_default();
+        let mnt_id = fdinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("mnt_id:"))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned();
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        mountinfo
+            .lines()
+            .find(|line| line.split(' ').next() == Some(&mnt_id))
+            .and_then(|line| line.split(" - ").nth(1))
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or("unknown")
+            .to_owned()
+    }
+}
+
+/// A detached, private bind of the host file `path` (a device node, the console pty), for
+/// the container's first process to attach in the guest's /dev.
+pub fn clone_host_file(path: &CStr) -> nix::Result<OwnedFd> {
+    let fd = sys::open_tree(AT_FDCWD, path, libc::OPEN_TREE_CLONE)?;
+    let attr = libc::mount_attr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation: libc::MS_PRIVATE,
+        userns_fd: 0,
+    };
+    sys::mount_setattr(fd.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr)?;
+    Ok(fd)
+}
+
+/// Detached binds of the host's device nodes for a guest's /dev (common::guest::DEVICES,
+/// and the optional ones the host has), by their path below /dev.
+pub fn host_devices() -> Result<Vec<(&'static CStr, OwnedFd)>> {
+    let mut devices = Vec::new();
+    let optional = OPTIONAL_DEVICES.iter().map(|d| (d, true));
+    for ((name, _, _), optional) in DEVICES.iter().map(|d| (d, false)).chain(optional) {
+        let path = CString::new([b"/dev/", name.to_bytes()].concat()).expect("no NUL");
+        match clone_host_file(&path) {
+            Ok(fd) => devices.push((*name, fd)),
+            Err(Errno::ENOENT) if optional => {}
+            Err(e) => {
+                return Err(Error::setup(
+                    format!("bind the host's {} for the guest", path.to_string_lossy()),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(devices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_that_cannot_be_guests_are_refused() {
+        for bad in ["/nonexistent/x", "/etc/hostname", "/"] {
+            assert!(
+                matches!(RootDir::open(Path::new(bad)), Err(Error::BadRoot { .. })),
+                "{bad}"
+            );
+        }
+        let msg = RootDir::open(Path::new("/nonexistent/x"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("/nonexistent/x"), "{msg}");
+    }
+
+    #[test]
+    fn mount_points_are_made_and_a_symlink_is_refused() {
+        let dir = std::env::temp_dir().join(format!("cradle-rootfs-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let root = RootDir::open(&dir).unwrap();
+        for name in MOUNT_POINTS {
+            assert!(dir.join(name).is_dir(), "{name}");
+        }
+        fs::remove_dir(dir.join("dev")).unwrap();
+        std::os::unix::fs::symlink("/etc", dir.join("dev")).unwrap();
+        let err = root.check_mount_points().unwrap_err().to_string();
+        assert!(err.contains("/dev in it is not a directory"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
