@@ -7,6 +7,9 @@
 //! The launcher is single-threaded by design: see `sys`.
 #![deny(unsafe_code)]
 
+// caps: the container setup calls it once it has a user namespace
+#[allow(dead_code)]
+mod caps;
 mod cgroups;
 mod cli;
 mod config;
@@ -23,6 +26,8 @@ mod start;
 mod state;
 mod stop;
 mod sys;
+#[cfg(test)]
+mod testing;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -213,3 +213,61 @@ pub fn join_cgroup_on_exec(command: &mut std::process::Command, procs: RawFd) {
         })
     };
 }
+
+// -----------------------------------------------------------------------------------------
+// Containment: the capability bounding set (caps.rs).
+// Everything here is allocation-free and async-signal-safe, so the container's first
+// process can call it between clone and exec, on data built before the fork. Each call
+// changes only the calling thread, which is the whole process in that child.
+// -----------------------------------------------------------------------------------------
+
+/// Whether capability `cap` is in the calling thread's bounding set; `None` past the
+/// running kernel's last capability (`/proc/sys/kernel/cap_last_cap`), where prctl fails
+/// with EINVAL.
+fn capbset_read(cap: u32) -> nix::Result<Option<bool>> {
+    // SAFETY: PR_CAPBSET_READ takes a capability number and touches no memory of ours.
+    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
+    match Errno::result(ret) {
+        Ok(n) => Ok(Some(n == 1)),
+        Err(Errno::EINVAL) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The calling thread's capability bounding set, bit N for capability N, up to the
+/// running kernel's last capability.
+#[allow(dead_code)] // the tests', until the container setup logs it
+pub fn bounding_set() -> nix::Result<u64> {
+    let mut set = 0;
+    for cap in 0..64 {
+        match capbset_read(cap)? {
+            Some(true) => set |= 1 << cap,
+            Some(false) => {}
+            None => break,
+        }
+    }
+    Ok(set)
+}
+
+/// Drops from the calling thread's capability bounding set every capability the running
+/// kernel knows that is not in `keep` (bit N for capability N). The end of the kernel's
+/// list is found by asking (PR_CAPBSET_READ fails with EINVAL past it), so nothing has
+/// to be read from /proc first. Needs CAP_SETPCAP; irreversible; allocation-free, for
+/// the container's first process before it execs.
+pub fn drop_bounding_set(keep: u64) -> nix::Result<()> {
+    for cap in 0..64 {
+        match capbset_read(cap)? {
+            None => break,
+            Some(false) => {}
+            Some(true) if keep & (1 << cap) != 0 => {}
+            Some(true) => {
+                // SAFETY: PR_CAPBSET_DROP takes a capability number and changes only this
+                // thread's bounding set.
+                let ret =
+                    unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+                Errno::result(ret)?;
+            }
+        }
+    }
+    Ok(())
+}
