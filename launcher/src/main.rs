@@ -7,7 +7,7 @@
 //! The launcher is single-threaded by design: see `sys`.
 #![deny(unsafe_code)]
 
-// caps: the container setup calls it once it has a user namespace
+// caps and seccomp: the container setup calls them once it has a user namespace
 #[allow(dead_code)]
 mod caps;
 mod cgroups;
@@ -20,6 +20,8 @@ mod guest;
 mod logging;
 mod plan;
 mod run;
+#[allow(dead_code)]
+mod seccomp;
 mod signals;
 mod spawn;
 mod start;

@@ -215,7 +215,7 @@ pub fn join_cgroup_on_exec(command: &mut std::process::Command, procs: RawFd) {
 }
 
 // -----------------------------------------------------------------------------------------
-// Containment: the capability bounding set (caps.rs).
+// Containment: the capability bounding set (caps.rs) and the seccomp filter (seccomp.rs).
 // Everything here is allocation-free and async-signal-safe, so the container's first
 // process can call it between clone and exec, on data built before the fork. Each call
 // changes only the calling thread, which is the whole process in that child.
@@ -270,4 +270,75 @@ pub fn drop_bounding_set(keep: u64) -> nix::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Installs the classic BPF `program` as a seccomp filter on the calling thread:
+/// seccomp(SECCOMP_SET_MODE_FILTER) with no flags and *without* PR_SET_NO_NEW_PRIVS, so
+/// set-user-ID programs (su, passwd) keep working under it. The kernel then requires
+/// CAP_SYS_ADMIN in the caller's user namespace (EACCES otherwise). Filters stack: the
+/// kernel runs every installed filter and the most restrictive answer wins. The kernel
+/// copies the program; nothing is allocated here.
+pub fn install_seccomp(program: &[libc::sock_filter]) -> nix::Result<()> {
+    let len = u16::try_from(program.len()).map_err(|_| Errno::EINVAL)?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: prog points to `program`, valid for the call; the kernel only reads it
+    // (filter is *mut in the C struct, but SECCOMP_SET_MODE_FILTER copies it).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Tests only: system call `nr` of the native ABI with `args`. Arguments are integers;
+/// an address among them must be of memory the call may read or write, or one the kernel
+/// refuses with EFAULT.
+#[cfg(test)]
+pub fn raw_syscall(nr: libc::c_long, args: [u64; 6]) -> nix::Result<i64> {
+    // SAFETY: the callers (tests) keep the contract above, so the kernel reads and writes
+    // only memory they own or fails with EFAULT.
+    let ret = unsafe { libc::syscall(nr, args[0], args[1], args[2], args[3], args[4], args[5]) };
+    Errno::result(ret)
+}
+
+/// Tests only: system call `nr` of the i386 ABI, made with `int $0x80` as a 32-bit
+/// program does (seccomp then sees AUDIT_ARCH_I386 and i386 numbers). Up to five
+/// arguments; addresses are cut to 32 bits, so in a 64-bit process they point nowhere
+/// and the kernel answers EFAULT.
+#[cfg(all(test, target_arch = "x86_64"))]
+pub fn raw_syscall_i386(nr: u32, args: [u32; 5]) -> nix::Result<u32> {
+    let ret: u32;
+    // SAFETY: int $0x80 enters the kernel's i386 entry with the number in eax and the
+    // arguments in ebx, ecx, edx, esi, edi; it returns in eax and leaves the other
+    // registers as they were (r8-r11 are declared clobbered anyway). rbx is reserved by
+    // the compiler, so the first argument is swapped into it and back around the call.
+    // Memory is touched only as the contract above allows.
+    unsafe {
+        std::arch::asm!(
+            "xchg {first:r}, rbx",
+            "int 0x80",
+            "xchg {first:r}, rbx",
+            first = inout(reg) u64::from(args[0]) => _,
+            inlateout("eax") nr => ret,
+            in("ecx") args[1],
+            in("edx") args[2],
+            in("esi") args[3],
+            in("edi") args[4],
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+        );
+    }
+    match ret as i32 {
+        err @ -4095..=-1 => Err(Errno::from_raw(-err)),
+        _ => Ok(ret),
+    }
 }
