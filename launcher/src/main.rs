@@ -7,6 +7,7 @@
 //! The launcher is single-threaded by design: see `sys`.
 #![deny(unsafe_code)]
 
+mod caps;
 mod cgroups;
 mod child;
 mod cli;
@@ -19,6 +20,7 @@ mod logging;
 mod plan;
 mod rootfs;
 mod run;
+mod seccomp;
 mod security;
 mod signals;
 mod spawn;
@@ -26,6 +28,8 @@ mod start;
 mod state;
 mod stop;
 mod sys;
+#[cfg(test)]
+mod testing;
 mod userns;
 
 use std::path::PathBuf;

@@ -354,40 +354,131 @@ pub fn fsmount(fs: BorrowedFd, attrs: u64) -> nix::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Drops from the bounding set every capability whose bit is not set in `keep`, up to
-/// the last one the running kernel knows (PR_CAPBSET_DROP answers EINVAL past it).
-/// Allocates nothing: sound between clone and exec.
+// -----------------------------------------------------------------------------------------
+// Containment: the capability bounding set (caps.rs) and the seccomp filter (seccomp.rs).
+// Everything here is allocation-free and async-signal-safe, so the container's first
+// process can call it between clone and exec, on data built before the fork. Each call
+// changes only the calling thread, which is the whole process in that child.
+// -----------------------------------------------------------------------------------------
+
+/// Whether capability `cap` is in the calling thread's bounding set; `None` past the
+/// running kernel's last capability (`/proc/sys/kernel/cap_last_cap`), where prctl fails
+/// with EINVAL.
+fn capbset_read(cap: u32) -> nix::Result<Option<bool>> {
+    // SAFETY: PR_CAPBSET_READ takes a capability number and touches no memory of ours.
+    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
+    match Errno::result(ret) {
+        Ok(n) => Ok(Some(n == 1)),
+        Err(Errno::EINVAL) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The calling thread's capability bounding set, bit N for capability N, up to the
+/// running kernel's last capability.
+#[allow(dead_code)] // the tests', until the container setup logs it
+pub fn bounding_set() -> nix::Result<u64> {
+    let mut set = 0;
+    for cap in 0..64 {
+        match capbset_read(cap)? {
+            Some(true) => set |= 1 << cap,
+            Some(false) => {}
+            None => break,
+        }
+    }
+    Ok(set)
+}
+
+/// Drops from the calling thread's capability bounding set every capability the running
+/// kernel knows that is not in `keep` (bit N for capability N). The end of the kernel's
+/// list is found by asking (PR_CAPBSET_READ fails with EINVAL past it), so nothing has
+/// to be read from /proc first. Needs CAP_SETPCAP; irreversible; allocation-free, for
+/// the container's first process before it execs.
 pub fn drop_bounding_set(keep: u64) -> nix::Result<()> {
     for cap in 0..64 {
-        if keep & (1 << cap) != 0 {
-            continue;
-        }
-        // SAFETY: PR_CAPBSET_DROP takes a capability number.
-        match Errno::result(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) }) {
-            Ok(_) => {}
-            Err(Errno::EINVAL) => break,
-            Err(e) => return Err(e),
+        match capbset_read(cap)? {
+            None => break,
+            Some(false) => {}
+            Some(true) if keep & (1 << cap) != 0 => {}
+            Some(true) => {
+                // SAFETY: PR_CAPBSET_DROP takes a capability number and changes only this
+                // thread's bounding set.
+                let ret =
+                    unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+                Errno::result(ret)?;
+            }
         }
     }
     Ok(())
 }
 
-/// Installs the classic BPF `program` as a seccomp filter of the calling thread, without
-/// no_new_privs (the caller has CAP_SYS_ADMIN in its user namespace; set-uid programs in
-/// the guest keep working). Allocates nothing: sound between clone and exec.
+/// Installs the classic BPF `program` as a seccomp filter on the calling thread:
+/// seccomp(SECCOMP_SET_MODE_FILTER) with no flags and *without* PR_SET_NO_NEW_PRIVS, so
+/// set-user-ID programs (su, passwd) keep working under it. The kernel then requires
+/// CAP_SYS_ADMIN in the caller's user namespace (EACCES otherwise). Filters stack: the
+/// kernel runs every installed filter and the most restrictive answer wins. The kernel
+/// copies the program; nothing is allocated here.
 pub fn install_seccomp(program: &[libc::sock_filter]) -> nix::Result<()> {
-    let fprog = libc::sock_fprog {
-        len: program.len() as libc::c_ushort,
-        filter: program.as_ptr() as *mut libc::sock_filter,
+    let len = u16::try_from(program.len()).map_err(|_| Errno::EINVAL)?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr().cast_mut(),
     };
-    // SAFETY: fprog points at `program`, alive for the call; the kernel copies it.
-    Errno::result(unsafe {
+    // SAFETY: prog points to `program`, valid for the call; the kernel only reads it
+    // (filter is *mut in the C struct, but SECCOMP_SET_MODE_FILTER copies it).
+    let ret = unsafe {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
             0,
-            &fprog as *const libc::sock_fprog,
+            &prog as *const libc::sock_fprog,
         )
-    })
-    .map(drop)
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Tests only: system call `nr` of the native ABI with `args`. Arguments are integers;
+/// an address among them must be of memory the call may read or write, or one the kernel
+/// refuses with EFAULT.
+#[cfg(test)]
+pub fn raw_syscall(nr: libc::c_long, args: [u64; 6]) -> nix::Result<i64> {
+    // SAFETY: the callers (tests) keep the contract above, so the kernel reads and writes
+    // only memory they own or fails with EFAULT.
+    let ret = unsafe { libc::syscall(nr, args[0], args[1], args[2], args[3], args[4], args[5]) };
+    Errno::result(ret)
+}
+
+/// Tests only: system call `nr` of the i386 ABI, made with `int $0x80` as a 32-bit
+/// program does (seccomp then sees AUDIT_ARCH_I386 and i386 numbers). Up to five
+/// arguments; addresses are cut to 32 bits, so in a 64-bit process they point nowhere
+/// and the kernel answers EFAULT.
+#[cfg(all(test, target_arch = "x86_64"))]
+pub fn raw_syscall_i386(nr: u32, args: [u32; 5]) -> nix::Result<u32> {
+    let ret: u32;
+    // SAFETY: int $0x80 enters the kernel's i386 entry with the number in eax and the
+    // arguments in ebx, ecx, edx, esi, edi; it returns in eax and leaves the other
+    // registers as they were (r8-r11 are declared clobbered anyway). rbx is reserved by
+    // the compiler, so the first argument is swapped into it and back around the call.
+    // Memory is touched only as the contract above allows.
+    unsafe {
+        std::arch::asm!(
+            "xchg {first:r}, rbx",
+            "int 0x80",
+            "xchg {first:r}, rbx",
+            first = inout(reg) u64::from(args[0]) => _,
+            inlateout("eax") nr => ret,
+            in("ecx") args[1],
+            in("edx") args[2],
+            in("esi") args[3],
+            in("edi") args[4],
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+        );
+    }
+    match ret as i32 {
+        err @ -4095..=-1 => Err(Errno::from_raw(-err)),
+        _ => Ok(ret),
+    }
 }

@@ -1,0 +1,1062 @@
+//! The default seccomp filter of a system container: a deny list answered with EPERM,
+//! everything else allowed, in the spirit of LXC's `config/templates/common.seccomp`,
+//! systemd-nspawn's `src/nspawn/nspawn-seccomp.c` and Docker's default profile. The
+//! capability bounding set (`caps`) does most of the containing; this list removes what
+//! a kept capability (CAP_SYS_ADMIN, CAP_DAC_READ_SEARCH) or no capability at all still
+//! reaches of the host's kernel, and the interfaces with the worst record.
+//!
+//! Not denied, on purpose, because an init and its services need them (the reason is
+//! given where it is not obvious):
+//! - mount, umount2 (without MNT_FORCE), pivot_root, chroot, the new mount API: the
+//!   guest mounts its own file systems, in its own mount namespace;
+//! - unshare, setns, clone, clone3, also with namespace flags: systemd sandboxes its
+//!   services that way, and containers nest;
+//! - reboot (in a PID namespace it ends the guest's init, which the shim reads), ptrace,
+//!   process_vm_*, sethostname, setdomainname, mknod (the device policy decides which
+//!   devices work), vhangup, kcmp, name_to_handle_at;
+//! - adjtimex and clock_adjtime: glibc's adjtimex() *is* clock_adjtime(CLOCK_REALTIME),
+//!   and a read (modes 0) is how systemd and chrony ask whether the clock is in sync;
+//!   setting the clock that way needs CAP_SYS_TIME, which the bounding set drops, so
+//!   only the calls that can do nothing but set it are denied;
+//! - personality: `linux32`/`setarch` in guests; the kernel clears the risky flags
+//!   (ADDR_NO_RANDOMIZE and the like) across a set-user-ID exec;
+//! - modify_ldt: Wine and other 32-bit code; pkey_*: protection keys of the caller's own
+//!   memory;
+//! - socket(AF_NETLINK, NETLINK_AUDIT), which nspawn refuses with EAFNOSUPPORT: this
+//!   filter has one answer, and an EPERM there makes shadow's useradd and su abort (they
+//!   accept only the errnos of a kernel without audit). Inside a user namespace the kernel
+//!   itself answers ECONNREFUSED, which PAM reads as "no audit".
+//!
+//! ## One program, every ABI the kernel accepts
+//!
+//! seccompiler compiles a filter for one architecture and starts it with an arch check
+//! that *kills the process* when `seccomp_data.arch` is another. On x86_64 a process may
+//! also make i386 system calls (`int $0x80`; arch AUDIT_ARCH_I386, i386 numbers): a guest
+//! running a 32-bit program would be killed, and a filter that simply let other arches
+//! through would be a way around the list. And filters stack with the strictest answer
+//! winning, so a second filter cannot undo a first one's kill. So [`Filter`] compiles the
+//! deny list once per ABI of the build's architecture ([`ABIS`]: x86_64 and i386, or
+//! aarch64 and arm), each with that ABI's numbers, removes the arch check at the start of
+//! each body (after checking it is exactly the three instructions seccompiler emits) and
+//! puts one dispatch on `seccomp_data.arch` in front:
+//!
+//! ```text
+//!     ld  arch
+//!     jeq native  → native body            (x86_64 first: x32 guard, see below)
+//!     jeq compat  → compat body
+//!     ret ERRNO(EPERM)                      any other ABI is refused whole, never killed
+//! ```
+//!
+//! **x32** (x86_64 arch, numbers with bit 0x40000000) is denied outright with EPERM,
+//! before the native body: mapping it would mean a third table (its own 512-547 range for
+//! half of the calls), for an ABI this host's kernel does not even configure (it answers
+//! ENOSYS there anyway). The number -1 is let through to the body and so reaches the
+//! kernel (ENOSYS): that is how a tracer skips a call, as libseccomp also allows.
+//!
+//! Every rule but three (ioctl, umount2, userfaultfd) depends on the number and arch
+//! alone, so the kernel's seccomp action cache answers the allowed calls without running
+//! the program at all.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// The ABIs the kernel of this build's architecture may report in `seccomp_data.arch`:
+/// the native one first, then the 32-bit compat one. The one place that chooses by
+/// architecture.
+#[cfg(target_arch = "x86_64")]
+pub const ABIS: [Abi; 2] = [Abi::X86_64, Abi::I386];
+#[cfg(target_arch = "aarch64")]
+pub const ABIS: [Abi; 2] = [Abi::Aarch64, Abi::Arm];
+/// seccompiler's name for the native architecture (only its arch check uses it, and that
+/// check is replaced).
+#[cfg(target_arch = "x86_64")]
+const TARGET: TargetArch = TargetArch::x86_64;
+#[cfg(target_arch = "aarch64")]
+const TARGET: TargetArch = TargetArch::aarch64;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!(
+    "seccomp.rs has system call numbers for x86_64 (with i386) and aarch64 (with arm) only"
+);
+
+/// A system call ABI, as seccomp tells them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abi {
+    X86_64,
+    /// 32-bit x86 programs on an x86_64 kernel (`int $0x80`, sysenter).
+    I386,
+    Aarch64,
+    /// 32-bit ARM (EABI) programs on an aarch64 kernel.
+    Arm,
+}
+
+impl Abi {
+    /// AUDIT_ARCH_* of linux/audit.h: EM_* | 64-bit flag | little-endian flag.
+    pub const fn audit_arch(self) -> u32 {
+        const BITS_64: u32 = 0x8000_0000;
+        const LITTLE_ENDIAN: u32 = 0x4000_0000;
+        match self {
+            Abi::X86_64 => 62 | BITS_64 | LITTLE_ENDIAN,
+            Abi::I386 => 3 | LITTLE_ENDIAN,
+            Abi::Aarch64 => 183 | BITS_64 | LITTLE_ENDIAN,
+            Abi::Arm => 40 | LITTLE_ENDIAN,
+        }
+    }
+
+    /// Its number for `call`, if it has the call.
+    pub fn number(self, call: &Denied) -> Option<u32> {
+        let n = match self {
+            Abi::X86_64 => call.numbers[0],
+            Abi::I386 => call.numbers[1],
+            Abi::Aarch64 => call.numbers[2],
+            Abi::Arm => call.numbers[3],
+        };
+        u32::try_from(n).ok()
+    }
+}
+
+/// The x32 ABI's bit in the system call number (arch stays AUDIT_ARCH_X86_64).
+pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// No such call on that ABI (in [`Denied::numbers`]).
+const NA: i32 = -1;
+
+/// When a denied call is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// Only when argument `arg` (its low 32 bits, which is all the kernel reads of an
+    /// `int` argument: comparing 64 would let high garbage bits through) masked with
+    /// `mask` equals `value`.
+    Arg {
+        arg: u8,
+        mask: u32,
+        value: u32,
+    },
+}
+
+/// A system call the guest may not make.
+#[derive(Debug)]
+pub struct Denied {
+    pub name: &'static str,
+    /// On x86_64, i386, aarch64, arm; [`NA`] where the ABI has no such call. From the
+    /// kernel's syscall tables (arch/x86/entry/syscalls/syscall_{64,32}.tbl,
+    /// include/uapi/asm-generic/unistd.h, arch/arm/tools/syscall.tbl).
+    numbers: [i32; 4],
+    pub when: When,
+    pub why: &'static str,
+}
+
+const fn always(name: &'static str, numbers: [i32; 4], why: &'static str) -> Denied {
+    Denied {
+        name,
+        numbers,
+        when: When::Always,
+        why,
+    }
+}
+
+const fn when_arg(
+    name: &'static str,
+    numbers: [i32; 4],
+    (arg, mask, value): (u8, u32, u32),
+    why: &'static str,
+) -> Denied {
+    Denied {
+        name,
+        numbers,
+        when: When::Arg { arg, mask, value },
+        why,
+    }
+}
+
+const TIOCSTI: u32 = 0x5412;
+const TIOCLINUX: u32 = 0x541C;
+const MNT_FORCE: u32 = 1;
+const UFFD_USER_MODE_ONLY: u32 = 1;
+
+/// The deny list: every call refused with EPERM, on every ABI that has it.
+#[rustfmt::skip]
+pub const DENIED: &[Denied] = &[
+    //      name                 x86_64 i386 aarch64 arm
+    always("init_module",       [175, 128, 105, 128], "loads code into the kernel the host runs (CAP_SYS_MODULE is dropped too; LXC, nspawn, Docker)"),
+    always("finit_module",      [313, 350, 273, 379], "the same, from a file descriptor"),
+    always("delete_module",     [176, 129, 106, 129], "unloads modules the host uses"),
+    always("create_module",     [174, 127, NA, NA],   "the pre-2.6 module interface; old kernels only"),
+    always("get_kernel_syms",   [177, 130, NA, NA],   "the pre-2.6 module interface: kernel symbols"),
+    always("query_module",      [178, 167, NA, NA],   "the pre-2.6 module interface"),
+    always("kexec_load",        [246, 283, 104, 347], "replaces the host's running kernel"),
+    always("kexec_file_load",   [320, NA, 294, 401],  "the same, from a file (no i386 entry)"),
+    always("open_by_handle_at", [304, 342, 265, 371], "opens any inode of a file system by handle, around the guest's root (the 'shocker' escape; CAP_DAC_READ_SEARCH is kept)"),
+    always("bpf",               [321, 357, 280, 386], "the verifier and maps are kernel attack surface, and not namespaced (nspawn, Docker); systemd in the guest does without"),
+    always("perf_event_open",   [298, 336, 241, 364], "host-wide performance data, and a long record of kernel bugs (CAP_PERFMON is dropped)"),
+    always("fanotify_init",     [300, 338, 262, 367], "marks on a whole file system watch, or with permission events block, the host's accesses to it (nspawn)"),
+    always("fanotify_mark",     [301, 339, 263, 368], "the same"),
+    always("swapon",            [167, 87, 224, 87],   "swap is the host's, not namespaced"),
+    always("swapoff",           [168, 115, 225, 115], "the same"),
+    always("add_key",           [248, 286, 217, 309], "the kernel keyring is not namespaced (nspawn, Docker); systemd in the guest does without"),
+    always("request_key",       [249, 287, 218, 310], "the same"),
+    always("keyctl",            [250, 288, 219, 311], "the same"),
+    always("iopl",              [172, 110, NA, NA],   "raw I/O ports of the host's hardware (CAP_SYS_RAWIO is dropped too)"),
+    always("ioperm",            [173, 101, NA, NA],   "the same"),
+    always("syslog",            [103, 103, 116, 103], "reads and clears the host's kernel log, which is not namespaced and shows kernel addresses"),
+    always("acct",              [163, 51, 89, 51],    "process accounting to a file of the guest's choosing (CAP_SYS_PACCT is dropped; nspawn, Docker)"),
+    always("settimeofday",      [164, 79, 170, 79],   "sets the host's clock: CLOCK_REALTIME is not namespaced"),
+    always("stime",             [NA, 25, NA, NA],     "the same (i386 only)"),
+    always("clock_settime",     [227, 264, 112, 262], "the same"),
+    always("clock_settime64",   [NA, 404, NA, 404],   "the same, 32-bit ABIs' 64-bit time"),
+    always("lookup_dcookie",    [212, 253, 18, 249],  "oprofile's, gone from current kernels; it leaked kernel paths (Docker)"),
+    always("nfsservctl",        [180, 169, 42, 169],  "the host's NFS server, on kernels before 3.1"),
+    always("quotactl",          [179, 131, 60, 131],  "quotas of file systems the host shares (nspawn, Docker)"),
+    always("quotactl_fd",       [443, 443, 443, 443], "the same, by descriptor"),
+    when_arg("userfaultfd",     [323, 374, 282, 388], (0, UFFD_USER_MODE_ONLY, 0),
+             "without UFFD_USER_MODE_ONLY it stalls the kernel in the middle of a copy, the usual way to win kernel races; user-mode-only is what unprivileged users get"),
+    always("vm86old",           [NA, 113, NA, NA],    "virtual 8086 mode; no 64-bit kernel has it (Docker)"),
+    always("vm86",              [NA, 166, NA, NA],    "the same"),
+    always("uselib",            [134, 86, NA, 86],    "a.out shared libraries, long obsolete (Docker)"),
+    always("_sysctl",           [156, 149, NA, 149],  "the binary sysctl interface, removed in Linux 5.5 (Docker)"),
+    always("io_uring_setup",    [425, 425, 425, 425], "most kernel exploits sent to Google's kCTF in 2022 went through it (Docker refuses it); programs fall back, as where kernel.io_uring_disabled is set"),
+    always("io_uring_enter",    [426, 426, 426, 426], "the same"),
+    always("io_uring_register", [427, 427, 427, 427], "the same"),
+    when_arg("ioctl",           [16, 54, 29, 54],     (1, u32::MAX, TIOCSTI),
+             "TIOCSTI types into a terminal: a guest given a host terminal (run, exec) could queue commands for the host's shell (Linux 6.2 can turn it off, legacy_tiocsti)"),
+    when_arg("ioctl",           [16, 54, 29, 54],     (1, u32::MAX, TIOCLINUX),
+             "TIOCLINUX pastes a virtual console's selection into it: the same (bubblewrap, flatpak)"),
+    when_arg("umount2",         [166, 52, 39, 52],    (1, MNT_FORCE, MNT_FORCE),
+             "MNT_FORCE aborts the I/O in flight on a whole superblock the host shares (NFS, FUSE), even when the unmount then fails as busy (LXC's reject_force_umount)"),
+];
+
+/// The compiled filter: one classic BPF program for every ABI in [`ABIS`], built once
+/// before fork and installed in the child.
+pub struct Filter {
+    program: Vec<libc::sock_filter>,
+}
+
+impl Filter {
+    /// [`DENIED`], compiled for this build's architecture (see the module documentation).
+    pub fn default_for_guest() -> Result<Filter> {
+        let [native, compat] = ABIS.map(body);
+        let program = assemble(&native?, &compat?)
+            .map_err(|why| Error::host("compile the seccomp filter", io::Error::other(why)))?;
+        Ok(Filter { program })
+    }
+
+    pub fn program(&self) -> &[libc::sock_filter] {
+        &self.program
+    }
+
+    /// Installs the filter on the calling thread (`sys::install_seccomp`: no
+    /// no_new_privs, so it needs CAP_SYS_ADMIN in the caller's user namespace).
+    /// Allocation-free: for the container's first process, before it execs.
+    pub fn install(&self) -> nix::Result<()> {
+        sys::install_seccomp(&self.program)
+    }
+}
+
+/// The rules of `abi`, as seccompiler takes them: number → the conditions under which it
+/// is refused (none: always). A call refused always ignores its conditional rows.
+fn rules(abi: Abi) -> std::result::Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
+    let always: BTreeSet<u32> = DENIED
+        .iter()
+        .filter(|d| d.when == When::Always)
+        .filter_map(|d| abi.number(d))
+        .collect();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for denied in DENIED {
+        let Some(nr) = abi.number(denied) else {
+            continue;
+        };
+        let chain = rules.entry(nr.into()).or_default();
+        let When::Arg { arg, mask, value } = denied.when else {
+            continue;
+        };
+        if always.contains(&nr) {
+            continue;
+        }
+        let rule = SeccompCondition::new(
+            arg,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(mask.into()),
+            value.into(),
+        )
+        .and_then(|condition| SeccompRule::new(vec![condition]))
+        .map_err(|e| format!("{}: {e}", denied.name))?;
+        chain.push(rule);
+    }
+    Ok(rules)
+}
+
+/// seccompiler's program for `abi`, without the arch check it starts with.
+fn body(abi: Abi) -> Result<Vec<libc::sock_filter>> {
+    let fail = |why: String| {
+        Error::host(
+            format!("compile the seccomp filter for {abi:?}"),
+            io::Error::other(why),
+        )
+    };
+    let filter = SeccompFilter::new(
+        rules(abi).map_err(fail)?,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        TARGET,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    let program = BpfProgram::try_from(filter).map_err(|e| fail(e.to_string()))?;
+    let program: Vec<libc::sock_filter> = program
+        .iter()
+        .map(|i| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
+    // seccompiler 0.5: load arch; jeq ITS_ARCH, skip 1; return KILL_PROCESS
+    let arch_check = [
+        (LD_W_ABS, 0, 0, ARCH_OFFSET),
+        (JEQ_K, 1, 0, NATIVE.audit_arch()),
+        (RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+    ];
+    if program.len() <= arch_check.len()
+        || program[..3]
+            .iter()
+            .zip(arch_check)
+            .any(|(i, (code, jt, jf, k))| (i.code, i.jt, i.jf, i.k) != (code, jt, jf, k))
+    {
+        return Err(fail(
+            "seccompiler's program does not start with the arch check this module replaces".into(),
+        ));
+    }
+    Ok(program[3..].to_vec())
+}
+
+/// This build's native ABI.
+const NATIVE: Abi = ABIS[0];
+
+// Classic BPF as seccomp runs it (linux/filter.h, linux/seccomp.h).
+const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
+const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+/// Offsets in struct seccomp_data.
+const NR_OFFSET: u32 = 0;
+const ARCH_OFFSET: u32 = 4;
+/// The kernel's limit on a filter's length (BPF_MAXINSNS).
+const MAX_INSNS: usize = 4096;
+const RET_EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+
+const fn insn(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+/// The x32 guard in front of the x86_64 body: numbers with the x32 bit get EPERM, except
+/// -1 (a tracer skipping the call), which goes on to the body and the kernel.
+const X32_GUARD: [libc::sock_filter; 4] = [
+    insn(LD_W_ABS, 0, 0, NR_OFFSET),
+    insn(JGE_K, 0, 2, X32_SYSCALL_BIT),
+    insn(JEQ_K, 1, 0, u32::MAX),
+    insn(RET_K, 0, 0, RET_EPERM),
+];
+
+/// One program: a dispatch on the arch, then the native ABI's body (behind the x32 guard
+/// on x86_64) and the compat ABI's. Each body ends in returns on every path, so they can
+/// sit one after the other.
+fn assemble(
+    native: &[libc::sock_filter],
+    compat: &[libc::sock_filter],
+) -> std::result::Result<Vec<libc::sock_filter>, String> {
+    let guard: &[libc::sock_filter] = if NATIVE == Abi::X86_64 {
+        &X32_GUARD
+    } else {
+        &[]
+    };
+    // 0 ld arch; 1 jeq native; 2 ja native; 3 jeq compat; 4 ja compat; 5 ret EPERM
+    let native_at = 6;
+    let compat_at = native_at + guard.len() + native.len();
+    let mut program = vec![
+        insn(LD_W_ABS, 0, 0, ARCH_OFFSET),
+        insn(JEQ_K, 0, 1, NATIVE.audit_arch()),
+        insn(JA, 0, 0, (native_at - 3) as u32),
+        insn(JEQ_K, 0, 1, ABIS[1].audit_arch()),
+        insn(JA, 0, 0, (compat_at - 5) as u32),
+        insn(RET_K, 0, 0, RET_EPERM),
+    ];
+    program.extend_from_slice(guard);
+    program.extend_from_slice(native);
+    program.extend_from_slice(compat);
+    if program.len() > MAX_INSNS {
+        return Err(format!(
+            "{} instructions, more than the kernel's {MAX_INSNS}",
+            program.len()
+        ));
+    }
+    Ok(program)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{in_child, require_root};
+    use nix::errno::Errno;
+
+    const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+    const ALU_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+
+    fn compiled() -> Vec<libc::sock_filter> {
+        Filter::default_for_guest().unwrap().program().to_vec()
+    }
+
+    /// What the kernel would answer: a classic BPF interpreter for the instructions
+    /// seccompiler and [`assemble`] emit, over a seccomp_data of `arch`, `nr`, `args`.
+    fn run(program: &[libc::sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        let mut data = [0u32; 16];
+        data[0] = nr;
+        data[1] = arch;
+        for (i, arg) in args.iter().enumerate() {
+            data[4 + 2 * i] = *arg as u32;
+            data[5 + 2 * i] = (*arg >> 32) as u32;
+        }
+        let (mut acc, mut pc) = (0u32, 0usize);
+        loop {
+            let i = program[pc];
+            pc += 1;
+            let jump = |taken: bool| usize::from(if taken { i.jt } else { i.jf });
+            match i.code {
+                LD_W_ABS => acc = data[i.k as usize / 4],
+                ALU_AND_K => acc &= i.k,
+                JA => pc += i.k as usize,
+                JEQ_K => pc += jump(acc == i.k),
+                JGE_K => pc += jump(acc >= i.k),
+                code if code == (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16 => {
+                    pc += jump(acc > i.k)
+                }
+                RET_K => return i.k,
+                code => panic!(
+                    "instruction {code:#x} at {} is not one this test knows",
+                    pc - 1
+                ),
+            }
+        }
+    }
+
+    /// Arguments that make `denied` match its rule, and that the kernel refuses cheaply
+    /// without the filter (bad descriptors, addresses, flags): -1 everywhere, except
+    /// where the rule looks at an argument, and bpf(BPF_MAP_CREATE) with an empty attr.
+    fn probe(denied: &Denied) -> [u64; 6] {
+        let mut args = [u64::MAX; 6];
+        match (denied.name, denied.when) {
+            ("bpf", _) => args[..3].copy_from_slice(&[0, u64::MAX, 0]),
+            (_, When::Arg { arg, value, .. }) => args[usize::from(arg)] = value.into(),
+            (_, When::Always) => {}
+        }
+        args
+    }
+
+    #[test]
+    fn audit_arches_are_the_kernel_s() {
+        assert_eq!(Abi::X86_64.audit_arch(), 0xC000_003E);
+        assert_eq!(Abi::I386.audit_arch(), 0x4000_0003);
+        assert_eq!(Abi::Aarch64.audit_arch(), 0xC000_00B7);
+        assert_eq!(Abi::Arm.audit_arch(), 0x4000_0028);
+    }
+
+    #[test]
+    fn every_row_has_a_reason_and_a_number() {
+        for denied in DENIED {
+            assert!(
+                !denied.why.is_empty() && !denied.why.contains('\n'),
+                "{denied:?}"
+            );
+            assert!(
+                [Abi::X86_64, Abi::I386, Abi::Aarch64, Abi::Arm]
+                    .iter()
+                    .any(|abi| abi.number(denied).is_some()),
+                "{denied:?}"
+            );
+        }
+        // two names never share a number on one ABI
+        for abi in [Abi::X86_64, Abi::I386, Abi::Aarch64, Abi::Arm] {
+            let mut seen = BTreeMap::new();
+            for denied in DENIED {
+                if let Some(nr) = abi.number(denied) {
+                    let name = *seen.entry(nr).or_insert(denied.name);
+                    assert_eq!(name, denied.name, "{abi:?} {nr}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_list_has_what_the_brief_and_lxc_deny() {
+        for name in [
+            "init_module",
+            "finit_module",
+            "delete_module",
+            "create_module",
+            "kexec_load",
+            "kexec_file_load",
+            "open_by_handle_at",
+            "bpf",
+            "perf_event_open",
+            "swapon",
+            "swapoff",
+            "add_key",
+            "request_key",
+            "keyctl",
+            "iopl",
+            "ioperm",
+            "syslog",
+            "acct",
+            "settimeofday",
+            "clock_settime",
+            "lookup_dcookie",
+            "nfsservctl",
+            "vm86",
+            "vm86old",
+            "uselib",
+            "_sysctl",
+        ] {
+            assert!(
+                DENIED
+                    .iter()
+                    .any(|d| d.name == name && d.when == When::Always),
+                "{name}"
+            );
+        }
+    }
+
+    /// The numbers are the kernel's: x86_64 and i386 against this machine's uapi headers,
+    /// aarch64 against asm-generic's (arm has no header here: arch/arm/tools/syscall.tbl).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn numbers_match_the_kernel_headers() {
+        fn header(name: &str) -> BTreeMap<String, u32> {
+            let text = [
+                format!("/usr/include/x86_64-linux-gnu/asm/{name}"),
+                format!("/usr/include/asm/{name}"),
+                format!("/usr/include/{name}"),
+            ]
+            .iter()
+            .find_map(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_else(|| {
+                panic!("{name}: install the kernel's uapi headers (linux-libc-dev)")
+            });
+            text.lines()
+                .filter_map(|line| {
+                    let mut words = line.split_whitespace();
+                    (words.next() == Some("#define"))
+                        .then(|| Some((words.next()?.strip_prefix("__NR_")?, words.next()?)))
+                        .flatten()
+                        .and_then(|(n, v)| Some((n.to_owned(), v.parse().ok()?)))
+                })
+                .collect()
+        }
+        let x86_64 = header("unistd_64.h");
+        let i386 = header("unistd_32.h");
+        let generic = header("asm-generic/unistd.h");
+        assert!(x86_64.len() > 300 && i386.len() > 400 && generic.len() > 250);
+        for denied in DENIED {
+            let name = denied.name;
+            assert_eq!(
+                Abi::X86_64.number(denied),
+                x86_64.get(name).copied(),
+                "{name}"
+            );
+            assert_eq!(Abi::I386.number(denied), i386.get(name).copied(), "{name}");
+            // asm-generic also lists the 32-bit-only calls, so only the ones aarch64 has
+            if let Some(nr) = Abi::Aarch64.number(denied) {
+                assert_eq!(Some(nr), generic.get(name).copied(), "{name}");
+            }
+        }
+        for name in ["iopl", "ioperm", "uselib", "_sysctl", "clock_settime64"] {
+            let row = DENIED.iter().find(|d| d.name == name).unwrap();
+            assert_eq!(Abi::Aarch64.number(row), None, "{name}");
+        }
+    }
+
+    /// What an init and its services need, by this build's native numbers.
+    fn needed() -> Vec<(&'static str, libc::c_long)> {
+        vec![
+            ("mount", libc::SYS_mount),
+            ("umount2", libc::SYS_umount2),
+            ("pivot_root", libc::SYS_pivot_root),
+            ("unshare", libc::SYS_unshare),
+            ("setns", libc::SYS_setns),
+            ("clone", libc::SYS_clone),
+            ("clone3", libc::SYS_clone3),
+            ("reboot", libc::SYS_reboot),
+            ("ptrace", libc::SYS_ptrace),
+            ("chroot", libc::SYS_chroot),
+            ("sethostname", libc::SYS_sethostname),
+            ("mknodat", libc::SYS_mknodat),
+            ("execve", libc::SYS_execve),
+            ("adjtimex", libc::SYS_adjtimex),
+            ("clock_adjtime", libc::SYS_clock_adjtime),
+            ("personality", libc::SYS_personality),
+            ("open_tree", libc::SYS_open_tree),
+            ("move_mount", libc::SYS_move_mount),
+            ("fsopen", libc::SYS_fsopen),
+            ("mount_setattr", libc::SYS_mount_setattr),
+            ("name_to_handle_at", libc::SYS_name_to_handle_at),
+            ("process_vm_readv", libc::SYS_process_vm_readv),
+            ("seccomp", libc::SYS_seccomp),
+            ("prctl", libc::SYS_prctl),
+            ("getpid", libc::SYS_getpid),
+        ]
+    }
+
+    #[test]
+    fn calls_an_init_needs_are_allowed() {
+        let program = compiled();
+        let arch = NATIVE.audit_arch();
+        for (name, nr) in needed() {
+            assert!(
+                DENIED
+                    .iter()
+                    .all(|d| d.name != name || d.when != When::Always)
+            );
+            // plain arguments, and the ones a conditional rule looks for in another call
+            for args in [[0; 6], [u64::MAX; 6], [3, 0, 0, 0, 0, 0]] {
+                let args = if name == "umount2" { [0; 6] } else { args };
+                assert_eq!(
+                    run(&program, arch, nr as u32, args),
+                    ALLOW,
+                    "{name} {args:?}"
+                );
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        for (name, nr) in [
+            ("mknod", libc::SYS_mknod),
+            ("modify_ldt", libc::SYS_modify_ldt),
+        ] {
+            assert_eq!(run(&program, arch, nr as u32, [0; 6]), ALLOW, "{name}");
+        }
+    }
+
+    #[test]
+    fn every_denied_call_is_refused_on_every_abi() {
+        let program = compiled();
+        for abi in ABIS {
+            for denied in DENIED {
+                if let Some(nr) = abi.number(denied) {
+                    let answer = run(&program, abi.audit_arch(), nr, probe(denied));
+                    assert_eq!(answer, RET_EPERM, "{abi:?} {}", denied.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn conditional_rules_look_at_32_bits_of_one_argument() {
+        let program = compiled();
+        for abi in ABIS {
+            let (arch, nr) = (abi.audit_arch(), |name: &str| {
+                abi.number(DENIED.iter().find(|d| d.name == name).unwrap())
+                    .unwrap()
+            });
+            let ioctl = |cmd: u64| run(&program, arch, nr("ioctl"), [1, cmd, 0, 0, 0, 0]);
+            assert_eq!(ioctl(TIOCSTI.into()), RET_EPERM);
+            assert_eq!(ioctl(TIOCLINUX.into()), RET_EPERM);
+            // the kernel reads an unsigned int: high bits do not get around the rule
+            assert_eq!(ioctl(0xdead_0000_0000_0000 | u64::from(TIOCSTI)), RET_EPERM);
+            assert_eq!(ioctl(libc::TCGETS), ALLOW);
+            assert_eq!(ioctl(libc::TIOCSCTTY), ALLOW);
+            let umount2 = |flags: u64| run(&program, arch, nr("umount2"), [0, flags, 0, 0, 0, 0]);
+            assert_eq!(umount2(0), ALLOW);
+            assert_eq!(umount2(libc::MNT_DETACH as u64), ALLOW);
+            assert_eq!(
+                umount2((libc::MNT_DETACH | libc::MNT_FORCE) as u64),
+                RET_EPERM
+            );
+            let uffd = |flags: u64| run(&program, arch, nr("userfaultfd"), [flags, 0, 0, 0, 0, 0]);
+            assert_eq!(uffd(libc::O_CLOEXEC as u64), RET_EPERM);
+            assert_eq!(uffd((libc::O_CLOEXEC as u64) | 1), ALLOW);
+        }
+    }
+
+    #[test]
+    fn other_abis_are_refused_whole_and_never_killed() {
+        let program = compiled();
+        let getpid = libc::SYS_getpid as u32;
+        for arch in [0, Abi::Arm.audit_arch() ^ 1, 0xC000_00F3 /* riscv64 */] {
+            assert_eq!(run(&program, arch, getpid, [0; 6]), RET_EPERM);
+        }
+        for (i, insn) in program.iter().enumerate() {
+            assert!(
+                !(insn.code == RET_K && insn.k & 0xffff_0000 < libc::SECCOMP_RET_ERRNO),
+                "instruction {i} kills or traps: {:#x}",
+                insn.k
+            );
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn x32_is_refused_and_minus_one_goes_through() {
+        let program = compiled();
+        let arch = Abi::X86_64.audit_arch();
+        for nr in [
+            X32_SYSCALL_BIT,
+            X32_SYSCALL_BIT | 39,
+            X32_SYSCALL_BIT | 528,
+            u32::MAX - 1,
+        ] {
+            assert_eq!(run(&program, arch, nr, [0; 6]), RET_EPERM, "{nr:#x}");
+        }
+        assert_eq!(run(&program, arch, u32::MAX, [0; 6]), ALLOW);
+        // i386 has no x32 bit to guard: its numbers go to its own body
+        assert_eq!(run(&program, Abi::I386.audit_arch(), 20, [0; 6]), ALLOW);
+    }
+
+    #[test]
+    fn the_program_starts_with_the_arch_dispatch() {
+        let program = compiled();
+        assert!(program.len() < MAX_INSNS);
+        let head: Vec<_> = program[..6]
+            .iter()
+            .map(|i| (i.code, i.jt, i.jf, i.k))
+            .collect();
+        assert_eq!(head[0], (LD_W_ABS, 0, 0, ARCH_OFFSET));
+        assert_eq!(head[1], (JEQ_K, 0, 1, NATIVE.audit_arch()));
+        assert_eq!(head[3], (JEQ_K, 0, 1, ABIS[1].audit_arch()));
+        assert_eq!(head[5], (RET_K, 0, 0, RET_EPERM));
+        // both jumps land on a load of the number: the start of a body (or of the guard)
+        for ja in [2, 4] {
+            assert_eq!(head[ja].0, JA);
+            let target = &program[ja + 1 + head[ja].3 as usize];
+            assert_eq!((target.code, target.k), (LD_W_ABS, NR_OFFSET), "ja at {ja}");
+        }
+        // and seccompiler's kill on a foreign arch is gone
+        assert!(
+            program
+                .iter()
+                .all(|i| i.k != libc::SECCOMP_RET_KILL_PROCESS)
+        );
+    }
+
+    // ---- as root: the filter installed in a child, against the real kernel ----
+
+    /// `call` in a child without the filter and in one with it: (before, after), each
+    /// as the call's result or -errno.
+    fn before_and_after(call: impl Fn() -> nix::Result<i64> + Copy) -> (i64, i64) {
+        let filter = Filter::default_for_guest().unwrap();
+        let code = |r: nix::Result<i64>| r.unwrap_or_else(|e| -(e as i64));
+        let before = in_child(move || code(call()));
+        let after = in_child(|| match filter.install() {
+            Ok(()) => code(call()),
+            Err(e) => -1000 - e as i64,
+        });
+        (before, after)
+    }
+
+    const EPERM: i64 = -(Errno::EPERM as i64);
+
+    #[test]
+    fn denied_calls_get_eperm_from_the_filter() {
+        require_root();
+        for denied in DENIED {
+            let Some(nr) = NATIVE.number(denied) else {
+                continue;
+            };
+            let args = probe(denied);
+            let (before, after) = before_and_after(|| sys::raw_syscall(nr.into(), args));
+            assert_eq!(after, EPERM, "{} with the filter", denied.name);
+            assert_ne!(
+                before, EPERM,
+                "{} without it: the kernel refused it by itself",
+                denied.name
+            );
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn denied_calls_get_eperm_through_int_0x80() {
+        require_root();
+        for denied in DENIED {
+            let Some(nr) = Abi::I386.number(denied) else {
+                continue;
+            };
+            let wide = probe(denied);
+            let args = [0, 1, 2, 3, 4].map(|i| wide[i] as u32);
+            let (before, after) =
+                before_and_after(|| sys::raw_syscall_i386(nr, args).map(i64::from));
+            assert_eq!(after, EPERM, "i386 {} with the filter", denied.name);
+            assert_ne!(before, EPERM, "i386 {} without it", denied.name);
+        }
+    }
+
+    /// One allowed call made for real, and the answer expected with and without the
+    /// filter: `None` for success, or the errno of arguments the kernel refuses.
+    struct Check {
+        what: &'static str,
+        nr: libc::c_long,
+        args: [u64; 6],
+        errno: Option<Errno>,
+    }
+
+    #[test]
+    fn calls_an_init_needs_still_work() {
+        require_root();
+        let missing = c"/nonexistent/cradle-seccomp-test".as_ptr() as u64;
+        let tmpfs = c"tmpfs".as_ptr() as u64;
+        let root = c"/".as_ptr() as u64;
+        // a struct timex of zeros (modes 0: read only), with room to spare
+        let mut timex = [0u64; 64];
+        let timex = timex.as_mut_ptr() as u64;
+        let check = |what, nr, args: &[u64], errno| {
+            let mut all = [0; 6];
+            all[..args.len()].copy_from_slice(args);
+            Check {
+                what,
+                nr,
+                args: all,
+                errno,
+            }
+        };
+        use libc::*;
+        let checks = [
+            check(
+                "mount onto a missing path",
+                SYS_mount,
+                &[tmpfs, missing, tmpfs],
+                Some(Errno::ENOENT),
+            ),
+            check(
+                "umount2 of a missing path",
+                SYS_umount2,
+                &[missing],
+                Some(Errno::ENOENT),
+            ),
+            check(
+                "pivot_root to a missing path",
+                SYS_pivot_root,
+                &[missing, missing],
+                Some(Errno::ENOENT),
+            ),
+            check(
+                "mknodat in a missing directory",
+                SYS_mknodat,
+                &[AT_FDCWD as u64, missing, u64::from(S_IFIFO | 0o600)],
+                Some(Errno::ENOENT),
+            ),
+            check(
+                "unshare a UTS namespace",
+                SYS_unshare,
+                &[CLONE_NEWUTS as u64],
+                None,
+            ),
+            check(
+                "setns to a bad descriptor",
+                SYS_setns,
+                &[u64::MAX],
+                Some(Errno::EBADF),
+            ),
+            check("chroot to /", SYS_chroot, &[root], None),
+            check(
+                "reboot with a wrong magic",
+                SYS_reboot,
+                &[],
+                Some(Errno::EINVAL),
+            ),
+            check(
+                "ptrace a process not traced",
+                SYS_ptrace,
+                &[PTRACE_PEEKDATA as u64, 1],
+                Some(Errno::ESRCH),
+            ),
+            check("adjtimex, reading", SYS_adjtimex, &[timex], None),
+            check("personality, asking", SYS_personality, &[0xffff_ffff], None),
+            check(
+                "userfaultfd, user mode only",
+                SYS_userfaultfd,
+                &[1 | O_CLOEXEC as u64],
+                None,
+            ),
+            check(
+                "ioctl TCGETS on a bad descriptor",
+                SYS_ioctl,
+                &[u64::MAX, TCGETS],
+                Some(Errno::EBADF),
+            ),
+        ];
+        for Check {
+            what,
+            nr,
+            args,
+            errno,
+        } in checks
+        {
+            let expected = |r: i64| match errno {
+                None => r >= 0,
+                Some(e) => r == -(e as i64),
+            };
+            let (before, after) = before_and_after(|| sys::raw_syscall(nr, args));
+            assert!(expected(before), "{what} without the filter: {before}");
+            assert!(expected(after), "{what} with the filter: {after}");
+        }
+    }
+
+    #[test]
+    fn getpid_clone3_and_sethostname_work_under_the_filter() {
+        require_root();
+        let filter = Filter::default_for_guest().unwrap();
+        let outcome = in_child(|| {
+            if filter.install().is_err() {
+                return 1;
+            }
+            if sys::raw_syscall(libc::SYS_getpid, [0; 6]) != Ok(i64::from(std::process::id())) {
+                return 2;
+            }
+            // clone3, as the launcher and the shim make their children
+            let Ok((_, pidfd)) = sys::fork_into(nix::sched::CloneFlags::CLONE_NEWUTS, None, || {
+                let ok = nix::unistd::sethostname("cradle-test").is_ok();
+                sys::exit_now(if ok { 42 } else { 43 })
+            }) else {
+                return 3;
+            };
+            use std::os::fd::AsFd;
+            match nix::sys::wait::waitid(
+                nix::sys::wait::Id::PIDFd(pidfd.as_fd()),
+                nix::sys::wait::WaitPidFlag::WEXITED,
+            ) {
+                Ok(nix::sys::wait::WaitStatus::Exited(_, 42)) => 0,
+                _ => 4,
+            }
+        });
+        assert_eq!(outcome, 0);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn i386_calls_outside_the_list_still_run() {
+        require_root();
+        let efault = -(Errno::EFAULT as i64);
+        let checks: [(&str, u32, [u32; 5], i64); 4] = [
+            ("mount", 21, [u32::MAX; 5], efault),
+            ("umount2", 52, [u32::MAX, 0, 0, 0, 0], efault),
+            (
+                "ioctl TCGETS",
+                54,
+                [u32::MAX, libc::TCGETS as u32, 0, 0, 0],
+                -(Errno::EBADF as i64),
+            ),
+            (
+                "reboot with a wrong magic",
+                88,
+                [0; 5],
+                -(Errno::EINVAL as i64),
+            ),
+        ];
+        for (what, nr, args, expected) in checks {
+            let (before, after) =
+                before_and_after(|| sys::raw_syscall_i386(nr, args).map(i64::from));
+            assert_eq!((before, after), (expected, expected), "i386 {what}");
+        }
+        let pid = i64::from(std::process::id());
+        let (_, after) = before_and_after(|| {
+            let mine = sys::raw_syscall(libc::SYS_getpid, [0; 6])?;
+            let theirs = sys::raw_syscall_i386(20, [0; 5])?;
+            Ok(if i64::from(theirs) == mine { 1 } else { 0 })
+        });
+        assert_eq!(after, 1, "i386 getpid under the filter (parent {pid})");
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn x32_calls_get_eperm_and_minus_one_reaches_the_kernel() {
+        require_root();
+        let x32_getpid = i64::from(X32_SYSCALL_BIT | 39);
+        let (before, after) = before_and_after(|| sys::raw_syscall(x32_getpid, [0; 6]));
+        assert_eq!(
+            before,
+            -(Errno::ENOSYS as i64),
+            "x32 is not configured on this kernel"
+        );
+        assert_eq!(after, EPERM);
+        let (before, after) = before_and_after(|| sys::raw_syscall(-1, [0; 6]));
+        assert_eq!(
+            (before, after),
+            (-(Errno::ENOSYS as i64), -(Errno::ENOSYS as i64))
+        );
+    }
+
+    /// su, passwd and sudo in the guest: a set-user-ID root copy of id(1), run as nobody
+    /// under the filter, still runs with effective uid 0.
+    #[test]
+    fn a_set_user_id_program_still_gains_its_owner() {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::PermissionsExt;
+
+        require_root();
+        let dir = std::env::temp_dir().join(format!("cradle-setuid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let id = dir.join("id");
+        std::fs::copy("/usr/bin/id", &id).unwrap();
+        std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o4755)).unwrap();
+        let path = std::ffi::CString::new(id.as_os_str().as_bytes()).unwrap();
+        let filter = Filter::default_for_guest().unwrap();
+        let nobody = 65534;
+        let mut outputs = Vec::new();
+        for with_filter in [false, true] {
+            let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+            let (_, pidfd) = sys::fork_helper(|| {
+                if with_filter && filter.install().is_err() {
+                    return 1;
+                }
+                let gid = nix::unistd::Gid::from_raw(nobody);
+                let uid = nix::unistd::Uid::from_raw(nobody);
+                if nix::unistd::setgroups(&[]).is_err()
+                    || nix::unistd::setresgid(gid, gid, gid).is_err()
+                    || nix::unistd::setresuid(uid, uid, uid).is_err()
+                    || nix::unistd::dup2_stdout(&write_end).is_err()
+                {
+                    return 2;
+                }
+                let _ = nix::unistd::execv(&path, &[c"id", c"-u"]);
+                3
+            })
+            .unwrap();
+            drop(write_end);
+            let mut output = String::new();
+            std::io::Read::read_to_string(&mut std::fs::File::from(read_end), &mut output).unwrap();
+            let status = nix::sys::wait::waitid(
+                nix::sys::wait::Id::PIDFd(std::os::fd::AsFd::as_fd(&pidfd)),
+                nix::sys::wait::WaitPidFlag::WEXITED,
+            );
+            outputs.push((with_filter, status.ok(), output));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        for (with_filter, status, output) in outputs {
+            assert!(
+                matches!(status, Some(nix::sys::wait::WaitStatus::Exited(_, 0))),
+                "with the filter: {with_filter}: {status:?}"
+            );
+            assert_eq!(
+                output, "0\n",
+                "effective uid, with the filter: {with_filter}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_new_privs_stays_off() {
+        require_root();
+        let filter = Filter::default_for_guest().unwrap();
+        let flag = in_child(|| match filter.install() {
+            Ok(()) => nix::sys::prctl::get_no_new_privs().map_or(-1, i64::from),
+            Err(e) => -1000 - e as i64,
+        });
+        assert_eq!(flag, 0);
+    }
+}
