@@ -11,6 +11,7 @@ mod cgroups;
 mod cli;
 mod config;
 mod console;
+mod devices;
 mod error;
 mod exec;
 mod guest;
