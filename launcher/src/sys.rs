@@ -482,3 +482,131 @@ pub fn raw_syscall_i386(nr: u32, args: [u32; 5]) -> nix::Result<u32> {
         _ => Ok(ret),
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// bpf(2), for the device policy (devices.rs). Constants and layouts from linux/bpf.h; the
+// libc crate has the syscall number only.
+// ---------------------------------------------------------------------------------------
+
+/// `enum bpf_cmd`.
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+/// `enum bpf_prog_type`.
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+/// `enum bpf_attach_type`.
+const BPF_CGROUP_DEVICE: u32 = 6;
+/// An attach flag: the cgroup's programs and those attached below it all run, and an
+/// access is allowed only if every one of them allows it.
+pub const BPF_F_ALLOW_MULTI: u32 = 2;
+/// `BPF_OBJ_NAME_LEN`, the terminating NUL included.
+const BPF_OBJ_NAME_LEN: usize = 16;
+
+/// The head of `union bpf_attr` that BPF_PROG_LOAD reads; the kernel takes a shorter
+/// attribute and treats the fields after it as zero.
+#[repr(C, align(8))]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; BPF_OBJ_NAME_LEN],
+}
+
+/// The head of `union bpf_attr` that BPF_PROG_ATTACH reads.
+#[repr(C, align(8))]
+struct ProgAttachAttr {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+    replace_bpf_fd: u32,
+    /// With `expected_revision`, for the programs kept in order (Linux 6.6); a cgroup's
+    /// device programs must have it 0. A field of its own, so that no padding byte of
+    /// unknown value is passed.
+    relative_fd: u32,
+}
+
+/// Loads `insns` (encoded `struct bpf_insn`s) as a BPF_PROG_TYPE_CGROUP_DEVICE program
+/// named `name` (at most 15 bytes: letters, digits, `_`, `.`) under `license`. With
+/// `log`, the verifier writes its log there, NUL-terminated (only its end when it does not
+/// fit, Linux 6.4; its start before that, with ENOSPC).
+pub fn bpf_load_cgroup_device(
+    insns: &[[u8; 8]],
+    license: &CStr,
+    name: &CStr,
+    log: Option<&mut [u8]>,
+) -> nix::Result<OwnedFd> {
+    let name = name.to_bytes();
+    if name.len() >= BPF_OBJ_NAME_LEN {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    let mut prog_name = [0; BPF_OBJ_NAME_LEN];
+    prog_name[..name.len()].copy_from_slice(name);
+    let (log_level, log_size, log_buf) = match log {
+        Some(buf) => (
+            1,
+            u32::try_from(buf.len()).map_err(|_| Errno::E2BIG)?,
+            buf.as_mut_ptr() as u64,
+        ),
+        None => (0, 0, 0),
+    };
+    let attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: u32::try_from(insns.len()).map_err(|_| Errno::E2BIG)?,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
+        kern_version: 0,
+        prog_flags: 0,
+        prog_name,
+    };
+    // SAFETY: attr is valid for the call and its size is passed; the kernel reads
+    // insn_cnt instructions from insns and the NUL-terminated license, and writes at most
+    // log_size bytes to log_buf, all of which are borrowed for the call.
+    let fd = Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const ProgLoadAttr,
+            std::mem::size_of::<ProgLoadAttr>(),
+        )
+    })?;
+    // SAFETY: the kernel returned a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Attaches the program `prog` to the cgroup v2 directory `cgroup` as a
+/// BPF_CGROUP_DEVICE program, with attach `flags` ([`BPF_F_ALLOW_MULTI`] or 0). The
+/// attachment holds a reference to the program: `prog` may be closed afterwards, and
+/// removing the cgroup drops it.
+pub fn bpf_attach_cgroup_device(
+    cgroup: BorrowedFd,
+    prog: BorrowedFd,
+    flags: u32,
+) -> nix::Result<()> {
+    let attr = ProgAttachAttr {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: flags,
+        replace_bpf_fd: 0,
+        relative_fd: 0,
+    };
+    // SAFETY: attr is valid for the call and its size is passed; the kernel only reads it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            &attr as *const ProgAttachAttr,
+            std::mem::size_of::<ProgAttachAttr>(),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
