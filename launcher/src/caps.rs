@@ -64,6 +64,11 @@ pub struct CapSet(u64);
 impl CapSet {
     pub const EMPTY: CapSet = CapSet(0);
 
+    /// The set with bit N for capability N.
+    pub const fn from_bits(bits: u64) -> CapSet {
+        CapSet(bits)
+    }
+
     /// Every capability, including those newer than [`NAMES`] (`--capability all`).
     pub const ALL: CapSet = CapSet(u64::MAX);
 

@@ -133,6 +133,11 @@ impl Cgroup {
         Ok(cgroup)
     }
 
+    /// The container's cgroup directory (for the device policy).
+    pub fn dir(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
     /// Where the container's first process is born (clone3's `CLONE_INTO_CGROUP`): the
     /// shim's leaf in boot mode, the container's cgroup otherwise.
     pub fn first_process_dir(&self) -> BorrowedFd<'_> {

@@ -7,6 +7,23 @@ use argh::FromArgs;
 use crate::stop::Mode;
 use crate::userns::UsernsMode;
 
+/// `on` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl argh::FromArgValue for Switch {
+    fn from_arg_value(value: &str) -> std::result::Result<Self, String> {
+        match value {
+            "on" => Ok(Switch::On),
+            "off" => Ok(Switch::Off),
+            other => Err(format!("{other:?}: use on or off")),
+        }
+    }
+}
+
 /// Boot a guest OS from a root directory in Linux namespaces, or run a command in the same
 /// isolation.
 #[derive(FromArgs, Debug, PartialEq)]
@@ -64,6 +81,17 @@ pub struct Start {
     /// guest's root is the host's root: not a security boundary)
     #[argh(option, default = "UsernsMode::Pick")]
     pub userns: UsernsMode,
+    /// keep this capability in the bounding set besides the default ones (repeatable, or a
+    /// comma-separated list; e.g. CAP_SYS_TIME, net_admin, all)
+    #[argh(option)]
+    pub capability: Vec<String>,
+    /// drop this capability from the bounding set (repeatable, or a list; wins over
+    /// --capability)
+    #[argh(option)]
+    pub drop_capability: Vec<String>,
+    /// the default seccomp filter: on (the default) or off
+    #[argh(option, default = "Switch::On")]
+    pub seccomp: Switch,
 }
 
 /// Stop a running guest from another terminal: halt (default), reboot or kill.
@@ -122,6 +150,17 @@ pub struct Run {
     /// guest's root is the host's root: not a security boundary)
     #[argh(option, default = "UsernsMode::Pick")]
     pub userns: UsernsMode,
+    /// keep this capability in the bounding set besides the default ones (repeatable, or a
+    /// comma-separated list; e.g. CAP_SYS_TIME, net_admin, all)
+    #[argh(option)]
+    pub capability: Vec<String>,
+    /// drop this capability from the bounding set (repeatable, or a list; wins over
+    /// --capability)
+    #[argh(option)]
+    pub drop_capability: Vec<String>,
+    /// the default seccomp filter: on (the default) or off
+    #[argh(option, default = "Switch::On")]
+    pub seccomp: Switch,
     /// the command and its arguments, after --
     #[argh(positional, greedy)]
     pub command: Vec<String>,

@@ -357,7 +357,6 @@ pub fn attach(cgroup_dir: BorrowedFd, rules: &[Rule]) -> Result<()> {
 /// Contains the guest: attaches the device policy of this host (fuse and net/tun where the
 /// host has them) to the container's cgroup `cradle.NAME`, open on `cgroup_dir`. Call it
 /// before the container's first process is cloned into the cgroup.
-#[allow(dead_code)] // until container start calls it
 pub fn apply(cgroup_dir: BorrowedFd) -> Result<()> {
     attach(cgroup_dir, &rules(Path::exists))
 }

@@ -162,7 +162,7 @@ impl Guest {
             "--cgroup-fd".to_owned(),
             fd(&self.cgroup),
             "--caps".to_owned(),
-            format!("{:x}", self.security.keep_caps),
+            format!("{:x}", self.security.caps.bits()),
         ]);
         let mut steps = Vec::new();
         let env = match what {
@@ -184,8 +184,8 @@ impl Guest {
                 Vec::new()
             }
         };
-        if let Some(program) = self.security.seccomp_program() {
-            steps.push(Step::Seccomp(program));
+        if let Some(filter) = self.security.filter()? {
+            steps.push(Step::Seccomp(filter));
         }
         spawn::spawn(
             &Spawn {

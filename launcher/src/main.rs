@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, Switch};
 use error::{Code, Error};
 use security::Security;
 use sys::SingleThreaded;
@@ -78,6 +78,14 @@ fn state_base(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(state::DEFAULT_BASE))
 }
 
+/// The bounding set and filter `start` and `run` were asked for.
+fn security(add: &[String], drop: &[String], seccomp: Switch) -> Result<Security, Error> {
+    Ok(Security {
+        caps: caps::resolve(add, drop)?,
+        seccomp: seccomp == Switch::On,
+    })
+}
+
 fn dispatch(cli: Cli) -> Result<u8, Error> {
     let threads = SingleThreaded::check().map_err(|e| Error::host("start", e))?;
     let base = state_base(&cli);
@@ -93,10 +101,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 timeout: Duration::from_secs(start.timeout),
                 state_base: base,
                 userns: start.userns,
-                security: Security {
-                    keep_caps: u64::MAX,
-                    seccomp: false,
-                },
+                security: security(&start.capability, &start.drop_capability, start.seccomp)?,
             },
         )
         .map(|()| Code::Ok as u8),
@@ -119,10 +124,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 shim: run.shim,
                 command: run.command,
                 userns: run.userns,
-                security: Security {
-                    keep_caps: u64::MAX,
-                    seccomp: false,
-                },
+                security: security(&run.capability, &run.drop_capability, run.seccomp)?,
             },
         ),
     }

@@ -42,6 +42,8 @@ use nix::unistd::{
     sethostname, setresgid, setresuid, setsid, symlinkat,
 };
 
+use crate::caps::CapSet;
+use crate::seccomp::Filter;
 use crate::sys::{self, InChild};
 use crate::userns::Namespaces;
 
@@ -63,10 +65,10 @@ pub struct Config<'a> {
     pub devices: Vec<(&'static CStr, OwnedFd)>,
     /// The guest's user namespace and the namespaces it owns.
     pub userns: Option<Namespaces>,
-    /// The capabilities kept in the bounding set, as a mask of capability numbers.
-    pub keep_caps: u64,
+    /// The capabilities kept in the bounding set.
+    pub caps: CapSet,
     /// The seccomp filter, when there is one.
-    pub seccomp: Option<Vec<libc::sock_filter>>,
+    pub seccomp: Option<Filter>,
 }
 
 /// A path below the guest's root, with its parent and last component apart for the steps
@@ -187,9 +189,9 @@ pub enum Step {
     BecomeRoot,
     /// Opens this path as standard input, output and error.
     Stdio(CString),
-    /// Drops every capability not in the mask from the bounding set.
-    DropCapabilities(u64),
-    Seccomp(Vec<libc::sock_filter>),
+    /// Drops every capability not in the set from the bounding set.
+    DropCapabilities(CapSet),
+    Seccomp(Filter),
 }
 
 fn c(s: &str) -> CString {
@@ -372,7 +374,7 @@ pub fn build(config: Config) -> Result<Vec<Step>, NulError> {
     if console {
         steps.push(Step::Stdio(c("/dev/console")));
     }
-    steps.push(Step::DropCapabilities(config.keep_caps));
+    steps.push(Step::DropCapabilities(config.caps));
     if let Some(filter) = config.seccomp {
         steps.push(Step::Seccomp(filter));
     }
@@ -598,8 +600,8 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             dup2_stderr(&fd)
             // fd is above 2 (0–2 were open), and closes here
         }
-        Step::DropCapabilities(keep) => sys::drop_bounding_set(*keep),
-        Step::Seccomp(program) => sys::install_seccomp(program),
+        Step::DropCapabilities(keep) => keep.restrict_bounding_set(),
+        Step::Seccomp(filter) => filter.install(),
     }
 }
 
@@ -642,8 +644,8 @@ mod tests {
                 uts: fd(),
                 ipc: fd(),
             }),
-            keep_caps: 1,
-            seccomp: Some(vec![]),
+            caps: CapSet::DEFAULT,
+            seccomp: Some(Filter::default_for_guest().unwrap()),
         })
         .unwrap()
     }
@@ -797,7 +799,7 @@ mod tests {
             purpose: Purpose::Run,
             devices: vec![],
             userns: None,
-            keep_caps: 0,
+            caps: CapSet::EMPTY,
             seccomp: None,
         };
         assert!(build(config).is_err());

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::cgroups::Cgroup;
 use crate::config;
+use crate::devices;
 use crate::error::{Error, Result};
 use crate::guest::DEFAULT_PATH;
 use crate::plan::{self, Purpose};
@@ -72,6 +73,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     let base = lease.as_ref().map(|l| l.base);
     let mut signals = Signals::catch(&FORWARDED)?;
     let cgroup = Cgroup::create(&name, false)?;
+    devices::apply(cgroup.dir())?;
     if let Some(base) = base {
         cgroup.delegate(base)?;
     }
@@ -84,8 +86,8 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
         purpose: Purpose::Run,
         devices: rootfs::host_devices()?,
         userns: namespaces,
-        keep_caps: opts.security.keep_caps,
-        seccomp: opts.security.seccomp_program(),
+        caps: opts.security.caps,
+        seccomp: opts.security.filter()?,
     })
     .map_err(|_| Error::Usage("the hostname contains a NUL byte".into()))?;
     let mut args = vec!["--".to_owned()];

@@ -92,8 +92,10 @@ pub enum Abi {
     X86_64,
     /// 32-bit x86 programs on an x86_64 kernel (`int $0x80`, sysenter).
     I386,
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
     Aarch64,
     /// 32-bit ARM (EABI) programs on an aarch64 kernel.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
     Arm,
 }
 
@@ -151,6 +153,7 @@ pub struct Denied {
     /// include/uapi/asm-generic/unistd.h, arch/arm/tools/syscall.tbl).
     numbers: [i32; 4],
     pub when: When,
+    #[cfg_attr(not(test), allow(dead_code))] // the table's documentation; the tests check it
     pub why: &'static str,
 }
 
@@ -235,8 +238,15 @@ pub const DENIED: &[Denied] = &[
 
 /// The compiled filter: one classic BPF program for every ABI in [`ABIS`], built once
 /// before fork and installed in the child.
+#[derive(Clone)]
 pub struct Filter {
     program: Vec<libc::sock_filter>,
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "Filter({} instructions)", self.program.len())
+    }
 }
 
 impl Filter {
@@ -248,6 +258,7 @@ impl Filter {
         Ok(Filter { program })
     }
 
+    #[cfg(test)]
     pub fn program(&self) -> &[libc::sock_filter] {
         &self.program
     }
@@ -918,10 +929,15 @@ mod tests {
                 return 2;
             }
             // clone3, as the launcher and the shim make their children
-            let Ok((_, pidfd)) = sys::fork_into(nix::sched::CloneFlags::CLONE_NEWUTS, None, || {
-                let ok = nix::unistd::sethostname("cradle-test").is_ok();
-                sys::exit_now(if ok { 42 } else { 43 })
-            }) else {
+            let Ok((_, pidfd)) = sys::fork_into(
+                &sys::SingleThreaded::for_tests(),
+                nix::sched::CloneFlags::CLONE_NEWUTS,
+                None,
+                |_| {
+                    let ok = nix::unistd::sethostname("cradle-test").is_ok();
+                    sys::exit_now(if ok { 42 } else { 43 })
+                },
+            ) else {
                 return 3;
             };
             use std::os::fd::AsFd;
@@ -1010,7 +1026,7 @@ mod tests {
         let mut outputs = Vec::new();
         for with_filter in [false, true] {
             let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-            let (_, pidfd) = sys::fork_helper(|| {
+            let (_, pidfd) = sys::fork_helper(&sys::SingleThreaded::for_tests(), || {
                 if with_filter && filter.install().is_err() {
                     return 1;
                 }

@@ -6,19 +6,23 @@
 
 use std::fmt;
 
+use crate::caps::CapSet;
+use crate::error::Result;
+use crate::seccomp::Filter;
+
 /// The chosen bounding set and filter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Security {
-    /// Capabilities kept in the bounding set, as a mask of capability numbers.
-    pub keep_caps: u64,
+    /// Capabilities kept in the bounding set.
+    pub caps: CapSet,
     /// Whether the default seccomp filter is installed.
     pub seccomp: bool,
 }
 
 impl Security {
-    /// The filter's program, compiled now (before any fork), when there is one.
-    pub fn seccomp_program(&self) -> Option<Vec<libc::sock_filter>> {
-        if self.seccomp { None } else { None }
+    /// The filter, compiled now (before any fork), when there is one.
+    pub fn filter(&self) -> Result<Option<Filter>> {
+        self.seccomp.then(Filter::default_for_guest).transpose()
     }
 
     /// Reads what [`Display`](fmt::Display) wrote: `caps HEX` and `seccomp on|off` lines.
@@ -27,14 +31,16 @@ impl Security {
         let mut seccomp = None;
         for line in text.lines() {
             match line.split_once(' ')? {
-                ("caps", hex) => keep_caps = u64::from_str_radix(hex, 16).ok(),
+                ("caps", hex) => {
+                    keep_caps = u64::from_str_radix(hex, 16).ok().map(CapSet::from_bits)
+                }
                 ("seccomp", "on") => seccomp = Some(true),
                 ("seccomp", "off") => seccomp = Some(false),
                 _ => return None,
             }
         }
         Some(Security {
-            keep_caps: keep_caps?,
+            caps: keep_caps?,
             seccomp: seccomp?,
         })
     }
@@ -43,7 +49,7 @@ impl Security {
 impl fmt::Display for Security {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let seccomp = if self.seccomp { "on" } else { "off" };
-        writeln!(f, "caps {:x}", self.keep_caps)?;
+        writeln!(f, "caps {:x}", self.caps.bits())?;
         writeln!(f, "seccomp {seccomp}")
     }
 }
@@ -55,7 +61,7 @@ mod tests {
     #[test]
     fn what_start_records_exec_reads_back() {
         let security = Security {
-            keep_caps: 0x1_0000_00ff,
+            caps: CapSet::from_bits(0x1_0000_00ff),
             seccomp: true,
         };
         assert_eq!(Security::parse(&security.to_string()), Some(security));

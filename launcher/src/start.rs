@@ -18,10 +18,12 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use crate::cgroups::Cgroup;
 use crate::config;
 use crate::console::Console;
+use crate::devices;
 use crate::error::{Error, Result, signal_name};
 use crate::guest::{self, Guest, Helper};
 use crate::plan::{self, Purpose};
 use crate::rootfs::{self, RootDir};
+use crate::seccomp::Filter;
 use crate::security::Security;
 use crate::signals::Signals;
 use crate::spawn::{self, Container, Report, ShimBinary, Spawn};
@@ -98,6 +100,8 @@ struct Launcher<'a> {
     signals: Signals,
     guest_env: Vec<String>,
     shim_args: Vec<String>,
+    /// The seccomp filter, compiled once.
+    seccomp: Option<Filter>,
     stopping: Stopping,
 }
 
@@ -138,6 +142,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
         signals: Signals::catch(&STOP_SIGNALS)?,
         guest_env,
         shim_args,
+        seccomp: opts.security.filter()?,
         stopping: Stopping::No,
     };
     let mut number = 1;
@@ -175,6 +180,7 @@ impl Launcher<'_> {
     /// Boots the guest once and supervises it until the shim is gone.
     fn boot(&mut self, number: u32) -> Result<BootEnd> {
         let cgroup = Cgroup::create(&self.opts.name, true)?;
+        devices::apply(cgroup.dir())?;
         let base = self.lease.as_ref().map(|l| l.base);
         if let Some(base) = base {
             cgroup.delegate(base)?;
@@ -194,8 +200,8 @@ impl Launcher<'_> {
             purpose: Purpose::Boot { console },
             devices: rootfs::host_devices()?,
             userns: namespaces,
-            keep_caps: self.opts.security.keep_caps,
-            seccomp: self.opts.security.seccomp_program(),
+            caps: self.opts.security.caps,
+            seccomp: self.seccomp.clone(),
         })
         .map_err(|_| Error::Usage("the hostname contains a NUL byte".into()))?;
         let guest_leaf = cgroup.guest_dir();

@@ -39,6 +39,18 @@ impl SingleThreaded {
     }
 }
 
+#[cfg(test)]
+impl SingleThreaded {
+    /// The unit tests fork from the test harness, which has threads of its own. Their
+    /// children run a few system calls and small closures, then exit; a lock another test
+    /// thread held at the fork would hang that child, and the test would time out, not pass.
+    pub fn for_tests() -> Self {
+        SingleThreaded {
+            _not_send: PhantomData,
+        }
+    }
+}
+
 /// Proof that the caller is the child of [`fork_into`], between clone and exec: given to
 /// the child's closure and to nothing else. Functions that take it make system calls on
 /// memory prepared before the fork, and allocate nothing.

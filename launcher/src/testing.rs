@@ -25,7 +25,7 @@ pub fn require_root() {
 /// into the test harness.
 pub fn in_child(f: impl FnOnce() -> i64) -> i64 {
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
-    let (_, pidfd) = sys::fork_helper(|| {
+    let (_, pidfd) = sys::fork_helper(&sys::SingleThreaded::for_tests(), || {
         let value = catch_unwind(AssertUnwindSafe(f)).unwrap_or(i64::MIN);
         match write(&write_end, &value.to_ne_bytes()) {
             Ok(8) => 0,

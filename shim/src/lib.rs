@@ -33,6 +33,16 @@ use signals::Signals;
 /// Exit code for a command line the shim cannot act on.
 pub const EXIT_USAGE: u8 = 2;
 
+/// Names the process after `argv0`'s last component: run from a memfd (as the launcher
+/// runs it), the kernel would name it after the memfd (`memfd:cradle-sh`).
+pub fn name_process(argv0: &CStr) {
+    let bytes = argv0.to_bytes_with_nul();
+    let start = bytes.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+    if let Ok(name) = CStr::from_bytes_with_nul(&bytes[start..]) {
+        sys::set_name(name);
+    }
+}
+
 /// The whole program: `args` is argv without argv\[0\]. Returns the exit code.
 pub fn main(args: &[&CStr]) -> u8 {
     let config = match args::parse(args, sys::getenv) {

@@ -638,3 +638,9 @@ pub fn power_off() -> Errno {
     unsafe { libc::reboot(libc::RB_POWER_OFF) };
     last_errno()
 }
+
+/// Sets the calling thread's name (`/proc/PID/comm`, 15 bytes kept).
+pub fn set_name(name: &CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string (the kernel copies 16 bytes at most).
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+}

@@ -58,6 +58,32 @@ pub fn testinit() -> PathBuf {
     path
 }
 
+/// The static escape probe ($CRADLE_ESCAPE, set by scripts/test; see escape.rs).
+pub fn escape() -> PathBuf {
+    let path = PathBuf::from(
+        std::env::var_os("CRADLE_ESCAPE")
+            .expect("CRADLE_ESCAPE is not set: run the tests through scripts/test"),
+    );
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
+
+/// A field of /proc/PID/status (`Uid`, `CapBnd`, `Seccomp`, ...), as the host sees it.
+pub fn proc_status(pid: i32, field: &str) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    status_field(&text, field)
+}
+
+/// A field of a /proc/PID/status text.
+pub fn status_field(text: &str, field: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in:\n{text}"))
+        .trim()
+        .to_owned()
+}
+
 /// The mount point of the cgroup v2 hierarchy, as the launcher finds it.
 pub fn cgroup_v2_root() -> PathBuf {
     for candidate in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
@@ -360,6 +386,17 @@ impl Sandbox {
         let _ = fs::remove_file(&path);
         fs::copy(testinit(), &path).unwrap();
         self.write("/etc/testinit", &format!("{mode}\n"), 0o644);
+    }
+
+    /// Installs the escape probe at /escape in the guest.
+    pub fn install_escape(&self) {
+        fs::copy(escape(), self.path("/escape")).unwrap();
+    }
+
+    /// The host pid of the running guest init (from the state directory).
+    pub fn init_pid(&self) -> i32 {
+        let text = fs::read_to_string(self.state.join(&self.name).join("init.pid")).unwrap();
+        text.split_whitespace().next().unwrap().parse().unwrap()
     }
 
     /// What the test init recorded: `pid`, `argv` or `environ`.

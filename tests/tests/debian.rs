@@ -3,7 +3,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use integration_tests::{Sandbox, secs};
+use integration_tests::{Sandbox, proc_status, secs};
 
 /// Waits until `systemctl is-system-running --wait` answers running or degraded. Right
 /// after a boot systemd's control socket may not exist yet; that answer is retried.
@@ -26,9 +26,23 @@ fn wait_system_running(sb: &Sandbox, timeout: Duration) -> String {
 #[test]
 fn debian_with_systemd_boots_reboots_and_halts() {
     let sb = Sandbox::debian("debian-systemd");
+    sb.install_escape();
     let mut launcher = sb.start(&[]);
     sb.wait_running(&mut launcher, secs(30));
-    wait_system_running(&sb, secs(120));
+    // every unit started: nothing of the containment got in systemd's way (its cgroup is
+    // delegated, and it may mount the procs its services ask for)
+    assert_eq!(wait_system_running(&sb, secs(120)), "running");
+    let uid = proc_status(sb.init_pid(), "Uid");
+    assert!(!uid.starts_with("0\t"), "systemd runs as host uid {uid}");
+    let attempts = sb.exec(&["/escape", "attempts"]);
+    assert_eq!(attempts.code(), Some(0), "{attempts:?}");
+    let allowed: Vec<&str> = attempts
+        .stdout
+        .lines()
+        .filter(|l| !l.contains(" refused "))
+        .collect();
+    assert!(allowed.is_empty(), "{allowed:?}\n{attempts:?}");
+    assert!(attempts.stdout.lines().count() >= 20, "{attempts:?}");
     let pid1 = sb.exec(&["cat", "/proc/1/comm"]);
     assert_eq!(pid1.stdout.trim(), "systemd", "{pid1:?}");
     // systemd sees the container's own cgroup tree, rooted at its cgroup namespace

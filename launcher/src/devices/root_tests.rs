@@ -105,17 +105,22 @@ const MAX_PROBES: usize = 32;
 fn probe_in(cgroup: &Scratch, probes: &[Probe]) -> Vec<Option<Errno>> {
     assert!(probes.len() <= MAX_PROBES);
     let (reader, writer) = pipe2(OFlag::O_CLOEXEC).unwrap();
-    let (pid, _pidfd) = sys::fork_into(CloneFlags::empty(), Some(cgroup.dir.as_fd()), || {
-        let mut results = [0u8; 4 * MAX_PROBES];
-        for (probe, slot) in probes.iter().zip(results.chunks_exact_mut(4)) {
-            slot.copy_from_slice(&probe.try_it().to_ne_bytes());
-        }
-        let status = match write(&writer, &results[..4 * probes.len()]) {
-            Ok(n) if n == 4 * probes.len() => 0,
-            _ => 1,
-        };
-        sys::exit_now(status)
-    })
+    let (pid, _pidfd) = sys::fork_into(
+        &sys::SingleThreaded::for_tests(),
+        CloneFlags::empty(),
+        Some(cgroup.dir.as_fd()),
+        |_| {
+            let mut results = [0u8; 4 * MAX_PROBES];
+            for (probe, slot) in probes.iter().zip(results.chunks_exact_mut(4)) {
+                slot.copy_from_slice(&probe.try_it().to_ne_bytes());
+            }
+            let status = match write(&writer, &results[..4 * probes.len()]) {
+                Ok(n) if n == 4 * probes.len() => 0,
+                _ => 1,
+            };
+            sys::exit_now(status)
+        },
+    )
     .unwrap();
     drop(writer);
     let mut bytes = [0u8; 4 * MAX_PROBES];
