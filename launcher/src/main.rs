@@ -58,6 +58,10 @@ fn parse_cli() -> Result<Cli, ExitCode> {
         }
     }
     let words: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    if matches!(words.as_slice(), ["--version"] | ["-V"]) {
+        println!("cradle {}", env!("CARGO_PKG_VERSION"));
+        return Err(ExitCode::SUCCESS);
+    }
     Cli::from_args(&["cradle"], &words).map_err(|early| match early.status {
         Ok(()) => {
             print!("{}", early.output);

@@ -169,6 +169,21 @@ impl Drop for Lease {
     }
 }
 
+/// Removes the locks of launchers that were killed (a lock file nobody holds): taking one
+/// and dropping it removes it.
+fn sweep(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if let Some(base) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+            if let Ok(Some(stale)) = Lease::try_take(dir, base) {
+                drop(stale);
+            }
+        }
+    }
+}
+
 fn lock_dir() -> PathBuf {
     std::env::var_os("CRADLE_USERNS_DIR")
         .map_or_else(|| PathBuf::from(DEFAULT_LOCK_DIR), PathBuf::from)
@@ -182,6 +197,7 @@ pub fn acquire(name: &str, mode: UsernsMode) -> Result<Option<Lease>> {
     }
     fs::create_dir_all(&dir)
         .map_err(|e| Error::host(format!("user namespace locks {}", dir.display()), e))?;
+    sweep(&dir);
     match mode {
         UsernsMode::Off => Ok(None),
         UsernsMode::Base(base) => match Lease::try_take(&dir, base)? {
@@ -326,6 +342,19 @@ mod tests {
         assert!(overlaps(131_072, &taken));
         assert!(overlaps(589_824, &taken));
         assert!(!overlaps(655_360, &taken));
+    }
+
+    #[test]
+    fn the_lock_of_a_killed_launcher_is_swept_and_a_held_one_is_not() {
+        let dir = std::env::temp_dir().join(format!("cradle-userns-sweep-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("655360"), "").unwrap();
+        let held = Lease::try_take(&dir, 0x80000).unwrap().unwrap();
+        sweep(&dir);
+        assert!(!dir.join("655360").exists());
+        assert!(dir.join("524288").exists());
+        drop(held);
+        fs::remove_dir(&dir).unwrap();
     }
 
     #[test]

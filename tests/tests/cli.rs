@@ -52,6 +52,33 @@ fn usage_errors_exit_2_with_a_message() {
 }
 
 #[test]
+fn both_binaries_answer_help_and_version() {
+    for name in ["cradle", "cradle-shim"] {
+        for flag in ["--version", "--help"] {
+            let done = integration_tests::run(
+                {
+                    let mut command = std::process::Command::new(dist(name));
+                    command.arg(flag);
+                    command
+                },
+                secs(10),
+            );
+            assert_eq!(done.code(), Some(0), "{name} {flag}: {done:?}");
+            assert!(done.stderr.is_empty(), "{name} {flag}: {done:?}");
+            let expected = if flag == "--version" {
+                format!("{name} {}", env!("CARGO_PKG_VERSION"))
+            } else {
+                "usage".to_owned()
+            };
+            assert!(
+                done.stdout.to_lowercase().contains(&expected),
+                "{name} {flag}: {done:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_bad_root_exits_5_naming_it() {
     let sb = Sandbox::new("cli-bad-root");
     let file = sb.dir.join("a-file");
