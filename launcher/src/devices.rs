@@ -339,26 +339,37 @@ fn load(prog: &[Insn]) -> Result<OwnedFd> {
     })
 }
 
-/// Attaches a program that allows exactly `rules` to the cgroup v2 directory `cgroup_dir`
-/// (for it and every cgroup below it, now and later). The program stays loaded as long as
-/// it is attached: removing the cgroup drops it.
-pub fn attach(cgroup_dir: BorrowedFd, rules: &[Rule]) -> Result<()> {
-    let prog = load(&program(rules))?;
-    sys::bpf_attach_cgroup_device(cgroup_dir, prog.as_fd(), sys::BPF_F_ALLOW_MULTI).map_err(
-        |errno: Errno| {
-            Error::host(
-                format!("attach the device policy to {}", describe(cgroup_dir)),
-                errno,
-            )
-        },
-    )
+/// A device policy, loaded in the kernel (the verifier runs once), to attach to the
+/// cgroup of every boot.
+pub struct Policy {
+    prog: OwnedFd,
 }
 
-/// Contains the guest: attaches the device policy of this host (fuse and net/tun where the
-/// host has them) to the container's cgroup `cradle.NAME`, open on `cgroup_dir`. Call it
-/// before the container's first process is cloned into the cgroup.
-pub fn apply(cgroup_dir: BorrowedFd) -> Result<()> {
-    attach(cgroup_dir, &rules(Path::exists))
+impl Policy {
+    /// The program that allows exactly `rules`.
+    pub fn load(rules: &[Rule]) -> Result<Self> {
+        Ok(Policy {
+            prog: load(&program(rules))?,
+        })
+    }
+
+    /// The policy of this host for a guest: fuse and net/tun where the host has them.
+    pub fn for_guest() -> Result<Self> {
+        Policy::load(&rules(Path::exists))
+    }
+
+    /// Attaches the policy to the cgroup v2 directory `cgroup_dir` (for it and every cgroup
+    /// below it, now and later): call it before a process is cloned into the cgroup. The
+    /// program stays attached until the cgroup is removed.
+    pub fn attach(&self, cgroup_dir: BorrowedFd) -> Result<()> {
+        sys::bpf_attach_cgroup_device(cgroup_dir, self.prog.as_fd(), sys::BPF_F_ALLOW_MULTI)
+            .map_err(|errno: Errno| {
+                Error::host(
+                    format!("attach the device policy to {}", describe(cgroup_dir)),
+                    errno,
+                )
+            })
+    }
 }
 
 #[cfg(test)]

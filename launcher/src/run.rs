@@ -73,7 +73,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     let base = lease.as_ref().map(|l| l.base);
     let mut signals = Signals::catch(&FORWARDED)?;
     let cgroup = Cgroup::create(&name, false)?;
-    devices::apply(cgroup.dir())?;
+    devices::Policy::for_guest()?.attach(cgroup.dir())?;
     if let Some(base) = base {
         cgroup.delegate(base)?;
     }

@@ -102,6 +102,8 @@ struct Launcher<'a> {
     shim_args: Vec<String>,
     /// The seccomp filter, compiled once.
     seccomp: Option<Filter>,
+    /// The device policy, loaded once.
+    devices: devices::Policy,
     stopping: Stopping,
 }
 
@@ -143,6 +145,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
         guest_env,
         shim_args,
         seccomp: opts.security.filter()?,
+        devices: devices::Policy::for_guest()?,
         stopping: Stopping::No,
     };
     let mut number = 1;
@@ -180,7 +183,7 @@ impl Launcher<'_> {
     /// Boots the guest once and supervises it until the shim is gone.
     fn boot(&mut self, number: u32) -> Result<BootEnd> {
         let cgroup = Cgroup::create(&self.opts.name, true)?;
-        devices::apply(cgroup.dir())?;
+        self.devices.attach(cgroup.dir())?;
         let base = self.lease.as_ref().map(|l| l.base);
         if let Some(base) = base {
             cgroup.delegate(base)?;

@@ -208,7 +208,10 @@ fn the_policy_is_enforced_in_the_container_s_v2_cgroup() {
     require_root();
     let block = host_block_device();
     let contained = Scratch::at_root("devices");
-    apply(contained.dir.as_fd()).unwrap();
+    Policy::for_guest()
+        .unwrap()
+        .attach(contained.dir.as_fd())
+        .unwrap();
     // a sibling without the policy: the same probes succeed there, so what fails in
     // the contained one fails because of the policy
     let control = Scratch::at_root("devices-control");
@@ -287,11 +290,17 @@ fn a_program_attached_below_cannot_widen_the_policy() {
         access: Access::ALL,
     };
     let contained = Scratch::at_root("devices-nested");
-    apply(contained.dir.as_fd()).unwrap();
+    Policy::for_guest()
+        .unwrap()
+        .attach(contained.dir.as_fd())
+        .unwrap();
     // what a guest's systemd does (BPF_F_ALLOW_MULTI), and a program that asks to
     // override (no flags)
     let multi = Scratch::below(&contained.path, "multi");
-    attach(multi.dir.as_fd(), &[everything]).unwrap();
+    Policy::load(&[everything])
+        .unwrap()
+        .attach(multi.dir.as_fd())
+        .unwrap();
     let single = Scratch::below(&contained.path, "single");
     let prog = load(&program(&[everything])).unwrap();
     sys::bpf_attach_cgroup_device(single.dir.as_fd(), prog.as_fd(), 0).unwrap();
@@ -338,7 +347,11 @@ fn attaching_to_something_else_than_a_cgroup_names_it() {
         Mode::empty(),
     )
     .unwrap();
-    let text = apply(dir.as_fd()).unwrap_err().to_string();
+    let text = Policy::for_guest()
+        .unwrap()
+        .attach(dir.as_fd())
+        .unwrap_err()
+        .to_string();
     assert!(
         text.starts_with("attach the device policy to cgroup /tmp: "),
         "{text}"
