@@ -454,15 +454,20 @@ impl Sandbox {
     pub fn with_rootfs(test: &str, kind: &str) -> Self {
         let sandbox = Sandbox::new(test);
         fs::remove_dir(&sandbox.root).unwrap();
-        let mut make = Command::new(workspace().join("scripts/make-rootfs"));
-        make.arg(kind).arg(&sandbox.root);
-        let done = run(make, Duration::from_secs(600));
-        assert!(done.status.success(), "make-rootfs {kind}: {done:?}");
+        make_rootfs(kind, &sandbox.root);
         sandbox
     }
 
+    /// A sandbox whose root is a copy of what `scripts/make-rootfs busybox` makes (see
+    /// [`busybox_template`]).
     pub fn busybox(test: &str) -> Self {
-        Sandbox::with_rootfs(test, "busybox")
+        let sandbox = Sandbox::new(test);
+        fs::remove_dir(&sandbox.root).unwrap();
+        let mut copy = Command::new("cp");
+        copy.arg("-a").arg(busybox_template()).arg(&sandbox.root);
+        let done = run(copy, Duration::from_secs(120));
+        assert!(done.status.success(), "{done:?}");
+        sandbox
     }
 
     pub fn debian(test: &str) -> Self {
@@ -572,6 +577,55 @@ impl Drop for Sandbox {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Runs `scripts/make-rootfs KIND DIR`.
+fn make_rootfs(kind: &str, dir: &Path) {
+    let mut make = Command::new(workspace().join("scripts/make-rootfs"));
+    make.arg(kind).arg(dir);
+    let done = run(make, Duration::from_secs(600));
+    assert!(done.status.success(), "make-rootfs {kind}: {done:?}");
+}
+
+/// A busybox root made by `scripts/make-rootfs busybox` once, for the tests to copy: the
+/// script runs a process for each of busybox's ~400 applet links, which takes 15 s in a
+/// VM under TCG (scripts/vm-test), where one `cp -a` takes well under one. It is kept
+/// in the tests' temporary directory, named after what makes it (the script and the
+/// host's busybox), so a change to either makes a new one. Tests that start side by side
+/// may each make one; the first to finish is the one kept.
+pub fn busybox_template() -> PathBuf {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let script = workspace().join("scripts/make-rootfs");
+    let mut hasher = DefaultHasher::new();
+    fs::read(&script)
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()))
+        .hash(&mut hasher);
+    if let Ok(busybox) = fs::metadata("/bin/busybox") {
+        (busybox.len(), busybox.modified().ok()).hash(&mut hasher);
+    }
+    let parent = std::env::temp_dir().join("cradle-tests");
+    let template = parent.join(format!(".busybox-{:016x}", hasher.finish()));
+    if template.is_dir() {
+        return template;
+    }
+    static MADE: AtomicU32 = AtomicU32::new(0);
+    let making = parent.join(format!(
+        ".busybox-making-{}-{}",
+        std::process::id(),
+        MADE.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&parent).unwrap();
+    let _ = fs::remove_dir_all(&making);
+    make_rootfs("busybox", &making);
+    // rename(2) will not replace a directory that is not empty: a template another test
+    // made first stays, and ours goes
+    if fs::rename(&making, &template).is_err() {
+        assert!(template.is_dir(), "{} was not made", template.display());
+        fs::remove_dir_all(&making).unwrap();
+    }
+    template
 }
 
 /// Command lines of the processes (other than us) that have `word` as an argument.
