@@ -86,18 +86,147 @@ pub fn status_field(text: &str, field: &str) -> String {
 
 /// The mount point of the cgroup v2 hierarchy, as the launcher finds it.
 pub fn cgroup_v2_root() -> PathBuf {
-    for candidate in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-        let is_v2 = fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
-            info.lines().any(|line| {
+    PathBuf::from(CgroupLayout::current().v2_root())
+}
+
+/// How the host's cgroups are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupLayout {
+    /// cgroup v2 alone, on /sys/fs/cgroup: systemd's default, the host most users have
+    /// (Debian 12, Ubuntu 22.04 and later).
+    Unified,
+    /// The v1 controllers on /sys/fs/cgroup/*, and a cgroup2 without them on
+    /// /sys/fs/cgroup/unified: these machines.
+    Hybrid,
+}
+
+impl CgroupLayout {
+    /// The layout `mountinfo` (the text of /proc/self/mountinfo) shows, if it has a cgroup2.
+    pub fn from_mountinfo(mountinfo: &str) -> Option<Self> {
+        let cgroup2_on = |point: &str| {
+            mountinfo.lines().any(|line| {
                 let fields: Vec<&str> = line.split_whitespace().collect();
-                fields.get(4) == Some(&candidate) && line.contains(" - cgroup2 ")
+                fields.get(4) == Some(&point) && line.contains(" - cgroup2 ")
             })
-        });
-        if is_v2 {
-            return PathBuf::from(candidate);
+        };
+        if cgroup2_on("/sys/fs/cgroup") {
+            Some(CgroupLayout::Unified)
+        } else if cgroup2_on("/sys/fs/cgroup/unified") {
+            Some(CgroupLayout::Hybrid)
+        } else {
+            None
         }
     }
-    panic!("no cgroup2 file system on this host");
+
+    /// This host's layout; panics on a host without cgroup v2, where cradle does not run.
+    pub fn current() -> Self {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        CgroupLayout::from_mountinfo(&mountinfo).expect("no cgroup2 file system on this host")
+    }
+
+    /// Where the cgroup v2 hierarchy is mounted.
+    pub fn v2_root(self) -> &'static str {
+        match self {
+            CgroupLayout::Unified => "/sys/fs/cgroup",
+            CgroupLayout::Hybrid => "/sys/fs/cgroup/unified",
+        }
+    }
+}
+
+/// The host the tests run on, in the ways that decide what cradle can do there. The
+/// suite runs on the hybrid machines it is developed on (`scripts/test`) and on the hosts
+/// users have, pure cgroup v2 with and without systemd as PID 1, in a VM with Debian 12's
+/// kernel (`scripts/vm-test`). A test that cannot run on some shape says so with
+/// [`require_shape!`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostShape {
+    pub cgroups: CgroupLayout,
+    /// PID 1 is systemd.
+    pub systemd: bool,
+    /// The kernel's release, as `uname -r` prints it.
+    pub kernel: String,
+}
+
+impl HostShape {
+    pub fn current() -> Self {
+        let read = |path: &str| {
+            fs::read_to_string(path)
+                .unwrap_or_else(|e| panic!("{path}: {e}"))
+                .trim()
+                .to_owned()
+        };
+        HostShape {
+            cgroups: CgroupLayout::current(),
+            systemd: read("/proc/1/comm") == "systemd",
+            kernel: read("/proc/sys/kernel/osrelease"),
+        }
+    }
+
+    /// The kernel's (major, minor) version: (6, 1) for "6.1.0-50-cloud-amd64".
+    pub fn kernel_version(&self) -> (u32, u32) {
+        let mut numbers = self
+            .kernel
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|n| n.parse().unwrap_or(0));
+        (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+    }
+}
+
+impl std::fmt::Display for HostShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let cgroups = match self.cgroups {
+            CgroupLayout::Unified => "unified cgroup v2",
+            CgroupLayout::Hybrid => "hybrid cgroups",
+        };
+        let init = if self.systemd {
+            "systemd"
+        } else {
+            "not systemd"
+        };
+        write!(f, "kernel {}, {cgroups}, PID 1 {init}", self.kernel)
+    }
+}
+
+/// True when this host has the shape a test needs (`needs` says which in words, `check`
+/// tests it). Otherwise says, for the test running on this thread, that it needs `needs`
+/// and what this host is, and returns false: on standard output, and as a line in the
+/// file `$CRADLE_TEST_NOTES` names, which scripts/test and scripts/vm-test print after
+/// the run. [`require_shape!`] returns from the test then.
+pub fn host_has(needs: &str, check: impl FnOnce(&HostShape) -> bool) -> bool {
+    let shape = HostShape::current();
+    if check(&shape) {
+        return true;
+    }
+    let line = not_run_here(thread::current().name().unwrap_or("a test"), needs, &shape);
+    println!("{line}");
+    if let Some(notes) = std::env::var_os("CRADLE_TEST_NOTES") {
+        use std::io::Write;
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&notes)
+            .unwrap_or_else(|e| panic!("{}: {e}", Path::new(&notes).display()));
+        // one write per line: whole lines, even from tests that run side by side
+        file.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+    false
+}
+
+/// The line that says `test` does not run on `shape`, which is not what it `needs`.
+fn not_run_here(test: &str, needs: &str, shape: &HostShape) -> String {
+    format!("{test} needs {needs}; not run on this host ({shape})")
+}
+
+/// Returns from the test, saying so (see [`host_has`]), unless the host has the shape it
+/// needs: `require_shape!("systemd as PID 1", |host| host.systemd);`. For what truly
+/// depends on the host; everything else runs on every shape.
+#[macro_export]
+macro_rules! require_shape {
+    ($needs:expr, $check:expr) => {
+        if !$crate::host_has($needs, $check) {
+            return;
+        }
+    };
 }
 
 /// Output of a finished command, with what it printed as text.
@@ -351,15 +480,20 @@ impl Sandbox {
     pub fn with_rootfs(test: &str, kind: &str) -> Self {
         let sandbox = Sandbox::new(test);
         fs::remove_dir(&sandbox.root).unwrap();
-        let mut make = Command::new(workspace().join("scripts/make-rootfs"));
-        make.arg(kind).arg(&sandbox.root);
-        let done = run(make, Duration::from_secs(600));
-        assert!(done.status.success(), "make-rootfs {kind}: {done:?}");
+        make_rootfs(kind, &sandbox.root);
         sandbox
     }
 
+    /// A sandbox whose root is a copy of what `scripts/make-rootfs busybox` makes (see
+    /// [`busybox_template`]).
     pub fn busybox(test: &str) -> Self {
-        Sandbox::with_rootfs(test, "busybox")
+        let sandbox = Sandbox::new(test);
+        fs::remove_dir(&sandbox.root).unwrap();
+        let mut copy = Command::new("cp");
+        copy.arg("-a").arg(busybox_template()).arg(&sandbox.root);
+        let done = run(copy, Duration::from_secs(120));
+        assert!(done.status.success(), "{done:?}");
+        sandbox
     }
 
     pub fn debian(test: &str) -> Self {
@@ -482,6 +616,55 @@ impl Drop for Sandbox {
     }
 }
 
+/// Runs `scripts/make-rootfs KIND DIR`.
+fn make_rootfs(kind: &str, dir: &Path) {
+    let mut make = Command::new(workspace().join("scripts/make-rootfs"));
+    make.arg(kind).arg(dir);
+    let done = run(make, Duration::from_secs(600));
+    assert!(done.status.success(), "make-rootfs {kind}: {done:?}");
+}
+
+/// A busybox root made by `scripts/make-rootfs busybox` once, for the tests to copy: the
+/// script runs a process for each of busybox's ~400 applet links, which takes 15 s in a
+/// VM under TCG (scripts/vm-test), where one `cp -a` takes well under one. It is kept
+/// in the tests' temporary directory, named after what makes it (the script and the
+/// host's busybox), so a change to either makes a new one. Tests that start side by side
+/// may each make one; the first to finish is the one kept.
+pub fn busybox_template() -> PathBuf {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let script = workspace().join("scripts/make-rootfs");
+    let mut hasher = DefaultHasher::new();
+    fs::read(&script)
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()))
+        .hash(&mut hasher);
+    if let Ok(busybox) = fs::metadata("/bin/busybox") {
+        (busybox.len(), busybox.modified().ok()).hash(&mut hasher);
+    }
+    let parent = std::env::temp_dir().join("cradle-tests");
+    let template = parent.join(format!(".busybox-{:016x}", hasher.finish()));
+    if template.is_dir() {
+        return template;
+    }
+    static MADE: AtomicU32 = AtomicU32::new(0);
+    let making = parent.join(format!(
+        ".busybox-making-{}-{}",
+        std::process::id(),
+        MADE.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&parent).unwrap();
+    let _ = fs::remove_dir_all(&making);
+    make_rootfs("busybox", &making);
+    // rename(2) will not replace a directory that is not empty: a template another test
+    // made first stays, and ours goes
+    if fs::rename(&making, &template).is_err() {
+        assert!(template.is_dir(), "{} was not made", template.display());
+        fs::remove_dir_all(&making).unwrap();
+    }
+    template
+}
+
 /// Command lines of the processes (other than us) that have `word` as an argument.
 pub fn processes_naming(word: &str) -> Vec<String> {
     let me = std::process::id().to_string();
@@ -536,4 +719,78 @@ pub fn shell_code(status: ExitStatus) -> i32 {
 /// Seconds, for readability at call sites.
 pub const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // /proc/self/mountinfo lines as these machines and a Debian 12 host show them
+    const HYBRID: &str = "\
+35 25 0:30 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+36 35 0:31 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw
+37 35 0:32 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:11 - cgroup cgroup rw,memory
+";
+    const UNIFIED: &str = "\
+25 30 0:23 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+26 25 0:24 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:8 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+";
+
+    #[test]
+    fn the_cgroup_layout_is_read_from_mountinfo() {
+        assert_eq!(
+            CgroupLayout::from_mountinfo(HYBRID),
+            Some(CgroupLayout::Hybrid)
+        );
+        assert_eq!(
+            CgroupLayout::from_mountinfo(UNIFIED),
+            Some(CgroupLayout::Unified)
+        );
+        let v1_only: String = HYBRID
+            .lines()
+            .filter(|l| !l.contains("cgroup2"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(CgroupLayout::from_mountinfo(&v1_only), None);
+        assert_eq!(CgroupLayout::Hybrid.v2_root(), "/sys/fs/cgroup/unified");
+    }
+
+    #[test]
+    fn the_kernel_version_is_its_first_two_numbers() {
+        let shape = |kernel: &str| HostShape {
+            cgroups: CgroupLayout::Unified,
+            systemd: true,
+            kernel: kernel.to_owned(),
+        };
+        assert_eq!(shape("6.1.0-50-cloud-amd64").kernel_version(), (6, 1));
+        assert_eq!(shape("6.18.44-fc-v782").kernel_version(), (6, 18));
+        assert_eq!(
+            shape("5.15.0-91-generic").to_string(),
+            "kernel 5.15.0-91-generic, unified cgroup v2, PID 1 systemd"
+        );
+    }
+
+    #[test]
+    fn a_test_that_needs_another_shape_says_which_and_what_the_host_is() {
+        let host = HostShape {
+            cgroups: CgroupLayout::Hybrid,
+            systemd: false,
+            kernel: "6.18.44".to_owned(),
+        };
+        assert_eq!(
+            not_run_here("boots_under_systemd", "systemd as PID 1", &host),
+            "boots_under_systemd needs systemd as PID 1; \
+             not run on this host (kernel 6.18.44, hybrid cgroups, PID 1 not systemd)"
+        );
+    }
+
+    #[test]
+    fn require_shape_lets_a_test_on_the_right_shape_go_on() {
+        let mut went_on = false;
+        (|| {
+            require_shape!("any host", |_| true);
+            went_on = true;
+        })();
+        assert!(went_on);
+    }
 }
