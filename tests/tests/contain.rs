@@ -396,44 +396,42 @@ fn the_probe_sees_what_an_uncontained_root_can_do() {
     let sb = Sandbox::busybox("contain-control");
     sb.install_escape();
     let root = sb.root.to_str().unwrap().to_owned();
-    let attempts = sb.run_cradle(
-        &[
-            "run",
-            "--root",
-            &root,
-            "--name",
-            &sb.name,
-            "--userns",
-            "off",
-            "--seccomp",
-            "off",
-            "--capability",
-            "all",
-            "--",
-            "/escape",
-            "attempts",
-            "mknod-kmsg",
-            "remount-sys-rw",
-            "kallsyms",
-            "init_module",
-            "finit_module",
-            "open_by_handle_at",
-            "bpf",
-            "swapon",
-            "swapoff",
-            "perf_event_open",
-            "syslog",
-            "keyctl",
-            "kexec_load",
-        ],
-        secs(30),
-    );
+    let options = ["--userns", "off", "--seccomp", "off", "--capability", "all"];
+    let mut names = vec![
+        "mknod-kmsg",
+        "remount-sys-rw",
+        "init_module",
+        "finit_module",
+        "open_by_handle_at",
+        "bpf",
+        "swapon",
+        "swapoff",
+        "perf_event_open",
+        "syslog",
+        "keyctl",
+        "kexec_load",
+    ];
+    // a host whose kernel hides its addresses from its own root (kptr_restrict=2) hides
+    // them from an uncontained guest too: there it says nothing about the probe
+    if fs::read_to_string("/proc/kallsyms")
+        .unwrap()
+        .starts_with("0000000000000000")
+    {
+        println!("this host hides kernel addresses from its root: kallsyms is left out");
+    } else {
+        names.push("kallsyms");
+    }
+    let mut args = vec!["run", "--root", &root, "--name", &sb.name];
+    args.extend(options);
+    args.extend(["--", "/escape", "attempts"]);
+    args.extend(&names);
+    let attempts = sb.run_cradle(&args, secs(30));
     assert_eq!(attempts.code(), Some(0), "{attempts:?}");
     for line in attempts.stdout.lines() {
         let name = line.split_whitespace().next().unwrap();
         let refused = line.contains(" refused ");
         assert_eq!(refused, name == "mknod-kmsg", "{line}\n{attempts:?}");
     }
-    assert_eq!(attempts.stdout.lines().count(), 13, "{attempts:?}");
+    assert_eq!(attempts.stdout.lines().count(), names.len(), "{attempts:?}");
     sb.assert_clean();
 }
