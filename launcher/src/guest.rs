@@ -184,7 +184,7 @@ impl Guest {
                 Vec::new()
             }
         };
-        if let Some(filter) = self.security.filter()? {
+        if let Some(filter) = self.security.filter(self.userns)? {
             steps.push(Step::Seccomp(filter));
         }
         spawn::spawn(

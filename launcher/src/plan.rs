@@ -645,7 +645,7 @@ mod tests {
                 ipc: fd(),
             }),
             caps: CapSet::DEFAULT,
-            seccomp: Some(Filter::default_for_guest().unwrap()),
+            seccomp: Some(Filter::default_for_guest(true).unwrap()),
         })
         .unwrap()
     }

@@ -87,7 +87,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
         devices: rootfs::host_devices()?,
         userns: namespaces,
         caps: opts.security.caps,
-        seccomp: opts.security.filter()?,
+        seccomp: opts.security.filter(base.is_some())?,
     })
     .map_err(|_| Error::Usage("the hostname contains a NUL byte".into()))?;
     let mut args = vec!["--".to_owned()];

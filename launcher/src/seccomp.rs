@@ -246,6 +246,22 @@ pub const DENIED: &[Denied] = &[
              "MNT_FORCE aborts the I/O in flight on a whole superblock the host shares (NFS, FUSE), even when the unmount then fails as busy (LXC's reject_force_umount)"),
 ];
 
+const MS_REMOUNT: u32 = libc::MS_REMOUNT as u32;
+const MS_BIND: u32 = libc::MS_BIND as u32;
+
+/// Denied besides [`DENIED`] when the guest has no user namespace of its own: its root
+/// then has CAP_SYS_ADMIN over the host's own superblocks, and a stock guest's scripts
+/// reconfigure the one its root directory is on (Debian's checkroot.sh remounts "/" at
+/// boot, umountroot remounts it read-only at halt: the host's file system with it). In a
+/// user namespace the kernel refuses that by itself, and the guest may reconfigure the
+/// file systems it mounted.
+#[rustfmt::skip]
+pub const DENIED_WITHOUT_USERNS: &[Denied] = &[
+    when_arg("mount",           [165, 21, 40, 21],    (3, MS_REMOUNT | MS_BIND, MS_REMOUNT),
+             "MS_REMOUNT without MS_BIND reconfigures the superblock, which is the host's (a bind remount changes only the guest's mount; LXC's AppArmor profile denies the same)"),
+    always("fspick",            [433, 433, 433, 433], "picks a superblock to reconfigure with fsconfig: the same, by the new mount API"),
+];
+
 /// The compiled filter: one classic BPF program for every ABI in [`ABIS`], built once
 /// before fork and installed in the child.
 #[derive(Clone)]
@@ -260,9 +276,11 @@ impl std::fmt::Debug for Filter {
 }
 
 impl Filter {
-    /// [`DENIED`], compiled for this build's architecture (see the module documentation).
-    pub fn default_for_guest() -> Result<Filter> {
-        let [native, compat] = ABIS.map(body);
+    /// [`DENIED`] (and, for a guest without a user namespace, [`DENIED_WITHOUT_USERNS`]),
+    /// compiled for this build's architecture (see the module documentation).
+    pub fn default_for_guest(userns: bool) -> Result<Filter> {
+        let extra: &[Denied] = if userns { &[] } else { DENIED_WITHOUT_USERNS };
+        let [native, compat] = ABIS.map(|abi| body(abi, extra));
         let program = assemble(&native?, &compat?)
             .map_err(|why| Error::host("compile the seccomp filter", io::Error::other(why)))?;
         Ok(Filter { program })
@@ -281,10 +299,14 @@ impl Filter {
     }
 }
 
+/// The rows of the deny list: [`DENIED`], then `extra`.
+fn denied(extra: &'static [Denied]) -> impl Iterator<Item = &'static Denied> {
+    DENIED.iter().chain(extra)
+}
+
 /// The numbers of `abi`'s calls refused whatever their arguments, in order.
-fn always_denied(abi: Abi) -> BTreeSet<u32> {
-    DENIED
-        .iter()
+fn always_denied(abi: Abi, extra: &'static [Denied]) -> BTreeSet<u32> {
+    denied(extra)
         .filter(|d| d.when == When::Always)
         .filter_map(|d| abi.number(d))
         .collect()
@@ -293,10 +315,13 @@ fn always_denied(abi: Abi) -> BTreeSet<u32> {
 /// The rules of `abi` for the calls refused only for some arguments, as seccompiler takes
 /// them: number → the conditions under which it is refused. A call refused always (in
 /// [`always_denied`]) ignores its conditional rows.
-fn rules(abi: Abi) -> std::result::Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
-    let always = always_denied(abi);
+fn rules(
+    abi: Abi,
+    extra: &'static [Denied],
+) -> std::result::Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
+    let always = always_denied(abi, extra);
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for denied in DENIED {
+    for denied in denied(extra) {
         let Some(nr) = abi.number(denied) else {
             continue;
         };
@@ -405,7 +430,7 @@ fn membership(numbers: &BTreeSet<u32>) -> std::result::Result<Vec<libc::sock_fil
 
 /// `abi`'s part of the program: the search of the calls denied always, then seccompiler's
 /// program for the rest, without the arch check it starts with.
-fn body(abi: Abi) -> Result<Vec<libc::sock_filter>> {
+fn body(abi: Abi, extra: &'static [Denied]) -> Result<Vec<libc::sock_filter>> {
     let fail = |why: String| {
         Error::host(
             format!("compile the seccomp filter for {abi:?}"),
@@ -413,7 +438,7 @@ fn body(abi: Abi) -> Result<Vec<libc::sock_filter>> {
         )
     };
     let filter = SeccompFilter::new(
-        rules(abi).map_err(fail)?,
+        rules(abi, extra).map_err(fail)?,
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
         TARGET,
@@ -446,7 +471,7 @@ fn body(abi: Abi) -> Result<Vec<libc::sock_filter>> {
         ));
     }
     let mut body = vec![insn(LD_W_ABS, 0, 0, NR_OFFSET)];
-    body.extend(membership(&always_denied(abi)).map_err(fail)?);
+    body.extend(membership(&always_denied(abi, extra)).map_err(fail)?);
     body.extend_from_slice(&program[3..]);
     Ok(body)
 }
@@ -525,7 +550,7 @@ mod tests {
     const ALU_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
 
     fn compiled() -> Vec<libc::sock_filter> {
-        Filter::default_for_guest().unwrap().program().to_vec()
+        Filter::default_for_guest(true).unwrap().program().to_vec()
     }
 
     /// What the kernel would answer: a classic BPF interpreter for the instructions
@@ -774,8 +799,10 @@ mod tests {
         let program = compiled();
         for abi in ABIS {
             let listed: BTreeSet<u32> = DENIED.iter().filter_map(|d| abi.number(d)).collect();
-            let conditional: BTreeSet<u32> =
-                listed.difference(&always_denied(abi)).copied().collect();
+            let conditional: BTreeSet<u32> = listed
+                .difference(&always_denied(abi, &[]))
+                .copied()
+                .collect();
             for nr in 0..1024 {
                 let answer = run(&program, abi.audit_arch(), nr, [0; 6]);
                 if conditional.contains(&nr) {
@@ -787,6 +814,33 @@ mod tests {
                     ALLOW
                 };
                 assert_eq!(answer, expected, "{abi:?} number {nr}");
+            }
+        }
+    }
+
+    #[test]
+    fn without_a_user_namespace_superblocks_cannot_be_reconfigured() {
+        let mount_nr = |abi: Abi| abi.number(&DENIED_WITHOUT_USERNS[0]).unwrap();
+        let fspick_nr = |abi: Abi| abi.number(&DENIED_WITHOUT_USERNS[1]).unwrap();
+        let remount = u64::from(MS_REMOUNT);
+        let bind_remount = u64::from(MS_REMOUNT | MS_BIND | libc::MS_RDONLY as u32);
+        for (userns, refused) in [(false, RET_EPERM), (true, ALLOW)] {
+            let program = Filter::default_for_guest(userns)
+                .unwrap()
+                .program()
+                .to_vec();
+            for abi in ABIS {
+                let arch = abi.audit_arch();
+                let mount = |flags: u64| run(&program, arch, mount_nr(abi), [0, 0, 0, flags, 0, 0]);
+                assert_eq!(mount(remount), refused, "{abi:?} userns {userns}");
+                assert_eq!(mount(remount | u64::from(libc::MS_RDONLY as u32)), refused);
+                assert_eq!(
+                    mount(bind_remount),
+                    ALLOW,
+                    "a bind remount is the guest's own"
+                );
+                assert_eq!(mount(0), ALLOW, "a new mount");
+                assert_eq!(run(&program, arch, fspick_nr(abi), [0; 6]), refused);
             }
         }
     }
@@ -900,7 +954,7 @@ mod tests {
     /// `call` in a child without the filter and in one with it: (before, after), each
     /// as the call's result or -errno.
     fn before_and_after(call: impl Fn() -> nix::Result<i64> + Copy) -> (i64, i64) {
-        let filter = Filter::default_for_guest().unwrap();
+        let filter = Filter::default_for_guest(true).unwrap();
         let code = |r: nix::Result<i64>| r.unwrap_or_else(|e| -(e as i64));
         let before = in_child(move || code(call()));
         let after = in_child(|| match filter.install() {
@@ -1061,7 +1115,7 @@ mod tests {
     #[test]
     fn getpid_clone3_and_sethostname_work_under_the_filter() {
         require_root();
-        let filter = Filter::default_for_guest().unwrap();
+        let filter = Filter::default_for_guest(true).unwrap();
         let outcome = in_child(|| {
             if filter.install().is_err() {
                 return 1;
@@ -1162,7 +1216,7 @@ mod tests {
         std::fs::copy("/usr/bin/id", &id).unwrap();
         std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o4755)).unwrap();
         let path = std::ffi::CString::new(id.as_os_str().as_bytes()).unwrap();
-        let filter = Filter::default_for_guest().unwrap();
+        let filter = Filter::default_for_guest(true).unwrap();
         let nobody = 65534;
         let mut outputs = Vec::new();
         for with_filter in [false, true] {
@@ -1209,7 +1263,7 @@ mod tests {
     #[test]
     fn no_new_privs_stays_off() {
         require_root();
-        let filter = Filter::default_for_guest().unwrap();
+        let filter = Filter::default_for_guest(true).unwrap();
         let flag = in_child(|| match filter.install() {
             Ok(()) => nix::sys::prctl::get_no_new_privs().map_or(-1, i64::from),
             Err(e) => -1000 - e as i64,

@@ -20,9 +20,12 @@ pub struct Security {
 }
 
 impl Security {
-    /// The filter, compiled now (before any fork), when there is one.
-    pub fn filter(&self) -> Result<Option<Filter>> {
-        self.seccomp.then(Filter::default_for_guest).transpose()
+    /// The filter for a guest with or without a user namespace of its own, compiled now
+    /// (before any fork), when there is one.
+    pub fn filter(&self, userns: bool) -> Result<Option<Filter>> {
+        self.seccomp
+            .then(|| Filter::default_for_guest(userns))
+            .transpose()
     }
 
     /// Reads what [`Display`](fmt::Display) wrote: `caps HEX` and `seccomp on|off` lines.

@@ -144,7 +144,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
         signals: Signals::catch(&STOP_SIGNALS)?,
         guest_env,
         shim_args,
-        seccomp: opts.security.filter()?,
+        seccomp: opts.security.filter(owner.is_some())?,
         devices: devices::Policy::for_guest()?,
         stopping: Stopping::No,
     };

@@ -69,6 +69,7 @@ const ALL_ATTEMPTS: &[&str] = &[
     "mknod-kmsg",
     "mknod-block",
     "remount-sys-rw",
+    "remount-root",
     "write-sys-kernel",
     "host-sysctl",
     "kallsyms",

@@ -126,6 +126,27 @@ fn remount_sys_rw() -> Result<String, i32> {
     }
 }
 
+/// The superblock of the file system the root is on, reconfigured (as Debian's
+/// checkroot.sh does at boot, and umountroot, read-only, at halt): the host's file system.
+/// Asked with the flags it has (read-write), so that nothing changes if it is allowed.
+fn remount_root() -> Result<String, i32> {
+    // SAFETY: NUL-terminated path; no data.
+    let ret = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c("/").as_ptr(),
+            std::ptr::null(),
+            libc::MS_REMOUNT,
+            std::ptr::null(),
+        )
+    };
+    if ret == 0 {
+        Ok("the root's superblock was reconfigured".into())
+    } else {
+        Err(errno())
+    }
+}
+
 /// Opens `path` for writing and writes back what it holds.
 fn write_back(path: &str) -> Result<String, i32> {
     let mut value = String::new();
@@ -185,6 +206,7 @@ fn attempts(only: &[String]) {
         ("mknod-kmsg", Box::new(|| device_node(libc::S_IFCHR, 1, 11))),
         ("mknod-block", Box::new(|| device_node(libc::S_IFBLK, 7, 0))),
         ("remount-sys-rw", Box::new(remount_sys_rw)),
+        ("remount-root", Box::new(remount_root)),
         (
             "write-sys-kernel",
             Box::new(|| write_back("/sys/kernel/mm/transparent_hugepage/enabled")),
