@@ -403,22 +403,19 @@ pub fn bounding_set() -> nix::Result<u64> {
 
 /// Drops from the calling thread's capability bounding set every capability the running
 /// kernel knows that is not in `keep` (bit N for capability N). The end of the kernel's
-/// list is found by asking (PR_CAPBSET_READ fails with EINVAL past it), so nothing has
-/// to be read from /proc first. Needs CAP_SETPCAP; irreversible; allocation-free, for
-/// the container's first process before it execs.
+/// list is found by asking (PR_CAPBSET_DROP fails with EINVAL past it; dropping one that
+/// is not in the set is no error), so nothing has to be read from /proc first, and there
+/// is one call per capability dropped. Needs CAP_SETPCAP; irreversible; allocation-free,
+/// for the container's first process before it execs.
 pub fn drop_bounding_set(keep: u64) -> nix::Result<()> {
-    for cap in 0..64 {
-        match capbset_read(cap)? {
-            None => break,
-            Some(false) => {}
-            Some(true) if keep & (1 << cap) != 0 => {}
-            Some(true) => {
-                // SAFETY: PR_CAPBSET_DROP takes a capability number and changes only this
-                // thread's bounding set.
-                let ret =
-                    unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-                Errno::result(ret)?;
-            }
+    for cap in (0..64).filter(|cap| keep & (1 << cap) == 0) {
+        // SAFETY: PR_CAPBSET_DROP takes a capability number and changes only this
+        // thread's bounding set.
+        let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        match Errno::result(ret) {
+            Ok(_) => {}
+            Err(Errno::EINVAL) => break,
+            Err(e) => return Err(e),
         }
     }
     Ok(())
