@@ -13,6 +13,7 @@ mod child;
 mod cli;
 mod config;
 mod console;
+mod container;
 mod devices;
 mod error;
 mod exec;

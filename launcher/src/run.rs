@@ -4,19 +4,18 @@
 
 use std::path::PathBuf;
 
-use crate::cgroups::Cgroup;
 use crate::config;
+use crate::container::{Blueprint, Kind};
 use crate::devices;
 use crate::error::{Error, Result};
 use crate::guest::DEFAULT_PATH;
-use crate::plan::{self, Purpose};
-use crate::rootfs::{self, RootDir};
+use crate::rootfs::RootDir;
 use crate::security::Security;
 use crate::signals::Signals;
-use crate::spawn::{self, ShimBinary, Spawn};
+use crate::spawn::ShimBinary;
 use crate::state::validate_name;
 use crate::sys::SingleThreaded;
-use crate::userns::{self, Namespaces, UsernsMode};
+use crate::userns::{self, UsernsMode};
 
 pub struct Options {
     pub root: PathBuf,
@@ -70,42 +69,27 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     let root = RootDir::open(&opts.root)?;
     let shim = ShimBinary::locate(opts.shim.as_deref())?;
     let lease = userns::acquire(&name, opts.userns)?;
-    let base = lease.as_ref().map(|l| l.base);
     let mut signals = Signals::catch(&FORWARDED)?;
-    let cgroup = Cgroup::create(&name, false)?;
-    devices::Policy::for_guest()?.attach(cgroup.dir())?;
-    if let Some(base) = base {
-        cgroup.delegate(base)?;
-    }
-    let namespaces = base
-        .map(|base| Namespaces::create(threads, base))
-        .transpose()?;
-    let steps = plan::build(plan::Config {
-        tree: root.clone_tree(namespaces.as_ref().map(Namespaces::user))?,
-        hostname: &hostname,
-        purpose: Purpose::Run,
-        devices: rootfs::host_devices()?,
-        userns: namespaces,
-        caps: opts.security.caps,
-        seccomp: opts.security.filter(base.is_some())?,
-    })
-    .map_err(|_| Error::Usage("the hostname contains a NUL byte".into()))?;
     let mut args = vec!["--".to_owned()];
     args.extend(opts.command.iter().cloned());
     let env = command_env(&name, &opts.env);
-    let mut container = spawn::spawn(
-        &Spawn {
-            threads,
-            shim: &shim,
-            cwd: Some(root.fd()),
-            namespaces: spawn::namespaces(base.is_some()),
-            cgroup: Some(cgroup.first_process_dir()),
-            keep: &[],
-            args: &args,
-            env: &env,
-        },
-        steps,
-    )?;
+    let devices = devices::Policy::for_guest()?;
+    let filter = opts.security.filter(lease.is_some())?;
+    let blueprint = Blueprint {
+        threads,
+        name: &name,
+        root: &root,
+        hostname: &hostname,
+        shim: &shim,
+        owner: lease.as_ref().map(|l| l.base),
+        devices: &devices,
+        caps: opts.security.caps,
+        seccomp: filter.as_ref(),
+    };
+    let (mut container, cgroup) = blueprint.spawn(Kind::Run {
+        shim_args: &args,
+        env: &env,
+    })?;
     let status = container.supervise(Some(&mut signals), &opts.command[0]);
     // in this order: the shim (reaped), then the cgroup (emptied and removed), then the range
     drop(container);

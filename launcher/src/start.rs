@@ -6,8 +6,6 @@
 //! the error pipe, the console, its signals and a halt helper; nothing polls on a timer
 //! except the deadline of a halt in progress.
 
-use std::ffi::CString;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -15,21 +13,20 @@ use cradle_common::outcome::{Outcome, Status, Unexpected, decode};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::cgroups::Cgroup;
 use crate::config;
 use crate::console::Console;
+use crate::container::{Blueprint, Kind};
 use crate::devices;
 use crate::error::{Error, Result, signal_name};
 use crate::guest::{self, Guest, Helper};
-use crate::plan::{self, Purpose};
-use crate::rootfs::{self, RootDir};
+use crate::rootfs::RootDir;
 use crate::seccomp::Filter;
 use crate::security::Security;
 use crate::signals::Signals;
-use crate::spawn::{self, Container, Report, ShimBinary, Spawn};
+use crate::spawn::{Container, Report, ShimBinary};
 use crate::state::{Running, StateDir, validate_name};
 use crate::sys::SingleThreaded;
-use crate::userns::{self, Lease, Namespaces, UsernsMode};
+use crate::userns::{self, Lease, UsernsMode};
 
 pub struct Options {
     pub name: String,
@@ -182,50 +179,21 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
 impl Launcher<'_> {
     /// Boots the guest once and supervises it until the shim is gone.
     fn boot(&mut self, number: u32) -> Result<BootEnd> {
-        let cgroup = Cgroup::create(&self.opts.name, true)?;
-        self.devices.attach(cgroup.dir())?;
-        let base = self.lease.as_ref().map(|l| l.base);
-        if let Some(base) = base {
-            cgroup.delegate(base)?;
-        }
-        // again at every boot: the guest may have changed its root since the last one
-        self.root.check_mount_points()?;
-        let namespaces = base
-            .map(|base| Namespaces::create(self.threads, base))
-            .transpose()?;
-        let console = rootfs::clone_host_file(&console_path(&self.console))
-            .map_err(|e| Error::setup("bind the console pty for the guest", e))?;
-        let steps = plan::build(plan::Config {
-            tree: self
-                .root
-                .clone_tree(namespaces.as_ref().map(Namespaces::user))?,
+        let blueprint = Blueprint {
+            threads: self.threads,
+            name: &self.opts.name,
+            root: &self.root,
             hostname: &self.hostname,
-            purpose: Purpose::Boot { console },
-            devices: rootfs::host_devices()?,
-            userns: namespaces,
+            shim: &self.shim,
+            owner: self.lease.as_ref().map(|l| l.base),
+            devices: &self.devices,
             caps: self.opts.security.caps,
-            seccomp: self.seccomp.clone(),
-        })
-        .map_err(|_| Error::Usage("the hostname contains a NUL byte".into()))?;
-        let guest_leaf = cgroup.guest_dir();
-        let mut args = Vec::new();
-        if let Some(fd) = guest_leaf {
-            args.extend(["--cgroup-fd".to_owned(), fd.as_raw_fd().to_string()]);
-        }
-        args.extend_from_slice(&self.shim_args);
-        let mut container = spawn::spawn(
-            &Spawn {
-                threads: self.threads,
-                shim: &self.shim,
-                cwd: Some(self.root.fd()),
-                namespaces: spawn::namespaces(base.is_some()),
-                cgroup: Some(cgroup.first_process_dir()),
-                keep: guest_leaf.as_slice(),
-                args: &args,
-                env: &[],
-            },
-            steps,
-        )?;
+            seccomp: self.seccomp.as_ref(),
+        };
+        let (mut container, cgroup) = blueprint.spawn(Kind::Boot {
+            console: self.console.slave_path(),
+            shim_args: &self.shim_args,
+        })?;
         let mut guest = None;
         let mut helper = None;
         let mut failure = None;
@@ -473,9 +441,4 @@ impl Launcher<'_> {
             Stopping::No | Stopping::Killed => {}
         }
     }
-}
-
-/// The console's slave path as a C string (it comes from ptsname: no NUL inside).
-fn console_path(console: &Console) -> CString {
-    CString::new(console.slave_path()).expect("a pty path has no NUL")
 }

@@ -48,24 +48,24 @@ pub fn dist(name: &str) -> PathBuf {
     path
 }
 
-/// The static test init ($CRADLE_TESTINIT, set by scripts/test).
-pub fn testinit() -> PathBuf {
+/// A static helper binary of the tests that scripts/test builds and names in `$var`.
+fn built(var: &str) -> PathBuf {
     let path = PathBuf::from(
-        std::env::var_os("CRADLE_TESTINIT")
-            .expect("CRADLE_TESTINIT is not set: run the tests through scripts/test"),
+        std::env::var_os(var)
+            .unwrap_or_else(|| panic!("{var} is not set: run the tests through scripts/test")),
     );
     assert!(path.is_file(), "{} is missing", path.display());
     path
 }
 
-/// The static escape probe ($CRADLE_ESCAPE, set by scripts/test; see escape.rs).
+/// The static test init ($CRADLE_TESTINIT).
+pub fn testinit() -> PathBuf {
+    built("CRADLE_TESTINIT")
+}
+
+/// The static escape probe ($CRADLE_ESCAPE; see escape.rs).
 pub fn escape() -> PathBuf {
-    let path = PathBuf::from(
-        std::env::var_os("CRADLE_ESCAPE")
-            .expect("CRADLE_ESCAPE is not set: run the tests through scripts/test"),
-    );
-    assert!(path.is_file(), "{} is missing", path.display());
-    path
+    built("CRADLE_ESCAPE")
 }
 
 /// A field of /proc/PID/status (`Uid`, `CapBnd`, `Seccomp`, ...), as the host sees it.
@@ -555,6 +555,23 @@ impl Sandbox {
         let mut command = self.cradle(["start", self.name.as_str(), "--root"]);
         command.arg(&self.root).args(extra);
         Launcher::spawn(command)
+    }
+
+    /// `cradle run --root ROOT --name NAME OPTIONS... -- COMMAND...`
+    pub fn run_command(&self, options: &[&str], command: &[&str]) -> Command {
+        let mut cradle = self.cradle(["run", "--root"]);
+        cradle
+            .arg(&self.root)
+            .args(["--name", self.name.as_str()])
+            .args(options)
+            .arg("--")
+            .args(command);
+        cradle
+    }
+
+    /// [`Sandbox::run_command`] to the end.
+    pub fn run_in(&self, options: &[&str], command: &[&str]) -> Finished {
+        run(self.run_command(options, command), Duration::from_secs(30))
     }
 
     /// Runs `cradle ARGS...` to the end.

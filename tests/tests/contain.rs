@@ -329,27 +329,8 @@ fn a_mount_point_swapped_for_a_symlink_before_a_reboot_is_refused() {
 fn run_mode_is_contained_the_same_way() {
     let sb = Sandbox::busybox("contain-run");
     sb.install_escape();
-    let root = sb.root.to_str().unwrap().to_owned();
-    let attempts = sb.run_cradle(
-        &[
-            "run", "--root", &root, "--name", &sb.name, "--", "/escape", "attempts",
-        ],
-        secs(30),
-    );
-    assert_refused(&attempts, ALL_ATTEMPTS);
-    let status = sb.run_cradle(
-        &[
-            "run",
-            "--root",
-            &root,
-            "--name",
-            &sb.name,
-            "--",
-            "cat",
-            "/proc/self/status",
-        ],
-        secs(30),
-    );
+    assert_refused(&sb.run_in(&[], &["/escape", "attempts"]), ALL_ATTEMPTS);
+    let status = sb.run_in(&[], &["cat", "/proc/self/status"]);
     assert_default_bounding_set(&status_field(&status.stdout, "CapBnd"));
     sb.assert_clean();
 }
@@ -357,13 +338,7 @@ fn run_mode_is_contained_the_same_way() {
 #[test]
 fn the_bounding_set_and_the_filter_can_be_changed() {
     let sb = Sandbox::busybox("contain-options");
-    let root = sb.root.to_str().unwrap().to_owned();
-    let run = |extra: &[&str]| {
-        let mut args = vec!["run", "--root", &root, "--name", &sb.name];
-        args.extend_from_slice(extra);
-        args.extend(["--", "cat", "/proc/self/status"]);
-        sb.run_cradle(&args, secs(30))
-    };
+    let run = |options: &[&str]| sb.run_in(options, &["cat", "/proc/self/status"]);
     let changed = run(&[
         "--capability",
         "CAP_SYS_TIME",
@@ -396,7 +371,6 @@ fn the_probe_sees_what_an_uncontained_root_can_do() {
     // policy is not optional, and still holds
     let sb = Sandbox::busybox("contain-control");
     sb.install_escape();
-    let root = sb.root.to_str().unwrap().to_owned();
     let options = ["--userns", "off", "--seccomp", "off", "--capability", "all"];
     let mut names = vec![
         "mknod-kmsg",
@@ -422,11 +396,9 @@ fn the_probe_sees_what_an_uncontained_root_can_do() {
     } else {
         names.push("kallsyms");
     }
-    let mut args = vec!["run", "--root", &root, "--name", &sb.name];
-    args.extend(options);
-    args.extend(["--", "/escape", "attempts"]);
-    args.extend(&names);
-    let attempts = sb.run_cradle(&args, secs(30));
+    let mut command = vec!["/escape", "attempts"];
+    command.extend(&names);
+    let attempts = sb.run_in(&options, &command);
     assert_eq!(attempts.code(), Some(0), "{attempts:?}");
     for line in attempts.stdout.lines() {
         let name = line.split_whitespace().next().unwrap();

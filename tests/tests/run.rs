@@ -6,34 +6,20 @@ use std::time::{Duration, Instant};
 
 use integration_tests::{Sandbox, secs, shell_code};
 
-/// `cradle run --root ROOT --name NAME -- COMMAND...`
-fn run_command(sb: &Sandbox, command: &[&str]) -> std::process::Command {
-    let mut cradle = sb.cradle(["run", "--root"]);
-    cradle
-        .arg(&sb.root)
-        .args(["--name", sb.name.as_str(), "--"])
-        .args(command);
-    cradle
-}
-
-fn run_in(sb: &Sandbox, command: &[&str]) -> integration_tests::Finished {
-    integration_tests::run(run_command(sb, command), secs(30))
-}
-
 #[test]
 fn exit_status_is_the_command_s() {
     let sb = Sandbox::busybox("run-codes");
-    assert_eq!(run_in(&sb, &["sh", "-c", "exit 3"]).code(), Some(3));
-    assert_eq!(run_in(&sb, &["true"]).code(), Some(0));
+    assert_eq!(sb.run_in(&[], &["sh", "-c", "exit 3"]).code(), Some(3));
+    assert_eq!(sb.run_in(&[], &["true"]).code(), Some(0));
     assert_eq!(
-        run_in(&sb, &["sh", "-c", "kill -KILL $$"]).code(),
+        sb.run_in(&[], &["sh", "-c", "kill -KILL $$"]).code(),
         Some(137)
     );
     assert_eq!(
-        run_in(&sb, &["sh", "-c", "kill -TERM $$"]).code(),
+        sb.run_in(&[], &["sh", "-c", "kill -TERM $$"]).code(),
         Some(143)
     );
-    let missing = run_in(&sb, &["no-such-command"]);
+    let missing = sb.run_in(&[], &["no-such-command"]);
     missing.assert_one_line_error(127, "no-such-command");
     sb.assert_clean();
 }
@@ -41,8 +27,8 @@ fn exit_status_is_the_command_s() {
 #[test]
 fn the_command_runs_isolated_under_the_shim_as_pid_1() {
     let sb = Sandbox::busybox("run-isolation");
-    let out = run_in(
-        &sb,
+    let out = sb.run_in(
+        &[],
         &[
             "sh",
             "-c",
@@ -70,7 +56,7 @@ fn the_command_runs_isolated_under_the_shim_as_pid_1() {
 fn sigterm_to_the_launcher_reaches_the_command() {
     let sb = Sandbox::busybox("run-sigterm");
     let script = "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.1; done";
-    let mut command = run_command(&sb, &["sh", "-c", script]);
+    let mut command = sb.run_command(&[], &["sh", "-c", script]);
     let mut child = command
         .stdout(Stdio::piped())
         .stdin(Stdio::null())

@@ -1,0 +1,119 @@
+//! One container: what `start` makes at every boot of a guest and `run` makes once, in the
+//! order the design needs (see `plan` for the child's side). The caller holds the things
+//! that outlive a container (the root directory, the user-namespace range, the compiled
+//! filter, the loaded device policy, the shim); [`Blueprint::spawn`] makes the rest: the
+//! cgroup (delegated, with the device policy), the user namespace and the namespaces it
+//! owns, the detached root tree and device binds, the plan, and the container's first
+//! process.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use crate::caps::CapSet;
+use crate::cgroups::Cgroup;
+use crate::devices;
+use crate::error::{Error, Result};
+use crate::plan::{self, Purpose};
+use crate::rootfs::{self, RootDir};
+use crate::seccomp::Filter;
+use crate::spawn::{self, Container, ShimBinary, Spawn};
+use crate::sys::SingleThreaded;
+use crate::userns::Namespaces;
+
+/// What every container of a guest is made of.
+pub struct Blueprint<'a> {
+    pub threads: &'a SingleThreaded,
+    pub name: &'a str,
+    pub root: &'a RootDir,
+    pub hostname: &'a str,
+    pub shim: &'a ShimBinary,
+    /// The host uid (and gid) of the guest's root, when it has a user namespace.
+    pub owner: Option<u32>,
+    pub devices: &'a devices::Policy,
+    pub caps: CapSet,
+    pub seccomp: Option<&'a Filter>,
+}
+
+/// What the container is for.
+pub enum Kind<'a> {
+    /// Boot the guest's init, with `console` (the host's path of the pty slave) on
+    /// /dev/console; the shim's boot arguments.
+    Boot {
+        console: &'a str,
+        shim_args: &'a [String],
+    },
+    /// Run a command: the shim's arguments (`-- CMD...`) and the command's environment.
+    Run {
+        shim_args: &'a [String],
+        env: &'a [String],
+    },
+}
+
+impl Blueprint<'_> {
+    /// Makes the container: its cgroup (with the shim's and guest's leaves in boot mode),
+    /// then its first process, which sets it up and execs the shim. The cgroup is returned
+    /// with it: dropping it (after the container) removes everything the container left.
+    pub fn spawn(&self, kind: Kind) -> Result<(Container, Cgroup)> {
+        let boot = matches!(kind, Kind::Boot { .. });
+        let cgroup = Cgroup::create(self.name, boot)?;
+        // before any process is born in it
+        self.devices.attach(cgroup.dir())?;
+        if let Some(owner) = self.owner {
+            cgroup.delegate(owner)?;
+        }
+        // again for every container: the guest may have changed its root since the last
+        self.root.check_mount_points()?;
+        let namespaces = self
+            .owner
+            .map(|base| Namespaces::create(self.threads, base))
+            .transpose()?;
+        let tree = self
+            .root
+            .clone_tree(namespaces.as_ref().map(Namespaces::user))?;
+        let (purpose, shim_args, env) = match kind {
+            Kind::Boot { console, shim_args } => {
+                let console = console_bind(console)?;
+                (Purpose::Boot { console }, shim_args, &[][..])
+            }
+            Kind::Run { shim_args, env } => (Purpose::Run, shim_args, env),
+        };
+        let steps = plan::build(plan::Config {
+            tree,
+            hostname: self.hostname,
+            purpose,
+            devices: rootfs::host_devices()?,
+            userns: namespaces,
+            caps: self.caps,
+            seccomp: self.seccomp.cloned(),
+        })
+        .map_err(|_| Error::Usage("the hostname contains a NUL byte".into()))?;
+        // in boot mode the shim clones the guest init into the guest's leaf
+        let guest_leaf = cgroup.guest_dir();
+        let mut args = Vec::new();
+        if let Some(fd) = guest_leaf {
+            args.extend(["--cgroup-fd".to_owned(), fd.as_raw_fd().to_string()]);
+        }
+        args.extend_from_slice(shim_args);
+        let container = spawn::spawn(
+            &Spawn {
+                threads: self.threads,
+                shim: self.shim,
+                cwd: Some(self.root.fd()),
+                namespaces: spawn::namespaces(self.owner.is_some()),
+                cgroup: Some(cgroup.first_process_dir()),
+                keep: guest_leaf.as_slice(),
+                args: &args,
+                env,
+            },
+            steps,
+        )?;
+        Ok((container, cgroup))
+    }
+}
+
+/// A detached bind of the console pty's slave, for the guest's /dev/console.
+fn console_bind(slave: &str) -> Result<OwnedFd> {
+    let path = std::ffi::CString::new(slave)
+        .map_err(|_| Error::Usage(format!("console path {slave:?} contains a NUL byte")))?;
+    rootfs::clone_host_file(&path)
+        .map_err(|e| Error::setup("bind the console pty for the guest", e))
+}
