@@ -36,11 +36,8 @@ pub struct Blueprint<'a> {
 /// What the container is for.
 pub enum Kind<'a> {
     /// Boot the guest's init, with `console` (the host's path of the pty slave) on
-    /// /dev/console; the shim's boot arguments.
-    Boot {
-        console: &'a str,
-        shim_args: &'a [String],
-    },
+    /// /dev/console, and `env` as its environment (the shim passes on its own).
+    Boot { console: &'a str, env: &'a [String] },
     /// Run a command: the shim's arguments (`-- CMD...`) and the command's environment.
     Run {
         shim_args: &'a [String],
@@ -69,10 +66,11 @@ impl Blueprint<'_> {
         let tree = self
             .root
             .clone_tree(namespaces.as_ref().map(Namespaces::user))?;
+        let boot_args = ["--boot".to_owned()];
         let (purpose, shim_args, env) = match kind {
-            Kind::Boot { console, shim_args } => {
+            Kind::Boot { console, env } => {
                 let console = console_bind(console)?;
-                (Purpose::Boot { console }, shim_args, &[][..])
+                (Purpose::Boot { console }, &boot_args[..], env)
             }
             Kind::Run { shim_args, env } => (Purpose::Run, shim_args, env),
         };

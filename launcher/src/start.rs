@@ -95,8 +95,8 @@ struct Launcher<'a> {
     shim: ShimBinary,
     console: Console,
     signals: Signals,
+    /// The guest init's environment, built once (config::guest_env).
     guest_env: Vec<String>,
-    shim_args: Vec<String>,
     /// The seccomp filter, compiled once.
     seccomp: Option<Filter>,
     /// The device policy, loaded once.
@@ -124,10 +124,6 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
     state.set_security(&opts.security)?;
     let shim = ShimBinary::locate(opts.shim.as_deref())?;
     state.set_shim(shim.path())?;
-    let mut shim_args = vec!["--boot".to_owned(), "--ctid".to_owned(), opts.name.clone()];
-    for var in &opts.env {
-        shim_args.extend(["--env".to_owned(), var.clone()]);
-    }
     let owner = lease.as_ref().map(|l| l.base);
     let mut launcher = Launcher {
         opts,
@@ -140,7 +136,6 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
         console: Console::open(owner)?,
         signals: Signals::catch(&STOP_SIGNALS)?,
         guest_env,
-        shim_args,
         seccomp: opts.security.filter(owner.is_some())?,
         devices: devices::Policy::for_guest()?,
         stopping: Stopping::No,
@@ -192,7 +187,7 @@ impl Launcher<'_> {
         };
         let (mut container, cgroup) = blueprint.spawn(Kind::Boot {
             console: self.console.slave_path(),
-            shim_args: &self.shim_args,
+            env: &self.guest_env,
         })?;
         let mut guest = None;
         let mut helper = None;

@@ -5,7 +5,6 @@
 //! word that is not an option (dumb-init's rule; tini's GNU getopt would also take options
 //! written after the program unless `--` is given).
 
-use alloc::vec::Vec;
 use core::ffi::{CStr, c_int};
 use core::fmt;
 
@@ -15,7 +14,7 @@ use crate::sys::Fd;
 
 pub const USAGE: &str = "\
 usage: cradle-shim [OPTIONS] [--] CMD [ARGS]...
-       cradle-shim --boot --ctid ID [--env K=V]... [-v]... [--report-fd FD] [--cgroup-fd FD]
+       cradle-shim --boot [-v]... [--report-fd FD] [--cgroup-fd FD]
        cradle-shim --enter PIDFD [--userns] [--cgroup-fd FD] [--caps HEX] [--report-fd FD]
                    (--power-off | [--] CMD [ARGS]...)
 
@@ -40,9 +39,10 @@ environment: TINI_SUBREAPER (-s), TINI_KILL_PROCESS_GROUP (-g),
   DUMB_INIT_SETSID=0 (-c), DUMB_INIT_DEBUG=1 (debug)
 
 boot mode (what cradle start runs): the guest's /sbin/init, /etc/init or
-/bin/init as PID 1 of a nested PID namespace, as container=ID, with each
---env, in the cgroup v2 directory open on --cgroup-fd (with a cgroup namespace
-there); --report-fd passes a failure before exec to the launcher.
+/bin/init as PID 1 of a nested PID namespace, with exactly our environment
+(the launcher gives us the guest's), in the cgroup v2 directory open on
+--cgroup-fd (with a cgroup namespace there); --report-fd passes a failure
+before exec to the launcher.
 
 enter mode (what cradle exec and cradle stop run): CMD in the running guest
 whose init PIDFD is: born in its PID namespace and the cgroup open on
@@ -121,13 +121,9 @@ pub struct Options {
 /// What the shim was asked to do.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mode<'a> {
-    /// Boot the guest found in `/`; `env` are the `--env` values, in order; `cgroup` the
+    /// Boot the guest found in `/`, with the shim's own environment; `cgroup` the
     /// directory the guest is born in.
-    Boot {
-        ctid: &'a CStr,
-        env: Vec<&'a CStr>,
-        cgroup: Option<Fd>,
-    },
+    Boot { cgroup: Option<Fd> },
     /// Run the command `argv` (at least one word).
     Command {
         argv: &'a [&'a CStr],
@@ -174,8 +170,7 @@ pub enum ArgError<'a> {
     NoCommand,
     BootWithCommand,
     CommandOptionWithBoot,
-    BootOptionWithoutBoot,
-    NoCtid,
+    CgroupWithoutBoot,
     EnterWithBoot,
     CommandOptionWithEnter,
     EnterOptionWithoutEnter,
@@ -193,10 +188,7 @@ impl fmt::Display for ArgError<'_> {
             ArgError::CommandOptionWithBoot => {
                 f.write_str("-s, -g, -e, -p, -w, -r and -c apply to a command, not to --boot")
             }
-            ArgError::BootOptionWithoutBoot => {
-                f.write_str("--ctid, --env and --cgroup-fd need --boot")
-            }
-            ArgError::NoCtid => f.write_str("--boot needs --ctid"),
+            ArgError::CgroupWithoutBoot => f.write_str("--cgroup-fd needs --boot or --enter"),
             ArgError::EnterWithBoot => f.write_str("--enter and --boot exclude each other"),
             ArgError::CommandOptionWithEnter => {
                 f.write_str("-s, -g, -e, -p, -w, -r and -c do not apply to --enter")
@@ -207,12 +199,6 @@ impl fmt::Display for ArgError<'_> {
             ArgError::PowerOffWithCommand => f.write_str("--power-off takes no command"),
         }
     }
-}
-
-/// A `K=V` word with a non-empty name.
-fn is_assignment(s: &CStr) -> bool {
-    let bytes = s.to_bytes();
-    matches!(bytes.iter().position(|&b| b == b'='), Some(i) if i > 0)
 }
 
 fn parse_number(s: &CStr) -> Option<u32> {
@@ -237,10 +223,8 @@ fn parse_rewrite(s: &CStr) -> Option<(c_int, c_int)> {
 /// The short options that take a value.
 const SHORT_WITH_VALUE: [&str; 3] = ["-e", "-p", "-r"];
 /// The long options that take a value.
-const LONG_WITH_VALUE: [&str; 7] = [
+const LONG_WITH_VALUE: [&str; 5] = [
     "--rewrite",
-    "--ctid",
-    "--env",
     "--report-fd",
     "--cgroup-fd",
     "--enter",
@@ -282,8 +266,6 @@ pub fn parse<'a, 'e>(
         warn_on_reap: false,
     };
     let mut boot = false;
-    let mut ctid = None;
-    let mut env = Vec::new();
     let mut report_fd = None;
     let mut cgroup_fd = None;
     let mut enter = None;
@@ -354,13 +336,6 @@ pub fn parse<'a, 'e>(
                 Opt::Long(b"--help", _) | Opt::Short(b'h', _) => return Ok(Parsed::Help),
                 Opt::Long(b"--version", _) | Opt::Short(b'V', _) => return Ok(Parsed::Version),
                 Opt::Long(b"--boot", _) => boot = true,
-                Opt::Long(b"--ctid", Some(v)) => ctid = Some(v),
-                Opt::Long(b"--env", Some(v)) => {
-                    if !is_assignment(v) {
-                        return Err(ArgError::BadValue("--env", v));
-                    }
-                    env.push(v);
-                }
                 Opt::Long(b"--report-fd", Some(v)) => {
                     report_fd = Some(parse_fd(v).ok_or(ArgError::BadValue("--report-fd", v))?);
                 }
@@ -434,9 +409,6 @@ pub fn parse<'a, 'e>(
         if command_option {
             return Err(ArgError::CommandOptionWithEnter);
         }
-        if ctid.is_some() || !env.is_empty() {
-            return Err(ArgError::BootOptionWithoutBoot);
-        }
         let argv = match (power_off, rest.is_empty()) {
             (true, false) => return Err(ArgError::PowerOffWithCommand),
             (true, true) => None,
@@ -459,14 +431,10 @@ pub fn parse<'a, 'e>(
         if command_option {
             return Err(ArgError::CommandOptionWithBoot);
         }
-        Mode::Boot {
-            ctid: ctid.ok_or(ArgError::NoCtid)?,
-            env,
-            cgroup: cgroup_fd,
-        }
+        Mode::Boot { cgroup: cgroup_fd }
     } else {
-        if ctid.is_some() || !env.is_empty() || cgroup_fd.is_some() {
-            return Err(ArgError::BootOptionWithoutBoot);
+        if cgroup_fd.is_some() {
+            return Err(ArgError::CgroupWithoutBoot);
         }
         if rest.is_empty() {
             return Err(ArgError::NoCommand);
@@ -689,7 +657,7 @@ mod tests {
         for bad in [
             &["--enter", "5"][..],
             &["--enter", "5", "--power-off", "ls"],
-            &["--enter", "5", "--boot", "--ctid", "x"],
+            &["--enter", "5", "--boot"],
             &["--enter", "5", "-g", "ls"],
             &["--enter", "x", "ls"],
             &["--enter", "5", "--caps", "zz", "ls"],
@@ -701,67 +669,38 @@ mod tests {
     }
 
     #[test]
-    fn boot_with_ctid_env_and_report_fd() {
-        let args = [
-            "--boot",
-            "--ctid",
-            "web1",
-            "--env=A=1",
-            "--env",
-            "B=",
-            "--report-fd=3",
-            "--cgroup-fd",
-            "4",
-            "-v",
-        ];
-        with_args(&args, &[], |r| match r {
-            Ok(Parsed::Run(Config {
-                mode:
-                    Mode::Boot {
-                        ctid,
-                        env,
-                        cgroup: Some(4),
-                    },
-                report_fd: Some(3),
-                verbosity: 2,
-            })) => {
-                assert_eq!(ctid.to_str().unwrap(), "web1");
-                assert_eq!(words(&env), ["A=1", "B="]);
-            }
-            other => panic!("{other:?}"),
+    fn boot_with_report_and_cgroup_fds() {
+        let args = ["--boot", "--report-fd=3", "--cgroup-fd", "4", "-v"];
+        with_args(&args, &[], |r| {
+            assert_eq!(
+                r,
+                Ok(Parsed::Run(Config {
+                    mode: Mode::Boot { cgroup: Some(4) },
+                    report_fd: Some(3),
+                    verbosity: 2,
+                }))
+            )
         });
     }
 
     #[test]
     fn an_option_s_value_is_never_read_as_an_option() {
-        with_args(
-            &["--boot", "--ctid", "--env", "--env", "A=1"],
-            &[],
-            |r| match r {
-                Ok(Parsed::Run(Config {
-                    mode: Mode::Boot { ctid, env, .. },
-                    ..
-                })) => {
-                    assert_eq!(ctid.to_str().unwrap(), "--env");
-                    assert_eq!(words(&env), ["A=1"]);
-                }
-                other => panic!("{other:?}"),
-            },
-        );
+        with_args(&["--report-fd", "--boot"], &[], |r| {
+            assert_eq!(r, Err(ArgError::BadValue("--report-fd", c"--boot")))
+        });
     }
 
     #[test]
     fn bad_command_lines_are_errors_not_crashes() {
-        let cases: [&[&str]; 18] = [
+        let cases: [&[&str]; 17] = [
             &["--bogus", "--", "true"],
             &["-x", "true"],
             &["-sx", "true"],
-            &["--ctid"],
-            &["--boot"],
-            &["--boot", "--ctid", "a", "--", "sh"],
-            &["--boot", "--ctid", "a", "-g"],
-            &["--ctid", "a", "--", "sh"],
-            &["--env", "NOEQUALS", "--boot", "--ctid", "a"],
+            &["--ctid", "a", "--boot"],
+            &["--boot", "--", "sh"],
+            &["--boot", "-g"],
+            &["--boot", "--env", "A=1"],
+            &["--boot", "--enter", "5"],
             &["--report-fd", "1", "--", "true"],
             &["--cgroup-fd", "5", "--", "true"],
             &["-e", "256", "true"],
@@ -786,8 +725,7 @@ mod tests {
             (&["-vp"], "-p"),
             (&["-r"], "-r"),
             (&["--rewrite"], "--rewrite"),
-            (&["--boot", "--ctid"], "--ctid"),
-            (&["--boot", "--ctid", "a", "--env"], "--env"),
+            (&["--boot", "--cgroup-fd"], "--cgroup-fd"),
             (&["--report-fd"], "--report-fd"),
             (&["--cgroup-fd"], "--cgroup-fd"),
         ];

@@ -6,17 +6,14 @@
 //! reboot(2) the kernel kills it with SIGHUP (restart) or SIGINT (halt); the shim kills what
 //! is left and exits with the [`Outcome`] code the launcher reads.
 
-use alloc::vec::Vec;
-use core::ffi::{CStr, c_char};
-
 use cradle_common::errpipe::Failure;
 use cradle_common::guest::{
-    BASE_ENV, CGROUP2, CONTAINER_VAR, INIT_ARGV, INIT_PATHS, PROC, PROC_BINDS, PROC_MASKS,
-    mask_call, proc_bind,
+    CGROUP2, INIT_ARGV, INIT_PATHS, PROC, PROC_BINDS, PROC_MASKS, mask_call, proc_bind,
 };
 use cradle_common::outcome::Outcome;
 use cradle_common::stage::Stage;
 
+use crate::Environment;
 use crate::log::{Lossy, Strerror, error, info};
 use crate::report::Reporter;
 use crate::signals::Signals;
@@ -30,29 +27,13 @@ fn find_init() -> Option<usize> {
         .position(|path| sys::is_executable_file(path))
 }
 
-/// `HOME=/`, `TERM=linux`, `container=ID`, then the user's variables; nothing from the host.
-/// Returns the storage of `container=ID` with the pointer array that refers to it.
-fn guest_env<'a>(
-    ctid: &CStr,
-    user: impl Iterator<Item = &'a CStr>,
-) -> (Vec<u8>, Vec<*const c_char>) {
-    let mut container = Vec::with_capacity(CONTAINER_VAR.len() + ctid.to_bytes().len() + 1);
-    container.extend_from_slice(CONTAINER_VAR.as_bytes());
-    container.extend_from_slice(ctid.to_bytes_with_nul());
-    let mut envp: Vec<*const c_char> = BASE_ENV.iter().map(|v| v.as_ptr()).collect();
-    envp.push(container.as_ptr().cast());
-    envp.extend(user.map(|v| v.as_ptr()));
-    envp.push(core::ptr::null());
-    (container, envp)
-}
-
 /// In the nested child: its cgroup namespace (when it was born in a cgroup of its own), its
 /// /proc, a session of its own, the console as standard streams, then the init. Returns
 /// only if a step failed.
 ///
 /// The console is not made the init's controlling terminal: the kernel does not do that
 /// for PID 1 either, and an init's children (a getty, a console shell) must be able to.
-fn exec_guest(init: usize, envp: &[*const c_char], own_cgroup: bool) -> Failure {
+fn exec_guest(init: usize, environment: Environment, own_cgroup: bool) -> Failure {
     let fail =
         |stage, detail: usize, errno: sys::Errno| Failure::new(stage, detail as u32, errno.0);
     // a fresh start: nothing blocked or ignored, whatever the host had
@@ -106,7 +87,7 @@ fn exec_guest(init: usize, envp: &[*const c_char], own_cgroup: bool) -> Failure 
         INIT_ARGV[2].as_ptr(),
         core::ptr::null(),
     ];
-    let errno = sys::execve(INIT_PATHS[init], &argv, envp);
+    let errno = sys::execve(INIT_PATHS[init], &argv, environment);
     fail(Stage::ExecInit, init, errno)
 }
 
@@ -131,12 +112,13 @@ fn setup_failed(reporter: &mut Reporter, failure: Failure) -> u8 {
     Outcome::SetupFailed.encode()
 }
 
-/// Boots the guest in `/` and returns the shim's exit code (an [`Outcome`]).
+/// Boots the guest in `/` with `environment` (the launcher built it: `HOME=/`,
+/// `TERM=linux`, `container=NAME`, the user's) and returns the shim's exit code (an
+/// [`Outcome`]).
 pub fn run(
     signals: &Signals,
     reporter: &mut Reporter,
-    ctid: &CStr,
-    user_env: &[&CStr],
+    environment: Environment,
     cgroup: Option<sys::Fd>,
 ) -> u8 {
     let Some(init) = find_init() else {
@@ -152,13 +134,12 @@ pub fn run(
             return setup_failed(reporter, Failure::new(Stage::SpawnGuest, 0, e.0));
         }
     }
-    let (_storage, envp) = guest_env(ctid, user_env.iter().copied());
     // every path below is relative to the guest's root
     if let Err(e) = sys::chdir(c"/") {
         return setup_failed(reporter, Failure::new(Stage::SpawnGuest, 0, e.0));
     }
     let spawned = sys::spawn(libc::CLONE_NEWPID | libc::CLONE_NEWNS, cgroup, || {
-        exec_guest(init, &envp, cgroup.is_some())
+        exec_guest(init, environment, cgroup.is_some())
     });
     if let Some(fd) = cgroup {
         sys::close(fd);
@@ -180,32 +161,4 @@ pub fn run(
     let _ = sys::kill(-1, libc::SIGKILL);
     supervise::reap_all();
     outcome.encode()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    #[allow(unsafe_code)]
-    fn guest_env_is_exactly_the_base_the_container_and_the_user_s() {
-        let user = [c"LANG=C.UTF-8", c"A=b=c"];
-        let (_storage, envp) = guest_env(c"web1", user.into_iter());
-        assert!(envp.last().unwrap().is_null());
-        let vars: Vec<&str> = envp[..envp.len() - 1]
-            .iter()
-            // SAFETY: every pointer refers to a NUL-terminated string alive in this scope.
-            .map(|p| unsafe { CStr::from_ptr(*p) }.to_str().unwrap())
-            .collect();
-        assert_eq!(
-            vars,
-            [
-                "HOME=/",
-                "TERM=linux",
-                "container=web1",
-                "LANG=C.UTF-8",
-                "A=b=c"
-            ]
-        );
-    }
 }

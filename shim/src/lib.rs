@@ -43,8 +43,13 @@ pub fn name_process(argv0: &CStr) {
     }
 }
 
+/// The environment the kernel gave us, as C's `main` receives it: a null-terminated array
+/// of NUL-terminated strings, alive for the whole process.
+#[derive(Clone, Copy)]
+pub struct Environment(pub *const *const core::ffi::c_char);
+
 /// The whole program: `args` is argv without argv\[0\]. Returns the exit code.
-pub fn main(args: &[&CStr]) -> u8 {
+pub fn main(args: &[&CStr], environment: Environment) -> u8 {
     let config = match args::parse(args, sys::getenv) {
         Ok(Parsed::Run(config)) => config,
         Ok(Parsed::Help) => {
@@ -81,7 +86,7 @@ pub fn main(args: &[&CStr]) -> u8 {
         }
     };
     match config.mode {
-        Mode::Boot { ctid, env, cgroup } => boot::run(&signals, &mut reporter, ctid, &env, cgroup),
+        Mode::Boot { cgroup } => boot::run(&signals, &mut reporter, environment, cgroup),
         Mode::Command { argv, options } => command::run(&signals, &mut reporter, argv, options),
         Mode::Enter(how) => enter::run(&signals, &mut reporter, how),
     }

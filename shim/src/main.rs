@@ -60,12 +60,12 @@ extern "C" fn _Unwind_Resume() -> ! {
 extern "C" fn rust_eh_personality() {}
 
 #[unsafe(no_mangle)]
-extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
+extern "C" fn main(argc: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
     // SAFETY: the kernel gives argc valid, NUL-terminated strings in argv.
     let arg = |i: usize| unsafe { CStr::from_ptr(*argv.add(i)) };
     if argc > 0 {
         cradle_shim::name_process(arg(0));
     }
     let args: Vec<&CStr> = (1..argc.max(1) as usize).map(arg).collect();
-    cradle_shim::main(&args) as c_int
+    cradle_shim::main(&args, cradle_shim::Environment(envp)) as c_int
 }

@@ -420,12 +420,13 @@ pub fn set_controlling_tty(fd: Fd) -> Result<()> {
 }
 
 /// execve(2); returns only on failure, with its errno.
-pub fn execve(path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
+/// `environment` is the one the kernel gave the shim (`crate::Environment`).
+pub fn execve(path: &CStr, argv: &[*const c_char], environment: crate::Environment) -> Errno {
     debug_assert!(argv.last().is_some_and(|p| p.is_null()));
-    debug_assert!(envp.last().is_some_and(|p| p.is_null()));
-    // SAFETY: argv and envp are null-terminated arrays of NUL-terminated strings
-    // (checked above in debug builds; every caller builds them that way).
-    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    // SAFETY: argv is a null-terminated array of NUL-terminated strings (checked above in
+    // debug builds; every caller builds it that way); the environment is the one C's
+    // main received, valid for the process's life.
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), environment.0) };
     last_errno()
 }
 

@@ -27,14 +27,15 @@ fn stop_and_wait(
 fn init_runs_as_pid_1_with_openvz_argv_and_exactly_the_guest_environment() {
     let sb = Sandbox::busybox("boot-argv-env");
     sb.install_testinit("/sbin/init", "busybox");
-    let mut launcher = sb.start(&["--env", "LANG=C.UTF-8"]);
+    // a variable the user sets wins over the base one, in its place, once
+    let mut launcher = sb.start(&["--env", "LANG=C.UTF-8", "-e", "TERM=xterm"]);
     launcher.wait_console(&up_line(&sb), secs(30));
 
     assert_eq!(sb.testinit_record("pid"), b"1");
     assert_eq!(sb.testinit_record("argv"), b"init\0-z\0      \0");
     // nothing of the launcher's or the shim's leaks in: just the console on 0, 1, 2
     assert_eq!(sb.testinit_record("fds"), b"0\n1\n2\n");
-    let env = format!("HOME=/\0TERM=linux\0container={}\0LANG=C.UTF-8\0", sb.name);
+    let env = format!("HOME=/\0TERM=xterm\0container={}\0LANG=C.UTF-8\0", sb.name);
     assert_eq!(String::from_utf8_lossy(&sb.testinit_record("environ")), env);
 
     // from inside: PID 1 is init, with that environment and nothing from the host (the
