@@ -22,6 +22,8 @@
 //! | 242       | [`Outcome::Restart`]                                                |
 //! | 243       | [`Outcome::BadTemplate`]: none of the init paths is an executable   |
 //! | 244       | [`Outcome::SetupFailed`]: the error pipe says which step            |
+//! | 245       | [`Outcome::ShimFailed`]: the shim could not do its own part (say, a  |
+//! |           | command line it does not understand); it said why on the console     |
 //!
 //! The reserved codes (240–244) sit clear of the shell's 126/127 and of 128+signal. An init
 //! that exits by itself with 128 or more is reported as [`Outcome::ExitedHigh`]: its exact
@@ -75,6 +77,11 @@ pub enum Outcome {
     BadTemplate,
     /// The shim could not start the guest init; the error pipe carries the step and errno.
     SetupFailed,
+    /// The shim failed before it could start the guest init, at something of its own (its
+    /// command line, its signal mask, the error pipe): it said why on its standard error,
+    /// the guest's console. Kept apart from the init's own exit codes, which it could
+    /// otherwise pass for.
+    ShimFailed,
 }
 
 /// Exit code for [`Outcome::ExitedHigh`].
@@ -87,6 +94,8 @@ pub const EXIT_RESTART: u8 = 242;
 pub const EXIT_BAD_TEMPLATE: u8 = 243;
 /// Exit code for [`Outcome::SetupFailed`].
 pub const EXIT_SETUP_FAILED: u8 = 244;
+/// Exit code for [`Outcome::ShimFailed`].
+pub const EXIT_SHIM_FAILED: u8 = 245;
 
 impl Outcome {
     /// What the death of the guest init means. This is the kernel's reboot(2) convention in
@@ -111,6 +120,7 @@ impl Outcome {
             Outcome::Restart => EXIT_RESTART,
             Outcome::BadTemplate => EXIT_BAD_TEMPLATE,
             Outcome::SetupFailed => EXIT_SETUP_FAILED,
+            Outcome::ShimFailed => EXIT_SHIM_FAILED,
         }
     }
 }
@@ -142,6 +152,7 @@ pub fn decode(status: Status) -> Result<Outcome, Unexpected> {
             EXIT_RESTART => Ok(Outcome::Restart),
             EXIT_BAD_TEMPLATE => Ok(Outcome::BadTemplate),
             EXIT_SETUP_FAILED => Ok(Outcome::SetupFailed),
+            EXIT_SHIM_FAILED => Ok(Outcome::ShimFailed),
             _ => Err(Unexpected::Code(code)),
         },
     }
@@ -159,6 +170,7 @@ mod tests {
             Outcome::ExitedHigh,
             Outcome::BadTemplate,
             Outcome::SetupFailed,
+            Outcome::ShimFailed,
         ];
         fixed
             .into_iter()
@@ -191,6 +203,7 @@ mod tests {
             EXIT_RESTART,
             EXIT_BAD_TEMPLATE,
             EXIT_SETUP_FAILED,
+            EXIT_SHIM_FAILED,
         ] {
             assert!(code > 128 + 64, "{code} collides with 128+signal");
         }
@@ -235,7 +248,7 @@ mod tests {
 
     #[test]
     fn unassigned_codes_are_unexpected() {
-        for code in [128u8, 193, 239, 245, 255] {
+        for code in [128u8, 193, 239, 246, 255] {
             assert_eq!(decode(Status::Exited(code)), Err(Unexpected::Code(code)));
         }
     }

@@ -70,6 +70,8 @@ pub enum Error {
     Timeout(String),
     /// The user-namespace range starting at this host uid is held by another container.
     RangeTaken(u32),
+    /// The shim failed at something of its own (what, in words).
+    ShimFailed(&'static str),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -96,7 +98,7 @@ impl Error {
             Error::NotRunning(_) => Code::NotRunning,
             Error::BadRoot { .. } => Code::BadRoot,
             Error::BadTemplate => Code::BadTemplate,
-            Error::Setup { .. } | Error::Host { .. } => Code::Setup,
+            Error::Setup { .. } | Error::Host { .. } | Error::ShimFailed(_) => Code::Setup,
             Error::Exec { errno, .. } if *errno == Errno::ENOENT => Code::NotFound,
             Error::Exec { .. } => Code::CannotExecute,
             Error::GuestEnded(Ok(Outcome::Exited(_) | Outcome::ExitedHigh)) => Code::GuestExited,
@@ -147,6 +149,7 @@ impl fmt::Display for Error {
             Error::Exec { command, errno } => write!(f, "cannot run {command}: {}", errno.desc()),
             Error::GuestEnded(outcome) => f.write_str(&describe_outcome(outcome)),
             Error::Timeout(msg) => f.write_str(msg),
+            Error::ShimFailed(what) => f.write_str(what),
             Error::RangeTaken(base) => write!(
                 f,
                 "--userns {base}: another running container holds the range {base}-{}",

@@ -250,9 +250,11 @@ impl Guest {
     pub fn power_off(&self, threads: &SingleThreaded, shim: &ShimBinary) -> Result<()> {
         match self.enter(threads, shim, Enter::PowerOff)?.wait()? {
             Status::Exited(0) => Ok(()),
-            other => Err(Error::setup(
-                format!("power off the guest (reboot(2) in its PID namespace: {other:?})"),
-                Errno::EIO,
+            other => Err(Error::host(
+                "power off the guest",
+                std::io::Error::other(format!(
+                    "reboot(2) in its PID namespace ended with {other:?}"
+                )),
             )),
         }
     }

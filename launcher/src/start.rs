@@ -161,9 +161,13 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
             Ok(Outcome::Restart) => return Ok(()),
             Ok(Outcome::BadTemplate) => return Err(Error::BadTemplate),
             Ok(Outcome::SetupFailed) => {
-                return Err(Error::setup(
-                    "the shim could not start the guest init",
-                    Errno::EIO,
+                return Err(Error::ShimFailed(
+                    "cradle-shim could not start the guest init, and its record of why was lost",
+                ));
+            }
+            Ok(Outcome::ShimFailed) => {
+                return Err(Error::ShimFailed(
+                    "cradle-shim failed before it started the guest init; it said why on the guest's console",
                 ));
             }
             other => return Err(Error::GuestEnded(other)),

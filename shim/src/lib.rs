@@ -25,6 +25,8 @@ mod sys;
 
 use core::ffi::CStr;
 
+use cradle_common::outcome::Outcome;
+
 use args::{Mode, Parsed};
 use log::{Strerror, error};
 use report::Reporter;
@@ -50,6 +52,16 @@ pub struct Environment(pub *const *const core::ffi::c_char);
 
 /// The whole program: `args` is argv without argv\[0\]. Returns the exit code.
 pub fn main(args: &[&CStr], environment: Environment) -> u8 {
+    // in boot mode the launcher reads our exit code as what became of the guest: our own
+    // failures get a code of their own, never one the init could have exited with
+    let boot = args.iter().any(|a| a.to_bytes() == b"--boot");
+    let own_failure = |code: u8| {
+        if boot {
+            Outcome::ShimFailed.encode()
+        } else {
+            code
+        }
+    };
     let config = match args::parse(args, sys::getenv) {
         Ok(Parsed::Run(config)) => config,
         Ok(Parsed::Help) => {
@@ -66,7 +78,7 @@ pub fn main(args: &[&CStr], environment: Environment) -> u8 {
         Err(e) => {
             error!("{}", e);
             let _ = sys::write_all(2, args::USAGE.as_bytes());
-            return EXIT_USAGE;
+            return own_failure(EXIT_USAGE);
         }
     };
     log::set_max_level(config.verbosity);
@@ -75,14 +87,14 @@ pub fn main(args: &[&CStr], environment: Environment) -> u8 {
         Ok(signals) => signals,
         Err(e) => {
             error!("blocking signals: {}", Strerror(e.0));
-            return 1;
+            return own_failure(1);
         }
     };
     let mut reporter = match Reporter::new(config.report_fd) {
         Ok(reporter) => reporter,
         Err(e) => {
             error!("--report-fd: {}", Strerror(e.0));
-            return EXIT_USAGE;
+            return own_failure(EXIT_USAGE);
         }
     };
     match config.mode {

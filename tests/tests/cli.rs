@@ -52,6 +52,24 @@ fn usage_errors_exit_2_with_a_message() {
 }
 
 #[test]
+fn the_shim_s_own_failures_in_boot_mode_are_not_an_init_s_exit_code() {
+    let shim = |args: &[&str]| {
+        let mut command = std::process::Command::new(dist("cradle-shim"));
+        command.args(args);
+        integration_tests::run(command, secs(10))
+    };
+    // as a PID 1 for images: a usage error is 2, as tini's and dumb-init's are
+    let usage = shim(&["--frobnicate", "true"]);
+    assert_eq!(usage.code(), Some(2), "{usage:?}");
+    // in boot mode the launcher would read 2 as "the guest init exited with 2"
+    let boot = shim(&["--boot", "--frobnicate"]);
+    assert_eq!(boot.code(), Some(245), "{boot:?}");
+    assert!(boot.stderr.contains("--frobnicate"), "{boot:?}");
+    let fd = shim(&["--boot", "--report-fd", "999"]);
+    assert_eq!(fd.code(), Some(245), "{fd:?}");
+}
+
+#[test]
 fn both_binaries_answer_help_and_version() {
     for name in ["cradle", "cradle-shim"] {
         for flag in ["--version", "--help"] {
