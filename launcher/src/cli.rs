@@ -7,6 +7,31 @@ use argh::FromArgs;
 use crate::stop::Mode;
 use crate::userns::UsernsMode;
 
+/// A timeout in whole seconds, at most a day: a deadline that far is no deadline, and a
+/// larger one would not fit in the clock's arithmetic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seconds(pub u64);
+
+/// The longest timeout (a day).
+const MAX_SECONDS: u64 = 86_400;
+
+impl argh::FromArgValue for Seconds {
+    fn from_arg_value(value: &str) -> std::result::Result<Self, String> {
+        match value.parse::<u64>() {
+            Ok(n) if n <= MAX_SECONDS => Ok(Seconds(n)),
+            _ => Err(format!(
+                "{value:?}: a number of seconds from 0 to {MAX_SECONDS}"
+            )),
+        }
+    }
+}
+
+impl Seconds {
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.0)
+    }
+}
+
 /// `on` or `off`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Switch {
@@ -74,8 +99,8 @@ pub struct Start {
     #[argh(option)]
     pub shim: Option<PathBuf>,
     /// seconds a halt on SIGTERM may take before the guest is powered off (default 60)
-    #[argh(option, default = "60")]
-    pub timeout: u64,
+    #[argh(option, default = "Seconds(60)")]
+    pub timeout: Seconds,
     /// the guest's user namespace: pick (the default: a free range of 65536 host ids, the
     /// same for a name while it is free), a host uid BASE (a multiple of 65536), or off (the
     /// guest's root is the host's root: not a security boundary)
@@ -106,8 +131,8 @@ pub struct Stop {
     #[argh(option, default = "Mode::Halt")]
     pub mode: Mode,
     /// seconds to wait for the guest to go down (or come back, for reboot) (default 60)
-    #[argh(option, default = "60")]
-    pub timeout: u64,
+    #[argh(option, default = "Seconds(60)")]
+    pub timeout: Seconds,
 }
 
 /// Run a command inside a running guest: its namespaces, root and environment.
@@ -199,7 +224,7 @@ mod tests {
                 assert_eq!(start.name, "web1");
                 assert_eq!(start.root, PathBuf::from("/srv/w"));
                 assert_eq!(start.env, ["A=1", "B=2"]);
-                assert_eq!(start.timeout, 5);
+                assert_eq!(start.timeout, Seconds(5));
             }
             other => panic!("{other:?}"),
         }
@@ -233,7 +258,7 @@ mod tests {
             parse(&["stop", "a"]).unwrap().command,
             Command::Stop(Stop {
                 mode: Mode::Halt,
-                timeout: 60,
+                timeout: Seconds(60),
                 ..
             })
         ));
@@ -246,5 +271,8 @@ mod tests {
         assert!(parse(&["frobnicate"]).is_err());
         assert!(parse(&[]).is_err());
         assert!(parse(&["stop", "a", "--timeout", "soon"]).is_err());
+        assert!(parse(&["stop", "a", "--timeout", "18446744073709551615"]).is_err());
+        assert!(parse(&["start", "a", "--root", "r", "--timeout", "86401"]).is_err());
+        assert!(parse(&["start", "a", "--root", "r", "--timeout", "86400"]).is_ok());
     }
 }

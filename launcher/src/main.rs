@@ -36,7 +36,6 @@ mod userns;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use argh::FromArgs;
 
@@ -103,7 +102,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 hostname: start.hostname,
                 env: start.env,
                 shim: start.shim,
-                timeout: Duration::from_secs(start.timeout),
+                timeout: start.timeout.duration(),
                 state_base: base,
                 userns: start.userns,
                 security: security(&start.capability, &start.drop_capability, start.seccomp)?,
@@ -115,7 +114,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             &base,
             &stop.name,
             stop.mode,
-            Duration::from_secs(stop.timeout),
+            stop.timeout.duration(),
         )
         .map(|()| Code::Ok as u8),
         Command::Exec(exec) => exec::exec(&threads, &base, &exec.name, &exec.env, &exec.command),
