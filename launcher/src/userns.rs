@@ -250,7 +250,7 @@ impl Namespaces {
     /// new namespaces and waits (blocked on a pipe) while we write its id maps and open
     /// its namespaces; then it exits, and the namespaces live on through the descriptors.
     pub fn create(threads: &SingleThreaded, base: u32) -> Result<Self> {
-        let ctx = "create the guest's user namespace";
+        let ctx = "create the guest's user namespace (or run it without one: --userns off)";
         let (wait_end, release_end) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::setup(ctx, e))?;
         let mut holder = Child::fork_into(threads, CREATED, None, |_| {
