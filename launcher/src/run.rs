@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use crate::cgroups::Cgroup;
 use crate::config;
+use crate::controllers::{self, Host};
 use crate::devices;
 use crate::error::{Error, Result};
 use crate::guest::DEFAULT_PATH;
+use crate::limits::Limits;
 use crate::plan::{self, Purpose};
 use crate::rootfs::{self, RootDir};
 use crate::security::Security;
@@ -27,6 +29,7 @@ pub struct Options {
     pub command: Vec<String>,
     pub userns: UsernsMode,
     pub security: Security,
+    pub limits: Limits,
 }
 
 /// Signals passed on to the command (through the shim, which forwards them).
@@ -68,11 +71,22 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     let hostname = opts.hostname.clone().unwrap_or_else(|| name.clone());
     config::check_hostname(&hostname)?;
     let root = RootDir::open(&opts.root)?;
+    let host = Host::probe()?;
+    host.check(&opts.limits)?;
     let shim = ShimBinary::locate(opts.shim.as_deref())?;
     let lease = userns::acquire(&name, opts.userns)?;
     let base = lease.as_ref().map(|l| l.base);
     let mut signals = Signals::catch(&FORWARDED)?;
-    let cgroup = Cgroup::create(&name, false)?;
+    let cgroup =
+        Cgroup::create(&name, false)?.with_v1(host.v1_dirs(&name), host.needs_v1(&opts.limits))?;
+    let limits = &opts.limits;
+    controllers::apply(
+        &host,
+        cgroup.path(),
+        cgroup.v1(),
+        limits,
+        &limits.set_knobs(),
+    )?;
     devices::Policy::for_guest()?.attach(cgroup.dir())?;
     if let Some(base) = base {
         cgroup.delegate(base)?;
@@ -88,6 +102,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
         userns: namespaces,
         caps: opts.security.caps,
         seccomp: opts.security.filter(base.is_some())?,
+        join_v1: cgroup.open_v1_procs()?,
     })
     .map_err(|_| Error::Usage("the hostname contains a NUL byte".into()))?;
     let mut args = vec!["--".to_owned()];

@@ -15,19 +15,21 @@ use cradle_common::outcome::{Outcome, Status, Unexpected, decode};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::cgroups::Cgroup;
+use crate::cgroups::{self, Cgroup};
 use crate::config;
 use crate::console::Console;
+use crate::controllers::{self, Host};
 use crate::devices;
 use crate::error::{Error, Result, signal_name};
 use crate::guest::{self, Guest, Helper};
+use crate::limits::Limits;
 use crate::plan::{self, Purpose};
 use crate::rootfs::{self, RootDir};
 use crate::seccomp::Filter;
 use crate::security::Security;
 use crate::signals::Signals;
 use crate::spawn::{self, Container, Report, ShimBinary, Spawn};
-use crate::state::{Running, StateDir, validate_name};
+use crate::state::{Info, Running, StateDir, validate_name};
 use crate::sys::SingleThreaded;
 use crate::userns::{self, Lease, Namespaces, UsernsMode};
 
@@ -42,6 +44,7 @@ pub struct Options {
     pub state_base: PathBuf,
     pub userns: UsernsMode,
     pub security: Security,
+    pub limits: Limits,
 }
 
 /// Signals that ask the launcher to stop the guest: the first one halts it gracefully
@@ -104,6 +107,8 @@ struct Launcher<'a> {
     seccomp: Option<Filter>,
     /// The device policy, loaded once.
     devices: devices::Policy,
+    /// The host's cgroup hierarchies.
+    host: Host,
     stopping: Stopping,
 }
 
@@ -119,9 +124,25 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
     let hostname = opts.hostname.clone().unwrap_or_else(|| opts.name.clone());
     config::check_hostname(&hostname)?;
     let root = RootDir::open(&opts.root)?;
+    let host = Host::probe()?;
+    host.check(&opts.limits)?;
     // first taken, last released: the state directory outlives everything below
     let state = StateDir::acquire(&opts.state_base, &opts.name)?;
     let lease = userns::acquire(&opts.name, opts.userns)?;
+    state.set_limits(&opts.limits)?;
+    state.set_info(&Info {
+        root: opts
+            .root
+            .canonicalize()
+            .unwrap_or_else(|_| opts.root.clone()),
+        hostname: hostname.clone(),
+        userns_base: lease.as_ref().map(|l| l.base),
+        started_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        cgroup: host.v2.join(cgroups::name_for(&opts.name)),
+        cgroups_v1: host.v1_dirs(&opts.name),
+    })?;
     let guest_env = config::guest_env(&opts.name, &opts.env);
     state.set_env(&guest_env)?;
     state.set_security(&opts.security)?;
@@ -146,6 +167,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
         shim_args,
         seccomp: opts.security.filter(owner.is_some())?,
         devices: devices::Policy::for_guest()?,
+        host,
         stopping: Stopping::No,
     };
     let mut number = 1;
@@ -182,7 +204,21 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
 impl Launcher<'_> {
     /// Boots the guest once and supervises it until the shim is gone.
     fn boot(&mut self, number: u32) -> Result<BootEnd> {
-        let cgroup = Cgroup::create(&self.opts.name, true)?;
+        // the limits as they are now (`cradle set` may have changed them), applied to the
+        // new cgroups before `set` can change them again
+        let limits_lock = self.state.lock_limits()?;
+        let limits = self.state.limits()?;
+        let name = &self.opts.name;
+        let cgroup = Cgroup::create(name, true)?
+            .with_v1(self.host.v1_dirs(name), self.host.needs_v1(&limits))?;
+        controllers::apply(
+            &self.host,
+            cgroup.path(),
+            cgroup.v1(),
+            &limits,
+            &limits.set_knobs(),
+        )?;
+        drop(limits_lock);
         self.devices.attach(cgroup.dir())?;
         let base = self.lease.as_ref().map(|l| l.base);
         if let Some(base) = base {
@@ -205,6 +241,7 @@ impl Launcher<'_> {
             userns: namespaces,
             caps: self.opts.security.caps,
             seccomp: self.seccomp.clone(),
+            join_v1: cgroup.open_v1_procs()?,
         })
         .map_err(|_| Error::Usage("the hostname contains a NUL byte".into()))?;
         let guest_leaf = cgroup.guest_dir();
@@ -272,9 +309,12 @@ impl Launcher<'_> {
         self.console.relay();
         self.state.clear_running();
         // in this order: the helper, the guest's pidfd, the cgroup (which waits for it to
-        // be empty and removes it)
+        // be empty and removes it, with v1 cgroups a `cradle set` may be making: so under
+        // the limits' lock)
         drop((helper, guest));
+        let limits_lock = self.state.lock_limits();
         drop(cgroup);
+        drop(limits_lock);
         Ok(BootEnd {
             outcome: self.outcome(status),
             failure,
@@ -392,6 +432,7 @@ impl Launcher<'_> {
         helper: &mut Option<Helper>,
     ) {
         let Some(guest) = guest else {
+            self.state.set_stopping();
             if container.errpipe().is_some() {
                 // still being set up: halt it as soon as its init runs
                 self.stopping = Stopping::Halting {
@@ -408,6 +449,7 @@ impl Launcher<'_> {
             Ok(h) => *helper = Some(h),
             Err(e) => log::warn!("{}: running halt in the guest: {e}", self.opts.name),
         }
+        self.state.set_stopping();
         self.stopping = Stopping::Halting {
             deadline: Instant::now() + self.opts.timeout,
         };
