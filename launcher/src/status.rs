@@ -90,7 +90,8 @@ fn uptime_of(pid: i32) -> Option<f64> {
         .next()?
         .parse()
         .ok()?;
-    Some((system - ticks / hz).max(0.0))
+    // to the clock tick it is known to
+    Some(((system - ticks / hz).max(0.0) * 100.0).round() / 100.0)
 }
 
 /// The status of the guest whose state directory is `state`.
@@ -170,9 +171,9 @@ pub fn list(state_base: &Path, json: bool) -> Result<String> {
         };
         match status_of(&name, &state) {
             Ok(status) => all.push(status),
-            // it went down while we looked
-            Err(_) if !state.is_alive() => {}
-            Err(e) => return Err(e),
+            // starting (its files are not all written yet) or ending while we looked:
+            // `status NAME` says what is wrong, if anything is
+            Err(e) => log::debug!("{name}: {e}"),
         }
     }
     if json { to_json(&all) } else { Ok(table(&all)) }

@@ -77,7 +77,7 @@ fn start_storm(sb: &Sandbox) {
 #[test]
 fn a_fork_storm_stops_at_pids_and_stop_still_halts_the_guest_within_its_timeout() {
     let sb = Sandbox::busybox("limits-storm");
-    let launcher = start(&sb, &["--pids", "24", "--cpus", "0.5"]);
+    let launcher = start(&sb, &["--pids", "24", "--cpus", "0.2"]);
     start_storm(&sb);
     wait_until("the storm to fill --pids", secs(20), || {
         usage(&sb, "pids") >= 24.0
@@ -110,7 +110,7 @@ fn a_fork_storm_stops_at_pids_and_stop_still_halts_the_guest_within_its_timeout(
 #[test]
 fn the_launcher_powers_off_a_guest_in_a_fork_storm_too() {
     let sb = Sandbox::busybox("limits-storm-signal");
-    let launcher = start(&sb, &["--pids", "16", "--cpus", "0.5", "--timeout", "2"]);
+    let launcher = start(&sb, &["--pids", "16", "--cpus", "0.2", "--timeout", "2"]);
     start_storm(&sb);
     wait_until("the storm to fill --pids", secs(20), || {
         usage(&sb, "pids") >= 16.0
@@ -154,7 +154,7 @@ fn a_memory_hog_is_oom_killed_and_the_guest_lives_on() {
 fn a_spinner_is_held_near_its_cpus_share() {
     let sb = Sandbox::busybox("limits-cpus");
     let launcher = start(&sb, &["--cpus", "0.25"]);
-    let spin = sb.exec(&["/escape", "spin", "4"]);
+    let spin = sb.exec(&["/escape", "spin", "3"]);
     let cpu: f64 = spin
         .stdout
         .trim()
@@ -250,7 +250,7 @@ fn a_guest_started_without_limits_gets_them_from_set() {
     assert_eq!(before["limits"]["pids"], Value::Null);
     // on a hybrid host, no v1 cgroup until a limit needs one: the guest is moved into them
     let set = sb.run_cradle(
-        &["set", &sb.name, "--pids", "12", "--cpus", "0.5"],
+        &["set", &sb.name, "--pids", "12", "--cpus", "0.2"],
         secs(20),
     );
     assert_eq!(set.code(), Some(0), "{set:?}");

@@ -381,7 +381,7 @@ fn storm(tries: Option<u32>) {
                 // SAFETY: pause has no arguments.
                 unsafe { libc::pause() };
             },
-            -1 => std::thread::sleep(std::time::Duration::from_millis(1)),
+            -1 => std::thread::sleep(std::time::Duration::from_millis(10)),
             child => children.push(child),
         }
     }
