@@ -25,6 +25,7 @@ use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
 
 use cradle_common::guest::{CGROUP_GUEST_DIR, CGROUP_SHIM_DIR};
 
+use crate::controllers::{self, V1Dir};
 use crate::error::{Error, Result};
 
 /// The mount point of the cgroup v2 hierarchy, if the host has one.
@@ -33,6 +34,14 @@ pub fn v2_root() -> Option<PathBuf> {
         .into_iter()
         .map(PathBuf::from)
         .find(|path| statfs(path).is_ok_and(|fs| fs.filesystem_type() == CGROUP2_SUPER_MAGIC))
+}
+
+/// The error of a host without a cgroup v2 hierarchy.
+pub fn no_v2() -> Error {
+    Error::host(
+        "cgroup v2",
+        io::Error::other("no cgroup2 file system at /sys/fs/cgroup or /sys/fs/cgroup/unified"),
+    )
 }
 
 /// The name of container `name`'s cgroup directory, directly below the cgroup root.
@@ -67,12 +76,17 @@ fn remove_tree(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// A cgroup this launcher created; removed (with everything below it) when dropped.
+/// A cgroup this launcher created; removed (with everything below it) when dropped, with
+/// the container's cgroups in the v1 hierarchies of a hybrid host.
 pub struct Cgroup {
     path: PathBuf,
     dir: OwnedFd,
     /// The shim's and the guest's leaves, in boot mode.
     leaves: Option<(OwnedFd, OwnedFd)>,
+    /// The container's v1 cgroups (removed when dropped, wherever they came from: `cradle
+    /// set` may make them while the guest runs), and whether this boot joins them.
+    v1: Vec<V1Dir>,
+    join_v1: bool,
 }
 
 fn open_dir(path: &Path) -> Result<OwnedFd> {
@@ -89,14 +103,7 @@ impl Cgroup {
     /// `leaves`. One left behind by a launcher that was killed is taken over if no
     /// process is in it.
     pub fn create(name: &str, leaves: bool) -> Result<Self> {
-        let root = v2_root().ok_or_else(|| {
-            Error::host(
-                "cgroup v2",
-                io::Error::other(
-                    "no cgroup2 file system at /sys/fs/cgroup or /sys/fs/cgroup/unified",
-                ),
-            )
-        })?;
+        let root = v2_root().ok_or_else(no_v2)?;
         let path = path_for(&root, name);
         match fs::create_dir(&path) {
             Ok(()) => {}
@@ -120,6 +127,8 @@ impl Cgroup {
             path,
             dir,
             leaves: None,
+            v1: Vec::new(),
+            join_v1: false,
         };
         if leaves {
             let leaf = |name: &str| {
@@ -133,9 +142,48 @@ impl Cgroup {
         Ok(cgroup)
     }
 
+    /// Gives the container its cgroups in the v1 hierarchies `dirs` (a hybrid host's): they
+    /// are removed with it; with `join`, they are made now and the container's first
+    /// process joins them ([`Cgroup::open_v1_procs`]).
+    pub fn with_v1(mut self, dirs: Vec<V1Dir>, join: bool) -> Result<Self> {
+        self.v1 = dirs;
+        if join {
+            controllers::create_v1(&self.v1)?;
+            self.join_v1 = true;
+        }
+        Ok(self)
+    }
+
+    /// The container's v1 cgroups, joined or not.
+    pub fn v1(&self) -> &[V1Dir] {
+        &self.v1
+    }
+
+    /// The `cgroup.procs` files of the v1 cgroups this boot joins, open for writing, with
+    /// their hierarchies' names (for the plan's first steps).
+    pub fn open_v1_procs(&self) -> Result<Vec<(String, OwnedFd)>> {
+        if !self.join_v1 {
+            return Ok(Vec::new());
+        }
+        self.v1
+            .iter()
+            .map(|d| {
+                let procs = d.path.join("cgroup.procs");
+                open(&procs, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+                    .map(|fd| (d.controllers.clone(), fd))
+                    .map_err(|e| Error::host(format!("open {}", procs.display()), e))
+            })
+            .collect()
+    }
+
     /// The container's cgroup directory (for the device policy).
     pub fn dir(&self) -> BorrowedFd<'_> {
         self.dir.as_fd()
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Where the container's first process is born (clone3's `CLONE_INTO_CGROUP`): the
@@ -222,6 +270,14 @@ impl Cgroup {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
+        self.remove_v2();
+        // every process of the container is in the v2 tree, now empty: so are these
+        controllers::remove_v1(&self.v1);
+    }
+}
+
+impl Cgroup {
+    fn remove_v2(&mut self) {
         // the common case: the container's PID 1 is gone, so are its processes, and the
         // guest made no cgroups of its own (busybox): the directories are empty leaves
         let leaves = [CGROUP_SHIM_DIR, CGROUP_GUEST_DIR].map(|leaf| self.path.join(leaf));

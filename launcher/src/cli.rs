@@ -76,7 +76,32 @@ pub enum Command {
     Stop(Stop),
     Exec(Exec),
     Run(Run),
+    Set(Set),
+    Status(Status),
+    List(List),
 }
+
+/// The limit options of `start`, `run` and `set`, as given.
+pub trait LimitOptions {
+    fn given(&self) -> crate::limits::Given<'_>;
+}
+
+macro_rules! limit_options {
+    ($($command:ty),*) => {$(
+        impl LimitOptions for $command {
+            fn given(&self) -> crate::limits::Given<'_> {
+                crate::limits::Given {
+                    memory: self.memory.as_deref(),
+                    swap: self.swap.as_deref(),
+                    pids: self.pids.as_deref(),
+                    cpus: self.cpus.as_deref(),
+                    cpu_weight: self.cpu_weight.as_deref(),
+                }
+            }
+        }
+    )*};
+}
+limit_options!(Start, Run, Set);
 
 /// Boot the guest in --root and stay in the foreground until it halts; boot it again
 /// after every reboot. The guest's console is relayed to standard output.
@@ -117,6 +142,21 @@ pub struct Start {
     /// the default seccomp filter: on (the default) or off
     #[argh(option, default = "Switch::On")]
     pub seccomp: Switch,
+    /// memory limit (memory.max): a size such as 512M or 2G, or max
+    #[argh(option)]
+    pub memory: Option<String>,
+    /// swap the guest may use besides --memory (memory.swap.max): a size, or max
+    #[argh(option)]
+    pub swap: Option<String>,
+    /// most processes and threads, the shim included (pids.max), or max
+    #[argh(option)]
+    pub pids: Option<String>,
+    /// CPU time, in CPUs: 0.5 is half of one (cpu.max), or max
+    #[argh(option)]
+    pub cpus: Option<String>,
+    /// share of CPU time under contention, 1 to 10000, 100 by default (cpu.weight)
+    #[argh(option)]
+    pub cpu_weight: Option<String>,
 }
 
 /// Stop a running guest from another terminal: halt (default), reboot or kill.
@@ -186,9 +226,69 @@ pub struct Run {
     /// the default seccomp filter: on (the default) or off
     #[argh(option, default = "Switch::On")]
     pub seccomp: Switch,
+    /// memory limit (memory.max): a size such as 512M or 2G, or max
+    #[argh(option)]
+    pub memory: Option<String>,
+    /// swap the guest may use besides --memory (memory.swap.max): a size, or max
+    #[argh(option)]
+    pub swap: Option<String>,
+    /// most processes and threads, the shim included (pids.max), or max
+    #[argh(option)]
+    pub pids: Option<String>,
+    /// CPU time, in CPUs: 0.5 is half of one (cpu.max), or max
+    #[argh(option)]
+    pub cpus: Option<String>,
+    /// share of CPU time under contention, 1 to 10000, 100 by default (cpu.weight)
+    #[argh(option)]
+    pub cpu_weight: Option<String>,
     /// the command and its arguments, after --
     #[argh(positional, greedy)]
     pub command: Vec<String>,
+}
+
+/// Change the limits of a running guest at once; its later boots keep them.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "set")]
+pub struct Set {
+    /// container name
+    #[argh(positional)]
+    pub name: String,
+    /// memory limit (memory.max): a size such as 512M or 2G, or max
+    #[argh(option)]
+    pub memory: Option<String>,
+    /// swap the guest may use besides --memory (memory.swap.max): a size, or max
+    #[argh(option)]
+    pub swap: Option<String>,
+    /// most processes and threads, the shim included (pids.max), or max
+    #[argh(option)]
+    pub pids: Option<String>,
+    /// CPU time, in CPUs: 0.5 is half of one (cpu.max), or max
+    #[argh(option)]
+    pub cpus: Option<String>,
+    /// share of CPU time under contention, 1 to 10000, 100 by default (cpu.weight)
+    #[argh(option)]
+    pub cpu_weight: Option<String>,
+}
+
+/// Show what a running guest is and uses: state, init, boots, uptime, limits, usage.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "status")]
+pub struct Status {
+    /// container name
+    #[argh(positional)]
+    pub name: String,
+    /// print JSON (the README lists its fields)
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// List the running guests, one line each (or a JSON array of what status shows).
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "list")]
+pub struct List {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
 }
 
 #[cfg(test)]
@@ -261,6 +361,30 @@ mod tests {
                 timeout: Seconds(60),
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn limit_values_are_taken_as_given_even_when_they_look_like_options() {
+        let cli = parse(&[
+            "set", "web1", "--cpus", "-1", "--memory", "lots", "--pids", "0",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Set(set) => {
+                assert_eq!(set.cpus.as_deref(), Some("-1"));
+                assert_eq!(set.given().memory, Some("lots"));
+                assert_eq!(set.given().pids, Some("0"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["status", "web1", "--json"]).unwrap().command,
+            Command::Status(Status { json: true, .. })
+        ));
+        assert!(matches!(
+            parse(&["list"]).unwrap().command,
+            Command::List(List { json: false })
         ));
     }
 

@@ -2,7 +2,8 @@
 //! order the design needs (see `plan` for the child's side). The caller holds the things
 //! that outlive a container (the root directory, the user-namespace range, the compiled
 //! filter, the loaded device policy, the shim); [`Blueprint::spawn`] makes the rest: the
-//! cgroup (delegated, with the device policy), the user namespace and the namespaces it
+//! cgroup (with its limits, in the v1 hierarchies too on a hybrid host; delegated; with
+//! the device policy), the user namespace and the namespaces it
 //! owns, the detached root tree and device binds, the plan, and the container's first
 //! process.
 
@@ -10,8 +11,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::caps::CapSet;
 use crate::cgroups::Cgroup;
+use crate::controllers::{self, Host};
 use crate::devices;
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::plan::{self, Purpose};
 use crate::rootfs::{self, RootDir};
 use crate::seccomp::Filter;
@@ -31,6 +34,9 @@ pub struct Blueprint<'a> {
     pub devices: &'a devices::Policy,
     pub caps: CapSet,
     pub seccomp: Option<&'a Filter>,
+    /// The host's cgroup hierarchies, and the limits to set in them.
+    pub host: &'a Host,
+    pub limits: &'a Limits,
 }
 
 /// What the container is for.
@@ -51,7 +57,17 @@ impl Blueprint<'_> {
     /// with it: dropping it (after the container) removes everything the container left.
     pub fn spawn(&self, kind: Kind) -> Result<(Container, Cgroup)> {
         let boot = matches!(kind, Kind::Boot { .. });
-        let cgroup = Cgroup::create(self.name, boot)?;
+        let cgroup = Cgroup::create(self.name, boot)?.with_v1(
+            self.host.v1_dirs(self.name),
+            self.host.needs_v1(self.limits),
+        )?;
+        controllers::apply(
+            self.host,
+            cgroup.path(),
+            cgroup.v1(),
+            self.limits,
+            &self.limits.set_knobs(),
+        )?;
         // before any process is born in it
         self.devices.attach(cgroup.dir())?;
         if let Some(owner) = self.owner {
@@ -82,6 +98,7 @@ impl Blueprint<'_> {
             userns: namespaces,
             caps: self.caps,
             seccomp: self.seccomp.cloned(),
+            join_v1: cgroup.open_v1_procs()?,
         })
         .map_err(|_| Error::Usage("the hostname contains a NUL byte".into()))?;
         // in boot mode the shim clones the guest init into the guest's leaf

@@ -26,6 +26,7 @@ use nix::unistd::Pid;
 use crate::cgroups;
 use crate::child::Child;
 use crate::config;
+use crate::controllers;
 use crate::error::{Error, Result};
 use crate::plan::Step;
 use crate::security::Security;
@@ -48,6 +49,8 @@ pub const NO_COMMAND: u8 = 127;
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub struct Guest {
+    name: String,
+    init: Pid,
     pidfd: OwnedFd,
     /// The guest init's cgroup directory, where what we start in the guest is born.
     cgroup: OwnedFd,
@@ -108,6 +111,8 @@ impl Guest {
             .open(&dir)
             .map_err(|e| Error::host(format!("open cgroup {}", dir.display()), e))?;
         Ok(Guest {
+            name: name.to_owned(),
+            init,
             pidfd,
             cgroup: cgroup.into(),
             userns,
@@ -144,9 +149,35 @@ impl Guest {
         }
     }
 
+    /// The `cgroup.procs` of the guest init's cgroups in a hybrid host's v1 hierarchies,
+    /// open for writing, by hierarchy: the container's own (`cradle.NAME`), which a guest
+    /// with limits has.
+    fn v1_procs(&self) -> Result<Vec<(String, OwnedFd)>> {
+        let Ok(text) = fs::read_to_string(format!("/proc/{}/cgroup", self.init)) else {
+            return Ok(Vec::new());
+        };
+        let mut procs = Vec::new();
+        for (hierarchy, dir) in controllers::v1_cgroups_of(&text, &cgroups::name_for(&self.name))? {
+            let path = dir.join("cgroup.procs");
+            let file = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(|e| Error::host(format!("open {}", path.display()), e))?;
+            procs.push((hierarchy, file.into()));
+        }
+        Ok(procs)
+    }
+
     /// Starts `what` in the guest through the shim (see the module documentation). The
     /// returned container is the shim, in the host's PID namespace; it exits with the
     /// command's status.
+    ///
+    /// A command is born in the guest init's cgroup (and the shim that starts it is in the
+    /// guest's v1 cgroups, on a hybrid host), and so under the container's limits.
+    /// A power-off is not: the process that calls reboot(2) in the guest's PID namespace is
+    /// born in ours, so that it needs no room under the guest's `--pids` or `--memory`
+    /// (a guest in a fork storm has none) and the power-off always works.
     pub fn enter(
         &self,
         threads: &SingleThreaded,
@@ -158,13 +189,21 @@ impl Guest {
         if self.userns {
             args.push("--userns".to_owned());
         }
+        let mut keep = vec![self.pidfd.as_fd()];
+        let mut steps = Vec::new();
+        if let Enter::Command { .. } = what {
+            args.extend(["--cgroup-fd".to_owned(), fd(&self.cgroup)]);
+            keep.push(self.cgroup.as_fd());
+            // on a hybrid host, the shim joins the guest's v1 cgroups before it clones the
+            // command, which is then born there (and refused at --pids, as on a v2 host)
+            for (hierarchy, procs) in self.v1_procs()? {
+                steps.push(Step::JoinCgroup { hierarchy, procs });
+            }
+        }
         args.extend([
-            "--cgroup-fd".to_owned(),
-            fd(&self.cgroup),
             "--caps".to_owned(),
             format!("{:x}", self.security.caps.bits()),
         ]);
-        let mut steps = Vec::new();
         let env = match what {
             Enter::Command { argv, env, quiet } => {
                 if quiet {
@@ -194,7 +233,7 @@ impl Guest {
                 cwd: None,
                 namespaces: CloneFlags::empty(),
                 cgroup: None,
-                keep: &[self.pidfd.as_fd(), self.cgroup.as_fd()],
+                keep: &keep,
                 args: &args,
                 env: &env,
             },
@@ -236,6 +275,12 @@ impl Guest {
                     None => return NO_COMMAND,
                     Some(Ok(Ok(Status::Exited(0)))) => return 0,
                     Some(Ok(Ok(_))) => std::thread::sleep(REQUEST_RETRY),
+                    // no room in the guest for the request now (its --pids or --memory
+                    // is used up): another process may end
+                    Some(Ok(Err(Error::Setup {
+                        errno: Errno::EAGAIN | Errno::ENOMEM,
+                        ..
+                    }))) => std::thread::sleep(REQUEST_RETRY),
                     Some(_) => return 125,
                 }
             }

@@ -14,20 +14,24 @@ mod cli;
 mod config;
 mod console;
 mod container;
+mod controllers;
 mod devices;
 mod error;
 mod exec;
 mod guest;
+mod limits;
 mod logging;
 mod plan;
 mod rootfs;
 mod run;
 mod seccomp;
 mod security;
+mod set;
 mod signals;
 mod spawn;
 mod start;
 mod state;
+mod status;
 mod stop;
 mod sys;
 #[cfg(test)]
@@ -39,8 +43,9 @@ use std::process::ExitCode;
 
 use argh::FromArgs;
 
-use cli::{Cli, Command, Switch};
+use cli::{Cli, Command, LimitOptions, Switch};
 use error::{Code, Error};
+use limits::{Changes, Limits};
 use security::Security;
 use sys::SingleThreaded;
 
@@ -90,25 +95,42 @@ fn security(add: &[String], drop: &[String], seccomp: Switch) -> Result<Security
     })
 }
 
+/// The limits `start` and `run` were given.
+fn limits(options: &impl LimitOptions) -> Result<Limits, Error> {
+    Changes::parse(options.given())?.apply_to(Limits::default())
+}
+
+/// Prints what `status` or `list` made.
+fn print(text: String) -> u8 {
+    use std::io::Write;
+    // a reader that went away (`| head`) is no error of ours
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    Code::Ok as u8
+}
+
 fn dispatch(cli: Cli) -> Result<u8, Error> {
     let threads = SingleThreaded::check().map_err(|e| Error::host("start", e))?;
     let base = state_base(&cli);
     match cli.command {
-        Command::Start(start) => start::start(
-            &threads,
-            &start::Options {
-                name: start.name,
-                root: start.root,
-                hostname: start.hostname,
-                env: start.env,
-                shim: start.shim,
-                timeout: start.timeout.duration(),
-                state_base: base,
-                userns: start.userns,
-                security: security(&start.capability, &start.drop_capability, start.seccomp)?,
-            },
-        )
-        .map(|()| Code::Ok as u8),
+        Command::Start(start) => {
+            let limits = limits(&start)?;
+            start::start(
+                &threads,
+                &start::Options {
+                    name: start.name,
+                    root: start.root,
+                    hostname: start.hostname,
+                    env: start.env,
+                    shim: start.shim,
+                    timeout: start.timeout.duration(),
+                    state_base: base,
+                    userns: start.userns,
+                    security: security(&start.capability, &start.drop_capability, start.seccomp)?,
+                    limits,
+                },
+            )
+            .map(|()| Code::Ok as u8)
+        }
         Command::Stop(stop) => stop::stop(
             &threads,
             &base,
@@ -118,19 +140,28 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         )
         .map(|()| Code::Ok as u8),
         Command::Exec(exec) => exec::exec(&threads, &base, &exec.name, &exec.env, &exec.command),
-        Command::Run(run) => run::run(
-            &threads,
-            &run::Options {
-                root: run.root,
-                name: run.name,
-                hostname: run.hostname,
-                env: run.env,
-                shim: run.shim,
-                command: run.command,
-                userns: run.userns,
-                security: security(&run.capability, &run.drop_capability, run.seccomp)?,
-            },
-        ),
+        Command::Run(run) => {
+            let limits = limits(&run)?;
+            run::run(
+                &threads,
+                &run::Options {
+                    root: run.root,
+                    name: run.name,
+                    hostname: run.hostname,
+                    env: run.env,
+                    shim: run.shim,
+                    command: run.command,
+                    userns: run.userns,
+                    security: security(&run.capability, &run.drop_capability, run.seccomp)?,
+                    limits,
+                },
+            )
+        }
+        Command::Set(set) => {
+            set::set(&base, &set.name, &Changes::parse(set.given())?).map(|()| Code::Ok as u8)
+        }
+        Command::Status(status) => status::status(&base, &status.name, status.json).map(print),
+        Command::List(list) => status::list(&base, list.json).map(print),
     }
 }
 

@@ -6,6 +6,8 @@
 //! and on failure returns the index of the step, which the parent turns back into words
 //! with the step's `Display`. The order is the design:
 //!
+//! 0. on a hybrid host, for a container with limits: its cgroups in the v1 hierarchies,
+//!    which clone3 cannot put it in (a write of "0" into each `cgroup.procs`);
 //! 1. a session of its own; with a user namespace, the guest's network, UTS and IPC
 //!    namespaces (owned by it) are joined now, while the child is still the host's root;
 //!    in run mode the cgroup namespace, rooted at the container's cgroup;
@@ -39,7 +41,7 @@ use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::stat::{Mode, mkdirat, umask};
 use nix::unistd::{
     Gid, Uid, chdir, dup2_stderr, dup2_stdin, dup2_stdout, fchdir, pivot_root, setgroups,
-    sethostname, setresgid, setresuid, setsid, symlinkat,
+    sethostname, setresgid, setresuid, setsid, symlinkat, write,
 };
 
 use crate::caps::CapSet;
@@ -69,6 +71,8 @@ pub struct Config<'a> {
     pub caps: CapSet,
     /// The seccomp filter, when there is one.
     pub seccomp: Option<Filter>,
+    /// The `cgroup.procs` files of the v1 cgroups to join, by their hierarchies' names.
+    pub join_v1: Vec<(String, OwnedFd)>,
 }
 
 /// A path below the guest's root, with its parent and last component apart for the steps
@@ -150,6 +154,11 @@ impl Namespace {
 /// One step of the child's setup.
 #[derive(Debug)]
 pub enum Step {
+    /// Writes "0" (ourselves) into a v1 hierarchy's `cgroup.procs` open on the descriptor.
+    JoinCgroup {
+        hierarchy: String,
+        procs: OwnedFd,
+    },
     NewSession,
     Join(Namespace, OwnedFd),
     Unshare(Namespace),
@@ -241,7 +250,12 @@ pub fn build(config: Config) -> Result<Vec<Step>, NulError> {
     };
     let owner = base.to_string();
     let tty_group = (base + 5).to_string();
-    let mut steps = vec![Step::NewSession];
+    let mut steps: Vec<Step> = config
+        .join_v1
+        .into_iter()
+        .map(|(hierarchy, procs)| Step::JoinCgroup { hierarchy, procs })
+        .collect();
+    steps.push(Step::NewSession);
     let mut later = Vec::new();
     if let Some(ns) = userns {
         steps.push(Step::Join(Namespace::Network, ns.net));
@@ -384,6 +398,12 @@ pub fn build(config: Config) -> Result<Vec<Step>, NulError> {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
+            Step::JoinCgroup { hierarchy, .. } => {
+                write!(
+                    f,
+                    "join the container's cgroup in the v1 {hierarchy} hierarchy"
+                )
+            }
             Step::NewSession => f.write_str("setsid"),
             Step::Join(ns, _) => write!(f, "join the guest's {} namespace", ns.name()),
             Step::Unshare(Namespace::Mount) => {
@@ -486,6 +506,9 @@ fn unless_absent(result: nix::Result<()>) -> nix::Result<()> {
 fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Result<()> {
     let in_root = |root: &Option<BorrowedFd<'s>>| root.map(Root).ok_or(Errno::EINVAL);
     match step {
+        Step::JoinCgroup { procs, .. } => {
+            write(procs, b"0").and_then(|n| if n == 1 { Ok(()) } else { Err(Errno::EIO) })
+        }
         Step::NewSession => setsid().map(drop),
         Step::Join(ns, fd) => setns(fd, ns.flag()),
         Step::Unshare(ns) => unshare(ns.flag()),
@@ -628,6 +651,10 @@ mod tests {
     }
 
     fn plan(boot: bool, userns: bool) -> Vec<Step> {
+        plan_joining(boot, userns, vec![])
+    }
+
+    fn plan_joining(boot: bool, userns: bool, join_v1: Vec<(String, OwnedFd)>) -> Vec<Step> {
         build(Config {
             tree: fd(),
             hostname: "web1",
@@ -646,6 +673,7 @@ mod tests {
             }),
             caps: CapSet::DEFAULT,
             seccomp: Some(Filter::default_for_guest(true).unwrap()),
+            join_v1,
         })
         .unwrap()
     }
@@ -777,6 +805,18 @@ mod tests {
     }
 
     #[test]
+    fn the_v1_cgroups_are_joined_before_anything_else() {
+        for (boot, userns) in [(true, true), (false, false)] {
+            let steps = plan_joining(boot, userns, vec![("memory".into(), fd())]);
+            assert_eq!(
+                steps[0].to_string(),
+                "join the container's cgroup in the v1 memory hierarchy"
+            );
+            assert_eq!(steps[1].to_string(), "setsid");
+        }
+    }
+
+    #[test]
     fn guest_paths_split_into_parent_and_name() {
         let p = GuestPath::new("dev/net/tun");
         assert_eq!(
@@ -801,6 +841,7 @@ mod tests {
             userns: None,
             caps: CapSet::EMPTY,
             seccomp: None,
+            join_v1: vec![],
         };
         assert!(build(config).is_err());
     }

@@ -6,10 +6,12 @@ use std::path::PathBuf;
 
 use crate::config;
 use crate::container::{Blueprint, Kind};
+use crate::controllers::Host;
 use crate::devices;
 use crate::error::{Error, Result};
 use crate::guest::DEFAULT_PATH;
 use crate::rootfs::RootDir;
+use crate::limits::Limits;
 use crate::security::Security;
 use crate::signals::Signals;
 use crate::spawn::ShimBinary;
@@ -26,6 +28,7 @@ pub struct Options {
     pub command: Vec<String>,
     pub userns: UsernsMode,
     pub security: Security,
+    pub limits: Limits,
 }
 
 /// Signals passed on to the command (through the shim, which forwards them).
@@ -67,6 +70,8 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     let hostname = opts.hostname.clone().unwrap_or_else(|| name.clone());
     config::check_hostname(&hostname)?;
     let root = RootDir::open(&opts.root)?;
+    let host = Host::probe()?;
+    host.check(&opts.limits)?;
     let shim = ShimBinary::locate(opts.shim.as_deref())?;
     let lease = userns::acquire(&name, opts.userns)?;
     let mut signals = Signals::catch(&FORWARDED)?;
@@ -85,6 +90,8 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
         devices: &devices,
         caps: opts.security.caps,
         seccomp: filter.as_ref(),
+        host: &host,
+        limits: &opts.limits,
     };
     let (mut container, cgroup) = blueprint.spawn(Kind::Run {
         shim_args: &args,

@@ -13,8 +13,10 @@ use cradle_common::outcome::{Outcome, Status, Unexpected, decode};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use crate::cgroups;
 use crate::config;
 use crate::console::Console;
+use crate::controllers::Host;
 use crate::container::{Blueprint, Kind};
 use crate::devices;
 use crate::error::{Error, Result, signal_name};
@@ -24,7 +26,8 @@ use crate::seccomp::Filter;
 use crate::security::Security;
 use crate::signals::Signals;
 use crate::spawn::{Container, Report, ShimBinary};
-use crate::state::{Running, StateDir, validate_name};
+use crate::state::{Info, Running, StateDir, validate_name};
+use crate::limits::Limits;
 use crate::sys::SingleThreaded;
 use crate::userns::{self, Lease, UsernsMode};
 
@@ -39,6 +42,7 @@ pub struct Options {
     pub state_base: PathBuf,
     pub userns: UsernsMode,
     pub security: Security,
+    pub limits: Limits,
 }
 
 /// Signals that ask the launcher to stop the guest: the first one halts it gracefully
@@ -101,6 +105,8 @@ struct Launcher<'a> {
     seccomp: Option<Filter>,
     /// The device policy, loaded once.
     devices: devices::Policy,
+    /// The host's cgroup hierarchies.
+    host: Host,
     stopping: Stopping,
 }
 
@@ -116,9 +122,25 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
     let hostname = opts.hostname.clone().unwrap_or_else(|| opts.name.clone());
     config::check_hostname(&hostname)?;
     let root = RootDir::open(&opts.root)?;
+    let host = Host::probe()?;
+    host.check(&opts.limits)?;
     // first taken, last released: the state directory outlives everything below
     let state = StateDir::acquire(&opts.state_base, &opts.name)?;
     let lease = userns::acquire(&opts.name, opts.userns)?;
+    state.set_limits(&opts.limits)?;
+    state.set_info(&Info {
+        root: opts
+            .root
+            .canonicalize()
+            .unwrap_or_else(|_| opts.root.clone()),
+        hostname: hostname.clone(),
+        userns_base: lease.as_ref().map(|l| l.base),
+        started_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        cgroup: host.v2.join(cgroups::name_for(&opts.name)),
+        cgroups_v1: host.v1_dirs(&opts.name),
+    })?;
     let guest_env = config::guest_env(&opts.name, &opts.env);
     state.set_env(&guest_env)?;
     state.set_security(&opts.security)?;
@@ -138,6 +160,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
         guest_env,
         seccomp: opts.security.filter(owner.is_some())?,
         devices: devices::Policy::for_guest()?,
+        host,
         stopping: Stopping::No,
     };
     let mut number = 1;
@@ -178,6 +201,10 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
 impl Launcher<'_> {
     /// Boots the guest once and supervises it until the shim is gone.
     fn boot(&mut self, number: u32) -> Result<BootEnd> {
+        // the limits as they are now (`cradle set` may have changed them), applied to the
+        // new cgroups before `set` can change them again
+        let limits_lock = self.state.lock_limits()?;
+        let limits = self.state.limits()?;
         let blueprint = Blueprint {
             threads: self.threads,
             name: &self.opts.name,
@@ -188,11 +215,14 @@ impl Launcher<'_> {
             devices: &self.devices,
             caps: self.opts.security.caps,
             seccomp: self.seccomp.as_ref(),
+            host: &self.host,
+            limits: &limits,
         };
         let (mut container, cgroup) = blueprint.spawn(Kind::Boot {
             console: self.console.slave_path(),
             env: &self.guest_env,
         })?;
+        drop(limits_lock);
         let mut guest = None;
         let mut helper = None;
         let mut failure = None;
@@ -239,9 +269,12 @@ impl Launcher<'_> {
         self.console.relay();
         self.state.clear_running();
         // in this order: the helper, the guest's pidfd, the cgroup (which waits for it to
-        // be empty and removes it)
+        // be empty and removes it, with v1 cgroups a `cradle set` may be making: so under
+        // the limits' lock)
         drop((helper, guest));
+        let limits_lock = self.state.lock_limits();
         drop(cgroup);
+        drop(limits_lock);
         Ok(BootEnd {
             outcome: self.outcome(status),
             failure,
@@ -359,6 +392,7 @@ impl Launcher<'_> {
         helper: &mut Option<Helper>,
     ) {
         let Some(guest) = guest else {
+            self.state.set_stopping();
             if container.errpipe().is_some() {
                 // still being set up: halt it as soon as its init runs
                 self.stopping = Stopping::Halting {
@@ -375,6 +409,7 @@ impl Launcher<'_> {
             Ok(h) => *helper = Some(h),
             Err(e) => log::warn!("{}: running halt in the guest: {e}", self.opts.name),
         }
+        self.state.set_stopping();
         self.stopping = Stopping::Halting {
             deadline: Instant::now() + self.opts.timeout,
         };

@@ -8,6 +8,12 @@
 //! security   the capability bounding set and the seccomp choice (`caps HEX`,
 //!            `seccomp on|off`), which `exec` and the halt helpers apply too
 //! shim       the path of the cradle-shim the guest runs, which `exec` and `stop` run too
+//! info       what `status` shows that does not change while the launcher runs (JSON: the
+//!            root, hostname, user-namespace base, start time, the container's cgroups)
+//! limits     the container's limits (JSON), which every boot applies and `set` changes;
+//!            read and written under an flock of `limits.lock`, so that a `set` and a boot
+//!            never interleave
+//! stopping   there while a halt or power-off asked by `stop` or a signal is under way
 //! ```
 //! The launcher removes the directory when it exits. A launcher that was killed leaves it
 //! behind unlocked; the next `start` of the same NAME takes it over.
@@ -26,7 +32,11 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::unistd::Pid;
 
+use serde::{Deserialize, Serialize};
+
+use crate::controllers::V1Dir;
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::security::Security;
 
 /// Where state directories live unless `--state-dir` or `$CRADLE_STATE_DIR` says otherwise.
@@ -37,8 +47,66 @@ const INIT_PID: &str = "init.pid";
 const ENV: &str = "env";
 const SECURITY: &str = "security";
 const SHIM: &str = "shim";
+const INFO: &str = "info";
+const LIMITS: &str = "limits";
+const LIMITS_LOCK: &str = "limits.lock";
+const STOPPING: &str = "stopping";
 /// Every file the launcher writes in the directory besides the lock.
-const FILES: [&str; 4] = [INIT_PID, ENV, SECURITY, SHIM];
+const FILES: [&str; 8] = [
+    INIT_PID,
+    ENV,
+    SECURITY,
+    SHIM,
+    INFO,
+    LIMITS,
+    LIMITS_LOCK,
+    STOPPING,
+];
+
+/// What `status` shows of a container that stays as it is while its launcher runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Info {
+    pub root: PathBuf,
+    pub hostname: String,
+    /// The host uid and gid of the guest's root; `None` without a user namespace.
+    pub userns_base: Option<u32>,
+    /// When `cradle start` began, in seconds since the epoch.
+    pub started_at: u64,
+    /// The container's cgroup in the v2 hierarchy.
+    pub cgroup: PathBuf,
+    /// Its cgroups in the v1 hierarchies (a hybrid host), made for a guest with limits.
+    pub cgroups_v1: Vec<V1Dir>,
+}
+
+/// Holds the limits' lock (an flock of `limits.lock`) while alive.
+pub struct LimitsLock {
+    _lock: Flock<File>,
+}
+
+fn lock_limits(dir: &Path) -> Result<LimitsLock> {
+    let path = dir.join(LIMITS_LOCK);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::host(format!("open {}", path.display()), e))?;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusive) {
+            Ok(lock) => return Ok(LimitsLock { _lock: lock }),
+            Err((again, Errno::EINTR)) => file = again,
+            Err((_, e)) => return Err(Error::host(format!("lock {}", path.display()), e)),
+        }
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = fs::read(path).map_err(|e| Error::host(format!("read {}", path.display()), e))?;
+    serde_json::from_slice(&text)
+        .map_err(|e| Error::host(format!("read {}", path.display()), io::Error::other(e)))
+}
 
 /// A running guest as the state directory describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +204,38 @@ impl StateDir {
         self.write(SHIM, shim.as_os_str().as_bytes())
     }
 
+    /// Records what `status` shows.
+    pub fn set_info(&self, info: &Info) -> Result<()> {
+        self.write_json(INFO, info)
+    }
+
+    /// Records the limits (under [`StateDir::lock_limits`]).
+    pub fn set_limits(&self, limits: &Limits) -> Result<()> {
+        self.write_json(LIMITS, limits)
+    }
+
+    /// The limits as recorded now (under [`StateDir::lock_limits`]): `cradle set` may have
+    /// changed them since the last boot.
+    pub fn limits(&self) -> Result<Limits> {
+        read_json(&self.dir.join(LIMITS))
+    }
+
+    /// Takes the limits' lock, waiting for a `cradle set` that holds it.
+    pub fn lock_limits(&self) -> Result<LimitsLock> {
+        lock_limits(&self.dir)
+    }
+
+    /// Records that the guest is being stopped.
+    pub fn set_stopping(&self) {
+        let _ = self.write(STOPPING, b"");
+    }
+
+    fn write_json(&self, file: &str, value: &impl Serialize) -> Result<()> {
+        let text = serde_json::to_vec(value)
+            .map_err(|e| Error::host(format!("write {file}"), io::Error::other(e)))?;
+        self.write(file, &text)
+    }
+
     fn write(&self, file: &str, contents: &[u8]) -> Result<()> {
         let path = self.dir.join(file);
         write_atomic(&path, contents)
@@ -192,6 +292,56 @@ impl Observed {
             Flock::lock(file, FlockArg::LockSharedNonblock),
             Err((_, Errno::EWOULDBLOCK))
         )
+    }
+
+    /// The launcher's pid, as its lock file says.
+    pub fn launcher(&self) -> Option<u32> {
+        fs::read_to_string(self.dir.join(LOCK))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// What `start` recorded for `status`.
+    pub fn info(&self) -> Result<Info> {
+        read_json(&self.dir.join(INFO))
+    }
+
+    /// The limits as recorded now.
+    pub fn limits(&self) -> Result<Limits> {
+        read_json(&self.dir.join(LIMITS))
+    }
+
+    /// Records the limits (under [`Observed::lock_limits`]).
+    pub fn set_limits(&self, limits: &Limits) -> Result<()> {
+        let path = self.dir.join(LIMITS);
+        let text = serde_json::to_vec(limits)
+            .map_err(|e| Error::host(format!("write {}", path.display()), io::Error::other(e)))?;
+        write_atomic(&path, &text).map_err(|e| Error::host(format!("write {}", path.display()), e))
+    }
+
+    /// Takes the limits' lock, waiting for the launcher or another `cradle set`.
+    pub fn lock_limits(&self) -> Result<LimitsLock> {
+        lock_limits(&self.dir)
+    }
+
+    /// True while a halt or power-off is under way.
+    pub fn is_stopping(&self) -> bool {
+        self.dir.join(STOPPING).exists()
+    }
+
+    /// Records that `cradle stop` is stopping the guest (or no longer is).
+    pub fn set_stopping(&self, stopping: bool) {
+        let path = self.dir.join(STOPPING);
+        if stopping {
+            // only while the launcher holds the directory: never make one it removed
+            if self.is_alive() {
+                let _ = write_atomic(&path, b"");
+            }
+        } else {
+            let _ = fs::remove_file(path);
+        }
     }
 
     /// The running guest init, if one runs now.

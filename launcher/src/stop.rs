@@ -77,54 +77,79 @@ pub fn stop(
         threads,
         shim: ShimBinary::locate(Some(&state.shim()?))?,
     };
-    match mode {
-        Mode::Kill => kill(&tools, &state, &guest, name),
-        Mode::Halt => {
-            let deadline = Instant::now() + timeout;
-            let left = || deadline.saturating_duration_since(Instant::now());
-            let mut helper = guest.spawn_helper(threads, &tools.shim, guest::HALT)?;
-            if helper.found_no_command(left()) {
-                log::warn!("{name}: the guest has neither halt nor init; powering it off");
-                return kill(&tools, &state, &guest, name);
-            }
-            if state.wait_until(left(), is_down)? {
-                return Ok(());
-            }
-            log::warn!(
-                "{name}: the guest did not halt within {}s; powering it off",
-                timeout.as_secs()
-            );
-            // the guest we found may have rebooted meanwhile: act on the one running now
-            match Guest::find(&state, name, Duration::ZERO) {
-                Ok(current) => kill(&tools, &state, &current, name),
-                Err(Error::NotRunning(_)) => Ok(()),
-                Err(e) => Err(e),
-            }
-        }
-        Mode::Reboot => {
-            let deadline = Instant::now() + timeout;
-            let left = || deadline.saturating_duration_since(Instant::now());
-            let before = state.running().map_or(0, |r| r.boot);
-            let mut helper = guest.spawn_helper(threads, &tools.shim, guest::REBOOT)?;
-            if helper.found_no_command(left()) {
-                return Err(Error::setup(
-                    format!("{name}: reboot in the guest"),
-                    Errno::ENOENT,
-                ));
-            }
-            let back = |s: &Observed| s.running().is_some_and(|r| r.boot > before) || is_down(s);
-            if !state.wait_until(left(), back)? {
-                return Err(Error::Timeout(format!(
-                    "{name} did not come back within {}s",
-                    timeout.as_secs()
-                )));
-            }
-            if is_down(&state) {
-                return Err(Error::NotRunning(format!(
-                    "{name} (it went down instead of rebooting)"
-                )));
-            }
-            Ok(())
-        }
+    if mode == Mode::Reboot {
+        return reboot(&tools, &state, &guest, name, timeout);
     }
+    state.set_stopping(true);
+    let stopped = match mode {
+        Mode::Halt => halt(&tools, &state, &guest, name, timeout),
+        Mode::Kill | Mode::Reboot => kill(&tools, &state, &guest, name),
+    };
+    if stopped.is_err() {
+        state.set_stopping(false);
+    }
+    stopped
+}
+
+/// Halts the guest, powering it off after `timeout`.
+fn halt(
+    tools: &Tools,
+    state: &Observed,
+    guest: &Guest,
+    name: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let mut helper = guest.spawn_helper(tools.threads, &tools.shim, guest::HALT)?;
+    if helper.found_no_command(left()) {
+        log::warn!("{name}: the guest has neither halt nor init; powering it off");
+        return kill(tools, state, guest, name);
+    }
+    if state.wait_until(left(), is_down)? {
+        return Ok(());
+    }
+    log::warn!(
+        "{name}: the guest did not halt within {}s; powering it off",
+        timeout.as_secs()
+    );
+    // the guest we found may have rebooted meanwhile: act on the one running now
+    match Guest::find(state, name, Duration::ZERO) {
+        Ok(current) => kill(tools, state, &current, name),
+        Err(Error::NotRunning(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reboots the guest and waits until its next boot's init runs.
+fn reboot(
+    tools: &Tools,
+    state: &Observed,
+    guest: &Guest,
+    name: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let before = state.running().map_or(0, |r| r.boot);
+    let mut helper = guest.spawn_helper(tools.threads, &tools.shim, guest::REBOOT)?;
+    if helper.found_no_command(left()) {
+        return Err(Error::setup(
+            format!("{name}: reboot in the guest"),
+            Errno::ENOENT,
+        ));
+    }
+    let back = |s: &Observed| s.running().is_some_and(|r| r.boot > before) || is_down(s);
+    if !state.wait_until(left(), back)? {
+        return Err(Error::Timeout(format!(
+            "{name} did not come back within {}s",
+            timeout.as_secs()
+        )));
+    }
+    if is_down(state) {
+        return Err(Error::NotRunning(format!(
+            "{name} (it went down instead of rebooting)"
+        )));
+    }
+    Ok(())
 }

@@ -598,8 +598,15 @@ impl Sandbox {
         text.split_whitespace().nth(1)?.parse().ok()
     }
 
+    /// `cradle status NAME --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let done = self.run_cradle(&["status", &self.name, "--json"], Duration::from_secs(20));
+        assert_eq!(done.code(), Some(0), "{done:?}");
+        serde_json::from_str(&done.stdout).unwrap_or_else(|e| panic!("{e}: {done:?}"))
+    }
+
     /// Asserts that nothing of this test's container is left: no state directory, no
-    /// cgroup, no mount, no process.
+    /// cgroup (in the v2 hierarchy, nor in a hybrid host's v1 ones), no mount, no process.
     pub fn assert_clean(&self) {
         let state = self.state.join(&self.name);
         assert!(
@@ -609,6 +616,10 @@ impl Sandbox {
         );
         let cgroup = cgroup_v2_root().join(format!("cradle.{}", self.name));
         assert!(!cgroup.exists(), "cgroup {} is left", cgroup.display());
+        for dir in v1_cgroups() {
+            let cgroup = dir.join(format!("cradle.{}", self.name));
+            assert!(!cgroup.exists(), "cgroup {} is left", cgroup.display());
+        }
         let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
         let dir = self.dir.to_string_lossy();
         let leaked: Vec<&str> = mounts
@@ -631,6 +642,35 @@ impl Drop for Sandbox {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Our own cgroups in the host's v1 hierarchies of memory, pids and cpu (where the
+/// launchers we start make theirs); none on a pure v2 host.
+pub fn v1_cgroups() -> Vec<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let cgroup = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let mut dirs = Vec::new();
+    for line in cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, list, path) = (fields.next(), fields.next().unwrap_or(""), fields.next());
+        if !list
+            .split(',')
+            .any(|c| ["memory", "pids", "cpu"].contains(&c))
+        {
+            continue;
+        }
+        let mount = mountinfo.lines().find_map(|l| {
+            let (head, tail) = l.split_once(" - ")?;
+            let options = tail.split_whitespace().nth(2)?;
+            let names: Vec<&str> = options.split(',').collect();
+            (tail.starts_with("cgroup ") && list.split(',').all(|c| names.contains(&c)))
+                .then(|| head.split_whitespace().nth(4).map(PathBuf::from))?
+        });
+        if let (Some(mount), Some(path)) = (mount, path) {
+            dirs.push(mount.join(path.trim_start_matches('/')));
+        }
+    }
+    dirs
 }
 
 /// Runs `scripts/make-rootfs KIND DIR`.

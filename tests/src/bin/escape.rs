@@ -10,6 +10,12 @@
 //!                   whose descriptors is something of the host's: "PID exe PATH" or
 //!                   "PID fd N PATH" (nothing at all when there is none)
 //! escape euid       print our effective uid (run set-user-ID to see it change)
+//! escape spin SECS  keep a CPU busy for SECS seconds of wall time, then print the CPU
+//!                   seconds we got (getrusage), as "cpu SECONDS"
+//! escape hog MIB    allocate MIB MiB and touch every page; print "hogged MIB" if we live
+//! escape storm [N]  fork children that sleep for ever until fork is refused, and keep
+//!                   trying for ever (a fork storm that holds every slot it gets); with N,
+//!                   try N forks, print "forked K of N", end the children and exit
 //! ```
 //!
 //! An attempt is refused when the kernel answers EPERM or EACCES (or EROFS for a write to
@@ -332,14 +338,75 @@ fn scan() {
     }
 }
 
+/// CPU seconds this process has used, user and system.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+fn spin(seconds: f64) {
+    let start = std::time::Instant::now();
+    let mut x: u64 = 0;
+    while start.elapsed().as_secs_f64() < seconds {
+        for _ in 0..10_000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+    println!("cpu {:.3}", cpu_seconds());
+}
+
+fn hog(mib: usize) {
+    let mut memory: Vec<u8> = Vec::with_capacity(mib << 20);
+    // one write per page makes it resident
+    for _ in 0..(mib << 20) / 4096 {
+        memory.extend_from_slice(&[1u8; 4096]);
+    }
+    println!("hogged {}", std::hint::black_box(memory).len() >> 20);
+}
+
+fn storm(tries: Option<u32>) {
+    let mut children = Vec::new();
+    let mut tried = 0;
+    while tries.is_none_or(|n| tried < n) {
+        tried += 1;
+        // SAFETY: the child only calls pause, which is async-signal-safe.
+        match unsafe { libc::fork() } {
+            0 => loop {
+                // SAFETY: pause has no arguments.
+                unsafe { libc::pause() };
+            },
+            -1 => std::thread::sleep(std::time::Duration::from_millis(10)),
+            child => children.push(child),
+        }
+    }
+    println!("forked {} of {tried}", children.len());
+    for child in children {
+        // SAFETY: kill and waitpid on our own children.
+        unsafe {
+            libc::kill(child, libc::SIGKILL);
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
 fn main() {
+    let number = || std::env::args().nth(2).and_then(|n| n.parse().ok());
     match std::env::args().nth(1).as_deref() {
+        Some("spin") => spin(number().unwrap_or(1.0)),
+        Some("hog") => hog(number().unwrap_or(64.0) as usize),
+        Some("storm") => storm(std::env::args().nth(2).and_then(|n| n.parse().ok())),
         Some("attempts") => attempts(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("scan") => scan(),
         // SAFETY: geteuid has no preconditions.
         Some("euid") => println!("{}", unsafe { libc::geteuid() }),
         _ => {
-            eprintln!("usage: escape attempts|scan|euid");
+            eprintln!("usage: escape attempts|scan|euid|spin SECS|hog MIB|storm");
             std::process::exit(2);
         }
     }
