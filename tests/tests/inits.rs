@@ -145,9 +145,10 @@ fn boots_reboots_and_halts(init: &Init) {
     let first_shutdown = console.split(&prompt(&sb)).nth(1).unwrap_or_default();
     assert!(in_order(first_shutdown, init.rebooting), "{console}");
 
-    let started = Instant::now();
-    let stop = sb.run_cradle(&["stop", &sb.name, "--timeout", "60"], secs(90));
-    let took = started.elapsed();
+    // halted by its own shutdown within the timeout, not powered off by the fallback:
+    // OpenRC's shutdown runs dozens of scripts, a second here and 40 s or more in the VM
+    // lane's emulated machine when it shares the CPUs; the timeout leaves room for that
+    let stop = sb.run_cradle(&["stop", &sb.name, "--timeout", "120"], secs(150));
     assert_eq!(stop.code(), Some(0), "{stop:?}");
     let done = launcher.wait(secs(20));
     assert_eq!(done.code(), Some(0), "{done:?}");
@@ -156,7 +157,6 @@ fn boots_reboots_and_halts(init: &Init) {
     assert!(!done.stderr.contains("powering"), "{done:?}");
     let last_shutdown = done.stdout.rsplit(&prompt(&sb)).next().unwrap_or_default();
     assert!(in_order(last_shutdown, init.halting), "{done:?}");
-    assert!(took < secs(30), "halt took {took:?}");
     sb.assert_clean();
 }
 
