@@ -11,9 +11,11 @@
 //! it. When the container is gone the launcher removes the cgroup and everything the guest
 //! created under it.
 
+use std::ffi::{CStr, CString};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,7 @@ use cradle_common::guest::{CGROUP_GUEST_DIR, CGROUP_SHIM_DIR};
 
 use crate::controllers::{self, V1Dir};
 use crate::error::{Error, Result};
+use crate::sys;
 
 /// The mount point of the cgroup v2 hierarchy, if the host has one.
 pub fn v2_root() -> Option<PathBuf> {
@@ -76,6 +79,61 @@ fn remove_tree(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// The extended attribute of a container's cgroup that names its state directory.
+const OWNER_XATTR: &CStr = c"trusted.cradle.state";
+
+/// Removes what launchers that were killed (SIGKILL, a crash) left of their containers: a
+/// `cradle.NAME` with no process in it, whose state directory (named on the cgroup, see
+/// [`Cgroup::create`]) nobody holds, whatever `--state-dir` it was started with. The name
+/// lock is taken while its cgroups go (in the v2 hierarchy, and the v1 ones of a hybrid
+/// host) and its state directory with them. A launcher holds its name before it makes its
+/// cgroup, and names it on the cgroup at once, so a cgroup being made is never taken for a
+/// leftover.
+pub fn sweep_leftovers(host: &crate::controllers::Host) {
+    let Some(root) = v2_root() else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(&root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let Some(name) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix("cradle."))
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        if is_populated(&dir) {
+            continue;
+        }
+        let Some(state) = CString::new(dir.as_os_str().as_bytes())
+            .ok()
+            .and_then(|path| sys::get_xattr(&path, OWNER_XATTR))
+            .map(|bytes| PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+        else {
+            continue;
+        };
+        let (Some(base), Some(owner)) = (state.parent(), state.file_name()) else {
+            continue;
+        };
+        if owner.to_str() != Some(name.as_str()) {
+            continue;
+        }
+        let Ok(claimed) = crate::state::StateDir::acquire(base, &name) else {
+            continue;
+        };
+        log::debug!("removing the leftover cgroup {}", dir.display());
+        if let Err(e) = remove_tree(&dir) {
+            log::debug!("cannot remove {}: {e}", dir.display());
+        }
+        controllers::remove_v1(&host.v1_dirs(&name));
+        drop(claimed);
+    }
+}
+
 /// A cgroup this launcher created; removed (with everything below it) when dropped, with
 /// the container's cgroups in the v1 hierarchies of a hybrid host.
 pub struct Cgroup {
@@ -100,9 +158,10 @@ fn open_dir(path: &Path) -> Result<OwnedFd> {
 
 impl Cgroup {
     /// Creates the cgroup of container `name`, with the shim's and the guest's leaves when
-    /// `leaves`. One left behind by a launcher that was killed is taken over if no
-    /// process is in it.
-    pub fn create(name: &str, leaves: bool) -> Result<Self> {
+    /// `leaves`, marked as the container whose state directory is `state` (for
+    /// [`sweep_leftovers`]). The caller holds the name (the lock in `state`), so one left
+    /// behind by a launcher that was killed is taken over if no process is in it.
+    pub fn create(name: &str, leaves: bool, state: &Path) -> Result<Self> {
         let root = v2_root().ok_or_else(no_v2)?;
         let path = path_for(&root, name);
         match fs::create_dir(&path) {
@@ -123,6 +182,10 @@ impl Cgroup {
             Err(e) => return Err(Error::host(format!("create cgroup {}", path.display()), e)),
         }
         let dir = open_dir(&path)?;
+        // best effort: a kernel without xattrs on cgroups only loses the sweep
+        if let Err(e) = sys::set_xattr(dir.as_fd(), OWNER_XATTR, state.as_os_str().as_bytes()) {
+            log::debug!("{OWNER_XATTR:?} on {}: {e}", path.display());
+        }
         let mut cgroup = Cgroup {
             path,
             dir,

@@ -26,6 +26,8 @@ use crate::userns::Namespaces;
 pub struct Blueprint<'a> {
     pub threads: &'a SingleThreaded,
     pub name: &'a str,
+    /// The container's state directory (its name lock is held).
+    pub state: &'a std::path::Path,
     pub root: &'a RootDir,
     pub hostname: &'a str,
     pub shim: &'a ShimBinary,
@@ -57,7 +59,7 @@ impl Blueprint<'_> {
     /// with it: dropping it (after the container) removes everything the container left.
     pub fn spawn(&self, kind: Kind) -> Result<(Container, Cgroup)> {
         let boot = matches!(kind, Kind::Boot { .. });
-        let cgroup = Cgroup::create(self.name, boot)?.with_v1(
+        let cgroup = Cgroup::create(self.name, boot, self.state)?.with_v1(
             self.host.v1_dirs(self.name),
             self.host.needs_v1(self.limits),
         )?;

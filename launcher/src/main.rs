@@ -145,6 +145,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             run::run(
                 &threads,
                 &run::Options {
+                    state_base: base.clone(),
                     root: run.root,
                     name: run.name,
                     hostname: run.hostname,

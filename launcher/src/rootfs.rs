@@ -63,6 +63,11 @@ impl RootDir {
         Ok(root)
     }
 
+    /// The root's path on the host, as it was opened (for messages and `status`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }

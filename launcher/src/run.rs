@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::cgroups;
 use crate::config;
 use crate::container::{Blueprint, Kind};
 use crate::controllers::Host;
@@ -15,11 +16,12 @@ use crate::rootfs::RootDir;
 use crate::security::Security;
 use crate::signals::Signals;
 use crate::spawn::ShimBinary;
-use crate::state::validate_name;
+use crate::state::{StateDir, validate_name};
 use crate::sys::SingleThreaded;
 use crate::userns::{self, UsernsMode};
 
 pub struct Options {
+    pub state_base: PathBuf,
     pub root: PathBuf,
     pub name: Option<String>,
     pub hostname: Option<String>,
@@ -70,8 +72,11 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     let hostname = opts.hostname.clone().unwrap_or_else(|| name.clone());
     config::check_hostname(&hostname)?;
     let root = RootDir::open(&opts.root)?;
+    // the name is this container's while it runs, as for `start`: its cgroup too
+    let state = StateDir::acquire(&opts.state_base, &name)?;
     let host = Host::probe()?;
     host.check(&opts.limits)?;
+    cgroups::sweep_leftovers(&host);
     let shim = ShimBinary::locate(opts.shim.as_deref())?;
     let lease = userns::acquire(&name, opts.userns)?;
     let mut signals = Signals::catch(&FORWARDED)?;
@@ -83,6 +88,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     let blueprint = Blueprint {
         threads,
         name: &name,
+        state: state.path(),
         root: &root,
         hostname: &hostname,
         shim: &shim,
@@ -102,6 +108,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     drop(container);
     drop(cgroup);
     drop(lease);
+    drop(state);
     Ok(status?.shell_code())
 }
 

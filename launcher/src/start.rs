@@ -126,13 +126,11 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
     host.check(&opts.limits)?;
     // first taken, last released: the state directory outlives everything below
     let state = StateDir::acquire(&opts.state_base, &opts.name)?;
+    cgroups::sweep_leftovers(&host);
     let lease = userns::acquire(&opts.name, opts.userns)?;
     state.set_limits(&opts.limits)?;
     state.set_info(&Info {
-        root: opts
-            .root
-            .canonicalize()
-            .unwrap_or_else(|_| opts.root.clone()),
+        root: root.path().to_owned(),
         hostname: hostname.clone(),
         userns_base: lease.as_ref().map(|l| l.base),
         started_at: std::time::SystemTime::now()
@@ -208,6 +206,7 @@ impl Launcher<'_> {
         let blueprint = Blueprint {
             threads: self.threads,
             name: &self.opts.name,
+            state: self.state.path(),
             root: &self.root,
             hostname: &self.hostname,
             shim: &self.shim,

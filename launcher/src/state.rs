@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{FcntlArg, Flock, FlockArg, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::unistd::Pid;
@@ -132,10 +132,42 @@ fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     fs::rename(&tmp, path)
 }
 
+/// The name lock: an open file description lock (`F_OFD_SETLK`, a write lock on the whole
+/// file), which another process can test without taking it (`F_OFD_GETLK`), so that
+/// `stop`, `exec` or `status` asking whether a guest runs never makes a concurrent `start`
+/// of it think it does. It goes with the last descriptor of that open file, when its
+/// launcher ends, however it ends.
+fn whole_file(kind: libc::c_short) -> libc::flock {
+    libc::flock {
+        l_type: kind,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    }
+}
+
+/// Takes the name lock on `file` without waiting; EAGAIN when another launcher has it.
+fn take_name_lock(file: &File) -> nix::Result<()> {
+    fcntl(
+        file,
+        FcntlArg::F_OFD_SETLK(&whole_file(libc::F_WRLCK as libc::c_short)),
+    )
+    .map(drop)
+}
+
+/// True when some launcher holds the name lock on the file `file` is open on.
+fn name_lock_held(file: &File) -> bool {
+    let mut probe = whole_file(libc::F_RDLCK as libc::c_short);
+    fcntl(file, FcntlArg::F_OFD_GETLK(&mut probe)).is_ok()
+        && probe.l_type != libc::F_UNLCK as libc::c_short
+}
+
 /// The state directory as its launcher holds it. Dropping it removes it.
 pub struct StateDir {
     dir: PathBuf,
-    _lock: Flock<File>,
+    /// The lock file, open with the name lock taken (held by being open).
+    _lock: File,
 }
 
 impl StateDir {
@@ -160,11 +192,14 @@ impl StateDir {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::host(ctx("open lock"), e)),
             };
-            let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => lock,
-                Err((_, Errno::EWOULDBLOCK)) => return Err(Error::AlreadyRunning(name.to_owned())),
-                Err((_, errno)) => return Err(Error::host(ctx("lock"), errno)),
-            };
+            match take_name_lock(&file) {
+                Ok(()) => {}
+                Err(Errno::EAGAIN | Errno::EACCES) => {
+                    return Err(Error::AlreadyRunning(name.to_owned()));
+                }
+                Err(errno) => return Err(Error::host(ctx("lock"), errno)),
+            }
+            let lock = file;
             // the file may have been unlinked by its exiting owner between open and flock
             let same = fs::metadata(&path).is_ok_and(|m| {
                 lock.metadata()
@@ -178,10 +213,15 @@ impl StateDir {
                 let _ = fs::remove_file(dir.join(file));
             }
             lock.set_len(0)
-                .and_then(|()| writeln!(&*lock, "{}", std::process::id()))
+                .and_then(|()| writeln!(&lock, "{}", std::process::id()))
                 .map_err(|e| Error::host(ctx("write lock"), e))?;
             return Ok(StateDir { dir, _lock: lock });
         }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
     }
 
     /// Records the guest's environment for `cradle exec`.
@@ -283,15 +323,9 @@ impl Observed {
         }
     }
 
-    /// True while a launcher holds the lock.
+    /// True while a launcher holds the name lock (tested, never taken).
     pub fn is_alive(&self) -> bool {
-        let Ok(file) = File::open(self.dir.join(LOCK)) else {
-            return false;
-        };
-        matches!(
-            Flock::lock(file, FlockArg::LockSharedNonblock),
-            Err((_, Errno::EWOULDBLOCK))
-        )
+        File::open(self.dir.join(LOCK)).is_ok_and(|file| name_lock_held(&file))
     }
 
     /// The launcher's pid, as its lock file says.

@@ -366,6 +366,38 @@ pub fn fsmount(fs: BorrowedFd, attrs: u64) -> nix::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Sets the extended attribute `name` of the file open on `fd` to `value`.
+pub fn set_xattr(fd: BorrowedFd, name: &CStr, value: &[u8]) -> nix::Result<()> {
+    // SAFETY: name is NUL-terminated; value is a live slice of value.len() bytes.
+    Errno::result(unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// The extended attribute `name` of `path` (up to 4 KiB), if it has one.
+pub fn get_xattr(path: &CStr, name: &CStr) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: path and name are NUL-terminated; buf is writable for buf.len() bytes.
+    let n = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    let n = usize::try_from(n).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
 // -----------------------------------------------------------------------------------------
 // Containment: the capability bounding set (caps.rs) and the seccomp filter (seccomp.rs).
 // Everything here is allocation-free and async-signal-safe, so the container's first

@@ -20,7 +20,7 @@ use integration_tests::{Finished, Launcher, Sandbox, dist, secs, shell_code};
 /// What the shim prints, on one line, when orphans cannot come to it.
 const NOT_PID1_WARNING: &str = "not PID 1 and not a child subreaper";
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Runtime {
     Runc,
     Crun,
@@ -285,7 +285,16 @@ fn kill_reaches_the_payload(runtime: Runtime) {
         l == "15"
     });
     let done = kill_for_good(runtime, &container, run);
-    let after_ready: Vec<&str> = done.stdout.lines().skip(1).collect();
+    // runc's init is a Go program: its runtime preempts goroutines with SIGURG (23), and
+    // one it sent itself just before it exec'd the shim stays pending across the exec
+    // (signal(7)), so the shim forwards it like any signal it was sent; seen about once
+    // in twenty runs, never with crun
+    let after_ready: Vec<&str> = done
+        .stdout
+        .lines()
+        .skip(1)
+        .filter(|l| !(runtime == Runtime::Runc && *l == "23"))
+        .collect();
     assert_eq!(
         after_ready,
         ["15"],
