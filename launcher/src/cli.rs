@@ -79,6 +79,7 @@ pub enum Command {
     Set(Set),
     Status(Status),
     List(List),
+    Console(ConsoleCmd),
 }
 
 /// The limit options of `start`, `run` and `set`, as given.
@@ -103,14 +104,23 @@ macro_rules! limit_options {
 }
 limit_options!(Start, Run, Set);
 
-/// Boot the guest in --root and stay in the foreground until it halts; boot it again
-/// after every reboot. The guest's console is relayed to standard output.
+/// Boot the guest in --root and stay with it until it halts; boot it again after every
+/// reboot. In the foreground, the guest's console is this terminal (Ctrl-] three times
+/// within a second powers the guest off); with --detach, the command returns once the guest
+/// init runs and `cradle console` attaches to it.
 #[derive(FromArgs, Debug, PartialEq)]
 #[argh(subcommand, name = "start")]
 pub struct Start {
     /// container name
     #[argh(positional)]
     pub name: String,
+    /// go on in the background; return once the guest is up
+    #[argh(switch, short = 'd')]
+    pub detach: bool,
+    /// with --detach, where the launcher's log is appended (default
+    /// /var/log/cradle/NAME.log; with --syslog, syslog)
+    #[argh(option)]
+    pub log_file: Option<PathBuf>,
     /// the guest's root directory
     #[argh(option)]
     pub root: PathBuf,
@@ -157,6 +167,17 @@ pub struct Start {
     /// share of CPU time under contention, 1 to 10000, 100 by default (cpu.weight)
     #[argh(option)]
     pub cpu_weight: Option<String>,
+}
+
+/// Attach this terminal to a running guest's console: first what it printed last (up to
+/// 64 KiB), then what it prints; what is typed goes to the guest. Ctrl-] three times within
+/// a second detaches, and the guest runs on. A second console takes over from the first.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "console")]
+pub struct ConsoleCmd {
+    /// container name
+    #[argh(positional)]
+    pub name: String,
 }
 
 /// Stop a running guest from another terminal: halt (default), reboot or kill.
@@ -315,6 +336,7 @@ mod tests {
             "B=2",
             "--timeout",
             "5",
+            "-d",
         ])
         .unwrap();
         assert_eq!(cli.verbose, 1);
@@ -325,6 +347,7 @@ mod tests {
                 assert_eq!(start.root, PathBuf::from("/srv/w"));
                 assert_eq!(start.env, ["A=1", "B=2"]);
                 assert_eq!(start.timeout, Seconds(5));
+                assert!(start.detach);
             }
             other => panic!("{other:?}"),
         }

@@ -1,20 +1,226 @@
-//! The guest's /dev/console: a pty whose master the launcher holds and relays to its own
-//! standard output.
+//! The guest's /dev/console: a pty whose master the launcher holds, and everything that
+//! reads and writes it from the host's side.
+//!
+//! - What the guest writes goes into a ring of its last 64 KiB ([`Ring`]), and from there,
+//!   as fast as each can take it, to our standard output (a foreground `start`) and to the
+//!   client attached by `cradle console` (see `attach`), which first gets what the ring
+//!   holds. Nothing the console does ever blocks the launcher: every descriptor is
+//!   non-blocking, a reader that stalls is left behind (it misses what the ring no longer
+//!   holds, and is told so) while signals, halts, reboots and the shim's exit are handled
+//!   as ever.
+//! - What is typed goes to the guest: from our own terminal, in raw mode, when `start`
+//!   runs in the foreground on one, and from the attached client. Ctrl-] three times within
+//!   a second on our terminal asks to power the guest off (systemd-nspawn's key); the
+//!   client detaches on it instead.
+//! - One client at a time: a new `cradle console` takes the console over, and the one it
+//!   replaces is told so.
 //!
 //! The launcher also keeps a descriptor of the slave open for as long as it runs, so the
-//! master never sees a hang-up between two boots or while the guest has the console
-//! closed (a master with no slave open reports POLLHUP without end, and EIO on read).
+//! master never sees a hang-up between two boots or while the guest has the console closed
+//! (a master with no slave open reports POLLHUP without end, and EIO on read).
 
-use std::io::{self, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
+use nix::poll::{PollFd, PollFlags};
 use nix::pty::{PtyMaster, grantpt, posix_openpt, ptsname_r, unlockpt};
 use nix::sys::stat::Mode;
-use nix::unistd::read;
+use nix::sys::termios::{self, SetArg, Termios};
+use nix::unistd::{read, write};
 
 use crate::error::{Error, Result};
+use crate::sys;
+
+/// How much of the console's output is kept for a client that attaches.
+pub const RING: usize = 64 * 1024;
+
+/// The byte Ctrl-] sends, and how many within [`ESCAPE_WINDOW`] make the escape.
+pub const ESCAPE_KEY: u8 = 0x1d;
+pub const ESCAPE_PRESSES: usize = 3;
+pub const ESCAPE_WINDOW: Duration = Duration::from_secs(1);
+
+/// Frames of the client's side of the console socket: input for the guest, or the
+/// client's window size (rows, columns), each number two bytes, big-endian.
+pub const FRAME_INPUT: u8 = 0;
+pub const FRAME_WINSIZE: u8 = 1;
+
+/// The last [`RING`] bytes written, and how many were ever written.
+struct Ring {
+    buf: Vec<u8>,
+    total: u64,
+}
+
+impl Ring {
+    fn new() -> Self {
+        Ring {
+            buf: vec![0; RING],
+            total: 0,
+        }
+    }
+
+    fn push(&mut self, mut data: &[u8]) {
+        if data.len() > RING {
+            self.total += (data.len() - RING) as u64;
+            data = &data[data.len() - RING..];
+        }
+        let at = (self.total % RING as u64) as usize;
+        let first = data.len().min(RING - at);
+        self.buf[at..at + first].copy_from_slice(&data[..first]);
+        self.buf[..data.len() - first].copy_from_slice(&data[first..]);
+        self.total += data.len() as u64;
+    }
+
+    /// The oldest position still held.
+    fn oldest(&self) -> u64 {
+        self.total.saturating_sub(RING as u64)
+    }
+
+    /// What was written from `from` on (no further back than the ring holds), in one or
+    /// two pieces.
+    fn since(&self, from: u64) -> [&[u8]; 2] {
+        let from = from.max(self.oldest());
+        let len = (self.total - from) as usize;
+        let at = (from % RING as u64) as usize;
+        let first = len.min(RING - at);
+        [&self.buf[at..at + first], &self.buf[..len - first]]
+    }
+}
+
+/// Somewhere the console's output goes, with how far it got.
+struct Sink<W> {
+    out: W,
+    sent: u64,
+}
+
+impl<W: Write> Sink<W> {
+    /// Writes what it can of what it has not got yet, without blocking. False when the
+    /// sink is gone (an error other than "would block").
+    fn flush(&mut self, ring: &Ring) -> bool {
+        if self.sent < ring.oldest() {
+            // it stalled for longer than the ring holds: say so, in its own stream
+            let lost = ring.oldest() - self.sent;
+            let note = format!("\r\n[cradle: {lost} bytes of console output were lost]\r\n");
+            let _ = self.out.write(note.as_bytes());
+            self.sent = ring.oldest();
+        }
+        for piece in ring.since(self.sent) {
+            let mut piece = piece;
+            while !piece.is_empty() {
+                match self.out.write(piece) {
+                    Ok(0) => return false,
+                    Ok(n) => {
+                        self.sent += n as u64;
+                        piece = &piece[n..];
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return false,
+                }
+            }
+        }
+        true
+    }
+
+    fn behind(&self, ring: &Ring) -> bool {
+        self.sent < ring.total
+    }
+}
+
+/// Counts Ctrl-] presses: true on the [`ESCAPE_PRESSES`]th within [`ESCAPE_WINDOW`].
+#[derive(Default)]
+pub struct Escape {
+    presses: Vec<Instant>,
+}
+
+impl Escape {
+    pub fn feed(&mut self, input: &[u8]) -> bool {
+        for &byte in input {
+            if byte != ESCAPE_KEY {
+                self.presses.clear();
+                continue;
+            }
+            let now = Instant::now();
+            self.presses
+                .retain(|t| now.duration_since(*t) < ESCAPE_WINDOW);
+            self.presses.push(now);
+            if self.presses.len() >= ESCAPE_PRESSES {
+                self.presses.clear();
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// A terminal put in raw mode, put back as it was when dropped.
+pub struct RawTerminal {
+    fd: OwnedFd,
+    saved: Termios,
+}
+
+impl RawTerminal {
+    /// Our standard input's terminal in raw mode, when standard input is a terminal.
+    pub fn stdin() -> Option<Self> {
+        let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+        let saved = termios::tcgetattr(&fd).ok()?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(&fd, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawTerminal { fd, saved })
+    }
+}
+
+impl AsFd for RawTerminal {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(&self.fd, SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// The client attached through the console socket.
+struct Client {
+    sink: Sink<UnixStream>,
+    /// A frame not read whole yet.
+    partial: Vec<u8>,
+}
+
+/// What the console asks of the launcher.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Ctrl-] three times on our own terminal: power the guest off.
+    PowerOff,
+}
+
+/// Which of the console's descriptors poll(2) found ready (see [`Console::poll_fds`]).
+#[derive(Default)]
+pub struct Ready {
+    master: bool,
+    stdout: bool,
+    stdin: bool,
+    listener: bool,
+    client: bool,
+}
+
+/// Where [`Console::poll_fds`] put the console's descriptors.
+pub struct Slots {
+    master: usize,
+    stdout: Option<usize>,
+    stdin: Option<usize>,
+    listener: Option<usize>,
+    client: Option<usize>,
+}
 
 pub struct Console {
     master: PtyMaster,
@@ -22,15 +228,41 @@ pub struct Console {
     _slave: OwnedFd,
     /// The slave's path on the host (/dev/pts/N).
     slave_path: String,
-    /// False once writing to our stdout failed (a closed pipe): the guest's output is then
-    /// still read, so that the guest never blocks on its console, and dropped.
-    relaying: bool,
+    ring: Ring,
+    /// Our standard output, when the launcher runs in the foreground.
+    stdout: Option<Sink<File>>,
+    /// Our terminal, when the launcher runs in the foreground on one: what is typed on it
+    /// goes to the guest.
+    terminal: Option<RawTerminal>,
+    escape: Escape,
+    listener: Option<(UnixListener, PathBuf)>,
+    client: Option<Client>,
+}
+
+/// Our standard output as a descriptor of our own, non-blocking: opened again through
+/// /proc (a new open file description, so that the flag is ours alone and the shell gets
+/// its terminal back as it was), or, where it cannot be (a socket), a copy.
+fn own_stdout() -> Option<File> {
+    let reopened = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open("/proc/self/fd/1");
+    match reopened {
+        Ok(file) => Some(file),
+        Err(_) => {
+            let fd = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+            let _ = fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+            Some(File::from(fd))
+        }
+    }
 }
 
 impl Console {
     /// A new pty; its slave is given to `owner` (the host uid and gid of the guest's root,
-    /// with a user namespace), whose root could not open it otherwise.
-    pub fn open(owner: Option<u32>) -> Result<Self> {
+    /// with a user namespace), whose root could not open it otherwise. `foreground`: the
+    /// output also goes to our standard output, and, when standard input is a terminal,
+    /// what is typed there goes to the guest.
+    pub fn open(owner: Option<u32>, foreground: bool) -> Result<Self> {
         let ctx = |what: &str| format!("console pty: {what}");
         let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
             .map_err(|e| Error::host(ctx("posix_openpt"), e))?;
@@ -59,12 +291,43 @@ impl Console {
             FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
         )
         .map_err(|e| Error::host(ctx("O_NONBLOCK"), e))?;
-        Ok(Console {
+        let terminal = if foreground {
+            RawTerminal::stdin()
+        } else {
+            None
+        };
+        let console = Console {
             master,
             _slave: slave,
             slave_path: name,
-            relaying: true,
-        })
+            ring: Ring::new(),
+            stdout: if foreground {
+                own_stdout().map(|out| Sink { out, sent: 0 })
+            } else {
+                None
+            },
+            terminal,
+            escape: Escape::default(),
+            listener: None,
+            client: None,
+        };
+        console.resize_from_terminal();
+        Ok(console)
+    }
+
+    /// Takes `cradle console` clients on a socket at `path` (in the state directory; only
+    /// the host's root may connect).
+    pub fn listen(&mut self, path: &Path) -> Result<()> {
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path)
+            .map_err(|e| Error::host(format!("console socket {}", path.display()), e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::host(format!("console socket {}", path.display()), e))?;
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| Error::host(format!("console socket {}", path.display()), e))?;
+        self.listener = Some((listener, path.to_owned()));
+        Ok(())
     }
 
     /// The slave's path, for a detached bind the launcher's child attaches on the guest's
@@ -73,15 +336,84 @@ impl Console {
         &self.slave_path
     }
 
-    pub fn master(&self) -> BorrowedFd<'_> {
-        self.master.as_fd()
+    /// Gives the guest's console the size of our terminal (foreground on a terminal).
+    pub fn resize_from_terminal(&self) {
+        if let Some(terminal) = &self.terminal {
+            if let Some(size) = sys::window_size(terminal.fd.as_fd()) {
+                let _ = sys::set_window_size(self.master.as_fd(), &size);
+            }
+        }
     }
 
-    /// Copies what the guest wrote to the console to our standard output, until there is
-    /// nothing more to read right now.
-    pub fn relay(&mut self) {
+    /// Adds the descriptors the console waits on to `fds`.
+    pub fn poll_fds<'a>(&'a self, fds: &mut Vec<PollFd<'a>>) -> Slots {
+        let mut add = |fd: BorrowedFd<'a>, events: PollFlags| {
+            fds.push(PollFd::new(fd, events));
+            fds.len() - 1
+        };
+        Slots {
+            master: add(self.master.as_fd(), PollFlags::POLLIN),
+            stdout: self
+                .stdout
+                .as_ref()
+                .filter(|s| s.behind(&self.ring))
+                .map(|s| add(s.out.as_fd(), PollFlags::POLLOUT)),
+            stdin: self
+                .terminal
+                .as_ref()
+                .map(|t| add(t.fd.as_fd(), PollFlags::POLLIN)),
+            listener: self
+                .listener
+                .as_ref()
+                .map(|(l, _)| add(l.as_fd(), PollFlags::POLLIN)),
+            client: self.client.as_ref().map(|c| {
+                let mut events = PollFlags::POLLIN;
+                if c.sink.behind(&self.ring) {
+                    events |= PollFlags::POLLOUT;
+                }
+                add(c.sink.out.as_fd(), events)
+            }),
+        }
+    }
+
+    /// Reads what poll(2) found in `fds` for the console's `slots`.
+    pub fn ready(fds: &[PollFd], slots: &Slots) -> Ready {
+        let is =
+            |i: Option<usize>| i.is_some_and(|i| fds[i].revents().is_some_and(|r| !r.is_empty()));
+        Ready {
+            master: is(Some(slots.master)),
+            stdout: is(slots.stdout),
+            stdin: is(slots.stdin),
+            listener: is(slots.listener),
+            client: is(slots.client),
+        }
+    }
+
+    /// Does what `ready` calls for: never blocks.
+    pub fn service(&mut self, ready: &Ready) -> Option<Event> {
+        if ready.master {
+            self.drain();
+        }
+        if ready.listener {
+            self.accept();
+        }
+        if ready.client {
+            self.read_client();
+        }
+        let mut event = None;
+        if ready.stdin {
+            event = self.read_terminal();
+        }
+        if ready.stdout || ready.master || ready.client || ready.listener {
+            self.flush();
+        }
+        event
+    }
+
+    /// Reads what the guest wrote, until there is nothing more to read right now, and
+    /// sends it on (also the last call before a boot's end).
+    pub fn drain(&mut self) {
         let mut buf = [0u8; 8192];
-        let mut out = io::stdout().lock();
         loop {
             match read(&self.master, &mut buf) {
                 Ok(0) | Err(Errno::EAGAIN) | Err(Errno::EIO) => break,
@@ -90,14 +422,211 @@ impl Console {
                     log::debug!("reading the console: {e}");
                     break;
                 }
-                Ok(n) => {
-                    if self.relaying && out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err()
-                    {
-                        log::debug!("standard output is gone; the console is no longer relayed");
-                        self.relaying = false;
+                Ok(n) => self.ring.push(&buf[..n]),
+            }
+        }
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if let Some(stdout) = &mut self.stdout {
+            if !stdout.flush(&self.ring) {
+                log::debug!("standard output is gone; the console is no longer relayed there");
+                self.stdout = None;
+            }
+        }
+        if let Some(client) = &mut self.client {
+            if !client.sink.flush(&self.ring) {
+                log::debug!("the console's client is gone");
+                self.client = None;
+            }
+        }
+    }
+
+    /// Input for the guest: what the pty takes now (a guest that does not read its
+    /// console does not make us wait; the rest is dropped, as a serial line drops it).
+    fn to_guest(&self, input: &[u8]) {
+        match write(&self.master, input) {
+            Ok(n) if n < input.len() => {
+                log::debug!("console input: {} bytes dropped", input.len() - n)
+            }
+            Ok(_) | Err(Errno::EAGAIN) => {}
+            Err(e) => log::debug!("console input: {e}"),
+        }
+    }
+
+    fn read_terminal(&mut self) -> Option<Event> {
+        let Some(terminal) = &self.terminal else {
+            return None;
+        };
+        let mut buf = [0u8; 1024];
+        match read(&terminal.fd, &mut buf) {
+            Ok(0) | Err(_) => {
+                // end of input: the guest keeps running, with no more of it
+                self.terminal = None;
+                None
+            }
+            Ok(n) => {
+                let escape = self.escape.feed(&buf[..n]);
+                self.to_guest(&buf[..n]);
+                escape.then_some(Event::PowerOff)
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        let Some((listener, _)) = &self.listener else {
+            return;
+        };
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        if let Some(mut old) = self.client.take() {
+            let _ = old
+                .sink
+                .out
+                .write(b"\r\n[cradle: another console attached; detached]\r\n");
+        }
+        // the newcomer gets what the ring holds first
+        self.client = Some(Client {
+            sink: Sink {
+                out: stream,
+                sent: self.ring.oldest(),
+            },
+            partial: Vec::new(),
+        });
+    }
+
+    fn read_client(&mut self) {
+        let Some(client) = &mut self.client else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        let n = match client.sink.out.read(&mut buf) {
+            Ok(0) => {
+                self.client = None;
+                return;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(_) => {
+                self.client = None;
+                return;
+            }
+        };
+        client.partial.extend_from_slice(&buf[..n]);
+        let frames = std::mem::take(&mut client.partial);
+        let mut rest = &frames[..];
+        let mut input = Vec::new();
+        let mut resize = None;
+        loop {
+            match rest {
+                [FRAME_INPUT, hi, lo, tail @ ..] => {
+                    let len = u16::from_be_bytes([*hi, *lo]) as usize;
+                    if tail.len() < len {
+                        break;
                     }
+                    input.extend_from_slice(&tail[..len]);
+                    rest = &tail[len..];
+                }
+                [FRAME_WINSIZE, r0, r1, c0, c1, tail @ ..] => {
+                    resize = Some((
+                        u16::from_be_bytes([*r0, *r1]),
+                        u16::from_be_bytes([*c0, *c1]),
+                    ));
+                    rest = tail;
+                }
+                [FRAME_INPUT | FRAME_WINSIZE, ..] | [] => break,
+                [_, ..] => {
+                    // not a client of ours: drop it
+                    self.client = None;
+                    return;
                 }
             }
         }
+        if let Some(client) = &mut self.client {
+            client.partial = rest.to_vec();
+        }
+        if let Some((rows, cols)) = resize {
+            let size = libc::winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            let _ = sys::set_window_size(self.master.as_fd(), &size);
+        }
+        if !input.is_empty() {
+            self.to_guest(&input);
+        }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        if let Some((_, path)) = &self.listener {
+            let _ = std::fs::remove_file(path);
+        }
+        // our stdout's last bytes, if it takes them now
+        self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ring_keeps_the_last_64_kib_and_knows_what_was_lost() {
+        let mut ring = Ring::new();
+        ring.push(b"hello");
+        assert_eq!(ring.since(0), [&b"hello"[..], &b""[..]]);
+        let big = vec![b'x'; RING];
+        ring.push(&big);
+        assert_eq!(ring.oldest(), 5);
+        let [a, b] = ring.since(0);
+        assert_eq!(a.len() + b.len(), RING);
+        ring.push(b"tail");
+        let [a, b] = ring.since(ring.total - 4);
+        assert_eq!([a, b].concat(), b"tail");
+        // more than the ring at once: only the end is kept
+        let mut huge = vec![b'y'; RING + 10];
+        huge[RING + 9] = b'z';
+        ring.push(&huge);
+        let [a, b] = ring.since(0);
+        let all = [a, b].concat();
+        assert_eq!(all.len(), RING);
+        assert_eq!(*all.last().unwrap(), b'z');
+    }
+
+    #[test]
+    fn three_ctrl_brackets_within_a_second_are_the_escape() {
+        let mut escape = Escape::default();
+        assert!(!escape.feed(&[ESCAPE_KEY, ESCAPE_KEY]));
+        assert!(escape.feed(&[ESCAPE_KEY]));
+        // something else in between starts over
+        assert!(!escape.feed(&[ESCAPE_KEY, ESCAPE_KEY, b'a', ESCAPE_KEY]));
+        assert!(!escape.feed(&[ESCAPE_KEY]));
+        assert!(escape.feed(&[ESCAPE_KEY]));
+    }
+
+    #[test]
+    fn a_stalled_sink_catches_up_from_what_the_ring_still_holds() {
+        let mut ring = Ring::new();
+        let mut sink = Sink {
+            out: Vec::new(),
+            sent: 0,
+        };
+        ring.push(&vec![b'a'; RING + 100]);
+        assert!(sink.flush(&ring));
+        let text = String::from_utf8_lossy(&sink.out);
+        assert!(
+            text.contains("100 bytes of console output were lost"),
+            "{text}"
+        );
+        assert!(!sink.behind(&ring));
     }
 }

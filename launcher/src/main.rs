@@ -7,6 +7,7 @@
 //! The launcher is single-threaded by design: see `sys`.
 #![deny(unsafe_code)]
 
+mod attach;
 mod caps;
 mod cgroups;
 mod child;
@@ -15,6 +16,7 @@ mod config;
 mod console;
 mod container;
 mod controllers;
+mod detach;
 mod devices;
 mod error;
 mod exec;
@@ -44,6 +46,7 @@ use std::process::ExitCode;
 use argh::FromArgs;
 
 use cli::{Cli, Command, LimitOptions, Switch};
+use detach::{Forked, Readiness};
 use error::{Code, Error};
 use limits::{Changes, Limits};
 use security::Security;
@@ -108,29 +111,62 @@ fn print(text: String) -> u8 {
     Code::Ok as u8
 }
 
+/// Where a detached monitor logs unless told: as LXC's, a file per guest that outlives it.
+const LOG_DIR: &str = "/var/log/cradle";
+
+fn log_file(start: &cli::Start) -> Result<PathBuf, Error> {
+    if let Some(path) = &start.log_file {
+        return Ok(path.clone());
+    }
+    std::fs::create_dir_all(LOG_DIR).map_err(|e| Error::host(LOG_DIR, e))?;
+    Ok(PathBuf::from(LOG_DIR).join(format!("{}.log", start.name)))
+}
+
 fn dispatch(cli: Cli) -> Result<u8, Error> {
     let threads = SingleThreaded::check().map_err(|e| Error::host("start", e))?;
     let base = state_base(&cli);
     match cli.command {
         Command::Start(start) => {
-            let limits = limits(&start)?;
-            start::start(
-                &threads,
-                &start::Options {
-                    name: start.name,
-                    root: start.root,
-                    hostname: start.hostname,
-                    env: start.env,
-                    shim: start.shim,
-                    timeout: start.timeout.duration(),
-                    state_base: base,
-                    userns: start.userns,
-                    security: security(&start.capability, &start.drop_capability, start.seccomp)?,
-                    limits,
-                },
-            )
-            .map(|()| Code::Ok as u8)
+            let mut readiness = if start.detach {
+                state::validate_name(&start.name)?;
+                let log = (!cli.syslog).then(|| log_file(&start)).transpose()?;
+                match detach::fork(&threads, log.as_deref())? {
+                    Forked::Command(code) => return Ok(code),
+                    Forked::Monitor(readiness) => readiness,
+                }
+            } else {
+                Readiness::foreground()
+            };
+            let started = limits(&start).and_then(|limits| {
+                start::start(
+                    &threads,
+                    &start::Options {
+                        name: start.name,
+                        root: start.root,
+                        hostname: start.hostname,
+                        env: start.env,
+                        shim: start.shim,
+                        timeout: start.timeout.duration(),
+                        state_base: base,
+                        detached: start.detach,
+                        userns: start.userns,
+                        security: security(
+                            &start.capability,
+                            &start.drop_capability,
+                            start.seccomp,
+                        )?,
+                        limits,
+                    },
+                    &mut readiness,
+                )
+            });
+            if let Err(error) = &started {
+                // the command that started a detached monitor says it; the monitor logs it
+                readiness.failed(error);
+            }
+            started.map(|()| Code::Ok as u8)
         }
+        Command::Console(console) => attach::console(&base, &console.name).map(|_| Code::Ok as u8),
         Command::Stop(stop) => stop::stop(
             &threads,
             &base,

@@ -1,5 +1,5 @@
-//! `cradle start`: boot a guest and stay with it, in the foreground, until it halts;
-//! boot it again, in fresh isolation, every time it reboots.
+//! `cradle start`: boot a guest and stay with it until it halts (in the foreground, or
+//! detached: see `detach`); boot it again, in fresh isolation, every time it reboots.
 //!
 //! One boot is one container: a cgroup, a clone into new namespaces, the shim as PID 1,
 //! the guest init below it. The launcher waits in a single poll(2) on the shim's pidfd,
@@ -15,9 +15,10 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::cgroups;
 use crate::config;
-use crate::console::Console;
+use crate::console::{self, Console, Event};
 use crate::container::{Blueprint, Kind};
 use crate::controllers::Host;
+use crate::detach::Readiness;
 use crate::devices;
 use crate::error::{Error, Result, signal_name};
 use crate::guest::{self, Guest, Helper};
@@ -27,7 +28,7 @@ use crate::seccomp::Filter;
 use crate::security::Security;
 use crate::signals::Signals;
 use crate::spawn::{Container, Report, ShimBinary};
-use crate::state::{Info, Running, StateDir, validate_name};
+use crate::state::{self, Info, Running, StateDir, validate_name};
 use crate::sys::SingleThreaded;
 use crate::userns::{self, Lease, UsernsMode};
 
@@ -40,6 +41,8 @@ pub struct Options {
     /// How long a graceful halt (on SIGTERM) may take before the guest is powered off.
     pub timeout: Duration,
     pub state_base: PathBuf,
+    /// Detached (`start --detach`): no terminal; the console is for `cradle console` alone.
+    pub detached: bool,
     pub userns: UsernsMode,
     pub security: Security,
     pub limits: Limits,
@@ -48,6 +51,15 @@ pub struct Options {
 /// Signals that ask the launcher to stop the guest: the first one halts it gracefully
 /// (as `cradle stop`), a second one powers it off at once.
 const STOP_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+
+/// The signals the launcher catches: the stop signals, and our terminal's change of size.
+const SIGNALS: [i32; 5] = [
+    STOP_SIGNALS[0],
+    STOP_SIGNALS[1],
+    STOP_SIGNALS[2],
+    STOP_SIGNALS[3],
+    libc::SIGWINCH,
+];
 
 /// How long a guest may take to go down after a power-off before the shim is killed.
 const KILL_GRACE: Duration = Duration::from_secs(10);
@@ -78,12 +90,11 @@ impl Stopping {
 }
 
 /// What poll(2) found ready.
-#[derive(Default)]
 struct Ready {
     signals: bool,
     shim: bool,
     errpipe: bool,
-    console: bool,
+    console: console::Ready,
     helper: bool,
 }
 
@@ -98,6 +109,7 @@ struct Launcher<'a> {
     state: &'a StateDir,
     shim: ShimBinary,
     console: Console,
+    readiness: &'a mut Readiness,
     signals: Signals,
     /// The guest init's environment, built once (config::guest_env).
     guest_env: Vec<String>,
@@ -116,7 +128,8 @@ struct BootEnd {
     failure: Option<Error>,
 }
 
-pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
+/// Boots the guest and stays with it until it halts; `readiness` hears when it is up.
+pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness) -> Result<()> {
     validate_name(&opts.name)?;
     config::check_env(&opts.env)?;
     let hostname = opts.hostname.clone().unwrap_or_else(|| opts.name.clone());
@@ -145,6 +158,8 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
     let shim = ShimBinary::locate(opts.shim.as_deref())?;
     state.set_shim(shim.path())?;
     let owner = lease.as_ref().map(|l| l.base);
+    let mut console = Console::open(owner, !opts.detached)?;
+    console.listen(&state.path().join(state::CONSOLE))?;
     let mut launcher = Launcher {
         opts,
         threads,
@@ -153,8 +168,9 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
         hostname,
         state: &state,
         shim,
-        console: Console::open(owner)?,
-        signals: Signals::catch(&STOP_SIGNALS)?,
+        console,
+        readiness,
+        signals: Signals::catch(&SIGNALS)?,
         guest_env,
         seccomp: opts.security.filter(owner.is_some())?,
         devices: devices::Policy::for_guest()?,
@@ -227,13 +243,18 @@ impl Launcher<'_> {
         let mut failure = None;
         let status = loop {
             let ready = self.wait(&container, helper.as_ref());
-            if ready.console {
-                self.console.relay();
+            if let Some(Event::PowerOff) = self.console.service(&ready.console) {
+                log::info!(
+                    "{}: Ctrl-] three times: powering the guest off",
+                    self.opts.name
+                );
+                self.power_off(&container, guest.as_ref());
             }
             if ready.errpipe {
                 match container.read_report() {
                     Report::Started => {
                         guest = self.started(&container, number);
+                        self.readiness.up();
                         if self.stopping != Stopping::No {
                             // asked to stop while it was booting: now it can be halted
                             self.stopping = Stopping::No;
@@ -246,7 +267,11 @@ impl Launcher<'_> {
             }
             if ready.signals {
                 for sig in self.signals.pending() {
-                    self.on_signal(sig, &container, guest.as_ref(), &mut helper);
+                    if sig == libc::SIGWINCH {
+                        self.console.resize_from_terminal();
+                    } else {
+                        self.on_signal(sig, &container, guest.as_ref(), &mut helper);
+                    }
                 }
             }
             if ready.helper {
@@ -265,7 +290,7 @@ impl Launcher<'_> {
                 }
             }
         };
-        self.console.relay();
+        self.console.drain();
         self.state.clear_running();
         // in this order: the helper, the guest's pidfd, the cgroup (which waits for it to
         // be empty and removes it, with v1 cgroups a `cradle set` may be making: so under
@@ -293,8 +318,8 @@ impl Launcher<'_> {
         let mut fds = vec![
             PollFd::new(self.signals.fd(), PollFlags::POLLIN),
             PollFd::new(container.pidfd(), PollFlags::POLLIN),
-            PollFd::new(self.console.master(), PollFlags::POLLIN),
         ];
+        let console = self.console.poll_fds(&mut fds);
         let errpipe = container.errpipe().map(|fd| {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
             fds.len() - 1
@@ -319,7 +344,7 @@ impl Launcher<'_> {
         Ready {
             signals: is_ready(0),
             shim: is_ready(1),
-            console: is_ready(2),
+            console: Console::ready(&fds, &console),
             errpipe: errpipe.is_some_and(is_ready),
             helper: helper_at.is_some_and(is_ready),
         }

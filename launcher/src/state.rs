@@ -1,7 +1,9 @@
 //! The state directory of a container: `/run/cradle/NAME/` (or `--state-dir BASE` + NAME).
 //!
 //! ```text
-//! lock       flock(LOCK_EX)ed by the launcher for as long as it runs; holds its pid
+//! lock       write-locked (an OFD lock) by the launcher for as long as it runs; holds its
+//!            pid
+//! console    the socket `cradle console` connects to (see `console`)
 //! init.pid   "PID BOOT": host pid of the running guest init and the boot number;
 //!            there only while a guest init runs (written whole, by rename)
 //! env        the guest's environment, one VAR=value per line, for `cradle exec`
@@ -51,8 +53,10 @@ const INFO: &str = "info";
 const LIMITS: &str = "limits";
 const LIMITS_LOCK: &str = "limits.lock";
 const STOPPING: &str = "stopping";
+/// The socket `cradle console` connects to.
+pub const CONSOLE: &str = "console";
 /// Every file the launcher writes in the directory besides the lock.
-const FILES: [&str; 8] = [
+const FILES: [&str; 9] = [
     INIT_PID,
     ENV,
     SECURITY,
@@ -61,6 +65,7 @@ const FILES: [&str; 8] = [
     LIMITS,
     LIMITS_LOCK,
     STOPPING,
+    CONSOLE,
 ];
 
 /// What `status` shows of a container that stays as it is while its launcher runs.
@@ -321,6 +326,11 @@ impl Observed {
         } else {
             Err(Error::NotRunning(name.to_owned()))
         }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
     }
 
     /// True while a launcher holds the name lock (tested, never taken).

@@ -144,6 +144,17 @@ pub fn fork_helper(_: &SingleThreaded, child: impl FnOnce() -> u8) -> nix::Resul
     }
 }
 
+/// fork(2), both processes going on: the child gets `None`, the parent the child's pid.
+/// For the launcher that turns into a background monitor (`start --detach`): the child is
+/// ordinary Rust from then on, which is sound because we were single-threaded.
+pub fn fork(_: &SingleThreaded) -> nix::Result<Option<Pid>> {
+    // SAFETY: fork in a single-threaded process (the token proves it).
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => Ok(None),
+        nix::unistd::ForkResult::Parent { child } => Ok(Some(child)),
+    }
+}
+
 /// A pidfd for `pid` (Linux 5.3).
 pub fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags, and returns a new descriptor or -1.
@@ -396,6 +407,25 @@ pub fn get_xattr(path: &CStr, name: &CStr) -> Option<Vec<u8>> {
     let n = usize::try_from(n).ok()?;
     buf.truncate(n);
     Some(buf)
+}
+
+/// The window size of the terminal on `fd` (TIOCGWINSZ), if it is one.
+pub fn window_size(fd: BorrowedFd) -> Option<libc::winsize> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize to the pointer it is given.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
+    (ret == 0).then_some(size)
+}
+
+/// Sets the window size of the terminal on `fd` (TIOCSWINSZ).
+pub fn set_window_size(fd: BorrowedFd, size: &libc::winsize) -> nix::Result<()> {
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer it is given.
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, size) }).map(drop)
 }
 
 // -----------------------------------------------------------------------------------------

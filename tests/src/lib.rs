@@ -851,3 +851,135 @@ mod tests {
         assert!(went_on);
     }
 }
+
+/// A pseudo-terminal whose master the test holds: a command runs on its slave as on a
+/// user's terminal, and what it prints is read from the master by a thread of its own.
+pub struct Pty {
+    master: fs::File,
+    slave: std::os::fd::OwnedFd,
+    output: Drained,
+}
+
+impl Pty {
+    pub fn open() -> Self {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let (mut master, mut slave) = (-1, -1);
+        // SAFETY: openpty writes two descriptors; the name, termios and winsize may be null.
+        #[allow(unsafe_code)]
+        let ret = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(ret, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: openpty succeeded: both are open descriptors that nothing else owns.
+        #[allow(unsafe_code)]
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let master = fs::File::from(master);
+        Pty {
+            output: Drained::start(master.try_clone().unwrap()),
+            master,
+            slave,
+        }
+    }
+
+    /// Spawns `command` with the slave as its standard input, output and error; the test's
+    /// own copy of the slave is closed, so the reader sees the end when the command's is.
+    pub fn spawn(mut self, mut command: Command) -> (Killed, Pty) {
+        let stdio = || Stdio::from(self.slave.try_clone().unwrap());
+        let child = command
+            .stdin(stdio())
+            .stdout(stdio())
+            .stderr(stdio())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+        let (read, write) = std::os::unix::net::UnixStream::pair().unwrap();
+        drop(read);
+        // closing ours: replaced by a descriptor that is no terminal
+        self.slave = std::os::fd::OwnedFd::from(write);
+        (Killed(child), self)
+    }
+
+    /// Types `input`.
+    pub fn type_in(&mut self, input: &[u8]) {
+        use std::io::Write;
+        self.master.write_all(input).unwrap();
+    }
+
+    /// What the terminal showed so far.
+    pub fn text(&self) -> String {
+        self.output.text()
+    }
+
+    /// Waits until the terminal shows `needle`, failing the test after `timeout`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.text().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {needle:?} on the terminal:\n{}",
+                self.text()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The terminal's local modes (c_lflag): ICANON and ECHO are on unless a program put
+    /// it in raw mode.
+    pub fn local_modes(&self) -> libc::tcflag_t {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a zeroed termios is a valid value for tcgetattr to overwrite.
+        #[allow(unsafe_code)]
+        let mut termios: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: tcgetattr writes one termios to the pointer it is given.
+        #[allow(unsafe_code)]
+        let ret = unsafe { libc::tcgetattr(self.master.as_raw_fd(), &mut termios) };
+        assert_eq!(ret, 0, "tcgetattr: {}", std::io::Error::last_os_error());
+        termios.c_lflag
+    }
+}
+
+/// A child that is killed and reaped when dropped, so that a failed test leaves no process
+/// (and no guest) behind.
+pub struct Killed(pub Child);
+
+impl std::ops::Deref for Killed {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Killed {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for `child` to exit; kills it and fails the test after `timeout`.
+pub fn wait_child(child: &mut Child, what: &str, timeout: Duration) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}

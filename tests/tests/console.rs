@@ -1,0 +1,244 @@
+//! The console and the background: `start --detach` returns once the guest is up,
+//! `cradle console` attaches a terminal to a running guest (with what it printed before),
+//! Ctrl-] three times detaches a console or powers off a foreground guest, and no reader of
+//! the console, however slow, holds the launcher up.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Stdio;
+use std::time::Duration;
+
+use integration_tests::{Drained, Killed, Pty, Sandbox, kill, secs, wait_child};
+
+/// Ctrl-] three times.
+const ESCAPE: [u8; 3] = [0x1d; 3];
+
+/// A guest started with `--detach`: its monitor is killed if the test fails, so that no
+/// guest outlives a failed test (the container dies with its launcher).
+struct Detached<'a>(&'a Sandbox);
+
+impl Drop for Detached<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let lock = self.0.state.join(&self.0.name).join("lock");
+            if let Some(pid) = std::fs::read_to_string(lock)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn start_detached<'a>(sb: &'a Sandbox, log: &std::path::Path) -> Detached<'a> {
+    let root = sb.root.to_str().unwrap();
+    let log = log.to_str().unwrap();
+    let started = sb.run_cradle(
+        &["start", "-d", "--log-file", log, &sb.name, "--root", root],
+        secs(30),
+    );
+    assert_eq!(started.code(), Some(0), "{started:?}");
+    assert_eq!(started.stderr, "", "{started:?}");
+    Detached(sb)
+}
+
+fn raw(pty: &Pty) -> bool {
+    pty.local_modes() & (libc::ICANON | libc::ECHO) == 0
+}
+
+#[test]
+fn detach_returns_once_up_and_consoles_attach_take_over_and_detach() {
+    let sb = Sandbox::busybox("console-detach");
+    let log = sb.dir.join("launcher.log");
+    let _guard = start_detached(&sb, &log);
+    // "up" is the guest init running: the state says so as the command returns
+    assert!(sb.state.join(&sb.name).join("init.pid").exists());
+    assert_eq!(sb.status()["state"], "running");
+
+    // what the guest printed before anyone attached comes first
+    let (mut first, mut pty) = Pty::open().spawn(sb.cradle(["console", sb.name.as_str()]));
+    pty.wait_for("is up", secs(30));
+    assert!(
+        raw(&pty),
+        "the console's terminal is in raw mode while attached"
+    );
+    pty.type_in(b"echo con$((6*7))sole\r");
+    pty.wait_for("con42sole", secs(10));
+
+    // a second console takes over; the first is told, and puts its terminal back
+    let (mut second, mut pty2) = Pty::open().spawn(sb.cradle(["console", sb.name.as_str()]));
+    pty.wait_for("another console attached", secs(10));
+    let status = wait_child(&mut first, "the first console", secs(10));
+    assert_eq!(status.code(), Some(0), "{}", pty.text());
+    assert!(!raw(&pty), "the first console put its terminal back");
+    pty2.wait_for("con42sole", secs(10));
+    pty2.type_in(b"echo sec$((5+5))ond\r");
+    pty2.wait_for("sec10ond", secs(10));
+
+    // Ctrl-] three times detaches; the guest runs on
+    pty2.type_in(&ESCAPE);
+    let status = wait_child(&mut second, "the second console", secs(10));
+    assert_eq!(status.code(), Some(0), "{}", pty2.text());
+    assert!(pty2.text().contains("detached"), "{}", pty2.text());
+    assert!(!raw(&pty2));
+    assert_eq!(sb.status()["state"], "running");
+
+    let stopped = sb.run_cradle(&["stop", &sb.name], secs(60));
+    assert_eq!(stopped.code(), Some(0), "{stopped:?}");
+    sb.assert_clean();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains("the guest halted"),
+        "the monitor's log:\n{log}"
+    );
+}
+
+#[test]
+fn a_detached_start_that_fails_says_why_with_its_own_exit_code() {
+    let sb = Sandbox::busybox("console-detach-fails");
+    let log = sb.dir.join("launcher.log");
+    let log_arg = log.to_str().unwrap();
+    let missing = sb.dir.join("no-such-root");
+    let done = sb.run_cradle(
+        &[
+            "start",
+            "--detach",
+            "--log-file",
+            log_arg,
+            &sb.name,
+            "--root",
+            missing.to_str().unwrap(),
+        ],
+        secs(30),
+    );
+    done.assert_one_line_error(5, "no-such-root");
+    // a root without an init: the failure comes from deeper down, after the state was made
+    std::fs::remove_file(sb.path("/sbin/init")).unwrap();
+    let root = sb.root.to_str().unwrap();
+    let done = sb.run_cradle(
+        &[
+            "start",
+            "-d",
+            "--log-file",
+            log_arg,
+            &sb.name,
+            "--root",
+            root,
+        ],
+        secs(30),
+    );
+    done.assert_one_line_error(6, "bad template");
+    sb.assert_clean();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains("bad template"),
+        "the monitor logs it too:\n{log}"
+    );
+    // and the console of a guest that does not run
+    let done = sb.run_cradle(&["console", &sb.name], secs(10));
+    done.assert_one_line_error(4, &sb.name);
+}
+
+#[test]
+fn ctrl_bracket_three_times_powers_off_a_foreground_guest() {
+    let sb = Sandbox::busybox("console-escape");
+    let command = sb.cradle([
+        "start",
+        sb.name.as_str(),
+        "--root",
+        sb.root.to_str().unwrap(),
+    ]);
+    let (mut launcher, mut pty) = Pty::open().spawn(command);
+    pty.wait_for("is up", secs(30));
+    assert!(
+        raw(&pty),
+        "a foreground start puts its terminal in raw mode"
+    );
+    // what is typed goes to the guest
+    pty.type_in(b"echo fore$((40+2))ground\r");
+    pty.wait_for("fore42ground", secs(10));
+    // two presses, then something else: no escape
+    pty.type_in(&[0x1d, 0x1d, b'\r']);
+    pty.type_in(b"echo still$((1+1))\r");
+    pty.wait_for("still2", secs(10));
+    pty.type_in(&ESCAPE);
+    let status = wait_child(&mut launcher, "the launcher", secs(30));
+    assert_eq!(status.code(), Some(0), "{}", pty.text());
+    assert!(
+        pty.text().contains("powering the guest off"),
+        "{}",
+        pty.text()
+    );
+    assert!(!raw(&pty), "the launcher put its terminal back");
+    sb.assert_clean();
+}
+
+/// A launcher whose standard output nobody reads (a full pipe) goes on: the guest writes
+/// a megabyte to its console, and is halted on request as ever.
+#[test]
+fn a_stalled_reader_of_the_console_holds_nothing_up() {
+    let sb = Sandbox::busybox("console-stalled");
+    let mut command = sb.cradle([
+        "start",
+        sb.name.as_str(),
+        "--root",
+        sb.root.to_str().unwrap(),
+    ]);
+    let mut launcher = Killed(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stalled = launcher.stdout.take().unwrap();
+    let mut stderr = Drained::start(launcher.stderr.take().unwrap());
+    let init_pid = sb.state.join(&sb.name).join("init.pid");
+    let deadline = std::time::Instant::now() + secs(30);
+    while !init_pid.exists() {
+        assert!(std::time::Instant::now() < deadline, "{}", stderr.text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let flood = sb.exec(&["sh", "-c", "yes | head -c 1000000 >/dev/console"]);
+    assert_eq!(flood.code(), Some(0), "{flood:?}");
+    let stopped = sb.run_cradle(&["stop", &sb.name], secs(60));
+    assert_eq!(stopped.code(), Some(0), "{stopped:?}");
+    let status = wait_child(&mut launcher, "the launcher", secs(30));
+    stderr.join();
+    assert_eq!(status.code(), Some(0), "{}", stderr.text());
+    drop(stalled);
+    sb.assert_clean();
+}
+
+/// Under systemd with Type=notify, the launcher says READY=1 (and its pid) once the guest
+/// init runs: to the socket $NOTIFY_SOCKET names.
+#[test]
+fn the_launcher_tells_notify_socket_when_the_guest_is_up() {
+    let sb = Sandbox::busybox("console-notify");
+    let socket_path = sb.dir.join("notify");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(secs(30))).unwrap();
+    let mut command = sb.cradle([
+        "start",
+        sb.name.as_str(),
+        "--root",
+        sb.root.to_str().unwrap(),
+    ]);
+    command.env("NOTIFY_SOCKET", &socket_path);
+    let launcher = integration_tests::Launcher::spawn(command);
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("a notification within 30 s");
+    let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(message.contains("READY=1"), "{message:?}");
+    assert!(
+        message.contains(&format!("MAINPID={}", launcher.pid())),
+        "{message:?}"
+    );
+    // by then the guest init runs
+    assert!(sb.state.join(&sb.name).join("init.pid").exists());
+    launcher.signal(libc::SIGTERM);
+    let done = launcher.wait(secs(60));
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    sb.assert_clean();
+}
