@@ -778,80 +778,6 @@ pub const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // /proc/self/mountinfo lines as these machines and a Debian 12 host show them
-    const HYBRID: &str = "\
-35 25 0:30 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
-36 35 0:31 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw
-37 35 0:32 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:11 - cgroup cgroup rw,memory
-";
-    const UNIFIED: &str = "\
-25 30 0:23 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
-26 25 0:24 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:8 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
-";
-
-    #[test]
-    fn the_cgroup_layout_is_read_from_mountinfo() {
-        assert_eq!(
-            CgroupLayout::from_mountinfo(HYBRID),
-            Some(CgroupLayout::Hybrid)
-        );
-        assert_eq!(
-            CgroupLayout::from_mountinfo(UNIFIED),
-            Some(CgroupLayout::Unified)
-        );
-        let v1_only: String = HYBRID
-            .lines()
-            .filter(|l| !l.contains("cgroup2"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert_eq!(CgroupLayout::from_mountinfo(&v1_only), None);
-        assert_eq!(CgroupLayout::Hybrid.v2_root(), "/sys/fs/cgroup/unified");
-    }
-
-    #[test]
-    fn the_kernel_version_is_its_first_two_numbers() {
-        let shape = |kernel: &str| HostShape {
-            cgroups: CgroupLayout::Unified,
-            systemd: true,
-            kernel: kernel.to_owned(),
-        };
-        assert_eq!(shape("6.1.0-50-cloud-amd64").kernel_version(), (6, 1));
-        assert_eq!(shape("6.18.44-fc-v782").kernel_version(), (6, 18));
-        assert_eq!(
-            shape("5.15.0-91-generic").to_string(),
-            "kernel 5.15.0-91-generic, unified cgroup v2, PID 1 systemd"
-        );
-    }
-
-    #[test]
-    fn a_test_that_needs_another_shape_says_which_and_what_the_host_is() {
-        let host = HostShape {
-            cgroups: CgroupLayout::Hybrid,
-            systemd: false,
-            kernel: "6.18.44".to_owned(),
-        };
-        assert_eq!(
-            not_run_here("boots_under_systemd", "systemd as PID 1", &host),
-            "boots_under_systemd needs systemd as PID 1; \
-             not run on this host (kernel 6.18.44, hybrid cgroups, PID 1 not systemd)"
-        );
-    }
-
-    #[test]
-    fn require_shape_lets_a_test_on_the_right_shape_go_on() {
-        let mut went_on = false;
-        (|| {
-            require_shape!("any host", |_| true);
-            went_on = true;
-        })();
-        assert!(went_on);
-    }
-}
-
 /// A pseudo-terminal whose master the test holds: a command runs on its slave as on a
 /// user's terminal, and what it prints is read from the master by a thread of its own.
 pub struct Pty {
@@ -981,5 +907,79 @@ pub fn wait_child(child: &mut Child, what: &str, timeout: Duration) -> ExitStatu
             panic!("{what} did not exit within {timeout:?}");
         }
         thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // /proc/self/mountinfo lines as these machines and a Debian 12 host show them
+    const HYBRID: &str = "\
+35 25 0:30 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+36 35 0:31 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw
+37 35 0:32 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:11 - cgroup cgroup rw,memory
+";
+    const UNIFIED: &str = "\
+25 30 0:23 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+26 25 0:24 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:8 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+";
+
+    #[test]
+    fn the_cgroup_layout_is_read_from_mountinfo() {
+        assert_eq!(
+            CgroupLayout::from_mountinfo(HYBRID),
+            Some(CgroupLayout::Hybrid)
+        );
+        assert_eq!(
+            CgroupLayout::from_mountinfo(UNIFIED),
+            Some(CgroupLayout::Unified)
+        );
+        let v1_only: String = HYBRID
+            .lines()
+            .filter(|l| !l.contains("cgroup2"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(CgroupLayout::from_mountinfo(&v1_only), None);
+        assert_eq!(CgroupLayout::Hybrid.v2_root(), "/sys/fs/cgroup/unified");
+    }
+
+    #[test]
+    fn the_kernel_version_is_its_first_two_numbers() {
+        let shape = |kernel: &str| HostShape {
+            cgroups: CgroupLayout::Unified,
+            systemd: true,
+            kernel: kernel.to_owned(),
+        };
+        assert_eq!(shape("6.1.0-50-cloud-amd64").kernel_version(), (6, 1));
+        assert_eq!(shape("6.18.44-fc-v782").kernel_version(), (6, 18));
+        assert_eq!(
+            shape("5.15.0-91-generic").to_string(),
+            "kernel 5.15.0-91-generic, unified cgroup v2, PID 1 systemd"
+        );
+    }
+
+    #[test]
+    fn a_test_that_needs_another_shape_says_which_and_what_the_host_is() {
+        let host = HostShape {
+            cgroups: CgroupLayout::Hybrid,
+            systemd: false,
+            kernel: "6.18.44".to_owned(),
+        };
+        assert_eq!(
+            not_run_here("boots_under_systemd", "systemd as PID 1", &host),
+            "boots_under_systemd needs systemd as PID 1; \
+             not run on this host (kernel 6.18.44, hybrid cgroups, PID 1 not systemd)"
+        );
+    }
+
+    #[test]
+    fn require_shape_lets_a_test_on_the_right_shape_go_on() {
+        let mut went_on = false;
+        (|| {
+            require_shape!("any host", |_| true);
+            went_on = true;
+        })();
+        assert!(went_on);
     }
 }
