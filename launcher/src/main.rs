@@ -18,6 +18,7 @@ mod error;
 mod exec;
 mod guest;
 mod logging;
+mod mountinfo;
 mod plan;
 mod rootfs;
 mod run;

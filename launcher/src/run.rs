@@ -88,6 +88,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
         userns: namespaces,
         caps: opts.security.caps,
         seccomp: opts.security.filter(base.is_some())?,
+        switch: root.switch()?,
     })
     .map_err(|_| Error::Usage("the hostname contains a NUL byte".into()))?;
     let mut args = vec!["--".to_owned()];

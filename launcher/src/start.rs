@@ -205,6 +205,7 @@ impl Launcher<'_> {
             userns: namespaces,
             caps: self.opts.security.caps,
             seccomp: self.seccomp.clone(),
+            switch: self.root.switch()?,
         })
         .map_err(|_| Error::Usage("the hostname contains a NUL byte".into()))?;
         let guest_leaf = cgroup.guest_dir();
