@@ -1,7 +1,8 @@
 //! What differs between the architectures cradle is built for (x86_64, aarch64, armv7),
 //! and what the `libc` crate lacks: the one module that chooses by `target_arch`, so that
 //! a port starts here. (The tests of the i386 ABI through `int $0x80` are x86's by
-//! nature and say so where they are.)
+//! nature and say so where they are, and the shim's `main.rs` stubs 32-bit ARM's
+//! unwinding personality routines as it stubs `_Unwind_Resume`.)
 //!
 //! What was checked, architecture by architecture, and needs no choice:
 //!
@@ -96,6 +97,11 @@ pub const SYS_SETRESUID: libc::c_long = libc::SYS_setresuid32;
 pub const SYS_SETRESGID: libc::c_long = libc::SYS_setresgid32;
 #[cfg(target_arch = "arm")]
 pub const SYS_SETGROUPS: libc::c_long = libc::SYS_setgroups32;
+
+/// `MS_PRIVATE` for `mount_attr.propagation`, which is 64 bits wide where the `libc`
+/// crate's `MS_*` are `c_ulong`: 32 bits on 32-bit ARM.
+#[allow(clippy::unnecessary_cast)]
+pub const MS_PRIVATE: u64 = libc::MS_PRIVATE as u64;
 
 /// `CLONE_INTO_CGROUP` (linux/sched.h, Linux 5.7), the same on every architecture; the
 /// `libc` crate does not have it.

@@ -17,6 +17,7 @@ use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, open};
 use nix::sys::stat::{Mode, SFlag, fstatat, mkdirat};
 
+use cradle_common::arch;
 use cradle_common::guest::{DEVICES, OPTIONAL_DEVICES};
 
 use crate::error::{Error, Result};
@@ -115,7 +116,7 @@ impl RootDir {
         let mut attr = libc::mount_attr {
             attr_set: 0,
             attr_clr: 0,
-            propagation: libc::MS_PRIVATE,
+            propagation: arch::MS_PRIVATE,
             userns_fd: 0,
         };
         if let Some(userns) = userns {
@@ -194,7 +195,7 @@ pub fn clone_host_file(path: &CStr) -> nix::Result<OwnedFd> {
     let attr = libc::mount_attr {
         attr_set: 0,
         attr_clr: 0,
-        propagation: libc::MS_PRIVATE,
+        propagation: arch::MS_PRIVATE,
         userns_fd: 0,
     };
     sys::mount_setattr(fd.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr)?;
