@@ -3,13 +3,19 @@
 //!
 //! pivot_root(2) refuses a root that is the mount namespace's first mount: the initramfs
 //! (rootfs), on hosts that run from it without switching to a disk (boards, installers,
-//! a busybox initramfs), or a chroot whose root is no mount at all. There the root is
+//! a busybox initramfs). There the root is
 //! switched as switch_root(8) and runc's `--no-pivot` do it: the root tree is moved over
 //! `/` and the process chroots into it. The old root stays below it, covered; so that
 //! nothing else of the host stays in the guest's mount namespace, every mount of the host
 //! that the root directory does not sit on is detached first (runc detaches the host's
 //! /proc and /sys there, which would otherwise let the guest mount new ones: the kernel
 //! allows that in a user namespace while a fully visible one exists).
+//!
+//! Only there: `..` at the moved root stays at it because the root is mounted on the
+//! namespace's first mount, which has no parent to climb to. A launcher in a chroot,
+//! whose `/` is no mount at all, is left to pivot_root, which refuses it as before: moved
+//! over a plain directory, the root would let `..` (from a chroot below it, which the
+//! guest's root may make) climb into the file system around it.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -86,9 +92,10 @@ fn is_at_or_below(path: &[u8], dir: &[u8]) -> bool {
 /// How the container's first process can switch to the root directory `root_path`,
 /// which is on the mount `root_mount` (its `mnt_id`), given the host's `mounts`.
 pub fn root_switch(mounts: &[Mount], root_mount: u64, root_path: &Path) -> RootSwitch {
-    // the visible root: the last mount on "/" (a later one is stacked on an earlier one)
+    // the visible root: the last mount on "/" (a later one is stacked on an earlier one);
+    // the namespace's first mount is its own parent in mountinfo
     let root = mounts.iter().rev().find(|m| m.mount_point == b"/");
-    if root.is_some_and(|m| m.parent != m.id) {
+    if root.is_none_or(|m| m.parent != m.id) {
         return RootSwitch::Pivot;
     }
     // the mounts the root directory sits on, from its own to the namespace's first
@@ -187,10 +194,10 @@ mod tests {
     }
 
     #[test]
-    fn no_mount_on_the_root_is_a_chroot_and_is_not_pivoted() {
+    fn a_chroot_without_a_mount_on_its_root_is_left_to_pivot_root() {
         let chrooted = "30 29 8:1 /srv /srv rw - ext4 /dev/sda1 rw\n";
         let switch = root_switch(&parse(chrooted), 30, Path::new("/srv/guest"));
-        assert_eq!(switch, RootSwitch::Move { detach: vec![] });
+        assert_eq!(switch, RootSwitch::Pivot);
     }
 
     #[test]
