@@ -101,6 +101,7 @@ impl Blueprint<'_> {
             caps: self.caps,
             seccomp: self.seccomp.cloned(),
             join_v1: cgroup.open_v1_procs()?,
+            switch: self.root.switch()?,
         })
         .map_err(|_| Error::Usage("the hostname contains a NUL byte".into()))?;
         // in boot mode the shim clones the guest init into the guest's leaf

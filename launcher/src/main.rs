@@ -23,6 +23,7 @@ mod exec;
 mod guest;
 mod limits;
 mod logging;
+mod mountinfo;
 mod plan;
 mod rootfs;
 mod run;

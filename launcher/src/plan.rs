@@ -20,7 +20,9 @@
 //!    boot mode), /proc (with read-only and masked paths in run mode; in boot mode the
 //!    guest's nested PID namespace mounts its own on top, see the shim), /sys read-only with
 //!    masks, and the cgroup2 tree in run mode;
-//! 4. pivot_root into it and detach the host's root; hostname; loopback up;
+//! 4. pivot_root into it and detach the host's root (where the host's root is the
+//!    initramfs, which pivot_root refuses: detach the host's other mounts, move the root
+//!    over `/` and chroot, see `mountinfo`); hostname; loopback up;
 //! 5. with a user namespace: join it, then unshare the mount namespace — the copy, owned
 //!    by the user namespace, has every mount made above **locked**: the guest's root can
 //!    neither unmount nor remount them (read-only /sys stays read-only) — and become its
@@ -40,7 +42,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::stat::{Mode, mkdirat, umask};
 use nix::unistd::{
-    Gid, Uid, chdir, dup2_stderr, dup2_stdin, dup2_stdout, fchdir, pivot_root, setgroups,
+    Gid, Uid, chdir, chroot, dup2_stderr, dup2_stdin, dup2_stdout, fchdir, pivot_root, setgroups,
     sethostname, setresgid, setresuid, setsid, symlinkat, write,
 };
 
@@ -73,6 +75,18 @@ pub struct Config<'a> {
     pub seccomp: Option<Filter>,
     /// The `cgroup.procs` files of the v1 cgroups to join, by their hierarchies' names.
     pub join_v1: Vec<(String, OwnedFd)>,
+    /// How the child switches to the root (`mountinfo::root_switch`).
+    pub switch: RootSwitch,
+}
+
+/// How the container's first process makes the root tree its root.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RootSwitch {
+    /// pivot_root(".", "."), then detach the old root: nothing of the host stays.
+    Pivot,
+    /// The host's root is the initramfs, which pivot_root refuses: detach these mounts of
+    /// the host (by their path on the host), then move the root over `/` and chroot.
+    Move { detach: Vec<CString> },
 }
 
 /// A path below the guest's root, with its parent and last component apart for the steps
@@ -192,6 +206,10 @@ pub enum Step {
     Mask(GuestPath, Mask),
     /// pivot_root into the working directory and detach the old root.
     PivotRoot,
+    /// Detaches the host's mount at this path, with everything mounted below it.
+    DetachHost(CString),
+    /// Moves the working directory's mount over `/` and chroots into it.
+    MoveRoot,
     Hostname(CString),
     LoopbackUp,
     /// setgroups([]), setresgid(0), setresuid(0): in a user namespace, its root.
@@ -378,8 +396,14 @@ pub fn build(config: Config) -> Result<Vec<Step>, NulError> {
         ));
     }
 
+    match config.switch {
+        RootSwitch::Pivot => steps.push(Step::PivotRoot),
+        RootSwitch::Move { detach } => {
+            steps.extend(detach.into_iter().map(Step::DetachHost));
+            steps.push(Step::MoveRoot);
+        }
+    }
     steps.extend([
-        Step::PivotRoot,
         Step::Hostname(CString::new(config.hostname)?),
         Step::LoopbackUp,
     ]);
@@ -425,6 +449,14 @@ impl fmt::Display for Step {
             }
             Step::Mask(path, _) => write!(f, "mask {path}"),
             Step::PivotRoot => f.write_str("pivot_root into the root directory"),
+            Step::DetachHost(path) => write!(
+                f,
+                "detach the host's mount on {} (the host's root is the initramfs)",
+                path.to_string_lossy()
+            ),
+            Step::MoveRoot => {
+                f.write_str("move the root directory over the initramfs and chroot into it")
+            }
             Step::Hostname(name) => write!(f, "set hostname {}", name.to_string_lossy()),
             Step::LoopbackUp => f.write_str("bring up the loopback interface"),
             Step::BecomeRoot => f.write_str("become the guest's root (setresuid 0)"),
@@ -605,6 +637,22 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             umount2(c".", MntFlags::MNT_DETACH)?;
             chdir(c"/")
         }
+        // the inherited mounts are private (MakePrivate): nothing propagates to the host
+        Step::DetachHost(path) => umount2(path.as_c_str(), MntFlags::MNT_DETACH),
+        // as switch_root(8) does; ".." at the new root stays there (the old root is below
+        // the mount, not above it), and once the user namespace has its own mount
+        // namespace, the root's mount is locked over the old root
+        Step::MoveRoot => {
+            mount(
+                Some(c"."),
+                c"/",
+                None::<&CStr>,
+                MsFlags::MS_MOVE,
+                None::<&CStr>,
+            )?;
+            chroot(c".")?;
+            chdir(c"/")
+        }
         Step::Hostname(name) => sethostname(std::ffi::OsStr::from_bytes(name.as_bytes())),
         Step::LoopbackUp => sys::interface_up(c"lo"),
         Step::BecomeRoot => {
@@ -651,10 +699,23 @@ mod tests {
     }
 
     fn plan(boot: bool, userns: bool) -> Vec<Step> {
-        plan_joining(boot, userns, vec![])
+        plan_with(boot, userns, vec![], RootSwitch::Pivot)
     }
 
     fn plan_joining(boot: bool, userns: bool, join_v1: Vec<(String, OwnedFd)>) -> Vec<Step> {
+        plan_with(boot, userns, join_v1, RootSwitch::Pivot)
+    }
+
+    fn plan_switching(boot: bool, userns: bool, switch: RootSwitch) -> Vec<Step> {
+        plan_with(boot, userns, vec![], switch)
+    }
+
+    fn plan_with(
+        boot: bool,
+        userns: bool,
+        join_v1: Vec<(String, OwnedFd)>,
+        switch: RootSwitch,
+    ) -> Vec<Step> {
         build(Config {
             tree: fd(),
             hostname: "web1",
@@ -674,6 +735,7 @@ mod tests {
             caps: CapSet::DEFAULT,
             seccomp: Some(Filter::default_for_guest(true).unwrap()),
             join_v1,
+            switch,
         })
         .unwrap()
     }
@@ -731,6 +793,36 @@ mod tests {
                 .iter()
                 .any(|t| t.contains("user namespace") || t.starts_with("join"))
         );
+    }
+
+    #[test]
+    fn on_the_initramfs_the_host_s_mounts_go_before_the_root_moves_and_is_locked() {
+        let detach = vec![c("/proc"), c("/sys")];
+        let steps = plan_switching(true, true, RootSwitch::Move { detach });
+        assert!(!texts(&steps).iter().any(|t| t.contains("pivot_root")));
+        let last_mount = steps
+            .iter()
+            .rposition(|s| matches!(s, Step::Mount { .. } | Step::Bind { .. } | Step::Mask(..)))
+            .unwrap();
+        let proc = position(
+            &steps,
+            "detach the host's mount on /proc (the host's root is the initramfs)",
+        );
+        let sys = position(
+            &steps,
+            "detach the host's mount on /sys (the host's root is the initramfs)",
+        );
+        let moved = position(
+            &steps,
+            "move the root directory over the initramfs and chroot into it",
+        );
+        let lock = position(
+            &steps,
+            "lock the guest's mounts (a mount namespace in its user namespace)",
+        );
+        assert!(last_mount < proc && proc < sys && sys < moved && moved < lock);
+        let hostname = position(&steps, "set hostname web1");
+        assert_eq!(hostname, moved + 1, "then as after pivot_root");
     }
 
     #[test]
@@ -842,6 +934,7 @@ mod tests {
             caps: CapSet::EMPTY,
             seccomp: None,
             join_v1: vec![],
+            switch: RootSwitch::Pivot,
         };
         assert!(build(config).is_err());
     }

@@ -17,9 +17,12 @@ use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, open};
 use nix::sys::stat::{Mode, SFlag, fstatat, mkdirat};
 
+use cradle_common::arch;
 use cradle_common::guest::{DEVICES, OPTIONAL_DEVICES};
 
 use crate::error::{Error, Result};
+use crate::mountinfo;
+use crate::plan::RootSwitch;
 use crate::sys;
 
 /// The directories the setup mounts on, directly below the root.
@@ -118,7 +121,7 @@ impl RootDir {
         let mut attr = libc::mount_attr {
             attr_set: 0,
             attr_clr: 0,
-            propagation: libc::MS_PRIVATE,
+            propagation: arch::MS_PRIVATE,
             userns_fd: 0,
         };
         if let Some(userns) = userns {
@@ -152,24 +155,41 @@ impl RootDir {
         Ok(tree)
     }
 
-    /// The type of the file system the root is on, as /proc/self/mountinfo names it.
-    fn fs_type(&self) -> String {
-        let fdinfo = fs::read_to_string(format!("/proc/self/fdinfo/{}", self.fd.as_raw_fd()))
-            .unwrap_or_default();
-        let mnt_id = fdinfo
+    /// The id of the mount the root is on (`mnt_id` in /proc/self/fdinfo).
+    fn mount_id(&self) -> io::Result<u64> {
+        let fdinfo = fs::read_to_string(format!("/proc/self/fdinfo/{}", self.fd.as_raw_fd()))?;
+        fdinfo
             .lines()
             .find_map(|l| l.strip_prefix("mnt_id:"))
-            .map(str::trim)
-            .unwrap_or_default()
-            .to_owned();
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        mountinfo
-            .lines()
-            .find(|line| line.split(' ').next() == Some(&mnt_id))
-            .and_then(|line| line.split(" - ").nth(1))
-            .and_then(|rest| rest.split(' ').next())
-            .unwrap_or("unknown")
-            .to_owned()
+            .and_then(|id| id.trim().parse().ok())
+            .ok_or_else(|| io::Error::other("no mnt_id in its fdinfo"))
+    }
+
+    /// The type of the file system the root is on, as /proc/self/mountinfo names it.
+    fn fs_type(&self) -> String {
+        let mounts =
+            mountinfo::parse(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
+        self.mount_id()
+            .ok()
+            .and_then(|id| mounts.into_iter().find(|m| m.id == id))
+            .map_or_else(|| "unknown".to_owned(), |m| m.fs_type)
+    }
+
+    /// How the container's first process will switch to this root, from the host's
+    /// mounts as they are now (read again at every boot).
+    pub fn switch(&self) -> Result<RootSwitch> {
+        let fail = |e| Error::host("read the host's mounts (/proc/self/mountinfo)", e);
+        let text = fs::read_to_string("/proc/self/mountinfo").map_err(fail)?;
+        let id = self.mount_id().map_err(fail)?;
+        let switch = mountinfo::root_switch(&mountinfo::parse(&text), id, &self.path);
+        if let RootSwitch::Move { detach } = &switch {
+            log::debug!(
+                "the host's root is the initramfs, which pivot_root refuses: the root \
+                 directory will be moved over it, after detaching {} mounts of the host",
+                detach.len()
+            );
+        }
+        Ok(switch)
     }
 }
 
@@ -180,7 +200,7 @@ pub fn clone_host_file(path: &CStr) -> nix::Result<OwnedFd> {
     let attr = libc::mount_attr {
         attr_set: 0,
         attr_clr: 0,
-        propagation: libc::MS_PRIVATE,
+        propagation: arch::MS_PRIVATE,
         userns_fd: 0,
     };
     sys::mount_setattr(fd.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr)?;

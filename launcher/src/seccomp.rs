@@ -75,64 +75,19 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 
+use cradle_common::arch::{Abi, SECCOMP_ABIS};
+
 use crate::error::{Error, Result};
 use crate::sys;
 
-/// The ABIs the kernel of this build's architecture may report in `seccomp_data.arch`:
-/// the native one first, then the 32-bit compat one. The one place that chooses by
-/// architecture.
-#[cfg(target_arch = "x86_64")]
-pub const ABIS: [Abi; 2] = [Abi::X86_64, Abi::I386];
-#[cfg(target_arch = "aarch64")]
-pub const ABIS: [Abi; 2] = [Abi::Aarch64, Abi::Arm];
-/// seccompiler's name for the native architecture (only its arch check uses it, and that
-/// check is replaced).
-#[cfg(target_arch = "x86_64")]
-const TARGET: TargetArch = TargetArch::x86_64;
-#[cfg(target_arch = "aarch64")]
-const TARGET: TargetArch = TargetArch::aarch64;
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-compile_error!(
-    "seccomp.rs has system call numbers for x86_64 (with i386) and aarch64 (with arm) only"
-);
+/// The ABIs of this build's filter (`common::arch`, which chooses by architecture): its
+/// own first, then the other one its kernel may run.
+pub const ABIS: [Abi; 2] = SECCOMP_ABIS;
 
-/// A system call ABI, as seccomp tells them apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Abi {
-    X86_64,
-    /// 32-bit x86 programs on an x86_64 kernel (`int $0x80`, sysenter).
-    I386,
-    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
-    Aarch64,
-    /// 32-bit ARM (EABI) programs on an aarch64 kernel.
-    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
-    Arm,
-}
-
-impl Abi {
-    /// AUDIT_ARCH_* of linux/audit.h: EM_* | 64-bit flag | little-endian flag.
-    pub const fn audit_arch(self) -> u32 {
-        const BITS_64: u32 = 0x8000_0000;
-        const LITTLE_ENDIAN: u32 = 0x4000_0000;
-        match self {
-            Abi::X86_64 => 62 | BITS_64 | LITTLE_ENDIAN,
-            Abi::I386 => 3 | LITTLE_ENDIAN,
-            Abi::Aarch64 => 183 | BITS_64 | LITTLE_ENDIAN,
-            Abi::Arm => 40 | LITTLE_ENDIAN,
-        }
-    }
-
-    /// Its number for `call`, if it has the call.
-    pub fn number(self, call: &Denied) -> Option<u32> {
-        let n = match self {
-            Abi::X86_64 => call.numbers[0],
-            Abi::I386 => call.numbers[1],
-            Abi::Aarch64 => call.numbers[2],
-            Abi::Arm => call.numbers[3],
-        };
-        u32::try_from(n).ok()
-    }
-}
+/// seccompiler's name for the architecture it compiles for. seccompiler knows x86_64,
+/// aarch64 and riscv64 only, and uses the name for nothing but the arch check at the start
+/// of its program, which [`body`] replaces: every ABI's body is compiled as x86_64's.
+const SECCOMPILER_ARCH: TargetArch = TargetArch::x86_64;
 
 /// The x32 ABI's bit in the system call number (arch stays AUDIT_ARCH_X86_64).
 pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
@@ -165,6 +120,19 @@ pub struct Denied {
     pub when: When,
     #[cfg_attr(not(test), allow(dead_code))] // the table's documentation; the tests check it
     pub why: &'static str,
+}
+
+impl Denied {
+    /// Its number on `abi`, if `abi` has the call.
+    pub fn number(&self, abi: Abi) -> Option<u32> {
+        let n = match abi {
+            Abi::X86_64 => self.numbers[0],
+            Abi::I386 => self.numbers[1],
+            Abi::Aarch64 => self.numbers[2],
+            Abi::Arm => self.numbers[3],
+        };
+        u32::try_from(n).ok()
+    }
 }
 
 const fn always(name: &'static str, numbers: [i32; 4], why: &'static str) -> Denied {
@@ -279,9 +247,15 @@ impl Filter {
     /// [`DENIED`] (and, for a guest without a user namespace, [`DENIED_WITHOUT_USERNS`]),
     /// compiled for this build's architecture (see the module documentation).
     pub fn default_for_guest(userns: bool) -> Result<Filter> {
+        Self::for_abis(ABIS, userns)
+    }
+
+    /// The same for the ABIs `abis` (this build's own first): the tests compile the
+    /// filter of every build on any one.
+    fn for_abis(abis: [Abi; 2], userns: bool) -> Result<Filter> {
         let extra: &[Denied] = if userns { &[] } else { DENIED_WITHOUT_USERNS };
-        let [native, compat] = ABIS.map(|abi| body(abi, extra));
-        let program = assemble(&native?, &compat?)
+        let [native, compat] = abis.map(|abi| body(abi, extra));
+        let program = assemble(abis, &native?, &compat?)
             .map_err(|why| Error::host("compile the seccomp filter", io::Error::other(why)))?;
         Ok(Filter { program })
     }
@@ -308,7 +282,7 @@ fn denied(extra: &'static [Denied]) -> impl Iterator<Item = &'static Denied> {
 fn always_denied(abi: Abi, extra: &'static [Denied]) -> BTreeSet<u32> {
     denied(extra)
         .filter(|d| d.when == When::Always)
-        .filter_map(|d| abi.number(d))
+        .filter_map(|d| d.number(abi))
         .collect()
 }
 
@@ -322,7 +296,7 @@ fn rules(
     let always = always_denied(abi, extra);
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for denied in denied(extra) {
-        let Some(nr) = abi.number(denied) else {
+        let Some(nr) = denied.number(abi) else {
             continue;
         };
         let When::Arg { arg, mask, value } = denied.when else {
@@ -441,7 +415,7 @@ fn body(abi: Abi, extra: &'static [Denied]) -> Result<Vec<libc::sock_filter>> {
         rules(abi, extra).map_err(fail)?,
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
-        TARGET,
+        SECCOMPILER_ARCH,
     )
     .map_err(|e| fail(e.to_string()))?;
     let program = BpfProgram::try_from(filter).map_err(|e| fail(e.to_string()))?;
@@ -457,7 +431,7 @@ fn body(abi: Abi, extra: &'static [Denied]) -> Result<Vec<libc::sock_filter>> {
     // seccompiler 0.5: load arch; jeq ITS_ARCH, skip 1; return KILL_PROCESS
     let arch_check = [
         (LD_W_ABS, 0, 0, ARCH_OFFSET),
-        (JEQ_K, 1, 0, NATIVE.audit_arch()),
+        (JEQ_K, 1, 0, Abi::X86_64.audit_arch()),
         (RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
     ];
     if program.len() <= arch_check.len()
@@ -475,9 +449,6 @@ fn body(abi: Abi, extra: &'static [Denied]) -> Result<Vec<libc::sock_filter>> {
     body.extend_from_slice(&program[3..]);
     Ok(body)
 }
-
-/// This build's native ABI.
-const NATIVE: Abi = ABIS[0];
 
 // Classic BPF as seccomp runs it (linux/filter.h, linux/seccomp.h).
 const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
@@ -505,14 +476,15 @@ const X32_GUARD: [libc::sock_filter; 4] = [
     insn(RET_K, 0, 0, RET_EPERM),
 ];
 
-/// One program: a dispatch on the arch, then the native ABI's body (behind the x32 guard
-/// on x86_64) and the compat ABI's. Each body ends in returns on every path, so they can
-/// sit one after the other.
+/// One program: a dispatch on the arch, then the body of `abis[0]` (behind the x32 guard
+/// when that is x86_64) and that of `abis[1]`. Each body ends in returns on every path, so
+/// they can sit one after the other.
 fn assemble(
+    abis: [Abi; 2],
     native: &[libc::sock_filter],
     compat: &[libc::sock_filter],
 ) -> std::result::Result<Vec<libc::sock_filter>, String> {
-    let guard: &[libc::sock_filter] = if NATIVE == Abi::X86_64 {
+    let guard: &[libc::sock_filter] = if abis[0] == Abi::X86_64 {
         &X32_GUARD
     } else {
         &[]
@@ -522,9 +494,9 @@ fn assemble(
     let compat_at = native_at + guard.len() + native.len();
     let mut program = vec![
         insn(LD_W_ABS, 0, 0, ARCH_OFFSET),
-        insn(JEQ_K, 0, 1, NATIVE.audit_arch()),
+        insn(JEQ_K, 0, 1, abis[0].audit_arch()),
         insn(JA, 0, 0, (native_at - 3) as u32),
-        insn(JEQ_K, 0, 1, ABIS[1].audit_arch()),
+        insn(JEQ_K, 0, 1, abis[1].audit_arch()),
         insn(JA, 0, 0, (compat_at - 5) as u32),
         insn(RET_K, 0, 0, RET_EPERM),
     ];
@@ -549,8 +521,28 @@ mod tests {
     const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
     const ALU_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
 
+    /// This build's own ABI.
+    const NATIVE: Abi = ABIS[0];
+
+    /// The ABIs of each build's filter (`common::arch::SECCOMP_ABIS` on x86_64, aarch64,
+    /// armv7): every build's program is checked here, whatever the host.
+    const BUILDS: [[Abi; 2]; 3] = [
+        [Abi::X86_64, Abi::I386],
+        [Abi::Aarch64, Abi::Arm],
+        [Abi::Arm, Abi::Aarch64],
+    ];
+
     fn compiled() -> Vec<libc::sock_filter> {
         Filter::default_for_guest(true).unwrap().program().to_vec()
+    }
+
+    /// Each build's program (with a user namespace, or without), with its ABIs.
+    fn every_build(userns: bool) -> Vec<([Abi; 2], Vec<libc::sock_filter>)> {
+        assert!(BUILDS.contains(&ABIS), "this build's ABIs are among BUILDS");
+        BUILDS
+            .iter()
+            .map(|&abis| (abis, Filter::for_abis(abis, userns).unwrap().program))
+            .collect()
     }
 
     /// What the kernel would answer: a classic BPF interpreter for the instructions
@@ -600,14 +592,6 @@ mod tests {
     }
 
     #[test]
-    fn audit_arches_are_the_kernel_s() {
-        assert_eq!(Abi::X86_64.audit_arch(), 0xC000_003E);
-        assert_eq!(Abi::I386.audit_arch(), 0x4000_0003);
-        assert_eq!(Abi::Aarch64.audit_arch(), 0xC000_00B7);
-        assert_eq!(Abi::Arm.audit_arch(), 0x4000_0028);
-    }
-
-    #[test]
     fn every_row_has_a_reason_and_a_number() {
         for denied in DENIED {
             assert!(
@@ -615,17 +599,15 @@ mod tests {
                 "{denied:?}"
             );
             assert!(
-                [Abi::X86_64, Abi::I386, Abi::Aarch64, Abi::Arm]
-                    .iter()
-                    .any(|abi| abi.number(denied).is_some()),
+                Abi::ALL.iter().any(|&abi| denied.number(abi).is_some()),
                 "{denied:?}"
             );
         }
         // two names never share a number on one ABI
-        for abi in [Abi::X86_64, Abi::I386, Abi::Aarch64, Abi::Arm] {
+        for abi in Abi::ALL {
             let mut seen = BTreeMap::new();
             for denied in DENIED {
-                if let Some(nr) = abi.number(denied) {
+                if let Some(nr) = denied.number(abi) {
                     let name = *seen.entry(nr).or_insert(denied.name);
                     assert_eq!(name, denied.name, "{abi:?} {nr}");
                 }
@@ -705,19 +687,19 @@ mod tests {
         for denied in DENIED {
             let name = denied.name;
             assert_eq!(
-                Abi::X86_64.number(denied),
+                denied.number(Abi::X86_64),
                 x86_64.get(name).copied(),
                 "{name}"
             );
-            assert_eq!(Abi::I386.number(denied), i386.get(name).copied(), "{name}");
+            assert_eq!(denied.number(Abi::I386), i386.get(name).copied(), "{name}");
             // asm-generic also lists the 32-bit-only calls, so only the ones aarch64 has
-            if let Some(nr) = Abi::Aarch64.number(denied) {
+            if let Some(nr) = denied.number(Abi::Aarch64) {
                 assert_eq!(Some(nr), generic.get(name).copied(), "{name}");
             }
         }
         for name in ["iopl", "ioperm", "uselib", "_sysctl", "clock_settime64"] {
             let row = DENIED.iter().find(|d| d.name == name).unwrap();
-            assert_eq!(Abi::Aarch64.number(row), None, "{name}");
+            assert_eq!(row.number(Abi::Aarch64), None, "{name}");
         }
     }
 
@@ -783,12 +765,13 @@ mod tests {
 
     #[test]
     fn every_denied_call_is_refused_on_every_abi() {
-        let program = compiled();
-        for abi in ABIS {
-            for denied in DENIED {
-                if let Some(nr) = abi.number(denied) {
-                    let answer = run(&program, abi.audit_arch(), nr, probe(denied));
-                    assert_eq!(answer, RET_EPERM, "{abi:?} {}", denied.name);
+        for (abis, program) in every_build(true) {
+            for abi in abis {
+                for denied in DENIED {
+                    if let Some(nr) = denied.number(abi) {
+                        let answer = run(&program, abi.audit_arch(), nr, probe(denied));
+                        assert_eq!(answer, RET_EPERM, "{abis:?}: {abi:?} {}", denied.name);
+                    }
                 }
             }
         }
@@ -796,9 +779,11 @@ mod tests {
 
     #[test]
     fn every_number_is_denied_exactly_when_it_is_listed() {
-        let program = compiled();
-        for abi in ABIS {
-            let listed: BTreeSet<u32> = DENIED.iter().filter_map(|d| abi.number(d)).collect();
+        for (abi, program) in every_build(true)
+            .into_iter()
+            .flat_map(|(abis, program)| abis.map(|abi| (abi, program.clone())))
+        {
+            let listed: BTreeSet<u32> = DENIED.iter().filter_map(|d| d.number(abi)).collect();
             let conditional: BTreeSet<u32> = listed
                 .difference(&always_denied(abi, &[]))
                 .copied()
@@ -820,16 +805,15 @@ mod tests {
 
     #[test]
     fn without_a_user_namespace_superblocks_cannot_be_reconfigured() {
-        let mount_nr = |abi: Abi| abi.number(&DENIED_WITHOUT_USERNS[0]).unwrap();
-        let fspick_nr = |abi: Abi| abi.number(&DENIED_WITHOUT_USERNS[1]).unwrap();
+        let mount_nr = |abi: Abi| DENIED_WITHOUT_USERNS[0].number(abi).unwrap();
+        let fspick_nr = |abi: Abi| DENIED_WITHOUT_USERNS[1].number(abi).unwrap();
         let remount = u64::from(MS_REMOUNT);
         let bind_remount = u64::from(MS_REMOUNT | MS_BIND | libc::MS_RDONLY as u32);
         for (userns, refused) in [(false, RET_EPERM), (true, ALLOW)] {
-            let program = Filter::default_for_guest(userns)
-                .unwrap()
-                .program()
-                .to_vec();
-            for abi in ABIS {
+            for (abi, program) in every_build(userns)
+                .into_iter()
+                .flat_map(|(abis, program)| abis.map(|abi| (abi, program.clone())))
+            {
                 let arch = abi.audit_arch();
                 let mount = |flags: u64| run(&program, arch, mount_nr(abi), [0, 0, 0, flags, 0, 0]);
                 assert_eq!(mount(remount), refused, "{abi:?} userns {userns}");
@@ -857,16 +841,27 @@ mod tests {
                 assert_eq!(run(&program, 0, nr, [0; 6]), expected, "size {size}, {nr}");
             }
         }
-        let program = compiled();
-        assert!(program.len() < 200, "{} instructions", program.len());
+        for (abis, program) in every_build(false) {
+            assert!(
+                program.len() < 200,
+                "{abis:?}: {} instructions",
+                program.len()
+            );
+        }
     }
 
     #[test]
     fn conditional_rules_look_at_32_bits_of_one_argument() {
-        let program = compiled();
-        for abi in ABIS {
+        for (abi, program) in every_build(true)
+            .into_iter()
+            .flat_map(|(abis, program)| abis.map(|abi| (abi, program.clone())))
+        {
             let (arch, nr) = (abi.audit_arch(), |name: &str| {
-                abi.number(DENIED.iter().find(|d| d.name == name).unwrap())
+                DENIED
+                    .iter()
+                    .find(|d| d.name == name)
+                    .unwrap()
+                    .number(abi)
                     .unwrap()
             });
             let ioctl = |cmd: u64| run(&program, arch, nr("ioctl"), [1, cmd, 0, 0, 0, 0]);
@@ -891,24 +886,32 @@ mod tests {
 
     #[test]
     fn other_abis_are_refused_whole_and_never_killed() {
-        let program = compiled();
-        let getpid = libc::SYS_getpid as u32;
-        for arch in [0, Abi::Arm.audit_arch() ^ 1, 0xC000_00F3 /* riscv64 */] {
-            assert_eq!(run(&program, arch, getpid, [0; 6]), RET_EPERM);
-        }
-        for (i, insn) in program.iter().enumerate() {
-            assert!(
-                !(insn.code == RET_K && insn.k & 0xffff_0000 < libc::SECCOMP_RET_ERRNO),
-                "instruction {i} kills or traps: {:#x}",
-                insn.k
-            );
+        for (abis, program) in every_build(true) {
+            let others = Abi::ALL.into_iter().filter(|abi| !abis.contains(abi));
+            let others: Vec<u32> = others.map(Abi::audit_arch).collect();
+            for arch in [0, Abi::Arm.audit_arch() ^ 1, 0xC000_00F3 /* riscv64 */]
+                .into_iter()
+                .chain(others)
+            {
+                assert_eq!(
+                    run(&program, arch, 20, [0; 6]),
+                    RET_EPERM,
+                    "{abis:?} {arch:#x}"
+                );
+            }
+            for (i, insn) in program.iter().enumerate() {
+                assert!(
+                    !(insn.code == RET_K && insn.k & 0xffff_0000 < libc::SECCOMP_RET_ERRNO),
+                    "{abis:?}: instruction {i} kills or traps: {:#x}",
+                    insn.k
+                );
+            }
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
     #[test]
     fn x32_is_refused_and_minus_one_goes_through() {
-        let program = compiled();
+        let program = Filter::for_abis(BUILDS[0], true).unwrap().program;
         let arch = Abi::X86_64.audit_arch();
         for nr in [
             X32_SYSCALL_BIT,
@@ -925,28 +928,29 @@ mod tests {
 
     #[test]
     fn the_program_starts_with_the_arch_dispatch() {
-        let program = compiled();
-        assert!(program.len() < MAX_INSNS);
-        let head: Vec<_> = program[..6]
-            .iter()
-            .map(|i| (i.code, i.jt, i.jf, i.k))
-            .collect();
-        assert_eq!(head[0], (LD_W_ABS, 0, 0, ARCH_OFFSET));
-        assert_eq!(head[1], (JEQ_K, 0, 1, NATIVE.audit_arch()));
-        assert_eq!(head[3], (JEQ_K, 0, 1, ABIS[1].audit_arch()));
-        assert_eq!(head[5], (RET_K, 0, 0, RET_EPERM));
-        // both jumps land on a load of the number: the start of a body (or of the guard)
-        for ja in [2, 4] {
-            assert_eq!(head[ja].0, JA);
-            let target = &program[ja + 1 + head[ja].3 as usize];
-            assert_eq!((target.code, target.k), (LD_W_ABS, NR_OFFSET), "ja at {ja}");
-        }
-        // and seccompiler's kill on a foreign arch is gone
-        assert!(
-            program
+        for (abis, program) in every_build(true) {
+            assert!(program.len() < MAX_INSNS);
+            let head: Vec<_> = program[..6]
                 .iter()
-                .all(|i| i.k != libc::SECCOMP_RET_KILL_PROCESS)
-        );
+                .map(|i| (i.code, i.jt, i.jf, i.k))
+                .collect();
+            assert_eq!(head[0], (LD_W_ABS, 0, 0, ARCH_OFFSET));
+            assert_eq!(head[1], (JEQ_K, 0, 1, abis[0].audit_arch()));
+            assert_eq!(head[3], (JEQ_K, 0, 1, abis[1].audit_arch()));
+            assert_eq!(head[5], (RET_K, 0, 0, RET_EPERM));
+            // both jumps land on a load of the number: the start of a body (or of the guard)
+            for ja in [2, 4] {
+                assert_eq!(head[ja].0, JA);
+                let target = &program[ja + 1 + head[ja].3 as usize];
+                assert_eq!((target.code, target.k), (LD_W_ABS, NR_OFFSET), "ja at {ja}");
+            }
+            // and seccompiler's kill on a foreign arch is gone
+            assert!(
+                program
+                    .iter()
+                    .all(|i| i.k != libc::SECCOMP_RET_KILL_PROCESS)
+            );
+        }
     }
 
     // ---- as root: the filter installed in a child, against the real kernel ----
@@ -970,7 +974,7 @@ mod tests {
     fn denied_calls_get_eperm_from_the_filter() {
         require_root();
         for denied in DENIED {
-            let Some(nr) = NATIVE.number(denied) else {
+            let Some(nr) = denied.number(NATIVE) else {
                 continue;
             };
             let args = probe(denied);
@@ -989,7 +993,7 @@ mod tests {
     fn denied_calls_get_eperm_through_int_0x80() {
         require_root();
         for denied in DENIED {
-            let Some(nr) = Abi::I386.number(denied) else {
+            let Some(nr) = denied.number(Abi::I386) else {
                 continue;
             };
             let wide = probe(denied);

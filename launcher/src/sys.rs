@@ -14,6 +14,7 @@ use std::ffi::{CStr, c_char};
 use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use cradle_common::arch::{self, CloneArgs};
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
@@ -59,9 +60,6 @@ pub struct InChild {
     _private: (),
 }
 
-/// `CLONE_INTO_CGROUP` (linux/sched.h, Linux 5.7); the libc crate does not have it yet.
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
 /// Which side of a fork the caller is on.
 enum Forked {
     Child,
@@ -81,23 +79,24 @@ enum Forked {
 /// functions until it execs or exits.
 unsafe fn clone3(namespaces: CloneFlags, cgroup: Option<BorrowedFd>) -> nix::Result<Forked> {
     let mut pidfd: RawFd = -1;
-    let mut flags = namespaces.bits() as u64 | libc::CLONE_PIDFD as u64;
+    let mut flags = u64::from(namespaces.bits() as u32) | libc::CLONE_PIDFD as u64;
     if cgroup.is_some() {
-        flags |= CLONE_INTO_CGROUP;
+        flags |= arch::CLONE_INTO_CGROUP;
     }
-    // SAFETY: clone_args is plain data; all-zero is its documented default.
-    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
-    args.flags = flags;
-    args.pidfd = &mut pidfd as *mut RawFd as u64;
-    args.exit_signal = libc::SIGCHLD as u64;
-    args.cgroup = cgroup.map_or(0, |fd| fd.as_raw_fd() as u64);
+    let args = CloneArgs {
+        flags,
+        pidfd: &mut pidfd as *mut RawFd as usize as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.map_or(0, |fd| fd.as_raw_fd() as u64),
+        ..CloneArgs::default()
+    };
     // SAFETY: args is valid for the call and its size is passed; with no stack the child
     // continues on a copy of ours, as with fork; the caller upholds fork's rules.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone3,
-            &mut args as *mut libc::clone_args,
-            std::mem::size_of::<libc::clone_args>(),
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
         )
     };
     match Errno::result(ret)? {

@@ -59,6 +59,22 @@ extern "C" fn _Unwind_Resume() -> ! {
 #[unsafe(no_mangle)]
 extern "C" fn rust_eh_personality() {}
 
+/// 32-bit ARM's unwind tables (.ARM.exidx) name the EHABI personality routines of every
+/// function that has any; libgcc's would bring its unwinder, and nothing unwinds here.
+#[cfg(target_arch = "arm")]
+#[unsafe(no_mangle)]
+extern "C" fn __aeabi_unwind_cpp_pr0() -> ! {
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
+
+#[cfg(target_arch = "arm")]
+#[unsafe(no_mangle)]
+extern "C" fn __aeabi_unwind_cpp_pr1() -> ! {
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
+
 #[unsafe(no_mangle)]
 extern "C" fn main(argc: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
     // SAFETY: the kernel gives argc valid, NUL-terminated strings in argv.

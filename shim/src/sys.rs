@@ -8,6 +8,7 @@
 use core::ffi::{CStr, c_char, c_int, c_void};
 use core::mem::MaybeUninit;
 
+use cradle_common::arch::{self, CloneArgs, KERNEL_SIGSET_SIZE, KernelSigaction};
 use cradle_common::errpipe::Failure;
 use cradle_common::guest::MountCall;
 
@@ -92,8 +93,9 @@ impl SigSet {
     pub fn all() -> Self {
         let mut set = Self::empty();
         // SAFETY: the kernel's signal set is the first 64 bits of sigset_t (128 bytes in
-        // both glibc's and musl's layout); all ones is the same in either word order.
-        unsafe { (&raw mut set.0).cast::<u64>().write(u64::MAX) };
+        // both glibc's and musl's layout, aligned to at least 4); all ones is the same in
+        // either word order.
+        unsafe { (&raw mut set.0).cast::<[u32; 2]>().write([u32::MAX; 2]) };
         set
     }
 
@@ -102,9 +104,6 @@ impl SigSet {
         unsafe { libc::sigaddset(&mut self.0, sig) };
     }
 }
-
-/// The kernel's size of a signal set (64 signals), for the raw system calls below.
-const KERNEL_SIGSET_SIZE: usize = 8;
 
 /// Sets the signal mask of the calling thread; returns the previous one. By the raw
 /// system call: musl's wrapper hides signals 32 to 34 in the old mask.
@@ -130,20 +129,20 @@ pub fn set_sigmask(mask: &SigSet) -> Result<SigSet> {
 /// Puts every signal's disposition back to the default (for a guest init, which must not
 /// inherit whatever the host ignored).
 pub fn reset_signal_dispositions() {
-    // the kernel's struct sigaction with SIG_DFL: handler 0, no flags, restorer, mask
-    let default = [0usize; 4];
+    // SIG_DFL: handler 0, no flags, no restorer, an empty mask
+    let default = KernelSigaction::default();
     for sig in 1..=crate::signals::MAX {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: `default` is a valid kernel sigaction (all zero: SIG_DFL); by the raw
-        // call because musl refuses signals 32 to 34.
+        // SAFETY: `default` is the kernel's struct sigaction (SIG_DFL); by the raw call
+        // because musl refuses signals 32 to 34.
         unsafe {
             libc::syscall(
                 libc::SYS_rt_sigaction,
                 sig,
-                default.as_ptr(),
-                core::ptr::null::<usize>(),
+                &default as *const KernelSigaction,
+                core::ptr::null::<KernelSigaction>(),
                 KERNEL_SIGSET_SIZE,
             )
         };
@@ -274,44 +273,46 @@ fn spawn_sharing_memory<F: FnOnce() -> Failure>(
     Ok((pid, job.failure))
 }
 
-/// `CLONE_INTO_CGROUP` (linux/sched.h, Linux 5.7); the libc crate does not have it.
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
 fn spawn_into_cgroup<F: FnOnce() -> Failure>(
     flags: c_int,
     cgroup: Fd,
     child: F,
 ) -> Result<(Pid, Option<Failure>)> {
     let size = core::mem::size_of::<Option<Failure>>();
-    // SAFETY: a new anonymous shared mapping, ours alone until the child is started.
+    // SAFETY: a new anonymous shared mapping, ours alone until the child is started. By
+    // the system call: musl's mmap takes a 64-bit offset where glibc's (whose declaration
+    // the libc crate has) takes 32 bits on 32-bit ARM (see common::arch).
     let slot = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
+        libc::syscall(
+            arch::SYS_MMAP,
+            core::ptr::null_mut::<c_void>(),
             size,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
+            -1 as c_int,
+            0 as libc::c_long,
         )
     };
-    if slot == libc::MAP_FAILED {
+    // the kernel's errors are the last page of addresses, which libc::syscall turns into -1
+    if slot == -1 {
         return Err(last_errno());
     }
-    let slot = slot.cast::<Option<Failure>>();
+    let slot = slot as usize as *mut Option<Failure>;
     // SAFETY: the mapping is large enough and suitably aligned (page-aligned).
     unsafe { slot.write(None) };
-    // SAFETY: clone_args is plain data; all-zero is its documented default.
-    let mut args: libc::clone_args = unsafe { core::mem::zeroed() };
-    args.flags = (flags | libc::CLONE_VFORK) as u64 | CLONE_INTO_CGROUP;
-    args.exit_signal = libc::SIGCHLD as u64;
-    args.cgroup = cgroup as u64;
+    let args = CloneArgs {
+        flags: u64::from((flags | libc::CLONE_VFORK) as u32) | arch::CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup as u64,
+        ..CloneArgs::default()
+    };
     // SAFETY: args is valid and its size given; with no stack the child continues on a
     // copy of ours, as with fork, which is sound in the single-threaded shim.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone3,
-            &mut args as *mut libc::clone_args,
-            core::mem::size_of::<libc::clone_args>(),
+            &args as *const CloneArgs,
+            core::mem::size_of::<CloneArgs>(),
         )
     };
     if ret == 0 {
@@ -357,13 +358,25 @@ pub fn wait_any(nohang: bool) -> Result<Option<Reaped>> {
 
 /// True when `path` is a regular file (following symlinks) that we may execute.
 pub fn is_executable_file(path: &CStr) -> bool {
-    let mut st = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: path is NUL-terminated; st is writable.
-    if unsafe { libc::stat(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+    let mut st = MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: path is NUL-terminated; st is writable and the kernel's struct statx. By the
+    // system call: libc's struct stat is not the same in glibc and musl on 32-bit ARM
+    // (see common::arch).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_statx,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            0 as c_int,
+            libc::STATX_TYPE,
+            st.as_mut_ptr(),
+        )
+    };
+    if ret != 0 {
         return false;
     }
-    // SAFETY: stat succeeded, so it filled st.
-    let mode = unsafe { st.assume_init() }.st_mode;
+    // SAFETY: statx succeeded, so it filled st (the type at least, which was asked for).
+    let mode = u32::from(unsafe { st.assume_init() }.stx_mode);
     // SAFETY: path is NUL-terminated.
     mode & libc::S_IFMT == libc::S_IFREG && unsafe { libc::access(path.as_ptr(), libc::X_OK) } == 0
 }
@@ -574,12 +587,20 @@ pub fn release_controlling_tty(fd: Fd) -> Result<()> {
 
 /// Takes every pending signal of `set` without acting on it (they must be blocked).
 pub fn discard_pending(set: &SigSet) {
-    let zero = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    // a timeout of zero, whichever timespec the call reads (32-bit ARM's rt_sigtimedwait
+    // takes 32-bit seconds; libc's wrappers differ there, see common::arch)
+    let zero = [0u64; 2];
     // SAFETY: set and zero are valid; a null siginfo pointer is allowed.
-    while unsafe { libc::sigtimedwait(&set.0, core::ptr::null_mut(), &zero) } > 0 {}
+    while unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigtimedwait,
+            &set.0,
+            core::ptr::null_mut::<libc::siginfo_t>(),
+            zero.as_ptr(),
+            KERNEL_SIGSET_SIZE,
+        )
+    } > 0
+    {}
 }
 
 /// The text of an errno value, for messages.
@@ -602,9 +623,9 @@ pub fn setns(fd: Fd, flags: c_int) -> Result<()> {
 pub fn become_root() -> Result<()> {
     // SAFETY: a zero-length group list; the id calls take integers.
     unsafe {
-        check(libc::syscall(libc::SYS_setgroups, 0, core::ptr::null::<libc::gid_t>()) as c_int)?;
-        check(libc::syscall(libc::SYS_setresgid, 0, 0, 0) as c_int)?;
-        check(libc::syscall(libc::SYS_setresuid, 0, 0, 0) as c_int)?;
+        check(libc::syscall(arch::SYS_SETGROUPS, 0, core::ptr::null::<libc::gid_t>()) as c_int)?;
+        check(libc::syscall(arch::SYS_SETRESGID, 0, 0, 0) as c_int)?;
+        check(libc::syscall(arch::SYS_SETRESUID, 0, 0, 0) as c_int)?;
     }
     Ok(())
 }

@@ -35,6 +35,17 @@ pub fn workspace() -> PathBuf {
         .to_owned()
 }
 
+/// The emulator that runs the shim under test, when it is built for another architecture
+/// than the tests' (`$CRADLE_SHIM_EMULATOR`, say `qemu-aarch64-static`; scripts/test-arm
+/// sets it, with `$CRADLE_DIST` at that architecture's binaries). The conformance tests
+/// then run that shim under it; tests that need what the emulator does not have say so
+/// with [`require_shape!`] (`HostShape::emulator`).
+pub fn shim_emulator() -> Option<PathBuf> {
+    std::env::var_os("CRADLE_SHIM_EMULATOR")
+        .filter(|e| !e.is_empty())
+        .map(PathBuf::from)
+}
+
 /// A binary from dist/ ($CRADLE_DIST overrides where that is).
 pub fn dist(name: &str) -> PathBuf {
     let dir =
@@ -145,6 +156,8 @@ pub struct HostShape {
     pub systemd: bool,
     /// The kernel's release, as `uname -r` prints it.
     pub kernel: String,
+    /// The emulator the shim under test runs in ([`shim_emulator`]), if any.
+    pub emulator: Option<PathBuf>,
 }
 
 impl HostShape {
@@ -159,6 +172,7 @@ impl HostShape {
             cgroups: CgroupLayout::current(),
             systemd: read("/proc/1/comm") == "systemd",
             kernel: read("/proc/sys/kernel/osrelease"),
+            emulator: shim_emulator(),
         }
     }
 
@@ -183,7 +197,11 @@ impl std::fmt::Display for HostShape {
         } else {
             "not systemd"
         };
-        write!(f, "kernel {}, {cgroups}, PID 1 {init}", self.kernel)
+        write!(f, "kernel {}, {cgroups}, PID 1 {init}", self.kernel)?;
+        if let Some(emulator) = &self.emulator {
+            write!(f, ", the shim under {}", emulator.display())?;
+        }
+        Ok(())
     }
 }
 
@@ -950,6 +968,7 @@ mod tests {
             cgroups: CgroupLayout::Unified,
             systemd: true,
             kernel: kernel.to_owned(),
+            emulator: None,
         };
         assert_eq!(shape("6.1.0-50-cloud-amd64").kernel_version(), (6, 1));
         assert_eq!(shape("6.18.44-fc-v782").kernel_version(), (6, 18));
@@ -965,11 +984,21 @@ mod tests {
             cgroups: CgroupLayout::Hybrid,
             systemd: false,
             kernel: "6.18.44".to_owned(),
+            emulator: None,
         };
         assert_eq!(
             not_run_here("boots_under_systemd", "systemd as PID 1", &host),
             "boots_under_systemd needs systemd as PID 1; \
              not run on this host (kernel 6.18.44, hybrid cgroups, PID 1 not systemd)"
+        );
+        let emulated = HostShape {
+            emulator: Some("/usr/bin/qemu-arm-static".into()),
+            ..host
+        };
+        assert_eq!(
+            emulated.to_string(),
+            "kernel 6.18.44, hybrid cgroups, PID 1 not systemd, \
+             the shim under /usr/bin/qemu-arm-static"
         );
     }
 

