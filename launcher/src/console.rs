@@ -51,7 +51,9 @@ pub const ESCAPE_WINDOW: Duration = Duration::from_secs(1);
 pub const FRAME_INPUT: u8 = 0;
 pub const FRAME_WINSIZE: u8 = 1;
 
-/// The last [`RING`] bytes written, and how many were ever written.
+/// The last [`RING`] bytes written, and how many were ever written. The buffer grows with
+/// what is written, up to [`RING`]: a guest that prints little costs little, in each of a
+/// host's many monitors. Once full, byte number `n` is at `n % RING`.
 struct Ring {
     buf: Vec<u8>,
     total: u64,
@@ -60,15 +62,28 @@ struct Ring {
 impl Ring {
     fn new() -> Self {
         Ring {
-            buf: vec![0; RING],
+            buf: Vec::new(),
             total: 0,
         }
     }
 
     fn push(&mut self, mut data: &[u8]) {
-        if data.len() > RING {
-            self.total += (data.len() - RING) as u64;
-            data = &data[data.len() - RING..];
+        if data.len() >= RING {
+            // only the end is kept: it fills the ring, each byte at its place
+            self.total += data.len() as u64;
+            let tail = &data[data.len() - RING..];
+            self.buf.resize(RING, 0);
+            let at = (self.total % RING as u64) as usize;
+            self.buf[at..].copy_from_slice(&tail[..RING - at]);
+            self.buf[..at].copy_from_slice(&tail[RING - at..]);
+            return;
+        }
+        if self.buf.len() < RING {
+            // still filling (then `total` is the buffer's length)
+            let n = data.len().min(RING - self.buf.len());
+            self.buf.extend_from_slice(&data[..n]);
+            self.total += n as u64;
+            data = &data[n..];
         }
         let at = (self.total % RING as u64) as usize;
         let first = data.len().min(RING - at);
@@ -592,6 +607,16 @@ mod tests {
         ring.push(b"tail");
         let [a, b] = ring.since(ring.total - 4);
         assert_eq!([a, b].concat(), b"tail");
+        // what it holds is the last RING bytes written, in order, whatever the pieces
+        let mut ring = Ring::new();
+        let mut all = Vec::new();
+        for i in 0..40_000u32 {
+            let piece: Vec<u8> = (0..(i % 7)).map(|j| (i + j) as u8).collect();
+            ring.push(&piece);
+            all.extend_from_slice(&piece);
+        }
+        let [a, b] = ring.since(0);
+        assert_eq!([a, b].concat(), all[all.len() - RING..]);
         // more than the ring at once: only the end is kept
         let mut huge = vec![b'y'; RING + 10];
         huge[RING + 9] = b'z';

@@ -29,7 +29,7 @@ use crate::security::Security;
 use crate::signals::Signals;
 use crate::spawn::{Container, Report, ShimBinary};
 use crate::state::{self, Info, Running, StateDir, validate_name};
-use crate::sys::SingleThreaded;
+use crate::sys::{self, SingleThreaded};
 use crate::userns::{self, Lease, UsernsMode};
 
 pub struct Options {
@@ -238,18 +238,14 @@ impl Launcher<'_> {
             env: &self.guest_env,
         })?;
         drop(limits_lock);
+        sys::release_free_memory();
         let mut guest = None;
         let mut helper = None;
         let mut failure = None;
         let status = loop {
             let ready = self.wait(&container, helper.as_ref());
-            if let Some(Event::PowerOff) = self.console.service(&ready.console) {
-                log::info!(
-                    "{}: Ctrl-] three times: powering the guest off",
-                    self.opts.name
-                );
-                self.power_off(&container, guest.as_ref());
-            }
+            // the report first: what the guest printed once its init ran is relayed after
+            // the init is on record (init.pid), so that what the console shows, `status` knows
             if ready.errpipe {
                 match container.read_report() {
                     Report::Started => {
@@ -264,6 +260,13 @@ impl Launcher<'_> {
                     Report::Failed(f) => failure = Some(container.failure_error(f, "")),
                     Report::Pending => {}
                 }
+            }
+            if let Some(Event::PowerOff) = self.console.service(&ready.console) {
+                log::info!(
+                    "{}: Ctrl-] three times: powering the guest off",
+                    self.opts.name
+                );
+                self.power_off(&container, guest.as_ref());
             }
             if ready.signals {
                 for sig in self.signals.pending() {
