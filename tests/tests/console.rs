@@ -83,6 +83,13 @@ fn detach_returns_once_up_and_consoles_attach_take_over_and_detach() {
     assert!(!raw(&pty2));
     assert_eq!(sb.status()["state"], "running");
 
+    // attached again: what was typed and printed before is in the scrollback
+    let (mut third, mut pty3) = Pty::open().spawn(sb.cradle(["console", sb.name.as_str()]));
+    pty3.wait_for("sec10ond", secs(10));
+    pty3.type_in(&ESCAPE);
+    let status = wait_child(&mut third, "the third console", secs(10));
+    assert_eq!(status.code(), Some(0), "{}", pty3.text());
+
     let stopped = sb.run_cradle(&["stop", &sb.name], secs(60));
     assert_eq!(stopped.code(), Some(0), "{stopped:?}");
     sb.assert_clean();
