@@ -9,8 +9,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::console::{Escape, FRAME_INPUT, FRAME_WINSIZE, RawTerminal};
 use crate::error::{Error, Result};
@@ -58,14 +57,8 @@ pub fn console(state_base: &Path, name: &str) -> Result<End> {
         if stdin_open {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(Error::host("poll", e)),
-        }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
+        let ready =
+            sys::poll_ready(&mut fds, PollTimeout::NONE).map_err(|e| Error::host("poll", e))?;
         drop(fds);
         if ready[0] {
             let mut buf = [0u8; 8192];

@@ -391,10 +391,9 @@ impl Console {
         }
     }
 
-    /// Reads what poll(2) found in `fds` for the console's `slots`.
-    pub fn ready(fds: &[PollFd], slots: &Slots) -> Ready {
-        let is =
-            |i: Option<usize>| i.is_some_and(|i| fds[i].revents().is_some_and(|r| !r.is_empty()));
+    /// Which of the console's `slots` poll(2) found ready (`ready`: every descriptor's).
+    pub fn ready(ready: &[bool], slots: &Slots) -> Ready {
+        let is = |i: Option<usize>| i.is_some_and(|i| ready[i]);
         Ready {
             master: is(Some(slots.master)),
             stdout: is(slots.stdout),

@@ -344,14 +344,8 @@ impl Container {
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
                 fds.len() - 1
             });
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(Error::host("poll", e)),
-            }
-            let ready: Vec<bool> = fds
-                .iter()
-                .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
-                .collect();
+            let ready =
+                sys::poll_ready(&mut fds, PollTimeout::NONE).map_err(|e| Error::host("poll", e))?;
             drop(fds);
             if errpipe_at.is_some_and(|i| ready[i]) {
                 if let Report::Failed(f) = self.read_report() {

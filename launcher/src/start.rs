@@ -10,8 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cradle_common::outcome::{Outcome, Status, Unexpected, decode};
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::cgroups;
 use crate::config;
@@ -339,15 +338,15 @@ impl Launcher<'_> {
             }
             None => PollTimeout::NONE,
         };
-        match poll(&mut fds, timeout) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => log::warn!("poll: {e}"),
-        }
-        let is_ready = |i: usize| fds[i].revents().is_some_and(|r| !r.is_empty());
+        let ready = sys::poll_ready(&mut fds, timeout).unwrap_or_else(|e| {
+            log::warn!("poll: {e}");
+            vec![false; fds.len()]
+        });
+        let is_ready = |i: usize| ready[i];
         Ready {
             signals: is_ready(0),
             shim: is_ready(1),
-            console: Console::ready(&fds, &console),
+            console: Console::ready(&ready, &console),
             errpipe: errpipe.is_some_and(is_ready),
             helper: helper_at.is_some_and(is_ready),
         }

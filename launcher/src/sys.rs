@@ -16,6 +16,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use cradle_common::arch::{self, CloneArgs};
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollTimeout, poll};
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 
@@ -220,6 +221,19 @@ pub fn interface_up(name: &CStr) -> nix::Result<()> {
     unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
     // SAFETY: SIOCSIFFLAGS reads ifr_name and ifr_flags of the request we own.
     Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
+}
+
+/// poll(2) on `fds` until one has an event or `timeout` passes (a signal that interrupts it
+/// is no error: nothing is ready then): which of them have events, in their order.
+pub fn poll_ready(fds: &mut [PollFd], timeout: PollTimeout) -> nix::Result<Vec<bool>> {
+    match poll(fds, timeout) {
+        Ok(_) | Err(Errno::EINTR) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(fds
+        .iter()
+        .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+        .collect())
 }
 
 /// Gives the heap's free pages back to the kernel (malloc_trim(3)): what setting a guest up
