@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::plan::{self, Purpose};
 use crate::rootfs::{self, RootDir};
+use crate::runhost::RunHost;
 use crate::seccomp::Filter;
 use crate::spawn::{self, Container, ShimBinary, Spawn};
 use crate::sys::SingleThreaded;
@@ -42,8 +43,13 @@ pub struct Blueprint<'a> {
 /// What the container is for.
 pub enum Kind<'a> {
     /// Boot the guest's init, with `console` (the host's path of the pty slave) on
-    /// /dev/console, and `env` as its environment (the shim passes on its own).
-    Boot { console: &'a str, env: &'a [String] },
+    /// /dev/console, `env` as its environment (the shim passes on its own), and `host` in
+    /// /run/host.
+    Boot {
+        console: &'a str,
+        env: &'a [String],
+        host: &'a RunHost,
+    },
     /// Run a command: the shim's arguments (`-- CMD...`) and the command's environment.
     Run {
         shim_args: &'a [String],
@@ -74,7 +80,7 @@ impl Blueprint<'_> {
             cgroup.delegate(owner)?;
         }
         // again for every container: the guest may have changed its root since the last
-        self.root.check_mount_points()?;
+        self.root.check_mount_points(boot)?;
         let namespaces = self
             .owner
             .map(|base| Namespaces::create(self.threads, base))
@@ -84,9 +90,10 @@ impl Blueprint<'_> {
             .clone_tree(namespaces.as_ref().map(Namespaces::user))?;
         let boot_args = ["--boot".to_owned()];
         let (purpose, shim_args, env) = match kind {
-            Kind::Boot { console, env } => {
+            Kind::Boot { console, env, host } => {
                 let console = console_bind(console)?;
-                (Purpose::Boot { console }, &boot_args[..], env)
+                let host = host.clone();
+                (Purpose::Boot { console, host }, &boot_args[..], env)
             }
             Kind::Run { shim_args, env } => (Purpose::Run, shim_args, env),
         };

@@ -24,6 +24,7 @@ mod logging;
 mod plan;
 mod rootfs;
 mod run;
+mod runhost;
 mod seccomp;
 mod security;
 mod set;

@@ -23,6 +23,7 @@ use crate::error::{Error, Result, signal_name};
 use crate::guest::{self, Guest, Helper};
 use crate::limits::Limits;
 use crate::rootfs::RootDir;
+use crate::runhost::{self, RunHost};
 use crate::seccomp::Filter;
 use crate::security::Security;
 use crate::signals::Signals;
@@ -101,6 +102,8 @@ struct Launcher<'a> {
     signals: Signals,
     /// The guest init's environment, built once (config::guest_env).
     guest_env: Vec<String>,
+    /// What the guest finds in /run/host, made once.
+    run_host: RunHost,
     /// The seccomp filter, compiled once.
     seccomp: Option<Filter>,
     /// The device policy, loaded once.
@@ -141,8 +144,16 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
         cgroup: host.v2.join(cgroups::name_for(&opts.name)),
         cgroups_v1: host.v1_dirs(&opts.name),
     })?;
-    let guest_env = config::guest_env(&opts.name, &opts.env);
+    let uuid = runhost::container_uuid(&root);
+    let guest_env = config::guest_env(&opts.name, &uuid, &opts.env);
     state.set_env(&guest_env)?;
+    let run_host = RunHost {
+        os_release: runhost::host_os_release(),
+        // the environment's, which --env may have set
+        uuid: config::env_value(&guest_env, config::UUID_VAR)
+            .unwrap_or(&uuid)
+            .to_owned(),
+    };
     state.set_security(&opts.security)?;
     let shim = ShimBinary::locate(opts.shim.as_deref())?;
     state.set_shim(shim.path())?;
@@ -158,6 +169,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
         console: Console::open(owner)?,
         signals: Signals::catch(&STOP_SIGNALS)?,
         guest_env,
+        run_host,
         seccomp: opts.security.filter(owner.is_some())?,
         devices: devices::Policy::for_guest()?,
         host,
@@ -221,6 +233,7 @@ impl Launcher<'_> {
         let (mut container, cgroup) = blueprint.spawn(Kind::Boot {
             console: self.console.slave_path(),
             env: &self.guest_env,
+            host: &self.run_host,
         })?;
         drop(limits_lock);
         let mut guest = None;

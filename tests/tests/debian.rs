@@ -45,6 +45,16 @@ fn debian_with_systemd_boots_reboots_and_halts() {
     assert!(attempts.stdout.lines().count() >= 20, "{attempts:?}");
     let pid1 = sb.exec(&["cat", "/proc/1/comm"]);
     assert_eq!(pid1.stdout.trim(), "systemd", "{pid1:?}");
+    // systemd's container interface: systemd left cradle's /run (and /run/host) in place,
+    // took its machine id from container_uuid (the image's is empty), and its tools see a
+    // container
+    let manager = sb.exec(&["cat", "/run/host/container-manager"]);
+    assert_eq!(manager.stdout, "cradle\n", "{manager:?}");
+    let uuid = sb.exec(&["cat", "/run/host/container-uuid"]).stdout;
+    let machine_id = sb.exec(&["cat", "/etc/machine-id"]).stdout;
+    assert_eq!(machine_id.trim(), uuid.trim().replace('-', ""), "{uuid}");
+    let virt = sb.exec(&["systemd-detect-virt", "--container"]);
+    assert_eq!(virt.stdout.trim(), "container-other", "{virt:?}");
     // systemd sees the container's own cgroup tree, rooted at its cgroup namespace
     let cgroup = sb.exec(&["cat", "/proc/1/cgroup"]);
     assert!(
