@@ -12,9 +12,11 @@ mod cgroups;
 mod child;
 mod cli;
 mod config;
+mod configfile;
 mod console;
 mod container;
 mod controllers;
+mod create;
 mod devices;
 mod error;
 mod exec;
@@ -88,7 +90,14 @@ fn state_base(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(state::DEFAULT_BASE))
 }
 
-/// The bounding set and filter `start` and `run` were asked for.
+fn config_dir(cli: &Cli) -> PathBuf {
+    cli.config_dir
+        .clone()
+        .or_else(|| std::env::var_os("CRADLE_CONFIG_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(configfile::DEFAULT_DIR))
+}
+
+/// The bounding set and filter `run` was asked for.
 fn security(add: &[String], drop: &[String], seccomp: Switch) -> Result<Security, Error> {
     Ok(Security {
         caps: caps::resolve(add, drop)?,
@@ -96,7 +105,7 @@ fn security(add: &[String], drop: &[String], seccomp: Switch) -> Result<Security
     })
 }
 
-/// The limits `start` and `run` were given.
+/// The limits `run` was given.
 fn limits(options: &impl LimitOptions) -> Result<Limits, Error> {
     Changes::parse(options.given())?.apply_to(Limits::default())
 }
@@ -112,32 +121,27 @@ fn print(text: String) -> u8 {
 fn dispatch(cli: Cli) -> Result<u8, Error> {
     let threads = SingleThreaded::check().map_err(|e| Error::host("start", e))?;
     let base = state_base(&cli);
+    let configs = config_dir(&cli);
     match cli.command {
         Command::Start(start) => {
-            let limits = limits(&start)?;
-            start::start(
-                &threads,
-                &start::Options {
-                    name: start.name,
-                    root: start.root,
-                    hostname: start.hostname,
-                    env: start.env,
-                    shim: start.shim,
-                    timeout: start.timeout.duration(),
-                    state_base: base,
-                    userns: start.userns,
-                    security: security(&start.capability, &start.drop_capability, start.seccomp)?,
-                    limits,
-                },
-            )
-            .map(|()| Code::Ok as u8)
+            // with --root, the command line says everything; without, the config file
+            let file = match start.root {
+                Some(_) => None,
+                None => Some(configfile::load(
+                    &configs,
+                    &start.name,
+                    "give --root, or make one with cradle create",
+                )?),
+            };
+            let opts = configfile::start_options(&start, file, base)?;
+            start::start(&threads, &opts).map(|()| Code::Ok as u8)
         }
         Command::Stop(stop) => stop::stop(
             &threads,
             &base,
             &stop.name,
             stop.mode,
-            stop.timeout.duration(),
+            stop.timeout.map(cli::Seconds::duration),
         )
         .map(|()| Code::Ok as u8),
         Command::Exec(exec) => exec::exec(&threads, &base, &exec.name, &exec.env, &exec.command),
@@ -158,8 +162,16 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 },
             )
         }
-        Command::Set(set) => {
-            set::set(&base, &set.name, &Changes::parse(set.given())?).map(|()| Code::Ok as u8)
+        Command::Set(set) => set::set(
+            &base,
+            &set.name,
+            &Changes::parse(set.given())?,
+            set.save.then_some(configs.as_path()),
+        )
+        .map(|()| Code::Ok as u8),
+        Command::Create(create) => create::create(&configs, &create).map(|()| Code::Ok as u8),
+        Command::Destroy(destroy) => {
+            create::destroy(&configs, &base, &destroy.name).map(|()| Code::Ok as u8)
         }
         Command::Status(status) => status::status(&base, &status.name, status.json).map(print),
         Command::List(list) => status::list(&base, list.json).map(print),

@@ -143,6 +143,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options) -> Result<()> {
             .map_or(0, |d| d.as_secs()),
         cgroup: host.v2.join(cgroups::name_for(&opts.name)),
         cgroups_v1: host.v1_dirs(&opts.name),
+        timeout: Some(opts.timeout.as_secs()),
     })?;
     let uuid = runhost::container_uuid(&root);
     let guest_env = config::guest_env(&opts.name, &uuid, &opts.env);

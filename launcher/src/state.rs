@@ -9,7 +9,8 @@
 //!            `seccomp on|off`), which `exec` and the halt helpers apply too
 //! shim       the path of the cradle-shim the guest runs, which `exec` and `stop` run too
 //! info       what `status` shows that does not change while the launcher runs (JSON: the
-//!            root, hostname, user-namespace base, start time, the container's cgroups)
+//!            root, hostname, user-namespace base, start time, the container's cgroups),
+//!            and the guest's timeout, `stop`'s default
 //! limits     the container's limits (JSON), which every boot applies and `set` changes;
 //!            read and written under an flock of `limits.lock`, so that a `set` and a boot
 //!            never interleave
@@ -76,6 +77,10 @@ pub struct Info {
     pub cgroup: PathBuf,
     /// Its cgroups in the v1 hierarchies (a hybrid host), made for a guest with limits.
     pub cgroups_v1: Vec<V1Dir>,
+    /// The seconds a halt may take before the guest is powered off, which `stop` takes
+    /// by default.
+    #[serde(default)]
+    pub timeout: Option<u64>,
 }
 
 /// Holds the limits' lock (an flock of `limits.lock`) while alive.
