@@ -85,6 +85,8 @@ pub enum Command {
     List(List),
     Create(Create),
     Destroy(Destroy),
+    Autostart(Autostart),
+    Autostop(Autostop),
 }
 
 /// The limit options of `start`, `run` and `set`, as given.
@@ -374,6 +376,18 @@ pub struct Destroy {
     pub name: String,
 }
 
+/// Start every guest whose config file says onboot = true, highest bootorder first, each
+/// with cradle start --detach; one line per guest.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "autostart")]
+pub struct Autostart {}
+
+/// Stop the guests autostart starts, in the reverse order, each with cradle stop; one
+/// line per guest.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "autostop")]
+pub struct Autostop {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,5 +532,7 @@ mod tests {
             Command::Set(Set { save: true, .. })
         ));
         assert!(parse(&["destroy", "web1"]).is_ok());
+        assert!(parse(&["autostart"]).is_ok());
+        assert!(parse(&["autostop"]).is_ok());
     }
 }

@@ -38,6 +38,8 @@ pub enum Code {
     NoConfig = 12,
     /// `create`: NAME already has a config file (and no `--force`).
     ConfigExists = 13,
+    /// `autostart`, `autostop`: at least one guest failed (each has its line).
+    SomeFailed = 14,
     /// `run`/`exec`: the command was found but could not be executed.
     CannotExecute = 126,
     /// `run`/`exec`: the command was not found.
@@ -82,6 +84,8 @@ pub enum Error {
     ConfigExists(PathBuf),
     /// The guest runs, and what was asked needs it down (`destroy`): what, in words.
     StillRunning(String),
+    /// Some guests of `autostart` or `autostop` failed: which, in words.
+    SomeFailed(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -118,6 +122,7 @@ impl Error {
             Error::NoConfig(..) => Code::NoConfig,
             Error::ConfigExists(_) => Code::ConfigExists,
             Error::StillRunning(_) => Code::AlreadyRunning,
+            Error::SomeFailed(_) => Code::SomeFailed,
         }
     }
 }
@@ -169,7 +174,7 @@ impl fmt::Display for Error {
                 "{} exists already (cradle create --force replaces it)",
                 path.display()
             ),
-            Error::StillRunning(what) => f.write_str(what),
+            Error::StillRunning(what) | Error::SomeFailed(what) => f.write_str(what),
             Error::RangeTaken(base) => write!(
                 f,
                 "--userns {base}: another running container holds the range {base}-{}",

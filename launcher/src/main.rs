@@ -7,6 +7,7 @@
 //! The launcher is single-threaded by design: see `sys`.
 #![deny(unsafe_code)]
 
+mod autostart;
 mod caps;
 mod cgroups;
 mod child;
@@ -122,6 +123,13 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
     let threads = SingleThreaded::check().map_err(|e| Error::host("start", e))?;
     let base = state_base(&cli);
     let configs = config_dir(&cli);
+    let globals = autostart::Globals {
+        state_dir: base.clone(),
+        config_dir: configs.clone(),
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+        syslog: cli.syslog,
+    };
     match cli.command {
         Command::Start(start) => {
             // with --root, the command line says everything; without, the config file
@@ -173,6 +181,8 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Destroy(destroy) => {
             create::destroy(&configs, &base, &destroy.name).map(|()| Code::Ok as u8)
         }
+        Command::Autostart(_) => autostart::autostart(&globals).map(|()| Code::Ok as u8),
+        Command::Autostop(_) => autostart::autostop(&globals).map(|()| Code::Ok as u8),
         Command::Status(status) => status::status(&base, &status.name, status.json).map(print),
         Command::List(list) => status::list(&base, list.json).map(print),
     }
