@@ -218,7 +218,9 @@ pub fn parse(word: &str) -> Option<CapSet> {
 
 /// The union of the capabilities `values` name; each value may be a comma-separated list,
 /// as nspawn's are. `option` names the option for the error.
-fn parse_all(option: &str, values: &[String]) -> Result<CapSet> {
+/// The capabilities `values` name (each a name, a comma-separated list of them, or `all`);
+/// an unknown one is a usage error naming `option` (the option or config key).
+pub fn parse_all(option: &str, values: &[String]) -> Result<CapSet> {
     let mut set = CapSet::EMPTY;
     for word in values.iter().flat_map(|v| v.split(',')) {
         let caps = parse(word).ok_or_else(|| {
@@ -237,9 +239,16 @@ fn parse_all(option: &str, values: &[String]) -> Result<CapSet> {
 /// --capability CAP_KILL` keeps nothing, so a `--drop-capability` never has to be read
 /// against what follows it.
 pub fn resolve(add: &[String], drop: &[String]) -> Result<CapSet> {
+    resolve_over(CapSet::DEFAULT, add, drop)
+}
+
+/// [`resolve`] from `base` instead of the default set: a config file's set is the base
+/// the command line's options apply to, so a `--capability` gives back what the file
+/// drops, and a `--drop-capability` takes what it keeps.
+pub fn resolve_over(base: CapSet, add: &[String], drop: &[String]) -> Result<CapSet> {
     let add = parse_all("--capability", add)?;
     let drop = parse_all("--drop-capability", drop)?;
-    Ok(CapSet::DEFAULT.union(add).difference(drop))
+    Ok(base.union(add).difference(drop))
 }
 
 #[cfg(test)]

@@ -56,6 +56,10 @@ pub struct Cli {
     /// where container state lives (default $CRADLE_STATE_DIR, or /run/cradle)
     #[argh(option)]
     pub state_dir: Option<PathBuf>,
+    /// where the guests' config files NAME.toml are (default $CRADLE_CONFIG_DIR, or
+    /// /etc/cradle)
+    #[argh(option)]
+    pub config_dir: Option<PathBuf>,
     /// more output (twice: debug)
     #[argh(switch, short = 'v')]
     pub verbose: u8,
@@ -80,6 +84,10 @@ pub enum Command {
     Status(Status),
     List(List),
     Console(ConsoleCmd),
+    Create(Create),
+    Destroy(Destroy),
+    Autostart(Autostart),
+    Autostop(Autostop),
 }
 
 /// The limit options of `start`, `run` and `set`, as given.
@@ -102,12 +110,12 @@ macro_rules! limit_options {
         }
     )*};
 }
-limit_options!(Start, Run, Set);
+limit_options!(Start, Run, Set, Create);
 
-/// Boot the guest in --root and stay with it until it halts; boot it again after every
-/// reboot. In the foreground, the guest's console is this terminal (Ctrl-] three times
-/// within a second powers the guest off); with --detach, the command returns once the guest
-/// init runs and `cradle console` attaches to it.
+/// Boot the guest in --root (or as its config file says) and stay with it until it halts;
+/// boot it again after every reboot. In the foreground, the guest's console is this
+/// terminal (Ctrl-] three times within a second powers the guest off); with --detach, the
+/// command returns once the guest is up and `cradle console` attaches to it.
 #[derive(FromArgs, Debug, PartialEq)]
 #[argh(subcommand, name = "start")]
 pub struct Start {
@@ -117,13 +125,14 @@ pub struct Start {
     /// go on in the background; return once the guest is up
     #[argh(switch, short = 'd')]
     pub detach: bool,
-    /// with --detach, where the launcher's log is appended (default
-    /// /var/log/cradle/NAME.log; with --syslog, syslog)
+    /// with --detach, where the launcher's log is appended (default NAME.log in
+    /// $CRADLE_LOG_DIR or /var/log/cradle; with --syslog, syslog)
     #[argh(option)]
     pub log_file: Option<PathBuf>,
-    /// the guest's root directory
+    /// the guest's root directory (without it: the config file NAME.toml, with the options
+    /// given here on top)
     #[argh(option)]
-    pub root: PathBuf,
+    pub root: Option<PathBuf>,
     /// hostname of the guest (default: the name)
     #[argh(option)]
     pub hostname: Option<String>,
@@ -134,13 +143,13 @@ pub struct Start {
     #[argh(option)]
     pub shim: Option<PathBuf>,
     /// seconds a halt on SIGTERM may take before the guest is powered off (default 60)
-    #[argh(option, default = "Seconds(60)")]
-    pub timeout: Seconds,
+    #[argh(option)]
+    pub timeout: Option<Seconds>,
     /// the guest's user namespace: pick (the default: a free range of 65536 host ids, the
     /// same for a name while it is free), a host uid BASE (a multiple of 65536), or off (the
     /// guest's root is the host's root: not a security boundary)
-    #[argh(option, default = "UsernsMode::Pick")]
-    pub userns: UsernsMode,
+    #[argh(option)]
+    pub userns: Option<UsernsMode>,
     /// keep this capability in the bounding set besides the default ones (repeatable, or a
     /// comma-separated list; e.g. CAP_SYS_TIME, net_admin, all)
     #[argh(option)]
@@ -150,8 +159,8 @@ pub struct Start {
     #[argh(option)]
     pub drop_capability: Vec<String>,
     /// the default seccomp filter: on (the default) or off
-    #[argh(option, default = "Switch::On")]
-    pub seccomp: Switch,
+    #[argh(option)]
+    pub seccomp: Option<Switch>,
     /// memory limit (memory.max): a size such as 512M or 2G, or max
     #[argh(option)]
     pub memory: Option<String>,
@@ -191,9 +200,10 @@ pub struct Stop {
     /// (reboot(2) POWER_OFF in the guest's PID namespace)
     #[argh(option, default = "Mode::Halt")]
     pub mode: Mode,
-    /// seconds to wait for the guest to go down (or come back, for reboot) (default 60)
-    #[argh(option, default = "Seconds(60)")]
-    pub timeout: Seconds,
+    /// seconds to wait for the guest to go down (or come back, for reboot) (default: the
+    /// guest's own, as start had it, 60 unless set)
+    #[argh(option)]
+    pub timeout: Option<Seconds>,
 }
 
 /// Run a command inside a running guest: its namespaces, root and environment.
@@ -267,13 +277,17 @@ pub struct Run {
     pub command: Vec<String>,
 }
 
-/// Change the limits of a running guest at once; its later boots keep them.
+/// Change the limits of a running guest at once; its later boots keep them. With --save,
+/// also in its config file (then the guest need not be running).
 #[derive(FromArgs, Debug, PartialEq)]
 #[argh(subcommand, name = "set")]
 pub struct Set {
     /// container name
     #[argh(positional)]
     pub name: String,
+    /// write the limits given into the config file NAME.toml too
+    #[argh(switch)]
+    pub save: bool,
     /// memory limit (memory.max): a size such as 512M or 2G, or max
     #[argh(option)]
     pub memory: Option<String>,
@@ -312,6 +326,88 @@ pub struct List {
     pub json: bool,
 }
 
+/// Write the config file NAME.toml of a guest, for start, autostart and cradle@.service
+/// (the root directory is not touched).
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "create")]
+pub struct Create {
+    /// container name
+    #[argh(positional)]
+    pub name: String,
+    /// the guest's root directory (an existing directory)
+    #[argh(option)]
+    pub root: PathBuf,
+    /// replace the config file if there is one
+    #[argh(switch)]
+    pub force: bool,
+    /// start the guest at host boot (autostart)
+    #[argh(switch)]
+    pub onboot: bool,
+    /// autostart order: higher first, then guests without one; autostop the other way
+    #[argh(option)]
+    pub bootorder: Option<u32>,
+    /// hostname of the guest (default: the name)
+    #[argh(option)]
+    pub hostname: Option<String>,
+    /// add VAR=value to the guest init's environment (repeatable)
+    #[argh(option, short = 'e')]
+    pub env: Vec<String>,
+    /// the cradle-shim executable (default: next to cradle)
+    #[argh(option)]
+    pub shim: Option<PathBuf>,
+    /// seconds a halt may take before the guest is powered off (default 60)
+    #[argh(option)]
+    pub timeout: Option<Seconds>,
+    /// the guest's user namespace: pick, a host uid BASE, or off (as start takes it)
+    #[argh(option)]
+    pub userns: Option<UsernsMode>,
+    /// keep this capability in the bounding set besides the default ones (repeatable)
+    #[argh(option)]
+    pub capability: Vec<String>,
+    /// drop this capability from the bounding set (repeatable)
+    #[argh(option)]
+    pub drop_capability: Vec<String>,
+    /// the default seccomp filter: on or off
+    #[argh(option)]
+    pub seccomp: Option<Switch>,
+    /// memory limit (memory.max): a size such as 512M or 2G, or max
+    #[argh(option)]
+    pub memory: Option<String>,
+    /// swap the guest may use besides --memory (memory.swap.max): a size, or max
+    #[argh(option)]
+    pub swap: Option<String>,
+    /// most processes and threads, the shim included (pids.max), or max
+    #[argh(option)]
+    pub pids: Option<String>,
+    /// CPU time, in CPUs: 0.5 is half of one (cpu.max), or max
+    #[argh(option)]
+    pub cpus: Option<String>,
+    /// share of CPU time under contention, 1 to 10000, 100 by default (cpu.weight)
+    #[argh(option)]
+    pub cpu_weight: Option<String>,
+}
+
+/// Remove the config file NAME.toml of a guest that is not running (never its root).
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "destroy")]
+pub struct Destroy {
+    /// container name
+    #[argh(positional)]
+    pub name: String,
+}
+
+/// Start every guest whose config file says onboot = true, highest bootorder first, each
+/// with cradle start --detach; one line per guest.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "autostart")]
+pub struct Autostart {}
+
+/// Stop the guests autostart starts, in the reverse order, each with cradle stop; one
+/// line per guest.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "autostop")]
+pub struct Autostop {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,9 +440,9 @@ mod tests {
         match cli.command {
             Command::Start(start) => {
                 assert_eq!(start.name, "web1");
-                assert_eq!(start.root, PathBuf::from("/srv/w"));
+                assert_eq!(start.root, Some(PathBuf::from("/srv/w")));
                 assert_eq!(start.env, ["A=1", "B=2"]);
-                assert_eq!(start.timeout, Seconds(5));
+                assert_eq!(start.timeout, Some(Seconds(5)));
                 assert!(start.detach);
             }
             other => panic!("{other:?}"),
@@ -381,7 +477,7 @@ mod tests {
             parse(&["stop", "a"]).unwrap().command,
             Command::Stop(Stop {
                 mode: Mode::Halt,
-                timeout: Seconds(60),
+                timeout: None,
                 ..
             })
         ));
@@ -413,13 +509,52 @@ mod tests {
 
     #[test]
     fn missing_pieces_are_usage_errors() {
-        assert!(parse(&["start", "web1"]).is_err());
         assert!(parse(&["start"]).is_err());
+        assert!(parse(&["create", "web1"]).is_err(), "create needs --root");
         assert!(parse(&["frobnicate"]).is_err());
         assert!(parse(&[]).is_err());
         assert!(parse(&["stop", "a", "--timeout", "soon"]).is_err());
         assert!(parse(&["stop", "a", "--timeout", "18446744073709551615"]).is_err());
         assert!(parse(&["start", "a", "--root", "r", "--timeout", "86401"]).is_err());
         assert!(parse(&["start", "a", "--root", "r", "--timeout", "86400"]).is_ok());
+    }
+
+    #[test]
+    fn start_without_root_and_the_config_commands() {
+        let cli = parse(&["--config-dir", "/tmp/c", "start", "web1"]).unwrap();
+        assert_eq!(cli.config_dir, Some(PathBuf::from("/tmp/c")));
+        assert!(matches!(
+            cli.command,
+            Command::Start(Start { root: None, .. })
+        ));
+        let cli = parse(&[
+            "create",
+            "web1",
+            "--root",
+            "/srv/w",
+            "--onboot",
+            "--bootorder",
+            "5",
+            "--memory",
+            "1G",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Create(c) => {
+                assert!(c.onboot && !c.force);
+                assert_eq!(c.bootorder, Some(5));
+                assert_eq!(c.given().memory, Some("1G"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["set", "web1", "--pids", "5", "--save"])
+                .unwrap()
+                .command,
+            Command::Set(Set { save: true, .. })
+        ));
+        assert!(parse(&["destroy", "web1"]).is_ok());
+        assert!(parse(&["autostart"]).is_ok());
+        assert!(parse(&["autostop"]).is_ok());
     }
 }

@@ -27,15 +27,28 @@ pub fn check_hostname(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The environment of a guest init: `HOME=/`, `TERM=linux`, `container=NAME`, then the
-/// user's (common::guest holds the same base for the shim, which builds the real one).
-pub fn guest_env(name: &str, user: &[String]) -> Vec<String> {
+/// The environment of a guest init: `HOME=/`, `TERM=linux`, `container=NAME`,
+/// `container_uuid=UUID` (systemd's container interface), then the user's (common::guest
+/// holds the same base for the shim, which builds the real one).
+pub fn guest_env(name: &str, uuid: &str, user: &[String]) -> Vec<String> {
     let base: Vec<String> = cradle_common::guest::BASE_ENV
         .iter()
         .map(|v| v.to_string_lossy().into_owned())
-        .chain([format!("{}{name}", cradle_common::guest::CONTAINER_VAR)])
+        .chain([
+            format!("{}{name}", cradle_common::guest::CONTAINER_VAR),
+            format!("{UUID_VAR}{uuid}"),
+        ])
         .collect();
     merge_env(&base, user)
+}
+
+/// systemd's variable for the container's UUID, from which a guest without a machine id
+/// makes its own.
+pub const UUID_VAR: &str = "container_uuid=";
+
+/// The value of `key=` in `env`.
+pub fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
+    env.iter().find_map(|v| v.strip_prefix(key))
 }
 
 /// `base` with the `K=V` variables of `more` added: a variable set in both keeps the value
@@ -66,10 +79,19 @@ mod tests {
 
     #[test]
     fn guest_env_is_the_openvz_base_then_the_user_s() {
+        let uuid = "0b5f5ffa-6e3a-4c4f-9a8e-1d2a3b4c5d6e";
+        let env = guest_env("web1", uuid, &["LANG=C".into()]);
         assert_eq!(
-            guest_env("web1", &["LANG=C".into()]),
-            ["HOME=/", "TERM=linux", "container=web1", "LANG=C"]
+            env,
+            [
+                "HOME=/",
+                "TERM=linux",
+                "container=web1",
+                &format!("container_uuid={uuid}"),
+                "LANG=C"
+            ]
         );
+        assert_eq!(env_value(&env, UUID_VAR), Some(uuid));
     }
 
     #[test]

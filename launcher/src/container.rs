@@ -8,6 +8,7 @@
 //! process.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
 
 use crate::caps::CapSet;
 use crate::cgroups::Cgroup;
@@ -17,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::plan::{self, Purpose};
 use crate::rootfs::{self, RootDir};
+use crate::runhost::RunHost;
 use crate::seccomp::Filter;
 use crate::spawn::{self, Container, ShimBinary, Spawn};
 use crate::sys::SingleThreaded;
@@ -44,8 +46,15 @@ pub struct Blueprint<'a> {
 /// What the container is for.
 pub enum Kind<'a> {
     /// Boot the guest's init, with `console` (the host's path of the pty slave) on
-    /// /dev/console, and `env` as its environment (the shim passes on its own).
-    Boot { console: &'a str, env: &'a [String] },
+    /// /dev/console, `env` as its environment (the shim passes on its own), and `host` in
+    /// /run/host.
+    Boot {
+        console: &'a str,
+        env: &'a [String],
+        host: &'a RunHost,
+        /// The launcher's notify socket, for /run/host/notify (a systemd guest).
+        notify: Option<&'a Path>,
+    },
     /// Run a command: the shim's arguments (`-- CMD...`) and the command's environment.
     Run {
         shim_args: &'a [String],
@@ -76,7 +85,7 @@ impl Blueprint<'_> {
             cgroup.delegate(owner)?;
         }
         // again for every container: the guest may have changed its root since the last
-        self.root.check_mount_points()?;
+        self.root.check_mount_points(boot)?;
         let namespaces = self
             .owner
             .map(|base| Namespaces::create(self.threads, base))
@@ -86,9 +95,23 @@ impl Blueprint<'_> {
             .clone_tree(namespaces.as_ref().map(Namespaces::user))?;
         let boot_args = ["--boot".to_owned()];
         let (purpose, shim_args, env) = match kind {
-            Kind::Boot { console, env } => {
-                let console = console_bind(console)?;
-                (Purpose::Boot { console }, &boot_args[..], env)
+            Kind::Boot {
+                console,
+                env,
+                host,
+                notify,
+            } => {
+                let console = host_bind(Path::new(console), "the console pty")?;
+                let notify = notify
+                    .map(|path| host_bind(path, "the notify socket"))
+                    .transpose()?;
+                let host = host.clone();
+                let purpose = Purpose::Boot {
+                    console,
+                    host,
+                    notify,
+                };
+                (purpose, &boot_args[..], env)
             }
             Kind::Run { shim_args, env } => (Purpose::Run, shim_args, env),
         };
@@ -128,10 +151,12 @@ impl Blueprint<'_> {
     }
 }
 
-/// A detached bind of the console pty's slave, for the guest's /dev/console.
-fn console_bind(slave: &str) -> Result<OwnedFd> {
-    let path = std::ffi::CString::new(slave)
-        .map_err(|_| Error::Usage(format!("console path {slave:?} contains a NUL byte")))?;
+/// A detached bind of a host file the guest gets (the console pty's slave for its
+/// /dev/console, the notify socket for /run/host/notify).
+fn host_bind(path: &Path, what: &str) -> Result<OwnedFd> {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    let path = std::ffi::CString::new(bytes)
+        .map_err(|_| Error::Usage(format!("{} contains a NUL byte", path.display())))?;
     rootfs::clone_host_file(&path)
-        .map_err(|e| Error::setup("bind the console pty for the guest", e))
+        .map_err(|e| Error::setup(format!("bind {what} for the guest"), e))
 }

@@ -4,7 +4,8 @@
 //!
 //! The command forks before anything is made: the child is the monitor (a session of its
 //! own, standard input and output on /dev/null, its log appended to `--log-file`, by
-//! default /var/log/cradle/NAME.log as LXC keeps one, unless `--syslog`); the parent
+//! default `NAME.log` in $CRADLE_LOG_DIR or /var/log/cradle as LXC keeps one, unless
+//! `--syslog`); the parent
 //! waits on a close-on-exec pipe for one report: a 0 byte when the guest is up, or an exit
 //! code and the error's words. End of file with nothing means the monitor died first.
 //!

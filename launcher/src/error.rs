@@ -34,6 +34,12 @@ pub enum Code {
     Timeout = 10,
     /// `start`/`run`: the `--userns` range is held by another running container.
     RangeTaken = 11,
+    /// `start` without `--root`, `destroy`, `set --save`: NAME has no config file.
+    NoConfig = 12,
+    /// `create`: NAME already has a config file (and no `--force`).
+    ConfigExists = 13,
+    /// `autostart`, `autostop`: at least one guest failed (each has its line).
+    SomeFailed = 14,
     /// `run`/`exec`: the command was found but could not be executed.
     CannotExecute = 126,
     /// `run`/`exec`: the command was not found.
@@ -72,6 +78,14 @@ pub enum Error {
     RangeTaken(u32),
     /// The shim failed at something of its own (what, in words).
     ShimFailed(&'static str),
+    /// No config file at this path; what to do instead.
+    NoConfig(PathBuf, &'static str),
+    /// A config file is already at this path.
+    ConfigExists(PathBuf),
+    /// The guest runs, and what was asked needs it down (`destroy`): what, in words.
+    StillRunning(String),
+    /// Some guests of `autostart` or `autostop` failed: which, in words.
+    SomeFailed(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -105,6 +119,10 @@ impl Error {
             Error::GuestEnded(_) => Code::GuestKilled,
             Error::Timeout(_) => Code::Timeout,
             Error::RangeTaken(_) => Code::RangeTaken,
+            Error::NoConfig(..) => Code::NoConfig,
+            Error::ConfigExists(_) => Code::ConfigExists,
+            Error::StillRunning(_) => Code::AlreadyRunning,
+            Error::SomeFailed(_) => Code::SomeFailed,
         }
     }
 }
@@ -150,6 +168,13 @@ impl fmt::Display for Error {
             Error::GuestEnded(outcome) => f.write_str(&describe_outcome(outcome)),
             Error::Timeout(msg) => f.write_str(msg),
             Error::ShimFailed(what) => f.write_str(what),
+            Error::NoConfig(path, hint) => write!(f, "no config file {}: {hint}", path.display()),
+            Error::ConfigExists(path) => write!(
+                f,
+                "{} exists already (cradle create --force replaces it)",
+                path.display()
+            ),
+            Error::StillRunning(what) | Error::SomeFailed(what) => f.write_str(what),
             Error::RangeTaken(base) => write!(
                 f,
                 "--userns {base}: another running container holds the range {base}-{}",

@@ -242,78 +242,110 @@ fn parse_size(option: &str, text: &str) -> Result<Setting<u64>> {
     Ok(Setting::To(bytes))
 }
 
+/// `--memory` (or the config file's `memory`, as `label` says): a size of at least 1M.
+pub fn parse_memory(label: &str, text: &str) -> Result<Setting<u64>> {
+    let size = parse_size(label, text)?;
+    if matches!(size, Setting::To(b) if b < MIN_MEMORY) {
+        return Err(bad(label, text, "use at least 1M"));
+    }
+    Ok(size)
+}
+
+/// `--swap`: a size.
+pub fn parse_swap(label: &str, text: &str) -> Result<Setting<u64>> {
+    parse_size(label, text)
+}
+
+/// `--pids`: at least 1 (the shim is one), or max.
+pub fn parse_pids(label: &str, text: &str) -> Result<Setting<u64>> {
+    match text {
+        "max" => Ok(Setting::Max),
+        _ => text
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..1 << 31).contains(n))
+            .map(Setting::To)
+            .ok_or_else(|| {
+                bad(
+                    label,
+                    text,
+                    "use a number of processes of at least 1 (the shim is one), or max",
+                )
+            }),
+    }
+}
+
+/// `--cpus`: 0.01 to 4096, to a thousandth, or max.
+pub fn parse_cpus(label: &str, text: &str) -> Result<Setting<f64>> {
+    match text {
+        "max" => Ok(Setting::Max),
+        _ => text
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite() && (MIN_CPUS..=MAX_CPUS).contains(f))
+            .map(|f| Setting::To((f * 1000.0).round() / 1000.0))
+            .ok_or_else(|| {
+                bad(
+                    label,
+                    text,
+                    "use a number of CPUs from 0.01 to 4096, such as 0.5 or 2, or max",
+                )
+            }),
+    }
+}
+
+/// `--cpu-weight`: 1 to 10000.
+pub fn parse_cpu_weight(label: &str, text: &str) -> Result<u32> {
+    text.parse::<u32>()
+        .ok()
+        .filter(|w| (1..=10_000).contains(w))
+        .ok_or_else(|| {
+            bad(
+                label,
+                text,
+                "use 1 to 10000 (100 is every cgroup's default)",
+            )
+        })
+}
+
 impl Changes {
     /// Reads the option values; a bad one is a usage error naming it.
     pub fn parse(given: Given) -> Result<Self> {
-        let memory = given
-            .memory
-            .map(|t| {
-                let size = parse_size("--memory", t)?;
-                if matches!(size, Setting::To(b) if b < MIN_MEMORY) {
-                    return Err(bad("--memory", t, "use at least 1M"));
-                }
-                Ok(size)
-            })
-            .transpose()?;
-        let swap = given.swap.map(|t| parse_size("--swap", t)).transpose()?;
-        let pids = given
-            .pids
-            .map(|t| match t {
-                "max" => Ok(Setting::Max),
-                _ => t
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| (1..1 << 31).contains(n))
-                    .map(Setting::To)
-                    .ok_or_else(|| {
-                        bad(
-                            "--pids",
-                            t,
-                            "use a number of processes of at least 1 (the shim is one), or max",
-                        )
-                    }),
-            })
-            .transpose()?;
-        let cpus = given
-            .cpus
-            .map(|t| match t {
-                "max" => Ok(Setting::Max),
-                _ => t
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|f| f.is_finite() && (MIN_CPUS..=MAX_CPUS).contains(f))
-                    .map(|f| Setting::To((f * 1000.0).round() / 1000.0))
-                    .ok_or_else(|| {
-                        bad(
-                            "--cpus",
-                            t,
-                            "use a number of CPUs from 0.01 to 4096, such as 0.5 or 2, or max",
-                        )
-                    }),
-            })
-            .transpose()?;
-        let cpu_weight = given
-            .cpu_weight
-            .map(|t| {
-                t.parse::<u32>()
-                    .ok()
-                    .filter(|w| (1..=10_000).contains(w))
-                    .ok_or_else(|| {
-                        bad(
-                            "--cpu-weight",
-                            t,
-                            "use 1 to 10000 (100 is every cgroup's default)",
-                        )
-                    })
-            })
-            .transpose()?;
+        let option = Knob::option;
         Ok(Changes {
-            memory,
-            swap,
-            pids,
-            cpus,
-            cpu_weight,
+            memory: given
+                .memory
+                .map(|t| parse_memory(option(Knob::Memory), t))
+                .transpose()?,
+            swap: given
+                .swap
+                .map(|t| parse_swap(option(Knob::Swap), t))
+                .transpose()?,
+            pids: given
+                .pids
+                .map(|t| parse_pids(option(Knob::Pids), t))
+                .transpose()?,
+            cpus: given
+                .cpus
+                .map(|t| parse_cpus(option(Knob::Cpus), t))
+                .transpose()?,
+            cpu_weight: given
+                .cpu_weight
+                .map(|t| parse_cpu_weight(option(Knob::CpuWeight), t))
+                .transpose()?,
         })
+    }
+
+    /// These changes, and those of `under` where these name no value: the command line's
+    /// over a config file's.
+    pub fn over(self, under: Changes) -> Changes {
+        Changes {
+            memory: self.memory.or(under.memory),
+            swap: self.swap.or(under.swap),
+            pids: self.pids.or(under.pids),
+            cpus: self.cpus.or(under.cpus),
+            cpu_weight: self.cpu_weight.or(under.cpu_weight),
+        }
     }
 
     /// True when no limit option was given.

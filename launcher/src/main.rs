@@ -8,14 +8,17 @@
 #![deny(unsafe_code)]
 
 mod attach;
+mod autostart;
 mod caps;
 mod cgroups;
 mod child;
 mod cli;
 mod config;
+mod configfile;
 mod console;
 mod container;
 mod controllers;
+mod create;
 mod detach;
 mod devices;
 mod error;
@@ -24,9 +27,11 @@ mod guest;
 mod limits;
 mod logging;
 mod mountinfo;
+mod notify;
 mod plan;
 mod rootfs;
 mod run;
+mod runhost;
 mod seccomp;
 mod security;
 mod set;
@@ -91,7 +96,14 @@ fn state_base(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(state::DEFAULT_BASE))
 }
 
-/// The bounding set and filter `start` and `run` were asked for.
+fn config_dir(cli: &Cli) -> PathBuf {
+    cli.config_dir
+        .clone()
+        .or_else(|| std::env::var_os("CRADLE_CONFIG_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(configfile::DEFAULT_DIR))
+}
+
+/// The bounding set and filter `run` was asked for.
 fn security(add: &[String], drop: &[String], seccomp: Switch) -> Result<Security, Error> {
     Ok(Security {
         caps: caps::resolve(add, drop)?,
@@ -99,7 +111,7 @@ fn security(add: &[String], drop: &[String], seccomp: Switch) -> Result<Security
     })
 }
 
-/// The limits `start` and `run` were given.
+/// The limits `run` was given.
 fn limits(options: &impl LimitOptions) -> Result<Limits, Error> {
     Changes::parse(options.given())?.apply_to(Limits::default())
 }
@@ -112,20 +124,32 @@ fn print(text: String) -> u8 {
     Code::Ok as u8
 }
 
-/// Where a detached monitor logs unless told: as LXC's, a file per guest that outlives it.
+/// Where a detached monitor logs unless told (`--log-file`): as LXC's, a file per guest
+/// that outlives it, in `$CRADLE_LOG_DIR` or /var/log/cradle.
 const LOG_DIR: &str = "/var/log/cradle";
 
 fn log_file(start: &cli::Start) -> Result<PathBuf, Error> {
     if let Some(path) = &start.log_file {
         return Ok(path.clone());
     }
-    std::fs::create_dir_all(LOG_DIR).map_err(|e| Error::host(LOG_DIR, e))?;
-    Ok(PathBuf::from(LOG_DIR).join(format!("{}.log", start.name)))
+    let dir =
+        std::env::var_os("CRADLE_LOG_DIR").map_or_else(|| PathBuf::from(LOG_DIR), PathBuf::from);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::host(format!("log directory {}", dir.display()), e))?;
+    Ok(dir.join(format!("{}.log", start.name)))
 }
 
 fn dispatch(cli: Cli) -> Result<u8, Error> {
     let threads = SingleThreaded::check().map_err(|e| Error::host("start", e))?;
     let base = state_base(&cli);
+    let configs = config_dir(&cli);
+    let globals = autostart::Globals {
+        state_dir: base.clone(),
+        config_dir: configs.clone(),
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+        syslog: cli.syslog,
+    };
     match cli.command {
         Command::Start(start) => {
             let mut readiness = if start.detach {
@@ -138,29 +162,18 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             } else {
                 Readiness::foreground()
             };
-            let started = limits(&start).and_then(|limits| {
-                start::start(
-                    &threads,
-                    &start::Options {
-                        name: start.name,
-                        root: start.root,
-                        hostname: start.hostname,
-                        env: start.env,
-                        shim: start.shim,
-                        timeout: start.timeout.duration(),
-                        state_base: base,
-                        detached: start.detach,
-                        userns: start.userns,
-                        security: security(
-                            &start.capability,
-                            &start.drop_capability,
-                            start.seccomp,
-                        )?,
-                        limits,
-                    },
-                    &mut readiness,
+            // with --root, the command line says everything; without, the config file
+            let started = match start.root {
+                Some(_) => Ok(None),
+                None => configfile::load(
+                    &configs,
+                    &start.name,
+                    "give --root, or make one with cradle create",
                 )
-            });
+                .map(Some),
+            }
+            .and_then(|file| configfile::start_options(&start, file, base))
+            .and_then(|opts| start::start(&threads, &opts, &mut readiness));
             if let Err(error) = &started {
                 // the command that started a detached monitor says it; the monitor logs it
                 readiness.failed(error);
@@ -173,7 +186,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             &base,
             &stop.name,
             stop.mode,
-            stop.timeout.duration(),
+            stop.timeout.map(cli::Seconds::duration),
         )
         .map(|()| Code::Ok as u8),
         Command::Exec(exec) => exec::exec(&threads, &base, &exec.name, &exec.env, &exec.command),
@@ -195,9 +208,19 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 },
             )
         }
-        Command::Set(set) => {
-            set::set(&base, &set.name, &Changes::parse(set.given())?).map(|()| Code::Ok as u8)
+        Command::Set(set) => set::set(
+            &base,
+            &set.name,
+            &Changes::parse(set.given())?,
+            set.save.then_some(configs.as_path()),
+        )
+        .map(|()| Code::Ok as u8),
+        Command::Create(create) => create::create(&configs, &create).map(|()| Code::Ok as u8),
+        Command::Destroy(destroy) => {
+            create::destroy(&configs, &base, &destroy.name).map(|()| Code::Ok as u8)
         }
+        Command::Autostart(_) => autostart::autostart(&globals).map(|()| Code::Ok as u8),
+        Command::Autostop(_) => autostart::autostop(&globals).map(|()| Code::Ok as u8),
         Command::Status(status) => status::status(&base, &status.name, status.json).map(print),
         Command::List(list) => status::list(&base, list.json).map(print),
     }

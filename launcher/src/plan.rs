@@ -19,7 +19,8 @@
 //!    tmpfs, the host's device nodes bound, its own devpts and /dev/shm, the console in
 //!    boot mode), /proc (with read-only and masked paths in run mode; in boot mode the
 //!    guest's nested PID namespace mounts its own on top, see the shim), /sys read-only with
-//!    masks, and the cgroup2 tree in run mode;
+//!    masks, the cgroup2 tree in run mode; in boot mode /run (a tmpfs) with /run/host
+//!    read-only in it (`runhost`: systemd's container interface);
 //! 4. pivot_root into it and detach the host's root (where the host's root is the
 //!    initramfs, which pivot_root refuses: detach the host's other mounts, move the root
 //!    over `/` and chroot, see `mountinfo`); hostname; loopback up;
@@ -42,11 +43,12 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::stat::{Mode, mkdirat, umask};
 use nix::unistd::{
-    Gid, Uid, chdir, chroot, dup2_stderr, dup2_stdin, dup2_stdout, fchdir, pivot_root, setgroups,
-    sethostname, setresgid, setresuid, setsid, symlinkat, write,
+    Gid, Uid, chdir, chroot, dup2_stderr, dup2_stdin, dup2_stdout, fchdir, fchown, pivot_root,
+    setgroups, sethostname, setresgid, setresuid, setsid, symlinkat, write,
 };
 
 use crate::caps::CapSet;
+use crate::runhost::{self, RunHost};
 use crate::seccomp::Filter;
 use crate::sys::{self, InChild};
 use crate::userns::Namespaces;
@@ -54,8 +56,13 @@ use crate::userns::Namespaces;
 /// What the shim will be asked to do; it decides a few mounts.
 pub enum Purpose {
     /// Boot the guest's init, with the console pty (a detached bind of its slave) on
-    /// /dev/console and as standard streams.
-    Boot { console: OwnedFd },
+    /// /dev/console and as standard streams, and `host` in /run/host.
+    Boot {
+        console: OwnedFd,
+        host: RunHost,
+        /// A detached bind of the launcher's notify socket, for /run/host/notify.
+        notify: Option<OwnedFd>,
+    },
     /// Run a command with the launcher's own standard streams.
     Run,
 }
@@ -184,6 +191,12 @@ pub enum Step {
     Mkdir(GuestPath),
     /// An empty regular file (a mount point for a file).
     EmptyFile(GuestPath),
+    /// A new regular file (mode 0644) with these contents, owned by this host uid and gid.
+    WriteFile {
+        path: GuestPath,
+        contents: Vec<u8>,
+        owner: u32,
+    },
     Symlink {
         target: CString,
         path: GuestPath,
@@ -344,8 +357,12 @@ pub fn build(config: Config) -> Result<Vec<Step>, NulError> {
         target: c(target),
         path: GuestPath::new(&format!("dev/{name}")),
     }));
-    let console = match config.purpose {
-        Purpose::Boot { console } => {
+    let (console, run_host) = match config.purpose {
+        Purpose::Boot {
+            console,
+            host,
+            notify,
+        } => {
             steps.push(Step::EmptyFile(GuestPath::new("dev/console")));
             steps.push(Step::Bind {
                 target: GuestPath::new("dev/console"),
@@ -354,9 +371,9 @@ pub fn build(config: Config) -> Result<Vec<Step>, NulError> {
                     tree: console,
                 },
             });
-            true
+            (true, Some((host, notify)))
         }
-        Purpose::Run => false,
+        Purpose::Run => (false, None),
     };
 
     // /proc: in boot mode one for the shim's PID namespace, with nothing on it, so that
@@ -395,6 +412,9 @@ pub fn build(config: Config) -> Result<Vec<Step>, NulError> {
             NOSUID_NODEV_NOEXEC,
         ));
     }
+    if let Some((host, notify)) = run_host {
+        steps.extend(run_steps(host, notify, base, &owner));
+    }
 
     match config.switch {
         RootSwitch::Pivot => steps.push(Step::PivotRoot),
@@ -419,6 +439,67 @@ pub fn build(config: Config) -> Result<Vec<Step>, NulError> {
     Ok(steps)
 }
 
+/// /run, a tmpfs the guest's root owns (nspawn's size limits), and in it /run/host, a
+/// small tmpfs with systemd's container interface, read-only.
+fn run_steps(host: RunHost, notify: Option<OwnedFd>, base: u32, owner: &str) -> Vec<Step> {
+    let file = |name: &str, contents: Vec<u8>| Step::WriteFile {
+        path: GuestPath::new(&format!("run/host/{name}")),
+        contents,
+        owner: base,
+    };
+    let mut steps = vec![
+        mount_fs(
+            "run",
+            c"tmpfs",
+            &[
+                ("mode", Some("755")),
+                ("size", Some("20%")),
+                ("nr_inodes", Some("800k")),
+                ("uid", Some(owner)),
+                ("gid", Some(owner)),
+            ],
+            libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_STRICTATIME,
+        ),
+        Step::Mkdir(GuestPath::new("run/host")),
+        mount_fs(
+            "run/host",
+            c"tmpfs",
+            &[
+                ("mode", Some("755")),
+                ("size", Some("1m")),
+                ("nr_inodes", Some("64")),
+                ("uid", Some(owner)),
+                ("gid", Some(owner)),
+            ],
+            NOSUID_NODEV_NOEXEC,
+        ),
+        file(
+            "container-manager",
+            format!("{}\n", runhost::MANAGER).into_bytes(),
+        ),
+        file("container-uuid", format!("{}\n", host.uuid).into_bytes()),
+    ];
+    if let Some(os_release) = host.os_release {
+        steps.push(file("os-release", os_release));
+    }
+    if let Some(tree) = notify {
+        let target = || GuestPath::new("run/host/notify");
+        steps.push(Step::EmptyFile(target()));
+        steps.push(Step::Bind {
+            target: target(),
+            source: Source {
+                name: "the notify socket".into(),
+                tree,
+            },
+        });
+    }
+    steps.push(Step::Rebind {
+        target: GuestPath::new("run/host"),
+        read_only: true,
+    });
+    steps
+}
+
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
@@ -437,7 +518,7 @@ impl fmt::Display for Step {
             Step::MakePrivate => f.write_str("make the inherited mounts private"),
             Step::AttachRoot(_) => f.write_str("attach the root directory"),
             Step::Mkdir(path) => write!(f, "create directory {path}"),
-            Step::EmptyFile(path) => write!(f, "create {path}"),
+            Step::EmptyFile(path) | Step::WriteFile { path, .. } => write!(f, "create {path}"),
             Step::Symlink { path, .. } => write!(f, "create symlink {path}"),
             Step::Mount { target, fs } => {
                 write!(f, "mount {} on {target}", fs.fstype.to_string_lossy())
@@ -496,12 +577,14 @@ fn attach(tree: BorrowedFd, target: BorrowedFd) -> nix::Result<()> {
     )
 }
 
-/// A detached bind of the mount at `source` with `MOUNT_ATTR_RDONLY` set or cleared.
+/// A detached bind of the mount at `source`, with what is mounted below it (a bind made
+/// before, such as /run/host/notify, stays visible), its top mount with `MOUNT_ATTR_RDONLY`
+/// set or cleared.
 fn clone_mount(source: BorrowedFd, read_only: Option<bool>) -> nix::Result<OwnedFd> {
     let tree = sys::open_tree(
         source,
         c"",
-        libc::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as u32,
+        libc::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as u32 | libc::AT_RECURSIVE as u32,
     )?;
     if let Some(read_only) = read_only {
         let flags = libc::MOUNT_ATTR_RDONLY | NOSUID_NODEV_NOEXEC;
@@ -589,6 +672,34 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
                 Mode::from_bits_truncate(0o600),
             )
             .map(drop)
+        }
+        Step::WriteFile {
+            path,
+            contents,
+            owner,
+        } => {
+            let parent = in_root(root)?.resolve(&path.parent)?;
+            let file = openat(
+                &parent,
+                path.name.as_c_str(),
+                OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_WRONLY
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o644),
+            )?;
+            let mut left = &contents[..];
+            while !left.is_empty() {
+                match write(&file, left) {
+                    Ok(0) => return Err(Errno::EIO),
+                    Ok(n) => left = &left[n..],
+                    Err(Errno::EINTR) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let id = Some(*owner);
+            fchown(&file, id.map(Uid::from_raw), id.map(Gid::from_raw))
         }
         Step::Symlink { target, path } => {
             let parent = in_root(root)?.resolve(&path.parent)?;
@@ -720,7 +831,14 @@ mod tests {
             tree: fd(),
             hostname: "web1",
             purpose: if boot {
-                Purpose::Boot { console: fd() }
+                Purpose::Boot {
+                    console: fd(),
+                    host: RunHost {
+                        os_release: Some(b"ID=debian\n".to_vec()),
+                        uuid: "0b5f5ffa-6e3a-4c4f-9a8e-1d2a3b4c5d6e".into(),
+                    },
+                    notify: Some(fd()),
+                }
             } else {
                 Purpose::Run
             },
@@ -864,6 +982,36 @@ mod tests {
         // masks go on after /dev/null, which they bind
         let run = plan(false, false);
         assert!(position(&run, "bind /dev/null on /dev/null") < position(&run, "mask /proc/kcore"));
+    }
+
+    #[test]
+    fn boot_mode_has_a_run_of_its_own_with_a_read_only_run_host() {
+        let steps = plan(true, true);
+        let run = position(&steps, "mount tmpfs on /run");
+        let host = position(&steps, "mount tmpfs on /run/host");
+        let read_only = position(&steps, "bind /run/host read-only");
+        assert!(run < host && host < read_only);
+        assert!(read_only < position(&steps, "pivot_root into the root directory"));
+        for name in ["container-manager", "container-uuid", "os-release"] {
+            let file = position(&steps, &format!("create /run/host/{name}"));
+            assert!(host < file && file < read_only, "{name}");
+        }
+        let notify = position(&steps, "bind the notify socket on /run/host/notify");
+        assert!(host < notify && notify < read_only);
+        let uuid = steps.iter().find_map(|s| match s {
+            Step::WriteFile {
+                path,
+                contents,
+                owner,
+            } if path.to_string().ends_with("uuid") => Some((contents.clone(), *owner)),
+            _ => None,
+        });
+        assert_eq!(
+            uuid,
+            Some((b"0b5f5ffa-6e3a-4c4f-9a8e-1d2a3b4c5d6e\n".to_vec(), 0x80000))
+        );
+        // run mode keeps the root's own /run
+        assert!(!texts(&plan(false, true)).iter().any(|t| t.contains("/run")));
     }
 
     #[test]

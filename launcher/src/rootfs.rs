@@ -28,6 +28,9 @@ use crate::sys;
 /// The directories the setup mounts on, directly below the root.
 pub const MOUNT_POINTS: [&str; 3] = ["proc", "sys", "dev"];
 
+/// Those it mounts on besides in boot mode.
+pub const BOOT_MOUNT_POINTS: [&str; 1] = ["run"];
+
 pub struct RootDir {
     fd: OwnedFd,
     path: PathBuf,
@@ -62,7 +65,7 @@ impl RootDir {
             fd,
             path: canonical,
         };
-        root.check_mount_points()?;
+        root.check_mount_points(false)?;
         Ok(root)
     }
 
@@ -75,11 +78,13 @@ impl RootDir {
         self.fd.as_fd()
     }
 
-    /// Makes sure [`MOUNT_POINTS`] are directories, creating the missing ones. Done again
-    /// at every boot: a guest may have swapped one for a symlink before it rebooted, and a
-    /// mount through a symlink would land wherever it points.
-    pub fn check_mount_points(&self) -> Result<()> {
-        for name in MOUNT_POINTS {
+    /// Makes sure [`MOUNT_POINTS`] (and with `boot`, [`BOOT_MOUNT_POINTS`]) are
+    /// directories, creating the missing ones. Done again at every boot: a guest may have
+    /// swapped one for a symlink before it rebooted, and a mount through a symlink would
+    /// land wherever it points (the plan refuses it: this says so in words first).
+    pub fn check_mount_points(&self, boot: bool) -> Result<()> {
+        let extra: &[&str] = if boot { &BOOT_MOUNT_POINTS } else { &[] };
+        for &name in MOUNT_POINTS.iter().chain(extra) {
             let stat = match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Err(Errno::ENOENT) => {
                     match mkdirat(&self.fd, name, Mode::from_bits_truncate(0o755)) {
@@ -258,7 +263,7 @@ mod tests {
         }
         fs::remove_dir(dir.join("dev")).unwrap();
         std::os::unix::fs::symlink("/etc", dir.join("dev")).unwrap();
-        let err = root.check_mount_points().unwrap_err().to_string();
+        let err = root.check_mount_points(false).unwrap_err().to_string();
         assert!(err.contains("/dev in it is not a directory"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }

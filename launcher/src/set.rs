@@ -1,24 +1,65 @@
-//! `cradle set NAME [LIMITS]`: changes the limits of a running guest at once, as vzctl's
-//! `set` does. The state directory records them, so every later boot has them too.
+//! `cradle set NAME [LIMITS] [--save]`: changes the limits of a running guest at once, as
+//! vzctl's `set` does. The state directory records them, so every later boot has them too.
+//! With `--save` the limits given are also written into the guest's config file (the
+//! guest then need not be running), so that its next `start` has them.
 //!
 //! The limits' lock (see `state`) keeps a `set` and the launcher apart: the launcher holds
 //! it while it makes a boot's cgroups and writes their limits, and while it removes them,
 //! so what `set` finds there is the running boot's, and stays there until it is done.
 
-use std::path::Path;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
 
+use crate::configfile;
 use crate::controllers::{self, Host};
 use crate::error::{Error, Result};
-use crate::limits::Changes;
+use crate::limits::{Changes, Limits};
 use crate::state::{Observed, validate_name};
 
-pub fn set(state_base: &Path, name: &str, changes: &Changes) -> Result<()> {
+/// `set NAME`; with `save`, the directory of the config file to write the limits into.
+pub fn set(state_base: &Path, name: &str, changes: &Changes, save: Option<&Path>) -> Result<()> {
     validate_name(name)?;
     if changes.is_empty() {
         return Err(Error::Usage(
             "set needs at least one of --memory, --swap, --pids, --cpus, --cpu-weight".into(),
         ));
     }
+    // the file's new text first: a file that cannot take the change stops the change
+    let saved = save
+        .map(|dir| edited_file(&configfile::path(dir, name), changes))
+        .transpose()?;
+    match set_running(state_base, name, changes) {
+        Err(Error::NotRunning(_)) if saved.is_some() => {}
+        other => other?,
+    }
+    if let Some((path, text)) = saved {
+        configfile::write(&path, &text, false)?;
+    }
+    Ok(())
+}
+
+/// The config file at `path` with the limits `changes` names set, checked.
+fn edited_file(path: &Path, changes: &Changes) -> Result<(PathBuf, String)> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::NoConfig(
+                path.to_owned(),
+                "set --save changes one; cradle create makes one",
+            ));
+        }
+        Err(e) => return Err(Error::host(format!("read {}", path.display()), e)),
+    };
+    let before = configfile::parse(path, &text)?;
+    changes.over(before.changes()).apply_to(Limits::default())?;
+    let after = configfile::edit(path, &text, &configfile::limit_entries(changes))?;
+    configfile::parse(path, &after)?;
+    Ok((path.to_owned(), after))
+}
+
+/// The running guest's limits, changed.
+fn set_running(state_base: &Path, name: &str, changes: &Changes) -> Result<()> {
     let state = Observed::open(state_base, name)?;
     let host = Host::probe()?;
     let _lock = state.lock_limits()?;

@@ -22,7 +22,9 @@ use crate::devices;
 use crate::error::{Error, Result, signal_name};
 use crate::guest::{self, Guest, Helper};
 use crate::limits::Limits;
+use crate::notify::{self, NotifySocket};
 use crate::rootfs::RootDir;
+use crate::runhost::{self, RunHost};
 use crate::seccomp::Filter;
 use crate::security::Security;
 use crate::signals::Signals;
@@ -95,6 +97,7 @@ struct Ready {
     errpipe: bool,
     console: console::Ready,
     helper: bool,
+    notify: bool,
 }
 
 struct Launcher<'a> {
@@ -109,9 +112,16 @@ struct Launcher<'a> {
     shim: ShimBinary,
     console: Console,
     readiness: &'a mut Readiness,
+    /// Where a systemd guest says it is up (see `notify`); other guests are up once their
+    /// init runs.
+    notify: Option<NotifySocket>,
     signals: Signals,
-    /// The guest init's environment, built once (config::guest_env).
+    /// The guest's environment, built once (config::guest_env): `exec`'s, and the init's
+    /// with $NOTIFY_SOCKET besides for a systemd guest.
     guest_env: Vec<String>,
+    init_env: Vec<String>,
+    /// What the guest finds in /run/host, made once.
+    run_host: RunHost,
     /// The seccomp filter, compiled once.
     seccomp: Option<Filter>,
     /// The device policy, loaded once.
@@ -150,13 +160,37 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
             .map_or(0, |d| d.as_secs()),
         cgroup: host.v2.join(cgroups::name_for(&opts.name)),
         cgroups_v1: host.v1_dirs(&opts.name),
+        timeout: Some(opts.timeout.as_secs()),
     })?;
-    let guest_env = config::guest_env(&opts.name, &opts.env);
+    let uuid = runhost::container_uuid(&root);
+    let guest_env = config::guest_env(&opts.name, &uuid, &opts.env);
     state.set_env(&guest_env)?;
+    let owner = lease.as_ref().map(|l| l.base);
+    // a systemd guest says when it is up; its init finds where in $NOTIFY_SOCKET (unless
+    // --env set it: the later value wins)
+    let notify = notify::init_is_systemd(&root)
+        .then(|| NotifySocket::bind(&state.path().join(state::NOTIFY), owner))
+        .transpose()?;
+    let init_env = match notify {
+        Some(_) => {
+            let set = format!("{}={}", notify::VAR, notify::GUEST_PATH);
+            let env: Vec<String> = std::iter::once(set)
+                .chain(opts.env.iter().cloned())
+                .collect();
+            config::guest_env(&opts.name, &uuid, &env)
+        }
+        None => guest_env.clone(),
+    };
+    let run_host = RunHost {
+        os_release: runhost::host_os_release(),
+        // the environment's, which --env may have set
+        uuid: config::env_value(&guest_env, config::UUID_VAR)
+            .unwrap_or(&uuid)
+            .to_owned(),
+    };
     state.set_security(&opts.security)?;
     let shim = ShimBinary::locate(opts.shim.as_deref())?;
     state.set_shim(shim.path())?;
-    let owner = lease.as_ref().map(|l| l.base);
     let mut console = Console::open(owner, !opts.detached)?;
     console.listen(&state.path().join(state::CONSOLE))?;
     let mut launcher = Launcher {
@@ -171,6 +205,9 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
         readiness,
         signals: Signals::catch(&SIGNALS)?,
         guest_env,
+        init_env,
+        notify,
+        run_host,
         seccomp: opts.security.filter(owner.is_some())?,
         devices: devices::Policy::for_guest()?,
         host,
@@ -234,7 +271,9 @@ impl Launcher<'_> {
         };
         let (mut container, cgroup) = blueprint.spawn(Kind::Boot {
             console: self.console.slave_path(),
-            env: &self.guest_env,
+            env: &self.init_env,
+            host: &self.run_host,
+            notify: self.notify.as_ref().map(NotifySocket::path),
         })?;
         drop(limits_lock);
         sys::release_free_memory();
@@ -249,7 +288,9 @@ impl Launcher<'_> {
                 match container.read_report() {
                     Report::Started => {
                         guest = self.started(&container, number);
-                        self.readiness.up();
+                        if self.notify.is_none() {
+                            self.readiness.up();
+                        }
                         if self.stopping != Stopping::No {
                             // asked to stop while it was booting: now it can be halted
                             self.stopping = Stopping::No;
@@ -278,6 +319,10 @@ impl Launcher<'_> {
             }
             if ready.helper {
                 self.on_helper_exit(&container, guest.as_ref(), &mut helper);
+            }
+            if ready.notify && self.notify.as_ref().is_some_and(NotifySocket::ready) {
+                log::debug!("{}: the guest says it is up (READY=1)", self.opts.name);
+                self.readiness.up();
             }
             if self
                 .stopping
@@ -330,6 +375,10 @@ impl Launcher<'_> {
             fds.push(PollFd::new(h.pidfd(), PollFlags::POLLIN));
             fds.len() - 1
         });
+        let notify_at = self.notify.as_ref().map(|n| {
+            fds.push(PollFd::new(n.fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
         let timeout = match self.stopping.deadline() {
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -349,6 +398,7 @@ impl Launcher<'_> {
             console: Console::ready(&ready, &console),
             errpipe: errpipe.is_some_and(is_ready),
             helper: helper_at.is_some_and(is_ready),
+            notify: notify_at.is_some_and(is_ready),
         }
     }
 

@@ -4,6 +4,7 @@
 //! lock       write-locked (an OFD lock) by the launcher for as long as it runs; holds its
 //!            pid
 //! console    the socket `cradle console` connects to (see `console`)
+//! notify     the socket a systemd guest says READY=1 on (see `notify`)
 //! init.pid   "PID BOOT": host pid of the running guest init and the boot number;
 //!            there only while a guest init runs (written whole, by rename)
 //! env        the guest's environment, one VAR=value per line, for `cradle exec`
@@ -11,7 +12,8 @@
 //!            `seccomp on|off`), which `exec` and the halt helpers apply too
 //! shim       the path of the cradle-shim the guest runs, which `exec` and `stop` run too
 //! info       what `status` shows that does not change while the launcher runs (JSON: the
-//!            root, hostname, user-namespace base, start time, the container's cgroups)
+//!            root, hostname, user-namespace base, start time, the container's cgroups),
+//!            and the guest's timeout, `stop`'s default
 //! limits     the container's limits (JSON), which every boot applies and `set` changes;
 //!            read and written under an flock of `limits.lock`, so that a `set` and a boot
 //!            never interleave
@@ -55,8 +57,10 @@ const LIMITS_LOCK: &str = "limits.lock";
 const STOPPING: &str = "stopping";
 /// The socket `cradle console` connects to.
 pub const CONSOLE: &str = "console";
+/// The socket a systemd guest says it is up on (see `notify`).
+pub const NOTIFY: &str = "notify";
 /// Every file the launcher writes in the directory besides the lock.
-const FILES: [&str; 9] = [
+const FILES: [&str; 10] = [
     INIT_PID,
     ENV,
     SECURITY,
@@ -66,6 +70,7 @@ const FILES: [&str; 9] = [
     LIMITS_LOCK,
     STOPPING,
     CONSOLE,
+    NOTIFY,
 ];
 
 /// What `status` shows of a container that stays as it is while its launcher runs.
@@ -81,6 +86,10 @@ pub struct Info {
     pub cgroup: PathBuf,
     /// Its cgroups in the v1 hierarchies (a hybrid host), made for a guest with limits.
     pub cgroups_v1: Vec<V1Dir>,
+    /// The seconds a halt may take before the guest is powered off, which `stop` takes
+    /// by default.
+    #[serde(default)]
+    pub timeout: Option<u64>,
 }
 
 /// Holds the limits' lock (an flock of `limits.lock`) while alive.

@@ -37,6 +37,9 @@ impl argh::FromArgValue for Mode {
     }
 }
 
+/// The timeout of a guest whose `start` recorded none (an older launcher's).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long a guest may take to go down after a power-off.
 const KILL_GRACE: Duration = Duration::from_secs(10);
 
@@ -68,10 +71,15 @@ pub fn stop(
     state_base: &Path,
     name: &str,
     mode: Mode,
-    timeout: Duration,
+    timeout: Option<Duration>,
 ) -> Result<()> {
     validate_name(name)?;
     let state = Observed::open(state_base, name)?;
+    // by default, the guest's own: what its `start` had (from its config file or not)
+    let timeout = timeout.unwrap_or_else(|| {
+        let own = state.info().ok().and_then(|info| info.timeout);
+        Duration::from_secs(own.unwrap_or(DEFAULT_TIMEOUT.as_secs()))
+    });
     let guest = Guest::find(&state, name, timeout)?;
     let tools = Tools {
         threads,

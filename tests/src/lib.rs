@@ -564,6 +564,8 @@ impl Sandbox {
         S: AsRef<OsStr>,
     {
         let mut command = Command::new(dist("cradle"));
+        // a detached launcher's log: in the sandbox, not the host's /var/log
+        command.env("CRADLE_LOG_DIR", self.dir.join("log"));
         command.arg("--state-dir").arg(&self.state).args(args);
         command
     }
@@ -573,6 +575,16 @@ impl Sandbox {
         let mut command = self.cradle(["start", self.name.as_str(), "--root"]);
         command.arg(&self.root).args(extra);
         Launcher::spawn(command)
+    }
+
+    /// `cradle start -d NAME --root ROOT EXTRA...`, which must return 0 and print nothing.
+    pub fn start_detached(&self, extra: &[&str], timeout: Duration) -> Detached<'_> {
+        let mut command = self.cradle(["start", "-d", self.name.as_str(), "--root"]);
+        command.arg(&self.root).args(extra);
+        let started = run(command, timeout);
+        assert_eq!(started.code(), Some(0), "{started:?}");
+        assert_eq!(started.stderr, "", "{started:?}");
+        Detached(self)
     }
 
     /// `cradle run --root ROOT --name NAME OPTIONS... -- COMMAND...`
@@ -777,6 +789,24 @@ pub fn only_child(pid: i32) -> i32 {
 }
 
 /// Sends `sig` to `pid`.
+/// A guest started with `--detach`: its monitor is killed if the test fails, so that no
+/// guest outlives a failed test (the container dies with its launcher).
+pub struct Detached<'a>(&'a Sandbox);
+
+impl Drop for Detached<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let lock = self.0.state.join(&self.0.name).join("lock");
+            if let Some(pid) = std::fs::read_to_string(lock)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 pub fn kill(pid: i32, sig: i32) {
     // SAFETY: kill has no memory effects.
     #[allow(unsafe_code)]

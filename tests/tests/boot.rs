@@ -35,8 +35,18 @@ fn init_runs_as_pid_1_with_openvz_argv_and_exactly_the_guest_environment() {
     assert_eq!(sb.testinit_record("argv"), b"init\0-z\0      \0");
     // nothing of the launcher's or the shim's leaks in: just the console on 0, 1, 2
     assert_eq!(sb.testinit_record("fds"), b"0\n1\n2\n");
-    let env = format!("HOME=/\0TERM=xterm\0container={}\0LANG=C.UTF-8\0", sb.name);
-    assert_eq!(String::from_utf8_lossy(&sb.testinit_record("environ")), env);
+    // (and systemd's container_uuid, a random UUID for a root without a machine id)
+    let environ = String::from_utf8_lossy(&sb.testinit_record("environ")).into_owned();
+    let uuid = environ
+        .split('\0')
+        .find_map(|v| v.strip_prefix("container_uuid="))
+        .unwrap_or_else(|| panic!("{environ:?}"));
+    assert_eq!(uuid.len(), 36, "{uuid}");
+    let env = format!(
+        "HOME=/\0TERM=xterm\0container={}\0container_uuid={uuid}\0LANG=C.UTF-8\0",
+        sb.name
+    );
+    assert_eq!(environ, env);
 
     // from inside: PID 1 is init, with that environment and nothing from the host (the
     // test init exec'd busybox init, which keeps argv[0] "init" and clears the rest;

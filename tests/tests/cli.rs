@@ -67,10 +67,11 @@ fn both_binaries_are_static_and_the_shim_is_tiny() {
 #[test]
 fn usage_errors_exit_2_with_a_message() {
     let sb = Sandbox::new("cli-usage");
-    let cases: [&[&str]; 8] = [
+    let cases: [&[&str]; 9] = [
         &[],
         &["start"],
-        &["start", "x"],
+        &["start", "x", "--root"],
+        &["create", "x"],
         &["frobnicate"],
         &["stop", "x", "--mode", "explode"],
         &["start", "../escape", "--root", "/tmp"],

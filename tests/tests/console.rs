@@ -7,40 +7,10 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Stdio;
 use std::time::Duration;
 
-use integration_tests::{Drained, Killed, Pty, Sandbox, kill, secs, wait_child};
+use integration_tests::{Drained, Killed, Pty, Sandbox, secs, wait_child};
 
 /// Ctrl-] three times.
 const ESCAPE: [u8; 3] = [0x1d; 3];
-
-/// A guest started with `--detach`: its monitor is killed if the test fails, so that no
-/// guest outlives a failed test (the container dies with its launcher).
-struct Detached<'a>(&'a Sandbox);
-
-impl Drop for Detached<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let lock = self.0.state.join(&self.0.name).join("lock");
-            if let Some(pid) = std::fs::read_to_string(lock)
-                .ok()
-                .and_then(|t| t.trim().parse().ok())
-            {
-                kill(pid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-fn start_detached<'a>(sb: &'a Sandbox, log: &std::path::Path) -> Detached<'a> {
-    let root = sb.root.to_str().unwrap();
-    let log = log.to_str().unwrap();
-    let started = sb.run_cradle(
-        &["start", "-d", "--log-file", log, &sb.name, "--root", root],
-        secs(30),
-    );
-    assert_eq!(started.code(), Some(0), "{started:?}");
-    assert_eq!(started.stderr, "", "{started:?}");
-    Detached(sb)
-}
 
 fn raw(pty: &Pty) -> bool {
     pty.local_modes() & (libc::ICANON | libc::ECHO) == 0
@@ -50,7 +20,7 @@ fn raw(pty: &Pty) -> bool {
 fn detach_returns_once_up_and_consoles_attach_take_over_and_detach() {
     let sb = Sandbox::busybox("console-detach");
     let log = sb.dir.join("launcher.log");
-    let _guard = start_detached(&sb, &log);
+    let _guard = sb.start_detached(&["--log-file", log.to_str().unwrap()], secs(30));
     // "up" is the guest init running: the state says so as the command returns
     assert!(sb.state.join(&sb.name).join("init.pid").exists());
     assert_eq!(sb.status()["state"], "running");

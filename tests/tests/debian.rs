@@ -45,6 +45,16 @@ fn debian_with_systemd_boots_reboots_and_halts() {
     assert!(attempts.stdout.lines().count() >= 20, "{attempts:?}");
     let pid1 = sb.exec(&["cat", "/proc/1/comm"]);
     assert_eq!(pid1.stdout.trim(), "systemd", "{pid1:?}");
+    // systemd's container interface: systemd left cradle's /run (and /run/host) in place,
+    // took its machine id from container_uuid (the image's is empty), and its tools see a
+    // container
+    let manager = sb.exec(&["cat", "/run/host/container-manager"]);
+    assert_eq!(manager.stdout, "cradle\n", "{manager:?}");
+    let uuid = sb.exec(&["cat", "/run/host/container-uuid"]).stdout;
+    let machine_id = sb.exec(&["cat", "/etc/machine-id"]).stdout;
+    assert_eq!(machine_id.trim(), uuid.trim().replace('-', ""), "{uuid}");
+    let virt = sb.exec(&["systemd-detect-virt", "--container"]);
+    assert_eq!(virt.stdout.trim(), "container-other", "{virt:?}");
     // systemd sees the container's own cgroup tree, rooted at its cgroup namespace
     let cgroup = sb.exec(&["cat", "/proc/1/cgroup"]);
     assert!(
@@ -73,5 +83,26 @@ fn debian_with_systemd_boots_reboots_and_halts() {
         done.stdout.contains("Reached target") && done.stdout.contains("System Halt"),
         "{done:?}"
     );
+    sb.assert_clean();
+}
+
+/// `start --detach` returns once systemd says it has booted (READY=1 on the socket the
+/// launcher gives it at /run/host/notify), not once its init merely runs: right after it
+/// returns, nothing is still starting.
+#[test]
+fn a_detached_systemd_guest_is_up_when_start_returns() {
+    let sb = Sandbox::debian("debian-detached");
+    let _guard = sb.start_detached(&[], secs(120));
+    let state = sb.exec(&["systemctl", "is-system-running"]);
+    assert!(
+        state.stdout.trim() == "running" || state.stdout.trim() == "degraded",
+        "{state:?}"
+    );
+    let socket = sb.exec(&["sh", "-c", "echo $NOTIFY_SOCKET; test -S /run/host/notify"]);
+    assert_eq!(socket.code(), Some(0), "{socket:?}");
+    // the init's variable is not every exec'd process's
+    assert_eq!(socket.stdout, "\n", "{socket:?}");
+    let stop = sb.run_cradle(&["stop", &sb.name, "--timeout", "60"], secs(90));
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
     sb.assert_clean();
 }

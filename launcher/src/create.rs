@@ -1,0 +1,107 @@
+//! `cradle create NAME --root DIR [options]` writes the guest's config file, as `vzctl
+//! create` writes `CTID.conf`; `cradle destroy NAME` removes it. Neither touches the root
+//! directory: the guest's files are the user's.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::caps;
+use crate::cli::{Create, LimitOptions};
+use crate::config;
+use crate::configfile::{self, NewFile};
+use crate::error::{Error, Result};
+use crate::limits::{Changes, Limits};
+use crate::state::{StateDir, validate_name};
+
+/// The root `create` is given: an existing directory other than `/`, as an absolute path
+/// (symlinks kept: the file names the path the user gave). Nothing in it is looked at.
+fn root_path(root: &Path) -> Result<PathBuf> {
+    let bad = |why: String| Error::BadRoot {
+        root: root.to_owned(),
+        why,
+    };
+    let meta = fs::metadata(root).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => bad("no such directory".into()),
+        _ => bad(e.to_string()),
+    })?;
+    if !meta.is_dir() {
+        return Err(bad("not a directory".into()));
+    }
+    if fs::canonicalize(root).is_ok_and(|c| c == Path::new("/")) {
+        return Err(bad("the host's own root cannot be a guest".into()));
+    }
+    std::path::absolute(root).map_err(|e| bad(e.to_string()))
+}
+
+pub fn create(config_dir: &Path, args: &Create) -> Result<()> {
+    validate_name(&args.name)?;
+    // everything `start` would refuse, refused now
+    config::check_env(&args.env)?;
+    if let Some(hostname) = &args.hostname {
+        config::check_hostname(hostname)?;
+    }
+    caps::resolve(&args.capability, &args.drop_capability)?;
+    let limits = Changes::parse(args.given())?;
+    limits.apply_to(Limits::default())?;
+    let root = root_path(&args.root)?;
+    let shim = args.shim.as_deref().map(std::path::absolute).transpose();
+    let shim = shim.map_err(|e| Error::Usage(format!("bad --shim: {e}")))?;
+    let file = NewFile {
+        root: &root,
+        hostname: args.hostname.as_deref(),
+        env: &args.env,
+        shim: shim.as_deref(),
+        timeout: args.timeout,
+        userns: args.userns,
+        capability: &args.capability,
+        drop_capability: &args.drop_capability,
+        seccomp: args.seccomp,
+        limits,
+        onboot: args.onboot,
+        bootorder: args.bootorder,
+    };
+    let path = configfile::path(config_dir, &args.name);
+    let text = file.render(&args.name);
+    // what start will read: checked before it is written
+    configfile::parse(&path, &text)?;
+    configfile::write(&path, &text, !args.force)
+}
+
+pub fn destroy(config_dir: &Path, state_base: &Path, name: &str) -> Result<()> {
+    validate_name(name)?;
+    let path = configfile::path(config_dir, name);
+    if !path.exists() {
+        return Err(Error::NoConfig(path, "nothing to destroy"));
+    }
+    // the name, held while the file goes: no `start` of it can begin meanwhile
+    let _name = StateDir::acquire(state_base, name).map_err(|e| match e {
+        Error::AlreadyRunning(_) => Error::StillRunning(format!(
+            "{name} is running: stop it first (cradle stop {name})"
+        )),
+        other => other,
+    })?;
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(Error::NoConfig(path, "nothing to destroy"))
+        }
+        Err(e) => Err(Error::host(format!("remove {}", path.display()), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_must_be_a_directory_and_not_the_host_s() {
+        for bad in ["/nonexistent/x", "/etc/hostname", "/", "/etc/.."] {
+            assert!(
+                matches!(root_path(Path::new(bad)), Err(Error::BadRoot { .. })),
+                "{bad}"
+            );
+        }
+        assert_eq!(root_path(Path::new("/tmp")).unwrap(), Path::new("/tmp"));
+    }
+}
