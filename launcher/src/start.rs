@@ -166,9 +166,14 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
     let guest_env = config::guest_env(&opts.name, &uuid, &opts.env);
     state.set_env(&guest_env)?;
     let owner = lease.as_ref().map(|l| l.base);
-    // a systemd guest says when it is up; its init finds where in $NOTIFY_SOCKET (unless
-    // --env set it: the later value wins)
-    let notify = notify::init_is_systemd(&root)
+    // a systemd guest says when it is up; its init finds where in $NOTIFY_SOCKET. When
+    // --env sets that itself, the user's value wins and the guest is up once its init
+    // runs, as any other (nothing would ever tell us otherwise)
+    let notify_set = opts.env.iter().any(|var| {
+        var.split_once('=')
+            .is_some_and(|(key, _)| key == notify::VAR)
+    });
+    let notify = (!notify_set && notify::init_is_systemd(&root))
         .then(|| NotifySocket::bind(&state.path().join(state::NOTIFY), owner))
         .transpose()?;
     let init_env = match notify {

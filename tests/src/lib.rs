@@ -581,10 +581,12 @@ impl Sandbox {
     pub fn start_detached(&self, extra: &[&str], timeout: Duration) -> Detached<'_> {
         let mut command = self.cradle(["start", "-d", self.name.as_str(), "--root"]);
         command.arg(&self.root).args(extra);
+        // made first, so that a start that fails or hangs leaves no monitor behind
+        let guard = Detached(self);
         let started = run(command, timeout);
         assert_eq!(started.code(), Some(0), "{started:?}");
         assert_eq!(started.stderr, "", "{started:?}");
-        Detached(self)
+        guard
     }
 
     /// `cradle run --root ROOT --name NAME OPTIONS... -- COMMAND...`
@@ -791,7 +793,7 @@ pub fn only_child(pid: i32) -> i32 {
 /// Sends `sig` to `pid`.
 /// A guest started with `--detach`: its monitor is killed if the test fails, so that no
 /// guest outlives a failed test (the container dies with its launcher).
-pub struct Detached<'a>(&'a Sandbox);
+pub struct Detached<'a>(pub &'a Sandbox);
 
 impl Drop for Detached<'_> {
     fn drop(&mut self) {

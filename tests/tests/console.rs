@@ -5,9 +5,9 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use integration_tests::{Drained, Killed, Pty, Sandbox, secs, wait_child};
+use integration_tests::{Detached, Drained, Killed, Launcher, Pty, Sandbox, secs, wait_child};
 
 /// Ctrl-] three times.
 const ESCAPE: [u8; 3] = [0x1d; 3];
@@ -217,5 +217,60 @@ fn the_launcher_tells_notify_socket_when_the_guest_is_up() {
     launcher.signal(libc::SIGTERM);
     let done = launcher.wait(secs(60));
     assert_eq!(done.code(), Some(0), "{done:?}");
+    sb.assert_clean();
+}
+
+/// A guest whose init is systemd is up when it says `READY=1` on the socket the launcher
+/// gives it (`$NOTIFY_SOCKET`, /run/host/notify), not when it merely runs; one whose
+/// `--env` names a socket of its own is up once it runs, as nothing would tell us more.
+#[test]
+fn a_systemd_guest_is_up_when_it_says_ready() {
+    let sb = Sandbox::busybox("console-notify");
+    // a stand-in for systemd: /sbin/init links to a file named systemd, which runs
+    // busybox's init and never says READY=1 itself
+    sb.write(
+        "/lib/systemd/systemd",
+        "#!/bin/sh\nexec /bin/busybox init\n",
+        0o755,
+    );
+    let init = sb.path("/sbin/init");
+    std::fs::remove_file(&init).unwrap();
+    std::os::unix::fs::symlink("/lib/systemd/systemd", &init).unwrap();
+
+    let guard = sb.start_detached(&["--env", "NOTIFY_SOCKET=/run/elsewhere"], secs(30));
+    let stop = sb.run_cradle(&["stop", &sb.name, "--mode", "kill"], secs(30));
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
+    sb.assert_clean();
+    drop(guard);
+
+    let mut command = sb.cradle(["start", "-d", sb.name.as_str(), "--root"]);
+    command.arg(&sb.root);
+    let mut start = Launcher::spawn(command);
+    let _guard = Detached(&sb);
+    start.wait_for("the guest's init", secs(30), |_| sb.boot_number().is_some());
+    let environ = sb.exec(&["cat", "/proc/1/environ"]);
+    assert!(
+        environ
+            .stdout
+            .contains("\0NOTIFY_SOCKET=/run/host/notify\0"),
+        "{environ:?}"
+    );
+    // (busybox's rcS mounts a /run of its own over the one with /run/host/notify: the
+    // Debian test sees the socket in the guest)
+    // the init runs, and `start -d` still waits for it to say it is up
+    let running = Instant::now();
+    start.wait_for("half a second more", secs(10), |_| {
+        running.elapsed() > Duration::from_millis(500)
+    });
+    let notify = sb.state.join(&sb.name).join("notify");
+    UnixDatagram::unbound()
+        .unwrap()
+        .send_to(b"STATUS=Booted\nREADY=1\n", &notify)
+        .unwrap();
+    let started = start.wait(secs(10));
+    assert_eq!(started.code(), Some(0), "{started:?}");
+    assert_eq!(started.stderr, "", "{started:?}");
+    let stop = sb.run_cradle(&["stop", &sb.name, "--mode", "kill"], secs(30));
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
     sb.assert_clean();
 }
