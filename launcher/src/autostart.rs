@@ -90,7 +90,8 @@ fn boot_order(guests: Vec<Guest>) -> Vec<Guest> {
 enum Ended {
     /// With this exit code, and the last line it wrote on standard error.
     Code(i32, String),
-    /// Not within the time it was given (it goes on).
+    /// Not within the time it was given: the guest goes on booting under its monitor, the
+    /// command that waited for it is ended.
     Late(Duration),
 }
 
@@ -128,6 +129,10 @@ fn run(globals: &Globals, args: &[&str], limit: Option<Duration>) -> Result<Ende
         .spawn()
         .map_err(|e| Error::host(format!("run {}", exe.display()), e))?;
     let Some(code) = wait(&mut child, limit)? else {
+        // `start --detach` waiting for a guest that is not up: it would wait on, unowned;
+        // its monitor, in a session of its own, keeps the guest
+        let _ = child.kill();
+        let _ = child.wait();
         return Ok(Ended::Late(limit.unwrap_or_default()));
     };
     let mut text = String::new();

@@ -359,9 +359,24 @@ fn autostart_goes_on_after_a_failure_and_says_which() {
     stop.assert_one_line_error(14, "1 of 2 guests did not stop: y");
 }
 
+/// Guests that autostart started (in the state directory of the first of them): powered
+/// off if the test fails, so that none outlives it.
+struct PowerOffOnFailure<'a>(&'a [Sandbox]);
+
+impl Drop for PowerOffOnFailure<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for sb in self.0 {
+                let _ = self.0[0].run_cradle(&["stop", &sb.name, "--mode", "kill"], secs(30));
+            }
+        }
+    }
+}
+
 #[test]
 fn autostart_starts_onboot_guests_by_bootorder_and_autostop_stops_them_backwards() {
     let all = guests("config-autostart", &["a", "b", "c", "d"]);
+    let _guard = PowerOffOnFailure(&all);
     let home = &all[0];
     fs::create_dir_all(config_dir(home)).unwrap();
     for (sb, options) in all.iter().zip([
@@ -408,6 +423,61 @@ fn autostart_starts_onboot_guests_by_bootorder_and_autostop_stops_them_backwards
         format!("{d}: stopped\n{a}: stopped\n{b}: stopped\n"),
         "{stop:?}"
     );
+    for sb in &all {
+        sb.assert_clean();
+    }
+}
+
+/// A guest that is not up within its `timeout` is left booting, reported, and the others
+/// go on; nothing of autostart's waits on for it.
+#[test]
+fn autostart_leaves_a_guest_that_is_not_up_in_time_booting_and_goes_on() {
+    let all = guests("config-autostart-late", &["slow", "next"]);
+    let _guard = PowerOffOnFailure(&all);
+    let home = &all[0];
+    fs::create_dir_all(config_dir(home)).unwrap();
+    // a stand-in for systemd that never says READY=1: /sbin/init links to a file named
+    // systemd, which runs busybox's init
+    let slow = &all[0];
+    slow.write(
+        "/lib/systemd/systemd",
+        "#!/bin/sh\nexec /bin/busybox init\n",
+        0o755,
+    );
+    let init = slow.path("/sbin/init");
+    fs::remove_file(&init).unwrap();
+    std::os::unix::fs::symlink("/lib/systemd/systemd", &init).unwrap();
+    for (sb, options) in all.iter().zip([
+        "onboot = true\nbootorder = 2\ntimeout = 1\n",
+        "onboot = true\n",
+    ]) {
+        let text = format!("{}{options}", root_line(sb));
+        fs::write(config_dir(home).join(format!("{}.toml", sb.name)), text).unwrap();
+    }
+    let start = cradle_run(home, &["autostart"]);
+    let (slow, next) = (&all[0].name, &all[1].name);
+    assert_eq!(
+        start.stdout,
+        format!("{slow}: failed: not up within 1s; left booting\n{next}: started\n"),
+        "{start:?}"
+    );
+    start.assert_one_line_error(14, &format!("1 of 2 guests did not start: {slow}"));
+    // the guest boots on under its monitor, and that monitor is the one `start
+    // --detach` process left of it: the one that waited was ended
+    assert_eq!(all[0].status()["state"], "running");
+    let detached = integration_tests::processes_naming(slow)
+        .into_iter()
+        .filter(|p| p.contains("--detach"))
+        .count();
+    assert_eq!(
+        detached,
+        1,
+        "{:?}",
+        integration_tests::processes_naming(slow)
+    );
+
+    let stop = cradle_run(home, &["autostop"]);
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
     for sb in &all {
         sb.assert_clean();
     }
