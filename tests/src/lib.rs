@@ -518,6 +518,19 @@ impl Sandbox {
         Sandbox::with_rootfs(test, "debian")
     }
 
+    /// Makes the (busybox) guest's init a stand-in for systemd that never says READY=1:
+    /// /sbin/init links to a file named systemd, which runs busybox's init.
+    pub fn init_as_silent_systemd(&self) {
+        self.write(
+            "/lib/systemd/systemd",
+            "#!/bin/sh\nexec /bin/busybox init\n",
+            0o755,
+        );
+        let init = self.path("/sbin/init");
+        fs::remove_file(&init).unwrap();
+        std::os::unix::fs::symlink("/lib/systemd/systemd", &init).unwrap();
+    }
+
     /// A path inside the guest root.
     pub fn path(&self, in_guest: &str) -> PathBuf {
         self.root.join(in_guest.trim_start_matches('/'))

@@ -436,17 +436,7 @@ fn autostart_leaves_a_guest_that_is_not_up_in_time_booting_and_goes_on() {
     let _guard = PowerOffOnFailure(&all);
     let home = &all[0];
     fs::create_dir_all(config_dir(home)).unwrap();
-    // a stand-in for systemd that never says READY=1: /sbin/init links to a file named
-    // systemd, which runs busybox's init
-    let slow = &all[0];
-    slow.write(
-        "/lib/systemd/systemd",
-        "#!/bin/sh\nexec /bin/busybox init\n",
-        0o755,
-    );
-    let init = slow.path("/sbin/init");
-    fs::remove_file(&init).unwrap();
-    std::os::unix::fs::symlink("/lib/systemd/systemd", &init).unwrap();
+    all[0].init_as_silent_systemd();
     for (sb, options) in all.iter().zip([
         "onboot = true\nbootorder = 2\ntimeout = 1\n",
         "onboot = true\n",

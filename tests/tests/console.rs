@@ -226,16 +226,7 @@ fn the_launcher_tells_notify_socket_when_the_guest_is_up() {
 #[test]
 fn a_systemd_guest_is_up_when_it_says_ready() {
     let sb = Sandbox::busybox("console-notify");
-    // a stand-in for systemd: /sbin/init links to a file named systemd, which runs
-    // busybox's init and never says READY=1 itself
-    sb.write(
-        "/lib/systemd/systemd",
-        "#!/bin/sh\nexec /bin/busybox init\n",
-        0o755,
-    );
-    let init = sb.path("/sbin/init");
-    std::fs::remove_file(&init).unwrap();
-    std::os::unix::fs::symlink("/lib/systemd/systemd", &init).unwrap();
+    sb.init_as_silent_systemd();
 
     let guard = sb.start_detached(&["--env", "NOTIFY_SOCKET=/run/elsewhere"], secs(30));
     let stop = sb.run_cradle(&["stop", &sb.name, "--mode", "kill"], secs(30));
