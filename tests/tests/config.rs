@@ -518,17 +518,25 @@ fn cradle_at_service_runs_a_guest_under_systemd_and_restarts_a_failed_launcher()
     let unit = format!("cradle@{}.service", sb.name);
     let start = systemctl(&["start", &unit]);
     assert_eq!(start.code(), Some(0), "{start:?}");
-    let launcher_pid = || -> i64 {
-        let pid = unit_property(&unit, "MainPID").parse().unwrap_or(0);
-        let init = sb.state.join(&sb.name).join("init.pid");
-        if pid > 0 && init.exists() { pid } else { 0 }
+    // up: the unit's main process is the launcher of a running guest whose init is not
+    // `not_init` (a launcher killed by SIGKILL leaves its init.pid behind until the next
+    // one sweeps it: that one must not count)
+    let up = |not_init: i64| -> Option<(i64, i64)> {
+        let main: i64 = unit_property(&unit, "MainPID").parse().unwrap_or(0);
+        let done = sb.run_cradle(&["status", &sb.name, "--json"], secs(20));
+        let status: serde_json::Value = serde_json::from_str(&done.stdout).ok()?;
+        let init = status["init_pid"].as_i64()?;
+        (main > 0
+            && status["state"] == "running"
+            && status["launcher_pid"] == main
+            && init != not_init)
+            .then_some((main, init))
     };
-    let wait_up = |not: i64| {
+    let wait_up = |not_init: i64| {
         let deadline = std::time::Instant::now() + secs(60);
         loop {
-            let pid = launcher_pid();
-            if pid > 0 && pid != not {
-                return pid;
+            if let Some(up) = up(not_init) {
+                return up;
             }
             assert!(
                 std::time::Instant::now() < deadline,
@@ -538,13 +546,14 @@ fn cradle_at_service_runs_a_guest_under_systemd_and_restarts_a_failed_launcher()
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     };
-    let first = wait_up(0);
+    let (first, first_init) = wait_up(0);
     assert_eq!(unit_property(&unit, "ActiveState"), "active");
     assert_eq!(sb.status()["launcher_pid"], first);
     assert_eq!(sb.exec(&["hostname"]).stdout.trim(), sb.name);
     // a launcher that dies is started again (Restart=on-failure), and its guest with it
     integration_tests::kill(first as i32, libc::SIGKILL);
-    let second = wait_up(first);
+    let (second, _) = wait_up(first_init);
+    assert_ne!(second, first);
     assert_eq!(sb.status()["state"], "running");
     let stop = systemctl(&["stop", &unit]);
     assert_eq!(stop.code(), Some(0), "{stop:?}");
