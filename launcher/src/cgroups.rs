@@ -86,9 +86,11 @@ const OWNER_XATTR: &CStr = c"trusted.cradle.state";
 /// `cradle.NAME` with no process in it, whose state directory (named on the cgroup, see
 /// [`Cgroup::create`]) nobody holds, whatever `--state-dir` it was started with. The name
 /// lock is taken while its cgroups go (in the v2 hierarchy, and the v1 ones of a hybrid
-/// host) and its state directory with them. A launcher holds its name before it makes its
-/// cgroup, and names it on the cgroup at once, so a cgroup being made is never taken for a
-/// leftover.
+/// host) and its state directory with them, but for files this cradle does not write
+/// (another version's), which stay, with their directory; a state directory whose base
+/// is gone is not made again. A launcher holds its name before it makes its cgroup, and names it
+/// on the cgroup at once, so a cgroup being made is never taken for a leftover. Nothing of
+/// this is said but at debug level: it is no business of the command that sweeps.
 pub fn sweep_leftovers(host: &crate::controllers::Host) {
     let Some(root) = v2_root() else {
         return;
@@ -122,8 +124,11 @@ pub fn sweep_leftovers(host: &crate::controllers::Host) {
         if owner.to_str() != Some(name.as_str()) {
             continue;
         }
-        let Ok(claimed) = crate::state::StateDir::acquire(base, &name) else {
-            continue;
+        // held by a running launcher: not a leftover; gone with its base: nobody holds
+        // it, and the cgroup goes without it
+        let claimed = match crate::state::StateDir::claim_leftover(base, &name) {
+            Ok(claimed) => claimed,
+            Err(_) => continue,
         };
         log::debug!("removing the leftover cgroup {}", dir.display());
         if let Err(e) = remove_tree(&dir) {

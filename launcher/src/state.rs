@@ -182,6 +182,9 @@ pub struct StateDir {
     dir: PathBuf,
     /// The lock file, open with the name lock taken (held by being open).
     _lock: File,
+    /// A killed launcher's, taken to be removed: what cannot go is no business of the
+    /// command that swept it (said at debug level only).
+    leftover: bool,
 }
 
 impl StateDir {
@@ -229,8 +232,25 @@ impl StateDir {
             lock.set_len(0)
                 .and_then(|()| writeln!(&lock, "{}", std::process::id()))
                 .map_err(|e| Error::host(ctx("write lock"), e))?;
-            return Ok(StateDir { dir, _lock: lock });
+            return Ok(StateDir {
+                dir,
+                _lock: lock,
+                leftover: false,
+            });
         }
+    }
+
+    /// Takes the state directory `base/name` a killed launcher left, to remove it when
+    /// dropped (what this cradle does not know stays): `AlreadyRunning` when a launcher
+    /// holds it, `None` when `base` itself is gone (then nobody can hold it, and it is not
+    /// made again only to be removed).
+    pub fn claim_leftover(base: &Path, name: &str) -> Result<Option<Self>> {
+        if !base.is_dir() {
+            return Ok(None);
+        }
+        let mut claimed = StateDir::acquire(base, name)?;
+        claimed.leftover = true;
+        Ok(Some(claimed))
     }
 
     /// The directory.
@@ -314,7 +334,12 @@ impl Drop for StateDir {
             let _ = fs::remove_file(self.dir.join(file));
         }
         if let Err(e) = fs::remove_dir(&self.dir) {
-            log::warn!("cannot remove state directory {}: {e}", self.dir.display());
+            let what = format!("cannot remove state directory {}: {e}", self.dir.display());
+            if self.leftover {
+                log::debug!("{what}");
+            } else {
+                log::warn!("{what}");
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
 //! A guest's life around its launcher: names held while a container runs, leftovers of a
 //! launcher that was killed.
 
+use std::fs;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use integration_tests::{Sandbox, cgroup_v2_root, kill, secs};
@@ -21,19 +23,18 @@ fn run_holds_its_name_so_a_start_of_it_is_refused() {
     sb.assert_clean();
 }
 
-#[test]
-fn what_a_killed_launcher_leaves_is_swept_by_the_next_start() {
-    let sb = Sandbox::busybox("life-killed");
+/// Boots a busybox guest and SIGKILLs its launcher: no cleanup of its own; its container
+/// dies with it (parent-death signal). Returns its cgroup, left for the sweep to find.
+fn leave_behind(sb: &Sandbox) -> PathBuf {
     let mut launcher = sb.start(&[]);
     launcher.wait_console("is up", secs(30));
     let cgroup = cgroup_v2_root().join(format!("cradle.{}", sb.name));
     assert!(cgroup.is_dir());
-    // SIGKILL: no cleanup of its own; its container dies with it (parent-death signal)
     kill(launcher.pid(), libc::SIGKILL);
     let _ = launcher.wait(secs(10));
     let events = cgroup.join("cgroup.events");
     let deadline = std::time::Instant::now() + secs(10);
-    while std::fs::read_to_string(&events).is_ok_and(|e| e.contains("populated 1")) {
+    while fs::read_to_string(&events).is_ok_and(|e| e.contains("populated 1")) {
         assert!(
             std::time::Instant::now() < deadline,
             "the container outlived its launcher"
@@ -45,11 +46,57 @@ fn what_a_killed_launcher_leaves_is_swept_by_the_next_start() {
         "the killed launcher's cgroup is left, for the sweep to find"
     );
     assert!(sb.state.join(&sb.name).join("lock").exists());
-    // any start or run sweeps it, with its state directory: here a run of another name,
-    // with a state directory of its own (the cgroup says whose it is)
+    cgroup
+}
+
+#[test]
+fn what_a_killed_launcher_leaves_is_swept_by_the_next_start() {
+    // any start or run sweeps what killed launchers left, with their state directories:
+    // here a run of another name, with a state directory of its own (each cgroup says
+    // whose it is), which says nothing of it. (Every start sweeps: one leftover at a time.)
     let other = Sandbox::busybox("life-killed-other");
-    let done = other.run_in(&[], &["true"]);
-    assert_eq!(done.code(), Some(0), "{done:?}");
-    other.assert_clean();
+    let sweep = || {
+        let done = other.run_in(&[], &["true"]);
+        assert_eq!(done.code(), Some(0), "{done:?}");
+        assert_eq!(done.stderr, "", "{done:?}");
+        other.assert_clean();
+    };
+
+    // a file this cradle does not write (another version's) stays, with its directory
+    let sb = Sandbox::busybox("life-killed");
+    let cgroup = leave_behind(&sb);
+    let state = sb.state.join(&sb.name);
+    let foreign = state.join("from-another-version");
+    fs::write(&foreign, "").unwrap();
+    sweep();
+    assert!(!cgroup.exists(), "{} is left", cgroup.display());
+    let left: Vec<_> = fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [foreign.file_name().unwrap()]);
+    fs::remove_file(&foreign).unwrap();
+    fs::remove_dir(&state).unwrap();
     sb.assert_clean();
+
+    // a state directory removed by hand
+    let gone = Sandbox::busybox("life-killed-gone");
+    let cgroup = leave_behind(&gone);
+    fs::remove_dir_all(gone.state.join(&gone.name)).unwrap();
+    sweep();
+    assert!(!cgroup.exists(), "{} is left", cgroup.display());
+    gone.assert_clean();
+
+    // its base too: not made again only to be removed
+    let based = Sandbox::busybox("life-killed-base");
+    let cgroup = leave_behind(&based);
+    fs::remove_dir_all(&based.state).unwrap();
+    sweep();
+    assert!(!cgroup.exists(), "{} is left", cgroup.display());
+    assert!(
+        !based.state.exists(),
+        "the sweep made {} again",
+        based.state.display()
+    );
+    based.assert_clean();
 }
