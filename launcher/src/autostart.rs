@@ -12,20 +12,17 @@
 
 use std::cmp::Reverse;
 use std::fs::{self, File};
-use std::io::{Read, Seek, Write};
-use std::os::fd::AsFd;
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::memfd::{MFdFlags, memfd_create};
-use nix::unistd::Pid;
 
+use crate::child::Child;
 use crate::configfile::{self, DEFAULT_TIMEOUT, GuestConfig};
 use crate::error::{Code, Error, Result};
 use crate::state::validate_name;
-use crate::sys;
 
 /// The global options the guests' own `cradle` runs get, as this one had them.
 pub struct Globals {
@@ -121,20 +118,31 @@ fn run(globals: &Globals, args: &[&str], limit: Option<Duration>) -> Result<Ende
     let clone = err
         .try_clone()
         .map_err(|e| Error::host("memfd_create", e))?;
-    let mut child = command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(clone)
-        .spawn()
-        .map_err(|e| Error::host(format!("run {}", exe.display()), e))?;
-    let Some(code) = wait(&mut child, limit)? else {
-        // `start --detach` waiting for a guest that is not up: it would wait on, unowned;
-        // its monitor, in a session of its own, keeps the guest
-        let _ = child.kill();
-        let _ = child.wait();
-        return Ok(Ended::Late(limit.unwrap_or_default()));
+    let mut child = Child::spawn(
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(clone),
+    )
+    .map_err(|e| Error::host(format!("run {}", exe.display()), e))?;
+    let ended = match limit {
+        Some(limit) => child.wait_for(limit),
+        None => child.wait(),
     };
+    let Some(status) = ended else {
+        let Some(limit) = limit else {
+            return Err(Error::host(
+                format!("wait for {}", exe.display()),
+                io::Error::last_os_error(),
+            ));
+        };
+        // `start --detach` waiting for a guest that is not up: dropped, it is killed and
+        // reaped (it would wait on, unowned); its monitor, in a session of its own, keeps
+        // the guest
+        return Ok(Ended::Late(limit));
+    };
+    let code = i32::from(status.shell_code());
     let mut text = String::new();
     let _ = err.rewind().and_then(|()| err.read_to_string(&mut text));
     Ok(Ended::Code(code, why(&text).to_owned()))
@@ -148,39 +156,6 @@ fn why(stderr: &str) -> &str {
     lines
         .find_map(|l| l.strip_prefix("cradle: error: "))
         .unwrap_or(first)
-}
-
-/// Waits for `child` to exit (its pidfd in poll(2)), at most `limit`: its exit code (the
-/// shell's 128+N for signal N), or `None` when it is still running then.
-fn wait(child: &mut Child, limit: Option<Duration>) -> Result<Option<i32>> {
-    use std::os::unix::process::ExitStatusExt;
-    let pidfd = sys::pidfd_open(Pid::from_raw(child.id() as i32))
-        .map_err(|e| Error::host("pidfd_open", e))?;
-    let deadline = limit.map(|l| Instant::now() + l);
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| Error::host("wait", e))? {
-            let code = status
-                .code()
-                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-            return Ok(Some(code));
-        }
-        let timeout = match deadline {
-            None => PollTimeout::NONE,
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok(None);
-                }
-                PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1)
-                    .unwrap_or(PollTimeout::MAX)
-            }
-        };
-        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, timeout) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(Error::host("poll", e)),
-        }
-    }
 }
 
 /// Says what became of one guest, on a line of its own.

@@ -1,10 +1,12 @@
-//! A child process behind a pidfd: the one type for every process the launcher forks (the
-//! container's first process, the holder of a new user namespace, the shim it runs in a
-//! guest for `exec` or a halt). It is waited for in poll(2) through its pidfd, never through
+//! A child process behind a pidfd: the one type for every process the launcher forks or
+//! spawns (the container's first process, the holder of a new user namespace, the shim it
+//! runs in a guest for `exec` or a halt, the `cradle` runs of `autostart`). It is waited for in poll(2) through its pidfd, never through
 //! SIGCHLD, and killed and reaped when dropped, so no path leaves one behind.
 
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use cradle_common::outcome::Status;
 use nix::errno::Errno;
@@ -49,6 +51,29 @@ impl Child {
         })
     }
 
+    /// Spawns `command` (std's fork and exec), from then on behind a pidfd like the others.
+    pub fn spawn(command: &mut Command) -> io::Result<Self> {
+        let child = command.spawn()?;
+        let pid = Pid::from_raw(child.id() as i32);
+        // ours to reap, so the pid stays this process's until we do; std's handle only
+        // keeps the pipes it made (none here), and dropping it neither kills nor waits
+        let pidfd = match sys::pidfd_open(pid) {
+            Ok(pidfd) => pidfd,
+            Err(e) => {
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e.into());
+            }
+        };
+        drop(child);
+        Ok(Child {
+            pid,
+            pidfd,
+            status: None,
+        })
+    }
+
     pub fn pid(&self) -> Pid {
         self.pid
     }
@@ -84,16 +109,29 @@ impl Child {
         self.reap(WaitPidFlag::empty())
     }
 
-    /// Waits up to `timeout` for it to end.
+    /// Waits up to `timeout` for it to end (a signal that interrupts the wait does not
+    /// shorten it).
     pub fn wait_for(&mut self, timeout: Duration) -> Option<Status> {
-        if let Some(status) = self.try_wait() {
-            return Some(status);
-        }
-        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
-        let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32)
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Some(status);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+            // rounded up: a poll that ends a little early comes back here, not too soon
+            let ms = PollTimeout::try_from(
+                left.as_millis().saturating_add(1).min(i32::MAX as u128) as i32,
+            )
             .unwrap_or(PollTimeout::MAX);
-        let _ = poll(&mut fds, ms);
-        self.try_wait()
+            match poll(&mut fds, ms) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(_) => return self.try_wait(),
+            }
+        }
     }
 
     /// Sends `signal` (nothing happens once it has been reaped).
