@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, poll};
 use nix::sys::stat::Mode;
 use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
 
@@ -320,9 +320,7 @@ impl Cgroup {
                 return false;
             }
             let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLPRI)];
-            let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1)
-                .unwrap_or(PollTimeout::MAX);
-            if let Err(e) = poll(&mut fds, ms) {
+            if let Err(e) = poll(&mut fds, sys::poll_timeout(left)) {
                 if e != Errno::EINTR {
                     return false;
                 }

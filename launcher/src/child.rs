@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use cradle_common::outcome::Status;
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, poll};
 use nix::sched::CloneFlags;
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
@@ -122,12 +122,7 @@ impl Child {
                 return None;
             }
             let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
-            // rounded up: a poll that ends a little early comes back here, not too soon
-            let ms = PollTimeout::try_from(
-                left.as_millis().saturating_add(1).min(i32::MAX as u128) as i32,
-            )
-            .unwrap_or(PollTimeout::MAX);
-            match poll(&mut fds, ms) {
+            match poll(&mut fds, sys::poll_timeout(left)) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(_) => return self.try_wait(),
             }

@@ -385,11 +385,7 @@ impl Launcher<'_> {
             fds.len() - 1
         });
         let timeout = match self.stopping.deadline() {
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1)
-                    .unwrap_or(PollTimeout::MAX)
-            }
+            Some(deadline) => sys::poll_timeout(deadline.saturating_duration_since(Instant::now())),
             None => PollTimeout::NONE,
         };
         let ready = sys::poll_ready(&mut fds, timeout).unwrap_or_else(|e| {

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, Flock, FlockArg, fcntl};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::unistd::Pid;
 
@@ -488,9 +488,7 @@ impl Observed {
                 return Ok(false);
             }
             let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
-            let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1)
-                .unwrap_or(PollTimeout::MAX);
-            match poll(&mut fds, ms) {
+            match poll(&mut fds, crate::sys::poll_timeout(left)) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(Error::host("poll inotify", e)),
             }

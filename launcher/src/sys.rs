@@ -13,6 +13,7 @@
 use std::ffi::{CStr, c_char};
 use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use cradle_common::arch::{self, CloneArgs};
 use nix::errno::Errno;
@@ -221,6 +222,13 @@ pub fn interface_up(name: &CStr) -> nix::Result<()> {
     unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
     // SAFETY: SIOCSIFFLAGS reads ifr_name and ifr_flags of the request we own.
     Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
+}
+
+/// A poll(2) timeout for `left`: rounded up to the next millisecond (a poll that ends
+/// before its deadline would come back too soon), at most poll's largest.
+pub fn poll_timeout(left: Duration) -> PollTimeout {
+    let ms = left.as_millis().saturating_add(1).min(i32::MAX as u128) as i32;
+    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
 }
 
 /// poll(2) on `fds` until one has an event or `timeout` passes (a signal that interrupts it
