@@ -9,8 +9,9 @@
 //! waits on a close-on-exec pipe for one report: a 0 byte when the guest is up, or an exit
 //! code and the error's words. End of file with nothing means the monitor died first.
 //!
-//! "Up" means the guest init runs. Where the launcher itself runs under systemd with
-//! `Type=notify` (`$NOTIFY_SOCKET` set: see contrib/), the same moment is reported to
+//! "Up" means the guest init runs, or, for a systemd guest, that it said `READY=1` (see
+//! `notify`). Where the launcher itself runs under systemd with `Type=notify`
+//! (`$NOTIFY_SOCKET` set: see dist-files/cradle@.service), the same moment is reported to
 //! systemd as `READY=1`, with `MAINPID` the monitor.
 
 use std::fs::OpenOptions;

@@ -169,21 +169,15 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
     // a systemd guest says when it is up; its init finds where in $NOTIFY_SOCKET. When
     // --env sets that itself, the user's value wins and the guest is up once its init
     // runs, as any other (nothing would ever tell us otherwise)
-    let notify_set = opts.env.iter().any(|var| {
-        var.split_once('=')
-            .is_some_and(|(key, _)| key == notify::VAR)
-    });
+    let notify_set = config::env_value(&guest_env, &format!("{}=", notify::VAR)).is_some();
     let notify = (!notify_set && notify::init_is_systemd(&root))
         .then(|| NotifySocket::bind(&state.path().join(state::NOTIFY), owner))
         .transpose()?;
     let init_env = match notify {
-        Some(_) => {
-            let set = format!("{}={}", notify::VAR, notify::GUEST_PATH);
-            let env: Vec<String> = std::iter::once(set)
-                .chain(opts.env.iter().cloned())
-                .collect();
-            config::guest_env(&opts.name, &uuid, &env)
-        }
+        Some(_) => config::merge_env(
+            &guest_env,
+            &[format!("{}={}", notify::VAR, notify::GUEST_PATH)],
+        ),
         None => guest_env.clone(),
     };
     let run_host = RunHost {
