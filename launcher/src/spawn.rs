@@ -1,10 +1,10 @@
 //! The container's first process: cloned into its namespaces and its cgroup, it runs the
 //! setup plan and execs the shim by descriptor (the shim is never copied into the guest).
 //!
-//! The shim runs from a sealed memfd copy ([`ShimBinary`]), so that a process of the guest
-//! that reaches `/proc/PID/exe` of the shim (PID 1 of the container) finds a file that can
-//! never be written: the class of runc's CVE-2019-5736 is closed whatever the user
-//! namespace mode.
+//! The shim runs from a file that cannot be written ([`ShimBinary`]: a read-only overlay of
+//! the host's, or a sealed memfd copy), so that a process of the guest that reaches
+//! `/proc/PID/exe` of the shim (PID 1 of the container) cannot change the host's binary:
+//! the class of runc's CVE-2019-5736 is closed whatever the user namespace mode.
 //!
 //! Failures come back on a close-on-exec error pipe (`common::errpipe`). The shim inherits
 //! the write end (`--report-fd`) and keeps it until the guest init (or the command) has
@@ -12,9 +12,10 @@
 //! when anything on the way failed.
 
 use std::ffi::{CString, c_char};
-use std::fs::File;
+use std::fs::{self, File, Metadata};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use cradle_common::errpipe::{Failure, RECORD_LEN};
@@ -59,15 +60,23 @@ pub fn namespaces(userns: bool) -> CloneFlags {
 /// that kernels with `vm.memfd_noexec` neither refuse the exec nor warn about it.
 const MFD_EXEC: MFdFlags = MFdFlags::from_bits_retain(0x0010);
 
-/// The shim executable: a sealed copy in memory of the file on the host.
+/// The shim executable as the container runs it: the host's file seen through a private
+/// overlayfs mount with no upper layer (as runc 1.2 runs itself), which nothing can write
+/// through or turn back into a writable mount, and whose pages are the host file's own,
+/// shared by every guest; where overlayfs cannot be mounted, a sealed copy in a memfd.
 pub struct ShimBinary {
-    memfd: OwnedFd,
+    file: OwnedFd,
     path: PathBuf,
 }
 
+/// The overlay's second lower layer, an empty directory in the state base (overlayfs
+/// mounts without an upper layer only with two lower ones); no guest can be named so.
+const EMPTY_LAYER: &str = ".empty";
+
 impl ShimBinary {
-    /// `--shim PATH`, or `cradle-shim` next to the launcher's own executable.
-    pub fn locate(explicit: Option<&Path>) -> Result<Self> {
+    /// `--shim PATH`, or `cradle-shim` next to the launcher's own executable; the overlay's
+    /// empty layer is made in `state_base`.
+    pub fn locate(explicit: Option<&Path>, state_base: &Path) -> Result<Self> {
         let path = match explicit {
             Some(path) => path.to_owned(),
             None => std::env::current_exe()
@@ -75,7 +84,7 @@ impl ShimBinary {
                 .with_file_name("cradle-shim"),
         };
         let ctx = || format!("shim {} (use --shim PATH)", path.display());
-        let mut file = File::open(&path).map_err(|e| Error::host(ctx(), e))?;
+        let file = File::open(&path).map_err(|e| Error::host(ctx(), e))?;
         let meta = file.metadata().map_err(|e| Error::host(ctx(), e))?;
         if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
             return Err(Error::host(
@@ -83,33 +92,75 @@ impl ShimBinary {
                 std::io::Error::other("not an executable file"),
             ));
         }
-        let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
-        let memfd = match memfd_create(c"cradle-shim", flags | MFD_EXEC) {
-            Err(Errno::EINVAL) => memfd_create(c"cradle-shim", flags),
-            other => other,
-        }
-        .map_err(|e| Error::host("memfd for the shim", e))?;
-        let mut copy = File::from(memfd);
-        std::io::copy(&mut file, &mut copy).map_err(|e| Error::host(ctx(), e))?;
-        let seals = SealFlag::F_SEAL_SEAL
-            | SealFlag::F_SEAL_SHRINK
-            | SealFlag::F_SEAL_GROW
-            | SealFlag::F_SEAL_WRITE;
-        fcntl(&copy, FcntlArg::F_ADD_SEALS(seals))
-            .map_err(|e| Error::host("sealing the shim's memfd", e))?;
-        Ok(ShimBinary {
-            memfd: OwnedFd::from(copy),
-            path,
-        })
+        let file = match overlay(&path, &meta, state_base) {
+            Ok(file) => file,
+            Err(why) => {
+                log::debug!("{}: no overlay ({why}): a sealed copy", ctx());
+                sealed_copy(file).map_err(|e| Error::host(ctx(), e))?
+            }
+        };
+        Ok(ShimBinary { file, path })
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.memfd.as_fd()
+        self.file.as_fd()
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// `path` through a read-only overlayfs mount of its directory, detached (in no mount
+/// namespace once its descriptor is closed, so nothing can remount it), if it is the file
+/// `meta` describes (same size and modification time).
+fn overlay(path: &Path, meta: &Metadata, state_base: &Path) -> io::Result<OwnedFd> {
+    let dir = fs::canonicalize(path.parent().unwrap_or(Path::new(".")))?;
+    let name = path.file_name().ok_or(io::ErrorKind::InvalidInput)?;
+    let empty = state_base.join(EMPTY_LAYER);
+    fs::create_dir_all(&empty)?;
+    let empty = fs::canonicalize(empty)?;
+    let lower = format!("{}:{}", layer_option(&dir)?, layer_option(&empty)?);
+    let fs = sys::fsopen(c"overlay")?;
+    sys::fsconfig_set(fs.as_fd(), c"lowerdir", Some(&CString::new(lower)?))?;
+    // xino only logs about layers on different file systems here
+    let _ = sys::fsconfig_set(fs.as_fd(), c"xino", Some(c"off"));
+    let attrs = libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID;
+    let mount = sys::fsmount(fs.as_fd(), attrs)?;
+    let file = File::from(nix::fcntl::openat(
+        &mount,
+        name,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    )?);
+    let seen = file.metadata()?;
+    if !seen.is_file() || seen.len() != meta.len() || seen.mtime_nsec() != meta.mtime_nsec() {
+        return Err(io::Error::other("the overlay shows another file"));
+    }
+    Ok(OwnedFd::from(file))
+}
+
+/// A directory as overlayfs's `lowerdir` takes it: ':' separates layers, '\' escapes.
+fn layer_option(dir: &Path) -> io::Result<String> {
+    let text = dir.to_str().ok_or(io::ErrorKind::InvalidInput)?;
+    Ok(text.replace('\\', "\\\\").replace(':', "\\:"))
+}
+
+/// A copy of `file` in a memfd sealed against every change.
+fn sealed_copy(mut file: File) -> io::Result<OwnedFd> {
+    let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+    let memfd = match memfd_create(c"cradle-shim", flags | MFD_EXEC) {
+        Err(Errno::EINVAL) => memfd_create(c"cradle-shim", flags),
+        other => other,
+    }?;
+    let mut copy = File::from(memfd);
+    io::copy(&mut file, &mut copy)?;
+    let seals = SealFlag::F_SEAL_SEAL
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE;
+    fcntl(&copy, FcntlArg::F_ADD_SEALS(seals))?;
+    Ok(OwnedFd::from(copy))
 }
 
 /// How far the container's first process got, as the error pipe tells.

@@ -188,7 +188,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
             .to_owned(),
     };
     state.set_security(&opts.security)?;
-    let shim = ShimBinary::locate(opts.shim.as_deref())?;
+    let shim = ShimBinary::locate(opts.shim.as_deref(), &opts.state_base)?;
     state.set_shim(shim.path())?;
     let mut console = Console::open(owner, !opts.detached)?;
     console.listen(&state.path().join(state::CONSOLE))?;
