@@ -9,11 +9,13 @@
 //!   step fails before `execve`.
 //! - [`stage`]: every step that can fail before the guest runs, by name.
 //! - [`guest`]: how a guest init is found and started (OpenVZ's `exec_init`).
+//! - [`console`]: the console's ring of output and the frames its client sends.
 //! - [`arch`]: what differs between the architectures, and what the `libc` crate lacks.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
 pub mod arch;
+pub mod console;
 pub mod errpipe;
 pub mod guest;
 pub mod outcome;

@@ -210,6 +210,21 @@ impl Cgroup {
         Ok(cgroup)
     }
 
+    /// The cgroup of container `name` as a launcher that exec'd itself left it (see
+    /// `handoff`), with its v1 cgroups `v1`: removed when dropped, as ever.
+    pub fn take_back(name: &str, v1: Vec<V1Dir>) -> Result<Self> {
+        let root = v2_root().ok_or_else(no_v2)?;
+        let path = path_for(&root, name);
+        let dir = open_dir(&path)?;
+        Ok(Cgroup {
+            path,
+            dir,
+            leaves: None,
+            v1,
+            join_v1: false,
+        })
+    }
+
     /// Gives the container its cgroups in the v1 hierarchies `dirs` (a hybrid host's): they
     /// are removed with it; with `join`, they are made now and the container's first
     /// process joins them ([`Cgroup::open_v1_procs`]).

@@ -41,6 +41,15 @@ impl Child {
         })
     }
 
+    /// A child of this process behind `pidfd`, not reaped yet (see `handoff`).
+    pub fn take_back(pid: Pid, pidfd: OwnedFd) -> Self {
+        Child {
+            pid,
+            pidfd,
+            status: None,
+        }
+    }
+
     /// fork(2): the child runs ordinary Rust and exits with the code it returns.
     pub fn fork(threads: &SingleThreaded, child: impl FnOnce() -> u8) -> nix::Result<Self> {
         let (pid, pidfd) = sys::fork_helper(threads, child)?;

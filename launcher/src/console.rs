@@ -15,14 +15,15 @@
 //! - One client at a time: a new `cradle console` takes the console over, and the one it
 //!   replaces is told so.
 //!
-//! The launcher also keeps a descriptor of the slave open for as long as it runs, so the
-//! master never sees a hang-up between two boots or while the guest has the console closed
+//! The launcher (and the shim's monitor mode, to which a detached launcher hands the console
+//! over with the ring: see `handoff`) keeps a descriptor of the slave open for as long as it
+//! runs, so the master never sees a hang-up between two boots or while the guest has the console closed
 //! (a master with no slave open reports POLLHUP without end, and EIO on read).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,83 +31,24 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
 use nix::poll::{PollFd, PollFlags};
-use nix::pty::{PtyMaster, grantpt, posix_openpt, ptsname_r, unlockpt};
+use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
 use nix::sys::stat::Mode;
 use nix::sys::termios::{self, SetArg, Termios};
 use nix::unistd::{read, write};
 
+use cradle_common::console::{self, Frame, Frames, RING, Ring, Wrote};
+use nix::sys::memfd::{MFdFlags, memfd_create};
+
 use crate::error::{Error, Result};
+use crate::handoff::{ConsoleFds, ConsoleState, Taken};
 use crate::sys;
 
-/// How much of the console's output is kept for a client that attaches.
-pub const RING: usize = 64 * 1024;
+pub use cradle_common::console::{FRAME_INPUT, FRAME_WINSIZE};
 
 /// The byte Ctrl-] sends, and how many within [`ESCAPE_WINDOW`] make the escape.
 pub const ESCAPE_KEY: u8 = 0x1d;
 pub const ESCAPE_PRESSES: usize = 3;
 pub const ESCAPE_WINDOW: Duration = Duration::from_secs(1);
-
-/// Frames of the client's side of the console socket: input for the guest, or the
-/// client's window size (rows, columns), each number two bytes, big-endian.
-pub const FRAME_INPUT: u8 = 0;
-pub const FRAME_WINSIZE: u8 = 1;
-
-/// The last [`RING`] bytes written, and how many were ever written. The buffer grows with
-/// what is written, up to [`RING`]: a guest that prints little costs little, in each of a
-/// host's many monitors. Once full, byte number `n` is at `n % RING`.
-struct Ring {
-    buf: Vec<u8>,
-    total: u64,
-}
-
-impl Ring {
-    fn new() -> Self {
-        Ring {
-            buf: Vec::new(),
-            total: 0,
-        }
-    }
-
-    fn push(&mut self, mut data: &[u8]) {
-        if data.len() >= RING {
-            // only the end is kept: it fills the ring, each byte at its place
-            self.total += data.len() as u64;
-            let tail = &data[data.len() - RING..];
-            self.buf.resize(RING, 0);
-            let at = (self.total % RING as u64) as usize;
-            self.buf[at..].copy_from_slice(&tail[..RING - at]);
-            self.buf[..at].copy_from_slice(&tail[RING - at..]);
-            return;
-        }
-        if self.buf.len() < RING {
-            // still filling (then `total` is the buffer's length)
-            let n = data.len().min(RING - self.buf.len());
-            self.buf.extend_from_slice(&data[..n]);
-            self.total += n as u64;
-            data = &data[n..];
-        }
-        let at = (self.total % RING as u64) as usize;
-        let first = data.len().min(RING - at);
-        self.buf[at..at + first].copy_from_slice(&data[..first]);
-        self.buf[..data.len() - first].copy_from_slice(&data[first..]);
-        self.total += data.len() as u64;
-    }
-
-    /// The oldest position still held.
-    fn oldest(&self) -> u64 {
-        self.total.saturating_sub(RING as u64)
-    }
-
-    /// What was written from `from` on (no further back than the ring holds), in one or
-    /// two pieces.
-    fn since(&self, from: u64) -> [&[u8]; 2] {
-        let from = from.max(self.oldest());
-        let len = (self.total - from) as usize;
-        let at = (from % RING as u64) as usize;
-        let first = len.min(RING - at);
-        [&self.buf[at..at + first], &self.buf[..len - first]]
-    }
-}
 
 /// Somewhere the console's output goes, with how far it got.
 struct Sink<W> {
@@ -117,30 +59,18 @@ struct Sink<W> {
 impl<W: Write> Sink<W> {
     /// Writes what it can of what it has not got yet, without blocking. False when the
     /// sink is gone (an error other than "would block").
-    fn flush(&mut self, ring: &Ring) -> bool {
-        if self.sent < ring.oldest() {
-            // it stalled for longer than the ring holds: say so, in its own stream
-            let lost = ring.oldest() - self.sent;
-            let note = format!("\r\n[cradle: {lost} bytes of console output were lost]\r\n");
-            let _ = self.out.write(note.as_bytes());
-            self.sent = ring.oldest();
-        }
-        for piece in ring.since(self.sent) {
-            let mut piece = piece;
-            while !piece.is_empty() {
-                match self.out.write(piece) {
-                    Ok(0) => return false,
-                    Ok(n) => {
-                        self.sent += n as u64;
-                        piece = &piece[n..];
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+    fn flush(&mut self, ring: &Ring, storage: &[u8]) -> bool {
+        let out = &mut self.out;
+        console::flush(ring, storage, &mut self.sent, |bytes| {
+            loop {
+                match out.write(bytes) {
+                    Ok(n) => return Wrote::Some(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Wrote::WouldBlock,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return false,
+                    Err(_) => return Wrote::Gone,
                 }
             }
-        }
-        true
+        })
     }
 
     fn behind(&self, ring: &Ring) -> bool {
@@ -207,8 +137,7 @@ impl Drop for RawTerminal {
 /// The client attached through the console socket.
 struct Client {
     sink: Sink<UnixStream>,
-    /// A frame not read whole yet.
-    partial: Vec<u8>,
+    frames: Frames,
 }
 
 /// What the console asks of the launcher.
@@ -238,12 +167,14 @@ pub struct Slots {
 }
 
 pub struct Console {
-    master: PtyMaster,
+    master: OwnedFd,
     /// Held open so the master never hangs up (see the module documentation).
     _slave: OwnedFd,
     /// The slave's path on the host (/dev/pts/N).
     slave_path: String,
     ring: Ring,
+    /// The ring's bytes ([`RING`] of them).
+    storage: Vec<u8>,
     /// Our standard output, when the launcher runs in the foreground.
     stdout: Option<Sink<File>>,
     /// Our terminal, when the launcher runs in the foreground on one: what is typed on it
@@ -252,6 +183,8 @@ pub struct Console {
     escape: Escape,
     listener: Option<(UnixListener, PathBuf)>,
     client: Option<Client>,
+    /// Where the ring's bytes pass to a monitor (see `handoff`), once made.
+    ring_memfd: Option<File>,
 }
 
 /// Our standard output as a descriptor of our own, non-blocking: opened again through
@@ -312,10 +245,11 @@ impl Console {
             None
         };
         let console = Console {
-            master,
+            master: OwnedFd::from(master),
             _slave: slave,
             slave_path: name,
-            ring: Ring::new(),
+            ring: Ring::default(),
+            storage: vec![0; RING],
             stdout: if foreground {
                 own_stdout().map(|out| Sink { out, sent: 0 })
             } else {
@@ -325,6 +259,7 @@ impl Console {
             escape: Escape::default(),
             listener: None,
             client: None,
+            ring_memfd: None,
         };
         console.resize_from_terminal();
         Ok(console)
@@ -436,7 +371,7 @@ impl Console {
                     log::debug!("reading the console: {e}");
                     break;
                 }
-                Ok(n) => self.ring.push(&buf[..n]),
+                Ok(n) => self.ring.push(&mut self.storage, &buf[..n]),
             }
         }
         self.flush();
@@ -444,13 +379,13 @@ impl Console {
 
     fn flush(&mut self) {
         if let Some(stdout) = &mut self.stdout {
-            if !stdout.flush(&self.ring) {
+            if !stdout.flush(&self.ring, &self.storage) {
                 log::debug!("standard output is gone; the console is no longer relayed there");
                 self.stdout = None;
             }
         }
         if let Some(client) = &mut self.client {
-            if !client.sink.flush(&self.ring) {
+            if !client.sink.flush(&self.ring, &self.storage) {
                 log::debug!("the console's client is gone");
                 self.client = None;
             }
@@ -510,7 +445,7 @@ impl Console {
                 out: stream,
                 sent: self.ring.oldest(),
             },
-            partial: Vec::new(),
+            frames: Frames::default(),
         });
     }
 
@@ -531,38 +466,16 @@ impl Console {
                 return;
             }
         };
-        client.partial.extend_from_slice(&buf[..n]);
-        let frames = std::mem::take(&mut client.partial);
-        let mut rest = &frames[..];
         let mut input = Vec::new();
         let mut resize = None;
-        loop {
-            match rest {
-                [FRAME_INPUT, hi, lo, tail @ ..] => {
-                    let len = u16::from_be_bytes([*hi, *lo]) as usize;
-                    if tail.len() < len {
-                        break;
-                    }
-                    input.extend_from_slice(&tail[..len]);
-                    rest = &tail[len..];
-                }
-                [FRAME_WINSIZE, r0, r1, c0, c1, tail @ ..] => {
-                    resize = Some((
-                        u16::from_be_bytes([*r0, *r1]),
-                        u16::from_be_bytes([*c0, *c1]),
-                    ));
-                    rest = tail;
-                }
-                [FRAME_INPUT | FRAME_WINSIZE, ..] | [] => break,
-                [_, ..] => {
-                    // not a client of ours: drop it
-                    self.client = None;
-                    return;
-                }
-            }
-        }
-        if let Some(client) = &mut self.client {
-            client.partial = rest.to_vec();
+        let read = client.frames.feed(&buf[..n], |frame| match frame {
+            Frame::Input(bytes) => input.extend_from_slice(bytes),
+            Frame::WindowSize(rows, cols) => resize = Some((rows, cols)),
+        });
+        if read.is_err() {
+            // not a client of ours: drop it
+            self.client = None;
+            return;
         }
         if let Some((rows, cols)) = resize {
             let size = libc::winsize {
@@ -576,6 +489,92 @@ impl Console {
         if !input.is_empty() {
             self.to_guest(&input);
         }
+    }
+}
+
+impl Console {
+    /// True when nothing of the console is our own terminal or standard output: all of it
+    /// can pass to a monitor (see `handoff`).
+    pub fn is_detached(&self) -> bool {
+        self.stdout.is_none() && self.terminal.is_none() && self.listener.is_some()
+    }
+
+    /// The console's descriptors and where it stands, for a monitor: the ring's bytes are
+    /// written to a memfd (made once) that passes with them. The descriptors stay ours
+    /// (and the socket file in place) until the exec.
+    pub fn hand_over(&mut self) -> Result<(ConsoleFds, ConsoleState)> {
+        let Some((listener, listener_path)) = &self.listener else {
+            return Err(Error::host(
+                "console handoff",
+                io::Error::other("no socket"),
+            ));
+        };
+        if self.ring_memfd.is_none() {
+            let fd = memfd_create(c"cradle-console", MFdFlags::MFD_CLOEXEC)
+                .map_err(|e| Error::host("memfd for the console", e))?;
+            let file = File::from(fd);
+            file.set_len(RING as u64)
+                .map_err(|e| Error::host("memfd for the console", e))?;
+            self.ring_memfd = Some(file);
+        }
+        let memfd = self.ring_memfd.as_ref().expect("made above");
+        memfd
+            .write_all_at(&self.storage[..self.ring.used()], 0)
+            .map_err(|e| Error::host("memfd for the console", e))?;
+        let fds = ConsoleFds {
+            master: self.master.as_raw_fd(),
+            slave: self._slave.as_raw_fd(),
+            slave_path: self.slave_path.clone(),
+            listener: listener.as_raw_fd(),
+            listener_path: listener_path.clone(),
+            ring: memfd.as_raw_fd(),
+        };
+        let state = ConsoleState {
+            client: self.client.as_ref().map(|c| c.sink.out.as_raw_fd()),
+            ring: self.ring,
+            sent: self.client.as_ref().map_or(0, |c| c.sink.sent),
+            frames: self
+                .client
+                .as_ref()
+                .map_or_else(Frames::default, |c| c.frames),
+        };
+        Ok((fds, state))
+    }
+
+    /// The descriptors [`Console::hand_over`] gave, as the monitor leaves them: a
+    /// detached console again.
+    pub fn take_back(fds: &ConsoleFds, state: ConsoleState, taken: &mut Taken) -> Result<Self> {
+        let master = taken.take(fds.master, "console master")?;
+        let slave = taken.take(fds.slave, "console slave")?;
+        let listener = UnixListener::from(taken.take(fds.listener, "console socket")?);
+        let memfd = File::from(taken.take(fds.ring, "console ring")?);
+        let client = match state.client {
+            Some(fd) => Some(Client {
+                sink: Sink {
+                    out: UnixStream::from(taken.take(fd, "console client")?),
+                    sent: state.sent,
+                },
+                frames: state.frames,
+            }),
+            None => None,
+        };
+        let mut storage = vec![0; RING];
+        memfd
+            .read_exact_at(&mut storage[..state.ring.used()], 0)
+            .map_err(|e| Error::host("the console's ring", e))?;
+        Ok(Console {
+            master,
+            _slave: slave,
+            slave_path: fds.slave_path.clone(),
+            ring: state.ring,
+            storage,
+            stdout: None,
+            terminal: None,
+            escape: Escape::default(),
+            listener: Some((listener, fds.listener_path.clone())),
+            client,
+            ring_memfd: Some(memfd),
+        })
     }
 }
 
@@ -594,39 +593,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_ring_keeps_the_last_64_kib_and_knows_what_was_lost() {
-        let mut ring = Ring::new();
-        ring.push(b"hello");
-        assert_eq!(ring.since(0), [&b"hello"[..], &b""[..]]);
-        let big = vec![b'x'; RING];
-        ring.push(&big);
-        assert_eq!(ring.oldest(), 5);
-        let [a, b] = ring.since(0);
-        assert_eq!(a.len() + b.len(), RING);
-        ring.push(b"tail");
-        let [a, b] = ring.since(ring.total - 4);
-        assert_eq!([a, b].concat(), b"tail");
-        // what it holds is the last RING bytes written, in order, whatever the pieces
-        let mut ring = Ring::new();
-        let mut all = Vec::new();
-        for i in 0..40_000u32 {
-            let piece: Vec<u8> = (0..(i % 7)).map(|j| (i + j) as u8).collect();
-            ring.push(&piece);
-            all.extend_from_slice(&piece);
-        }
-        let [a, b] = ring.since(0);
-        assert_eq!([a, b].concat(), all[all.len() - RING..]);
-        // more than the ring at once: only the end is kept
-        let mut huge = vec![b'y'; RING + 10];
-        huge[RING + 9] = b'z';
-        ring.push(&huge);
-        let [a, b] = ring.since(0);
-        let all = [a, b].concat();
-        assert_eq!(all.len(), RING);
-        assert_eq!(*all.last().unwrap(), b'z');
-    }
-
-    #[test]
     fn three_ctrl_brackets_within_a_second_are_the_escape() {
         let mut escape = Escape::default();
         assert!(!escape.feed(&[ESCAPE_KEY, ESCAPE_KEY]));
@@ -635,22 +601,5 @@ mod tests {
         assert!(!escape.feed(&[ESCAPE_KEY, ESCAPE_KEY, b'a', ESCAPE_KEY]));
         assert!(!escape.feed(&[ESCAPE_KEY]));
         assert!(escape.feed(&[ESCAPE_KEY]));
-    }
-
-    #[test]
-    fn a_stalled_sink_catches_up_from_what_the_ring_still_holds() {
-        let mut ring = Ring::new();
-        let mut sink = Sink {
-            out: Vec::new(),
-            sent: 0,
-        };
-        ring.push(&vec![b'a'; RING + 100]);
-        assert!(sink.flush(&ring));
-        let text = String::from_utf8_lossy(&sink.out);
-        assert!(
-            text.contains("100 bytes of console output were lost"),
-            "{text}"
-        );
-        assert!(!sink.behind(&ring));
     }
 }

@@ -1,4 +1,5 @@
-//! `cradle start --detach`: the launcher goes on in the background as the guest's monitor,
+//! `cradle start --detach`: the launcher goes on in the background as the guest's monitor
+//! (the shim's small monitor mode while the guest is up and nothing happens: `handoff`),
 //! and the command returns once the guest is up (exit 0), or with the one-line error and
 //! exit code of what stopped it first, as a foreground start would have.
 //!
@@ -41,6 +42,15 @@ impl Readiness {
         Readiness {
             pipe: None,
             told: false,
+        }
+    }
+
+    /// For a launcher that took a guest back from its monitor (see `handoff`): whoever
+    /// waited was told long ago.
+    pub fn resumed() -> Self {
+        Readiness {
+            pipe: None,
+            told: true,
         }
     }
 

@@ -90,6 +90,11 @@ pub enum Enter<'a> {
 }
 
 impl Guest {
+    /// The guest init's pid (in our PID namespace).
+    pub fn init(&self) -> Pid {
+        self.init
+    }
+
     /// The guest init `init` of container `name`, after checking that it is one: in the
     /// container's cgroup, in a PID namespace other than ours, and still that process.
     pub fn open(name: &str, init: Pid, env: Vec<String>, security: Security) -> Result<Self> {

@@ -29,9 +29,18 @@ impl Log for Stderr {
 
 static STDERR: Stderr = Stderr;
 
+/// What [`init`] was given, for a launcher that execs itself again (see `handoff`).
+static SETTINGS: std::sync::OnceLock<(i8, bool)> = std::sync::OnceLock::new();
+
+/// The verbosity and syslog choice logging was set up with.
+pub fn settings() -> (i8, bool) {
+    SETTINGS.get().copied().unwrap_or((0, false))
+}
+
 /// Sets up logging: `verbosity` -1 (quiet: warnings and errors), 0 (also what happens to
 /// the guest), 1 and more (debug).
 pub fn init(verbosity: i8, syslog: bool) {
+    let _ = SETTINGS.set((verbosity, syslog));
     let level = match verbosity {
         i8::MIN..=-1 => LevelFilter::Warn,
         0 => LevelFilter::Info,

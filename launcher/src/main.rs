@@ -24,6 +24,7 @@ mod devices;
 mod error;
 mod exec;
 mod guest;
+mod handoff;
 mod limits;
 mod logging;
 mod mountinfo;
@@ -226,7 +227,50 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
     }
 }
 
+/// `cradle __resume HANDOFF CONSOLE`: what the monitor of a detached guest execs (see
+/// `handoff`); the launcher takes the guest back and goes on.
+fn resume(words: &[String]) -> ExitCode {
+    let parsed = match words {
+        [json, console] => serde_json::from_str::<handoff::Handoff>(json)
+            .ok()
+            .zip(handoff::ConsoleState::parse(console)),
+        _ => None,
+    };
+    let Some((handoff, console)) = parsed else {
+        eprintln!(
+            "cradle: error: {} is for the monitor of a detached guest alone",
+            handoff::RESUME
+        );
+        return ExitCode::from(Code::Usage as u8);
+    };
+    logging::init(handoff.verbosity, handoff.syslog);
+    let syslog = handoff.syslog;
+    let resumed = SingleThreaded::check()
+        .map_err(|e| Error::host("resume", e))
+        .and_then(|threads| start::resume(&threads, handoff, console));
+    match resumed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("cradle: error: {error}");
+            if syslog {
+                log::error!("{error}");
+            }
+            ExitCode::from(error.code() as u8)
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == handoff::RESUME)
+    {
+        let words: Vec<String> = std::env::args_os()
+            .skip(2)
+            .map(|a| a.into_string().unwrap_or_default())
+            .collect();
+        return resume(&words);
+    }
     let cli = match parse_cli() {
         Ok(cli) => cli,
         Err(code) => return code,

@@ -9,7 +9,7 @@
 //! without blocking and taken for no more than the readiness it states.
 
 use std::ffi::CStr;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -89,6 +89,14 @@ impl NotifySocket {
             std::os::unix::fs::chown(path, Some(owner), Some(owner)).map_err(ctx)?;
         }
         Ok(bound)
+    }
+
+    /// The socket a launcher bound before it exec'd itself (see `handoff`).
+    pub fn take_back(fd: OwnedFd, path: PathBuf) -> Self {
+        NotifySocket {
+            socket: UnixDatagram::from(fd),
+            path,
+        }
     }
 
     pub fn path(&self) -> &Path {

@@ -69,6 +69,11 @@ impl RootDir {
         Ok(root)
     }
 
+    /// The root directory a launcher opened before it exec'd itself (see `handoff`).
+    pub fn take_back(fd: OwnedFd, path: PathBuf) -> Self {
+        RootDir { fd, path }
+    }
+
     /// The root's path on the host, as it was opened (for messages and `status`).
     pub fn path(&self) -> &Path {
         &self.path

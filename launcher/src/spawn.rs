@@ -14,7 +14,7 @@
 use std::ffi::{CString, c_char};
 use std::fs::{self, File, Metadata};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -100,6 +100,11 @@ impl ShimBinary {
             }
         };
         Ok(ShimBinary { file, path })
+    }
+
+    /// The shim a launcher opened before it exec'd itself (see `handoff`).
+    pub fn take_back(file: OwnedFd, path: PathBuf) -> Self {
+        ShimBinary { file, path }
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -328,6 +333,23 @@ pub fn spawn(how: &Spawn, steps: Vec<Step>) -> Result<Container> {
 }
 
 impl Container {
+    /// The container's first process, running the shim, as a launcher that exec'd itself
+    /// left it (see `handoff`): its child still, and started.
+    pub fn take_back(pid: Pid, pidfd: OwnedFd, shim_path: PathBuf) -> Self {
+        Container {
+            child: Child::take_back(pid, pidfd),
+            errpipe: None,
+            report: Vec::new(),
+            steps: Vec::new(),
+            shim_path,
+        }
+    }
+
+    /// Its pid and pidfd, for a handoff.
+    pub fn handoff_ids(&self) -> (Pid, RawFd) {
+        (self.child.pid(), self.child.pidfd().as_raw_fd())
+    }
+
     /// Readable when the process ended.
     pub fn pidfd(&self) -> BorrowedFd<'_> {
         self.child.pidfd()

@@ -5,14 +5,24 @@
 //! the guest init below it. The launcher waits in a single poll(2) on the shim's pidfd,
 //! the error pipe, the console, its signals and a halt helper; nothing polls on a timer
 //! except the deadline of a halt in progress.
+//!
+//! A detached guest that is up, with nothing in progress, is handed to the shim's small
+//! monitor mode (`handoff`: same process, an exec), which gives it back to [`resume`] for
+//! whatever ends or stops a boot.
 
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cradle_common::outcome::{Outcome, Status, Unexpected, decode};
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
 
-use crate::cgroups;
+use crate::caps::CapSet;
+use crate::cgroups::{self, Cgroup};
 use crate::config;
 use crate::console::{self, Console, Event};
 use crate::container::{Blueprint, Kind};
@@ -21,14 +31,16 @@ use crate::detach::Readiness;
 use crate::devices;
 use crate::error::{Error, Result, signal_name};
 use crate::guest::{self, Guest, Helper};
+use crate::handoff::{self, ConsoleState, Handoff, Taken};
 use crate::limits::Limits;
+use crate::logging;
 use crate::notify::{self, NotifySocket};
 use crate::rootfs::RootDir;
 use crate::runhost::{self, RunHost};
 use crate::seccomp::Filter;
 use crate::security::Security;
 use crate::signals::Signals;
-use crate::spawn::{Container, Report, ShimBinary};
+use crate::spawn::{Container, Report, ShimBinary, pointers};
 use crate::state::{self, Info, Running, StateDir, validate_name};
 use crate::sys::{self, SingleThreaded};
 use crate::userns::{self, Lease, UsernsMode};
@@ -129,6 +141,17 @@ struct Launcher<'a> {
     /// The host's cgroup hierarchies.
     host: Host,
     stopping: Stopping,
+    /// A monitor could not take over once (see `handoff`): the launcher stays.
+    monitor_failed: bool,
+}
+
+/// A boot in progress: the container, its cgroup, the guest init once it runs, and
+/// whether the guest is up.
+struct Booted {
+    container: Container,
+    cgroup: Cgroup,
+    guest: Option<Guest>,
+    up: bool,
 }
 
 /// A boot that ended: how, and the failure the error pipe reported, if any.
@@ -211,43 +234,158 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
         devices: devices::Policy::for_guest()?,
         host,
         stopping: Stopping::No,
+        monitor_failed: false,
     };
-    let mut number = 1;
-    loop {
-        let end = launcher.boot(number)?;
-        if let Some(failure) = end.failure {
-            return Err(failure);
+    launcher.run(1, None)
+}
+
+/// Takes back what the launcher handed to the monitor before it exec'd it (see `handoff`),
+/// and goes on with the boot in progress as if it had never left.
+pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState) -> Result<()> {
+    let mut taken = Taken::new();
+    // first taken, last released, as in `start`
+    let lock = taken.take(handoff.state_lock, "state lock")?;
+    let state = StateDir::take_back(handoff.state_dir.clone(), lock)?;
+    let lease = match &handoff.lease {
+        Some((base, path, fd)) => {
+            let lock = taken.take(*fd, "user namespace lock")?;
+            Some(Lease::take_back(*base, path.clone(), lock)?)
         }
-        match end.outcome {
-            Ok(Outcome::Halt) => {
-                log::info!("{}: the guest halted", opts.name);
-                return Ok(());
-            }
-            Ok(Outcome::Restart) if launcher.stopping == Stopping::No => {
-                number += 1;
-                log::info!(
-                    "{}: the guest rebooted; booting it again (boot {number})",
-                    opts.name
-                );
-            }
-            Ok(Outcome::Restart) => return Ok(()),
-            Ok(Outcome::BadTemplate) => return Err(Error::BadTemplate),
-            Ok(Outcome::SetupFailed) => {
-                return Err(Error::ShimFailed(
-                    "cradle-shim could not start the guest init, and its record of why was lost",
-                ));
-            }
-            Ok(Outcome::ShimFailed) => {
-                return Err(Error::ShimFailed(
-                    "cradle-shim failed before it started the guest init; it said why on the guest's console",
-                ));
-            }
-            other => return Err(Error::GuestEnded(other)),
+        None => None,
+    };
+    let pidfd = taken.take(handoff.shim_pidfd, "the shim's pidfd")?;
+    let container =
+        Container::take_back(Pid::from_raw(handoff.shim_pid), pidfd, handoff.shim.clone());
+    let root = RootDir::take_back(taken.take(handoff.root_fd, "root")?, handoff.root.clone());
+    let shim = ShimBinary::take_back(taken.take(handoff.shim_fd, "shim")?, handoff.shim.clone());
+    let console = Console::take_back(&handoff.console, console, &mut taken)?;
+    let notify = match &handoff.notify {
+        Some((fd, path)) => Some(NotifySocket::take_back(
+            taken.take(*fd, "notify socket")?,
+            path.clone(),
+        )),
+        None => None,
+    };
+    let host = Host::probe()?;
+    let cgroup = Cgroup::take_back(&handoff.name, host.v1_dirs(&handoff.name))?;
+    let owner = lease.as_ref().map(|l| l.base);
+    let opts = Options {
+        name: handoff.name,
+        root: handoff.root,
+        hostname: Some(handoff.hostname.clone()),
+        env: Vec::new(),
+        shim: Some(handoff.shim),
+        timeout: Duration::from_secs(handoff.timeout),
+        state_base: handoff.state_base,
+        detached: true,
+        userns: owner.map_or(UsernsMode::Off, UsernsMode::Base),
+        security: Security {
+            caps: CapSet::from_bits(handoff.caps),
+            seccomp: handoff.seccomp,
+        },
+        limits: Limits::default(),
+    };
+    let signals = Signals::catch(&SIGNALS)?;
+    // what the monitor left pending arrives now
+    handoff_signals()
+        .thread_unblock()
+        .map_err(|e| Error::host("unblock signals", e))?;
+    let guest = handoff.init.and_then(|init| {
+        Guest::open(
+            &opts.name,
+            Pid::from_raw(init),
+            handoff.guest_env.clone(),
+            opts.security.clone(),
+        )
+        .ok()
+    });
+    let mut readiness = Readiness::resumed();
+    let mut launcher = Launcher {
+        opts: &opts,
+        threads,
+        root,
+        lease,
+        hostname: handoff.hostname,
+        state: &state,
+        shim,
+        console,
+        readiness: &mut readiness,
+        signals,
+        guest_env: handoff.guest_env,
+        init_env: handoff.init_env,
+        notify,
+        run_host: RunHost {
+            os_release: runhost::host_os_release(),
+            uuid: handoff.uuid,
+        },
+        seccomp: opts.security.filter(owner.is_some())?,
+        devices: devices::Policy::for_guest()?,
+        host,
+        stopping: Stopping::No,
+        monitor_failed: false,
+    };
+    let booted = Booted {
+        container,
+        cgroup,
+        guest,
+        up: true,
+    };
+    launcher.run(handoff.boot, Some(booted))
+}
+
+/// The signals blocked across the execs of a handoff (the launcher's own).
+fn handoff_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for sig in SIGNALS {
+        if let Ok(sig) = Signal::try_from(sig) {
+            set.add(sig);
         }
     }
+    set
 }
 
 impl Launcher<'_> {
+    /// Boots the guest (from boot `number`, or goes on with a boot in progress) until it
+    /// halts.
+    fn run(&mut self, mut number: u32, mut resumed: Option<Booted>) -> Result<()> {
+        let opts = self.opts;
+        loop {
+            let end = match resumed.take() {
+                Some(booted) => self.supervise(booted, number)?,
+                None => self.boot(number)?,
+            };
+            if let Some(failure) = end.failure {
+                return Err(failure);
+            }
+            match end.outcome {
+                Ok(Outcome::Halt) => {
+                    log::info!("{}: the guest halted", opts.name);
+                    return Ok(());
+                }
+                Ok(Outcome::Restart) if self.stopping == Stopping::No => {
+                    number += 1;
+                    log::info!(
+                        "{}: the guest rebooted; booting it again (boot {number})",
+                        opts.name
+                    );
+                }
+                Ok(Outcome::Restart) => return Ok(()),
+                Ok(Outcome::BadTemplate) => return Err(Error::BadTemplate),
+                Ok(Outcome::SetupFailed) => {
+                    return Err(Error::ShimFailed(
+                        "cradle-shim could not start the guest init, and its record of why was lost",
+                    ));
+                }
+                Ok(Outcome::ShimFailed) => {
+                    return Err(Error::ShimFailed(
+                        "cradle-shim failed before it started the guest init; it said why on the guest's console",
+                    ));
+                }
+                other => return Err(Error::GuestEnded(other)),
+            }
+        }
+    }
+
     /// Boots the guest once and supervises it until the shim is gone.
     fn boot(&mut self, number: u32) -> Result<BootEnd> {
         // the limits as they are now (`cradle set` may have changed them), applied to the
@@ -268,7 +406,7 @@ impl Launcher<'_> {
             host: &self.host,
             limits: &limits,
         };
-        let (mut container, cgroup) = blueprint.spawn(Kind::Boot {
+        let (container, cgroup) = blueprint.spawn(Kind::Boot {
             console: self.console.slave_path(),
             env: &self.init_env,
             host: &self.run_host,
@@ -276,7 +414,24 @@ impl Launcher<'_> {
         })?;
         drop(limits_lock);
         sys::release_free_memory();
-        let mut guest = None;
+        let booted = Booted {
+            container,
+            cgroup,
+            guest: None,
+            up: false,
+        };
+        self.supervise(booted, number)
+    }
+
+    /// Supervises a boot until the shim is gone; hands the guest over to a monitor while
+    /// it is up and nothing else happens (see `handoff`).
+    fn supervise(&mut self, booted: Booted, number: u32) -> Result<BootEnd> {
+        let Booted {
+            mut container,
+            cgroup,
+            mut guest,
+            mut up,
+        } = booted;
         let mut helper = None;
         let mut failure = None;
         let status = loop {
@@ -289,6 +444,7 @@ impl Launcher<'_> {
                         guest = self.started(&container, number);
                         if self.notify.is_none() {
                             self.readiness.up();
+                            up = true;
                         }
                         if self.stopping != Stopping::No {
                             // asked to stop while it was booting: now it can be halted
@@ -322,6 +478,7 @@ impl Launcher<'_> {
             if ready.notify && self.notify.as_ref().is_some_and(NotifySocket::ready) {
                 log::debug!("{}: the guest says it is up (READY=1)", self.opts.name);
                 self.readiness.up();
+                up = true;
             }
             if self
                 .stopping
@@ -334,6 +491,14 @@ impl Launcher<'_> {
                 if let Some(status) = container.try_wait() {
                     break status;
                 }
+            }
+            let quiet = self.stopping == Stopping::No
+                && helper.is_none()
+                && failure.is_none()
+                && container.errpipe().is_none();
+            if up && quiet && self.opts.detached && !self.monitor_failed {
+                // returns only when the monitor could not take over
+                self.hand_off(&container, guest.as_ref(), number);
             }
         };
         self.console.drain();
@@ -349,6 +514,111 @@ impl Launcher<'_> {
             outcome: self.outcome(status),
             failure,
         })
+    }
+
+    /// Execs the monitor (see `handoff`). Returns when it could not, or when a signal came
+    /// first: then the launcher goes on as before (and, after a failure, stays).
+    fn hand_off(&mut self, container: &Container, guest: Option<&Guest>, number: u32) {
+        if !self.console.is_detached() {
+            return;
+        }
+        let blocked = handoff_signals();
+        if let Err(e) = blocked.thread_block() {
+            log::debug!("{}: block signals: {e}", self.opts.name);
+            return;
+        }
+        // a signal caught before they were blocked is in our pipe: that first
+        let mut fds = [PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
+        let caught = sys::poll_ready(&mut fds, PollTimeout::ZERO).map_or(true, |r| r[0]);
+        if !caught {
+            let Err(e) = self.exec_monitor(container, guest, number);
+            log::warn!(
+                "{}: the monitor could not take over ({e}); the launcher stays",
+                self.opts.name
+            );
+            self.monitor_failed = true;
+        }
+        if let Err(e) = blocked.thread_unblock() {
+            log::warn!("{}: unblock signals: {e}", self.opts.name);
+        }
+    }
+
+    /// Everything the monitor serves and the launcher takes back, passed by descriptor;
+    /// returns only on failure.
+    fn exec_monitor(
+        &mut self,
+        container: &Container,
+        guest: Option<&Guest>,
+        number: u32,
+    ) -> std::result::Result<std::convert::Infallible, Error> {
+        let (console_fds, console) = self.console.hand_over()?;
+        let (shim_pid, shim_pidfd) = container.handoff_ids();
+        let (verbosity, syslog) = logging::settings();
+        let handoff = Handoff {
+            verbosity,
+            syslog,
+            name: self.opts.name.clone(),
+            state_base: self.opts.state_base.clone(),
+            state_dir: self.state.path().to_owned(),
+            state_lock: self.state.lock_fd(),
+            root: self.root.path().to_owned(),
+            root_fd: self.root.fd().as_raw_fd(),
+            lease: self.lease.as_ref().map(Lease::handoff),
+            hostname: self.hostname.clone(),
+            shim: self.shim.path().to_owned(),
+            shim_fd: self.shim.fd().as_raw_fd(),
+            timeout: self.opts.timeout.as_secs(),
+            caps: self.opts.security.caps.bits(),
+            seccomp: self.opts.security.seccomp,
+            guest_env: self.guest_env.clone(),
+            init_env: self.init_env.clone(),
+            uuid: self.run_host.uuid.clone(),
+            console: console_fds,
+            notify: self
+                .notify
+                .as_ref()
+                .map(|n| (n.fd().as_raw_fd(), n.path().to_owned())),
+            shim_pid: shim_pid.as_raw(),
+            shim_pidfd,
+            init: guest.map(|g| g.init().as_raw()),
+            boot: number,
+        };
+        let launcher = nix::fcntl::open(
+            c"/proc/self/exe",
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::host("open /proc/self/exe", e))?;
+        let argv = handoff::monitor_argv(&handoff, &console, launcher.as_fd())?;
+        let envp = handoff::environment();
+        let mut passed = vec![
+            handoff.state_lock,
+            handoff.root_fd,
+            handoff.shim_fd,
+            handoff.console.master,
+            handoff.console.slave,
+            handoff.console.listener,
+            handoff.console.ring,
+            handoff.shim_pidfd,
+            launcher.as_raw_fd(),
+        ];
+        passed.extend(handoff.lease.as_ref().map(|(_, _, fd)| *fd));
+        passed.extend(handoff.notify.as_ref().map(|(fd, _)| *fd));
+        passed.extend(console.client);
+        let kept = passed
+            .iter()
+            .try_for_each(|fd| sys::set_cloexec(*fd, false));
+        let errno = match kept {
+            Ok(()) => {
+                log::debug!("{}: the monitor takes over", self.opts.name);
+                sys::exec_fd(self.shim.fd(), &pointers(&argv), &pointers(&envp))
+            }
+            Err(errno) => errno,
+        };
+        for fd in passed {
+            let _ = sys::set_cloexec(fd, true);
+        }
+        Err(Error::host("exec the monitor", errno))
     }
 
     fn outcome(&self, status: Status) -> std::result::Result<Outcome, Unexpected> {

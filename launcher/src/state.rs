@@ -24,7 +24,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -188,6 +188,33 @@ pub struct StateDir {
 }
 
 impl StateDir {
+    /// The state directory `dir` as a launcher that exec'd itself holds it (see
+    /// `handoff`): `lock` must be its lock file.
+    pub fn take_back(dir: PathBuf, lock: OwnedFd) -> Result<Self> {
+        let lock = File::from(lock);
+        let path = dir.join(LOCK);
+        let same = fs::metadata(&path).is_ok_and(|m| {
+            lock.metadata()
+                .is_ok_and(|l| l.ino() == m.ino() && l.dev() == m.dev())
+        });
+        if !same {
+            return Err(Error::Usage(format!(
+                "the lock handed over is not {}",
+                path.display()
+            )));
+        }
+        Ok(StateDir {
+            dir,
+            _lock: lock,
+            leftover: false,
+        })
+    }
+
+    /// Its lock file, open, for a handoff.
+    pub fn lock_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self._lock)
+    }
+
     /// Creates (or takes over) `base/name` and locks it; `AlreadyRunning` when another
     /// launcher holds it.
     pub fn acquire(base: &Path, name: &str) -> Result<Self> {

@@ -276,6 +276,22 @@ pub fn keep_on_exec(fd: BorrowedFd) -> nix::Result<()> {
     Errno::result(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) }).map(drop)
 }
 
+/// Sets or clears the close-on-exec flag of our descriptor `fd`.
+pub fn set_cloexec(fd: RawFd, on: bool) -> Result<(), Errno> {
+    let flags = if on { libc::FD_CLOEXEC } else { 0 };
+    // SAFETY: F_SETFD only changes the descriptor's flags.
+    Errno::result(unsafe { libc::fcntl(fd, libc::F_SETFD, flags) }).map(drop)
+}
+
+/// Takes the descriptor number `fd`, inherited across an exec, as ours: checked open, and
+/// close-on-exec again. The caller takes each number once (`handoff::Taken`).
+pub fn adopt_fd(fd: RawFd) -> nix::Result<OwnedFd> {
+    // SAFETY: F_SETFD only changes the descriptor's flags; EBADF when it is not open.
+    Errno::result(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
+    // SAFETY: open (checked above), and taken once: nothing else in this process owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Ends the process at once: no destructors, no atexit, no flushing (for forked children).
 pub fn exit_now(code: u8) -> ! {
     // SAFETY: _exit has no preconditions.

@@ -125,6 +125,28 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// The range at `base` a launcher that exec'd itself holds (see `handoff`): `lock` is
+    /// its lock file at `path`, locked (taking the lock again on the same open file keeps
+    /// it).
+    pub fn take_back(base: u32, path: PathBuf, lock: OwnedFd) -> Result<Self> {
+        let lock = Flock::lock(File::from(lock), FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| Error::host(format!("user namespace lock {}", path.display()), e))?;
+        Ok(Lease {
+            base,
+            path,
+            _lock: lock,
+        })
+    }
+
+    /// Its lock file, open, and path, for a handoff.
+    pub fn handoff(&self) -> (u32, PathBuf, std::os::fd::RawFd) {
+        (
+            self.base,
+            self.path.clone(),
+            std::os::fd::AsRawFd::as_raw_fd(&*self._lock),
+        )
+    }
+
     /// Takes the range at `base`; `None` when another launcher holds it.
     fn try_take(dir: &Path, base: u32) -> Result<Option<Lease>> {
         let path = dir.join(base.to_string());

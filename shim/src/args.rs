@@ -17,6 +17,7 @@ usage: cradle-shim [OPTIONS] [--] CMD [ARGS]...
        cradle-shim --boot [-v]... [--report-fd FD] [--cgroup-fd FD]
        cradle-shim --enter PIDFD [--userns] [--cgroup-fd FD] [--caps HEX] [--report-fd FD]
                    (--power-off | [--] CMD [ARGS]...)
+       cradle-shim --monitor FDS -- LAUNCHER...   (cradle start --detach's, internal)
 
 Runs CMD as its child in a session of its own (with the terminal, if there is
 one), forwards every signal to it, reaps every zombie, and exits with CMD's
@@ -50,6 +51,10 @@ whose init PIDFD is: born in its PID namespace and the cgroup open on
 as its root, with only the capabilities of --caps in the bounding set, in a
 session of its own, with every descriptor above 2 closed; or, with
 --power-off, reboot(2) POWER_OFF in its PID namespace.
+
+monitor mode (what a detached cradle start execs once its guest is up): serves
+the guest's console until the guest halts, reboots or is asked to stop, then
+execs the launcher again.
 ";
 
 /// Exit codes that `-e` turns into 0.

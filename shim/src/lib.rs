@@ -18,6 +18,7 @@ pub mod args;
 mod boot;
 mod command;
 mod enter;
+mod monitor;
 mod report;
 mod signals;
 mod supervise;
@@ -52,6 +53,11 @@ pub struct Environment(pub *const *const core::ffi::c_char);
 
 /// The whole program: `args` is argv without argv\[0\]. Returns the exit code.
 pub fn main(args: &[&CStr], environment: Environment) -> u8 {
+    if let Some((first, rest)) = args.split_first() {
+        if first.to_bytes() == b"--monitor" {
+            return monitor::run(rest, environment);
+        }
+    }
     // in boot mode the launcher reads our exit code as what became of the guest: our own
     // failures get a code of their own, never one the init could have exited with
     let boot = args.iter().any(|a| a.to_bytes() == b"--boot");

@@ -666,3 +666,129 @@ pub fn set_name(name: &CStr) {
     // SAFETY: PR_SET_NAME reads a NUL-terminated string (the kernel copies 16 bytes at most).
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
 }
+
+/// poll(2) on `fds`, waiting as long as it takes; EINTR counts as nothing ready.
+pub fn poll(fds: &mut [libc::pollfd]) -> Result<()> {
+    // SAFETY: fds is a live, writable array of fds.len() pollfd structs.
+    match check(unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) }) {
+        Ok(_) | Err(Errno(libc::EINTR)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// One read(2) into `buf`.
+pub fn read(fd: Fd, buf: &mut [u8]) -> Result<usize> {
+    // SAFETY: buf is a live, writable slice of buf.len() bytes.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(last_errno())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// One write(2) of `buf` (what a non-blocking descriptor takes now).
+pub fn write(fd: Fd, buf: &[u8]) -> Result<usize> {
+    // SAFETY: buf is a live slice of buf.len() bytes.
+    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(last_errno())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// accept4(2): a connection on the listening socket `fd`, non-blocking, close-on-exec.
+pub fn accept(fd: Fd) -> Result<Fd> {
+    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: null address and length: the peer's address is not wanted. The raw call:
+    // musl's wrapper carries a fallback for kernels older than ours.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_accept4,
+            fd,
+            core::ptr::null_mut::<libc::sockaddr>(),
+            core::ptr::null_mut::<libc::socklen_t>(),
+            flags,
+        )
+    };
+    check(fd as c_int)
+}
+
+/// Sets the window size of the terminal `fd` (TIOCSWINSZ).
+pub fn set_window_size(fd: Fd, rows: u16, cols: u16) -> Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize struct, which size is.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &size as *const libc::winsize) }).map(drop)
+}
+
+/// Maps `len` bytes of the file `fd` shared, readable and writable, for the rest of the
+/// process's life (it is never unmapped, so the slice may be `'static`). The file must be
+/// at least `len` bytes long; its pages cost memory only once written.
+pub fn map_shared(fd: Fd, len: usize) -> Result<&'static mut [u8]> {
+    let prot = libc::PROT_READ | libc::PROT_WRITE;
+    // SAFETY: a new mapping chosen by the kernel; nothing else refers to that memory. The
+    // raw call (musl's wrapper checks what the kernel checks): -1 and errno on failure.
+    let addr = unsafe {
+        libc::syscall(
+            arch::SYS_MMAP,
+            core::ptr::null_mut::<c_void>(),
+            len,
+            prot,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    } as *mut c_void;
+    if addr as isize == -1 {
+        return Err(last_errno());
+    }
+    // SAFETY: the mapping is len bytes, readable and writable, never unmapped, and this is
+    // its only reference.
+    Ok(unsafe { core::slice::from_raw_parts_mut(addr.cast::<u8>(), len) })
+}
+
+/// Clears `fd`'s close-on-exec flag: the next program inherits it.
+pub fn keep_on_exec(fd: Fd) -> Result<()> {
+    // SAFETY: F_SETFD with 0 only changes the descriptor's flags.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }).map(drop)
+}
+
+/// execveat(fd, "", argv, environment, AT_EMPTY_PATH): runs the executable open on `fd`.
+/// Returns only on failure, with its errno.
+pub fn exec_fd(fd: Fd, argv: &[*const c_char], environment: crate::Environment) -> Errno {
+    debug_assert!(argv.last().is_some_and(|p| p.is_null()));
+    // SAFETY: argv is a null-terminated array of NUL-terminated strings (every caller
+    // builds it that way); the environment is the one C's main received.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            c"".as_ptr(),
+            argv.as_ptr(),
+            environment.0,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    last_errno()
+}
+
+/// Sends `sig` to the process behind the pidfd `fd`.
+pub fn pidfd_kill(fd: Fd, sig: c_int) -> Result<()> {
+    // SAFETY: a null siginfo and no flags: pidfd_send_signal then acts as kill(2).
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd,
+            sig,
+            core::ptr::null::<c_void>(),
+            0,
+        )
+    } as c_int)
+    .map(drop)
+}

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use integration_tests::{Detached, Drained, Killed, Launcher, Pty, Sandbox, secs, wait_child};
+use integration_tests::{Detached, Drained, Killed, Launcher, Pty, Sandbox, run, secs, wait_child};
 
 /// Ctrl-] three times.
 const ESCAPE: [u8; 3] = [0x1d; 3];
@@ -68,6 +68,118 @@ fn detach_returns_once_up_and_consoles_attach_take_over_and_detach() {
         log.contains("the guest halted"),
         "the monitor's log:\n{log}"
     );
+}
+
+/// The process a detached guest's monitor runs as: what `/proc/PID/cmdline` says.
+fn cmdline(pid: u64) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// Waits until the launcher `pid` has handed the guest to the shim's monitor mode.
+fn wait_for_monitor(pid: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        if cmdline(pid).starts_with("cradle --monitor ") && exe.ends_with("cradle-shim") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} is still {:?} ({})",
+            exe,
+            cmdline(pid)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Once a detached guest is up, its launcher becomes the shim's small monitor, which
+/// serves the console and gives the guest back to the launcher for a reboot and a stop: a
+/// console attached all along sees it all, and the guest is still the launcher's (its pid
+/// never changes).
+#[test]
+fn a_detached_guest_is_kept_by_the_small_monitor_across_reboots_until_it_stops() {
+    let sb = Sandbox::busybox("console-monitor");
+    let log = sb.dir.join("launcher.log");
+    let _guard = sb.start_detached(&["--log-file", log.to_str().unwrap()], secs(30));
+    let monitor = sb.status()["launcher_pid"].as_u64().unwrap();
+    wait_for_monitor(monitor, secs(10));
+
+    let (mut console, mut pty) = Pty::open().spawn(sb.cradle(["console", sb.name.as_str()]));
+    pty.wait_for("is up", secs(30));
+    pty.type_in(b"echo mon$((2*3))itor\r");
+    pty.wait_for("mon6itor", secs(10));
+    // more than the ring holds, while attached: all of it reaches the console
+    let flood = sb.exec(&[
+        "sh",
+        "-c",
+        "yes flood | head -n 20000 >/dev/console; echo flood-end >/dev/console",
+    ]);
+    assert_eq!(flood.code(), Some(0), "{flood:?}");
+    pty.wait_for("flood-end", secs(30));
+    assert!(
+        !pty.text().contains("were lost"),
+        "a reader that keeps up loses nothing"
+    );
+
+    // a reboot goes through the launcher and back; the console stays attached
+    let rebooted = sb.run_cradle(&["stop", &sb.name, "--mode", "reboot"], secs(60));
+    assert_eq!(rebooted.code(), Some(0), "{rebooted:?}");
+    assert_eq!(sb.boot_number(), Some(2));
+    assert_eq!(sb.status()["launcher_pid"].as_u64(), Some(monitor));
+    wait_for_monitor(monitor, secs(10));
+    pty.type_in(b"echo boot$((1+1))\r");
+    pty.wait_for("boot2", secs(10));
+
+    // a stop signal to the monitor halts the guest, as it does the launcher
+    let halted = std::process::Command::new("kill")
+        .args(["-TERM", &monitor.to_string()])
+        .status()
+        .unwrap();
+    assert!(halted.success());
+    let status = wait_child(&mut console, "the console", secs(60));
+    assert_eq!(status.code(), Some(0), "{}", pty.text());
+    let deadline = Instant::now() + secs(60);
+    while std::path::Path::new(&format!("/proc/{monitor}")).exists() {
+        assert!(Instant::now() < deadline, "the monitor is still there");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sb.assert_clean();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("booting it again (boot 2)"), "{log}");
+    assert!(log.contains("SIGTERM: halting the guest"), "{log}");
+    assert!(log.contains("the guest halted"), "{log}");
+    assert!(!log.contains("warning"), "{log}");
+}
+
+#[test]
+fn internal_resume_words_are_refused_in_one_line() {
+    let sb = Sandbox::busybox("console-resume-refused");
+    for args in [
+        vec!["__resume"],
+        vec!["__resume", "{}", "-1,0,0,0"],
+        vec!["__resume", "not json", "x"],
+    ] {
+        let mut cradle = std::process::Command::new(integration_tests::dist("cradle"));
+        cradle.args(&args);
+        let done = run(cradle, secs(10));
+        assert_eq!(done.code(), Some(2), "{args:?}: {done:?}");
+        assert_eq!(done.stderr.lines().count(), 1, "{args:?}: {done:?}");
+    }
+    // nor does the shim take a monitor's words from anyone else
+    for args in [
+        vec!["--monitor"],
+        vec!["--monitor", "1,2,3", "--", "cradle"],
+    ] {
+        let mut shim = std::process::Command::new(integration_tests::dist("cradle-shim"));
+        shim.args(&args);
+        let done = run(shim, secs(10));
+        assert_eq!(done.code(), Some(2), "{args:?}: {done:?}");
+        assert_eq!(done.stderr.lines().count(), 1, "{args:?}: {done:?}");
+    }
+    sb.assert_clean();
 }
 
 #[test]
