@@ -117,7 +117,6 @@ fn push_number(out: &mut [u8; 96], len: &mut usize, n: u64) {
 }
 
 /// The whole mode: `args` is what follows `--monitor`. Returns only on failure.
-#[inline(never)]
 pub fn run(args: &[&CStr], environment: Environment) -> u8 {
     let handed = match args {
         [list, dashes, launcher_argv @ ..]

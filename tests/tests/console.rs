@@ -133,14 +133,21 @@ fn a_detached_guest_is_kept_by_the_small_monitor_across_reboots_until_it_stops()
     pty.type_in(b"echo boot$((1+1))\r");
     pty.wait_for("boot2", secs(10));
 
-    // a stop signal to the monitor halts the guest, as it does the launcher
-    let halted = std::process::Command::new("kill")
-        .args(["-TERM", &monitor.to_string()])
-        .status()
-        .unwrap();
-    assert!(halted.success());
-    let status = wait_child(&mut console, "the console", secs(60));
+    // a console that takes over, then is killed: the monitor serves on, and the guest's
+    // output, with nobody to read it, goes to the ring
+    let (second, pty2) = Pty::open().spawn(sb.cradle(["console", sb.name.as_str()]));
+    pty.wait_for("another console attached", secs(10));
+    let status = wait_child(&mut console, "the console", secs(10));
     assert_eq!(status.code(), Some(0), "{}", pty.text());
+    pty2.wait_for("boot2", secs(10));
+    drop((second, pty2));
+    let flood = sb.exec(&["sh", "-c", "yes again | head -n 50000 >/dev/console"]);
+    assert_eq!(flood.code(), Some(0), "{flood:?}");
+    assert_eq!(sb.status()["state"], "running");
+    wait_for_monitor(monitor, secs(10));
+
+    // a stop signal to the monitor halts the guest, as it does the launcher
+    integration_tests::kill(monitor as i32, libc::SIGTERM);
     let deadline = Instant::now() + secs(60);
     while std::path::Path::new(&format!("/proc/{monitor}")).exists() {
         assert!(Instant::now() < deadline, "the monitor is still there");
