@@ -60,10 +60,13 @@ pub fn namespaces(userns: bool) -> CloneFlags {
 /// that kernels with `vm.memfd_noexec` neither refuse the exec nor warn about it.
 const MFD_EXEC: MFdFlags = MFdFlags::from_bits_retain(0x0010);
 
-/// The shim executable as the container runs it: the host's file seen through a private
-/// overlayfs mount with no upper layer (as runc 1.2 runs itself), which nothing can write
-/// through or turn back into a writable mount, and whose pages are the host file's own,
-/// shared by every guest; where overlayfs cannot be mounted, a sealed copy in a memfd.
+/// The shim executable as the container runs it, in a file nothing can write: for a
+/// container's PID 1 (and a detached guest's monitor), the host's file seen through a
+/// private overlayfs mount with no upper layer (as runc 1.2 runs itself), which nothing can
+/// write through or turn back into a writable mount, and whose pages are the host file's
+/// own, shared by every guest; for a helper that lives as long as one command (`exec`,
+/// `stop`), and where overlayfs cannot be mounted, a sealed copy in a memfd, which costs
+/// less to make than a mount.
 pub struct ShimBinary {
     file: OwnedFd,
     path: PathBuf,
@@ -74,9 +77,19 @@ pub struct ShimBinary {
 const EMPTY_LAYER: &str = ".empty";
 
 impl ShimBinary {
-    /// `--shim PATH`, or `cradle-shim` next to the launcher's own executable; the overlay's
-    /// empty layer is made in `state_base`.
+    /// `--shim PATH`, or `cradle-shim` next to the launcher's own executable, for a
+    /// container's PID 1; the overlay's empty layer is made in `state_base`.
     pub fn locate(explicit: Option<&Path>, state_base: &Path) -> Result<Self> {
+        Self::open(explicit, Some(state_base))
+    }
+
+    /// The shim at `path` for helpers that end with the command that runs them.
+    pub fn for_helpers(path: &Path) -> Result<Self> {
+        Self::open(Some(path), None)
+    }
+
+    /// With `state_base`, through an overlay if it can be; else a sealed copy.
+    fn open(explicit: Option<&Path>, state_base: Option<&Path>) -> Result<Self> {
         let path = match explicit {
             Some(path) => path.to_owned(),
             None => std::env::current_exe()
@@ -92,12 +105,15 @@ impl ShimBinary {
                 std::io::Error::other("not an executable file"),
             ));
         }
-        let file = match overlay(&path, &meta, state_base) {
-            Ok(file) => file,
-            Err(why) => {
-                log::debug!("{}: no overlay ({why}): a sealed copy", ctx());
-                sealed_copy(file).map_err(|e| Error::host(ctx(), e))?
-            }
+        let shared = match state_base {
+            Some(base) => overlay(&path, &meta, base)
+                .inspect_err(|why| log::debug!("{}: no overlay ({why}): a sealed copy", ctx()))
+                .ok(),
+            None => None,
+        };
+        let file = match shared {
+            Some(file) => file,
+            None => sealed_copy(file).map_err(|e| Error::host(ctx(), e))?,
         };
         Ok(ShimBinary { file, path })
     }
