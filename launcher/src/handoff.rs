@@ -47,8 +47,9 @@ pub struct Handoff {
     pub timeout: u64,
     pub caps: u64,
     pub seccomp: bool,
-    pub guest_env: Vec<String>,
-    pub init_env: Vec<String>,
+    /// The container's uuid, for /run/host (the guest's environment, which may hold
+    /// secrets, stays in the state directory's `env`, for the host's root alone: a command
+    /// line is anyone's to read).
     pub uuid: String,
     pub console: ConsoleFds,
     /// The readiness socket and its path.

@@ -196,13 +196,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
     let notify = (!notify_set && notify::init_is_systemd(&root))
         .then(|| NotifySocket::bind(&state.path().join(state::NOTIFY), owner))
         .transpose()?;
-    let init_env = match notify {
-        Some(_) => config::merge_env(
-            &guest_env,
-            &[format!("{}={}", notify::VAR, notify::GUEST_PATH)],
-        ),
-        None => guest_env.clone(),
-    };
+    let init_env = init_env(&guest_env, notify.is_some());
     let run_host = RunHost {
         os_release: runhost::host_os_release(),
         // the environment's, which --env may have set
@@ -269,6 +263,8 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
     let host = Host::probe()?;
     let cgroup = Cgroup::take_back(&handoff.name, host.v1_dirs(&handoff.name))?;
     let owner = lease.as_ref().map(|l| l.base);
+    // what the options were for is done (the environment and limits are the state
+    // directory's, read at each boot); these are the ones the launcher goes on using
     let opts = Options {
         name: handoff.name,
         root: handoff.root,
@@ -290,11 +286,12 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
     handoff_signals()
         .thread_unblock()
         .map_err(|e| Error::host("unblock signals", e))?;
+    let guest_env = state.env()?;
     let guest = handoff.init.and_then(|init| {
         Guest::open(
             &opts.name,
             Pid::from_raw(init),
-            handoff.guest_env.clone(),
+            guest_env.clone(),
             opts.security.clone(),
         )
         .ok()
@@ -311,8 +308,8 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
         console,
         readiness: &mut readiness,
         signals,
-        guest_env: handoff.guest_env,
-        init_env: handoff.init_env,
+        init_env: init_env(&guest_env, notify.is_some()),
+        guest_env,
         notify,
         run_host: RunHost {
             os_release: runhost::host_os_release(),
@@ -331,6 +328,19 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
         up: true,
     };
     launcher.run(handoff.boot, Some(booted))
+}
+
+/// The guest init's environment: the guest's, with `$NOTIFY_SOCKET` when the launcher
+/// listens there.
+fn init_env(guest_env: &[String], notify: bool) -> Vec<String> {
+    if notify {
+        config::merge_env(
+            guest_env,
+            &[format!("{}={}", notify::VAR, notify::GUEST_PATH)],
+        )
+    } else {
+        guest_env.to_vec()
+    }
 }
 
 /// The signals blocked across the execs of a handoff (the launcher's own).
@@ -570,8 +580,6 @@ impl Launcher<'_> {
             timeout: self.opts.timeout.as_secs(),
             caps: self.opts.security.caps.bits(),
             seccomp: self.opts.security.seccomp,
-            guest_env: self.guest_env.clone(),
-            init_env: self.init_env.clone(),
             uuid: self.run_host.uuid.clone(),
             console: console_fds,
             notify: self

@@ -129,6 +129,14 @@ pub struct Running {
     pub boot: u32,
 }
 
+/// The guest's environment in state directory `dir`, as `start` recorded it.
+fn read_env(dir: &Path) -> Result<Vec<String>> {
+    let path = dir.join(ENV);
+    let text = fs::read_to_string(&path)
+        .map_err(|e| Error::host(format!("read {}", path.display()), e))?;
+    Ok(text.lines().map(str::to_owned).collect())
+}
+
 fn parse_running(text: &str) -> Option<Running> {
     let mut words = text.split_whitespace();
     let init = words.next()?.parse().ok().filter(|pid| *pid > 0)?;
@@ -140,9 +148,23 @@ fn parse_running(text: &str) -> Option<Running> {
 }
 
 /// Writes `path` whole: a temporary file renamed over it, so readers never see half.
+/// Readable by all, as `status` is.
 fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, contents, 0o644)
+}
+
+/// [`write_atomic`] with the file mode `mode`.
+fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    use std::io::Write;
     let tmp = path.with_extension("tmp");
-    fs::write(&tmp, contents)?;
+    // a left-over temporary file would keep its own mode
+    let _ = fs::remove_file(&tmp);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?
+        .write_all(contents)?;
     fs::rename(&tmp, path)
 }
 
@@ -208,6 +230,11 @@ impl StateDir {
             _lock: lock,
             leftover: false,
         })
+    }
+
+    /// The guest's environment, as [`StateDir::set_env`] recorded it.
+    pub fn env(&self) -> Result<Vec<String>> {
+        read_env(&self.dir)
     }
 
     /// Its lock file, open, for a handoff.
@@ -292,7 +319,10 @@ impl StateDir {
             text.push_str(var);
             text.push('\n');
         }
-        self.write(ENV, text.as_bytes())
+        // the guest's variables may be secrets: the host's root alone reads them
+        let path = self.dir.join(ENV);
+        write_atomic_mode(&path, text.as_bytes(), 0o600)
+            .map_err(|e| Error::host(format!("write {}", path.display()), e))
     }
 
     /// Records the bounding set and filter of the guest, for `cradle exec`.
@@ -456,10 +486,7 @@ impl Observed {
 
     /// The guest's environment, as `start` recorded it.
     pub fn env(&self) -> Result<Vec<String>> {
-        let path = self.dir.join(ENV);
-        let text = fs::read_to_string(&path)
-            .map_err(|e| Error::host(format!("read {}", path.display()), e))?;
-        Ok(text.lines().map(str::to_owned).collect())
+        read_env(&self.dir)
     }
 
     /// The guest's bounding set and filter, as `start` recorded them.
