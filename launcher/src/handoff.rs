@@ -2,9 +2,9 @@
 //!
 //! The launcher is a big program (std, glibc, the setup of a whole container); a host runs
 //! one per guest, for the guest's whole life. So once a detached guest is up, the launcher
-//! execs the shim's monitor mode (`cradle-shim --monitor`, no std, no heap: see the shim's
-//! `monitor`), handing over by descriptor everything it holds, and the description of it
-//! below ([`Handoff`]). The monitor serves the console. When the container's first process
+//! execs the shim's monitor mode (`cradle-shim --monitor`: no std, nothing that grows; see
+//! the shim's `monitor`), handing over by descriptor everything it holds, and the
+//! description of it below ([`Handoff`]). The monitor serves the console. When the container's first process
 //! ends (a halt, a reboot) or a signal asks the guest to stop, it execs the launcher again
 //! (`cradle __resume HANDOFF CONSOLE`), which takes everything back ([`Taken`]) and goes on
 //! where it left off: same process, so the shim is still its child, its locks still held,
