@@ -244,6 +244,11 @@ fn resume(words: &[String]) -> ExitCode {
         return ExitCode::from(Code::Usage as u8);
     };
     logging::init(handoff.verbosity, handoff.syslog);
+    // what the monitor passed and is not taken back (its copy of our executable) must
+    // reach no child, as in any other start of the launcher
+    if let Err(e) = sys::cloexec_from(3) {
+        log::debug!("close_range: {e}");
+    }
     let syslog = handoff.syslog;
     let resumed = SingleThreaded::check()
         .map_err(|e| Error::host("resume", e))
