@@ -17,7 +17,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
@@ -29,7 +29,7 @@ use cradle_common::guest::{CGROUP_GUEST_DIR, CGROUP_SHIM_DIR};
 
 use crate::controllers::{self, V1Dir};
 use crate::error::{Error, Result};
-use crate::sys;
+use crate::sys::{self, Deadline};
 
 /// The mount point of the cgroup v2 hierarchy, if the host has one.
 pub fn v2_root() -> Option<PathBuf> {
@@ -322,7 +322,7 @@ impl Cgroup {
         let Ok(mut events) = File::open(self.path.join("cgroup.events")) else {
             return true;
         };
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         loop {
             let mut text = String::new();
             if events.read_to_string(&mut text).is_err()
@@ -330,12 +330,11 @@ impl Cgroup {
             {
                 return true;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if deadline.passed() {
                 return false;
             }
             let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLPRI)];
-            if let Err(e) = poll(&mut fds, sys::poll_timeout(left)) {
+            if let Err(e) = poll(&mut fds, deadline.poll_timeout()) {
                 if e != Errno::EINTR {
                     return false;
                 }

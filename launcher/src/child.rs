@@ -6,7 +6,7 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cradle_common::outcome::Status;
 use nix::errno::Errno;
@@ -15,7 +15,7 @@ use nix::sched::CloneFlags;
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 
-use crate::sys::{self, InChild, SingleThreaded};
+use crate::sys::{self, Deadline, InChild, SingleThreaded};
 
 pub struct Child {
     pid: Pid,
@@ -121,17 +121,16 @@ impl Child {
     /// Waits up to `timeout` for it to end (a signal that interrupts the wait does not
     /// shorten it).
     pub fn wait_for(&mut self, timeout: Duration) -> Option<Status> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         loop {
             if let Some(status) = self.try_wait() {
                 return Some(status);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if deadline.passed() {
                 return None;
             }
             let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, sys::poll_timeout(left)) {
+            match poll(&mut fds, deadline.poll_timeout()) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(_) => return self.try_wait(),
             }

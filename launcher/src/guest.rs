@@ -16,7 +16,7 @@
 use std::fs::{self, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cradle_common::outcome::Status;
 use nix::errno::Errno;
@@ -32,7 +32,7 @@ use crate::plan::Step;
 use crate::security::Security;
 use crate::spawn::{self, Container, ShimBinary, Spawn};
 use crate::state::Observed;
-use crate::sys::{self, SingleThreaded};
+use crate::sys::{self, Deadline, SingleThreaded};
 
 /// How long a halt or reboot request that failed waits before it is made again.
 const REQUEST_RETRY: Duration = Duration::from_secs(1);
@@ -128,10 +128,9 @@ impl Guest {
 
     /// The running guest of `name`, waiting up to `wait` while it is still booting.
     pub fn find(state: &Observed, name: &str, wait: Duration) -> Result<Self> {
-        let deadline = Instant::now() + wait;
+        let deadline = Deadline::after(wait);
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            state.wait_until(left, |s| s.running().is_some() || !s.is_alive())?;
+            state.wait_until(deadline.left(), |s| s.running().is_some() || !s.is_alive())?;
             if !state.is_alive() {
                 return Err(Error::NotRunning(name.to_owned()));
             }
@@ -143,9 +142,7 @@ impl Guest {
             };
             match Guest::open(name, running.init, state.env()?, state.security()?) {
                 // the guest init may have just ended (a reboot): look again
-                Err(Error::NotRunning(_))
-                    if !deadline.saturating_duration_since(Instant::now()).is_zero() =>
-                {
+                Err(Error::NotRunning(_)) if !deadline.passed() => {
                     state
                         .wait_until(Duration::from_millis(100), |s| s.running() != Some(running))?;
                 }

@@ -12,7 +12,7 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cradle_common::outcome::{Outcome, Status, Unexpected, decode};
 use nix::fcntl::OFlag;
@@ -42,7 +42,7 @@ use crate::security::Security;
 use crate::signals::Signals;
 use crate::spawn::{Container, Report, ShimBinary, pointers};
 use crate::state::{self, Info, Running, StateDir, validate_name};
-use crate::sys::{self, SingleThreaded};
+use crate::sys::{self, Deadline, SingleThreaded};
 use crate::userns::{self, Lease, UsernsMode};
 
 pub struct Options {
@@ -83,18 +83,18 @@ enum Stopping {
     No,
     /// `halt` was run in the guest; power it off at the deadline.
     Halting {
-        deadline: Instant,
+        deadline: Deadline,
     },
     /// The guest was powered off (reboot(2)); kill the shim at the deadline.
     PoweringOff {
-        deadline: Instant,
+        deadline: Deadline,
     },
     /// The shim was killed outright.
     Killed,
 }
 
 impl Stopping {
-    fn deadline(self) -> Option<Instant> {
+    fn deadline(self) -> Option<Deadline> {
         match self {
             Stopping::Halting { deadline } | Stopping::PoweringOff { deadline } => Some(deadline),
             Stopping::No | Stopping::Killed => None,
@@ -490,11 +490,7 @@ impl Launcher<'_> {
                 self.readiness.up();
                 up = true;
             }
-            if self
-                .stopping
-                .deadline()
-                .is_some_and(|d| Instant::now() >= d)
-            {
+            if self.stopping.deadline().is_some_and(Deadline::passed) {
                 self.escalate(&container, guest.as_ref());
             }
             if ready.shim {
@@ -657,7 +653,7 @@ impl Launcher<'_> {
             fds.len() - 1
         });
         let timeout = match self.stopping.deadline() {
-            Some(deadline) => sys::poll_timeout(deadline.saturating_duration_since(Instant::now())),
+            Some(deadline) => deadline.poll_timeout(),
             None => PollTimeout::NONE,
         };
         let ready = sys::poll_ready(&mut fds, timeout).unwrap_or_else(|e| {
@@ -745,7 +741,7 @@ impl Launcher<'_> {
             if container.errpipe().is_some() {
                 // still being set up: halt it as soon as its init runs
                 self.stopping = Stopping::Halting {
-                    deadline: Instant::now() + self.opts.timeout,
+                    deadline: Deadline::after(self.opts.timeout),
                 };
             } else {
                 // no init to ask: nothing runs that could shut down gracefully
@@ -760,7 +756,7 @@ impl Launcher<'_> {
         }
         self.state.set_stopping();
         self.stopping = Stopping::Halting {
-            deadline: Instant::now() + self.opts.timeout,
+            deadline: Deadline::after(self.opts.timeout),
         };
     }
 
@@ -792,7 +788,7 @@ impl Launcher<'_> {
         match guest.map(|g| g.power_off(self.threads, &self.shim)) {
             Some(Ok(())) => {
                 self.stopping = Stopping::PoweringOff {
-                    deadline: Instant::now() + KILL_GRACE,
+                    deadline: Deadline::after(KILL_GRACE),
                 };
             }
             other => {

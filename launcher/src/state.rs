@@ -28,7 +28,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, Flock, FlockArg, fcntl};
@@ -42,6 +42,7 @@ use crate::controllers::V1Dir;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::security::Security;
+use crate::sys::Deadline;
 
 /// Where state directories live unless `--state-dir` or `$CRADLE_STATE_DIR` says otherwise.
 pub const DEFAULT_BASE: &str = "/run/cradle";
@@ -532,17 +533,16 @@ impl Observed {
             | AddWatchFlags::IN_CLOSE_WRITE;
         // a directory already gone is simply checked below
         let _ = inotify.add_watch(&self.dir, watched);
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         loop {
             if done(self) {
                 return Ok(true);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if deadline.passed() {
                 return Ok(false);
             }
             let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, crate::sys::poll_timeout(left)) {
+            match poll(&mut fds, deadline.poll_timeout()) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(Error::host("poll inotify", e)),
             }

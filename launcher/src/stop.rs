@@ -9,7 +9,7 @@
 //! only after the container's processes, mounts and cgroup are gone.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 
@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::guest::{self, Guest};
 use crate::spawn::ShimBinary;
 use crate::state::{Observed, validate_name};
-use crate::sys::SingleThreaded;
+use crate::sys::{Deadline, SingleThreaded};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -107,14 +107,13 @@ fn halt(
     name: &str,
     timeout: Duration,
 ) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    let left = || deadline.saturating_duration_since(Instant::now());
+    let deadline = Deadline::after(timeout);
     let mut helper = guest.spawn_helper(tools.threads, &tools.shim, guest::HALT)?;
-    if helper.found_no_command(left()) {
+    if helper.found_no_command(deadline.left()) {
         log::warn!("{name}: the guest has neither halt nor init; powering it off");
         return kill(tools, state, guest, name);
     }
-    if state.wait_until(left(), is_down)? {
+    if state.wait_until(deadline.left(), is_down)? {
         return Ok(());
     }
     log::warn!(
@@ -137,18 +136,17 @@ fn reboot(
     name: &str,
     timeout: Duration,
 ) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    let left = || deadline.saturating_duration_since(Instant::now());
+    let deadline = Deadline::after(timeout);
     let before = state.running().map_or(0, |r| r.boot);
     let mut helper = guest.spawn_helper(tools.threads, &tools.shim, guest::REBOOT)?;
-    if helper.found_no_command(left()) {
+    if helper.found_no_command(deadline.left()) {
         return Err(Error::setup(
             format!("{name}: reboot in the guest"),
             Errno::ENOENT,
         ));
     }
     let back = |s: &Observed| s.running().is_some_and(|r| r.boot > before) || is_down(s);
-    if !state.wait_until(left(), back)? {
+    if !state.wait_until(deadline.left(), back)? {
         return Err(Error::Timeout(format!(
             "{name} did not come back within {}s",
             timeout.as_secs()

@@ -13,7 +13,7 @@
 use std::ffi::{CStr, c_char};
 use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cradle_common::arch::{self, CloneArgs};
 use nix::errno::Errno;
@@ -224,11 +224,35 @@ pub fn interface_up(name: &CStr) -> nix::Result<()> {
     Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
 }
 
-/// A poll(2) timeout for `left`: rounded up to the next millisecond (a poll that ends
-/// before its deadline would come back too soon), at most poll's largest.
-pub fn poll_timeout(left: Duration) -> PollTimeout {
-    let ms = left.as_millis().saturating_add(1).min(i32::MAX as u128) as i32;
-    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+/// The moment a wait ends: what is left of it, as a duration and as poll(2)'s timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// `wait` from now (every wait is bounded: `--timeout` and the rest).
+    pub fn after(wait: Duration) -> Self {
+        Deadline(Instant::now() + wait)
+    }
+
+    /// What is left: zero once it has passed.
+    pub fn left(self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+
+    pub fn passed(self) -> bool {
+        self.left().is_zero()
+    }
+
+    /// A poll(2) timeout for what is left: rounded up to the next millisecond (a poll that
+    /// ends before the deadline would come back too soon), at most poll's largest.
+    pub fn poll_timeout(self) -> PollTimeout {
+        let ms = self
+            .left()
+            .as_millis()
+            .saturating_add(1)
+            .min(i32::MAX as u128) as i32;
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+    }
 }
 
 /// poll(2) on `fds` until one has an event or `timeout` passes (a signal that interrupts it
@@ -728,4 +752,26 @@ pub fn bpf_attach_cgroup_device(
         )
     };
     Errno::result(ret).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_says_what_is_left_and_polls_no_shorter() {
+        let now = Deadline::after(Duration::ZERO);
+        assert!(now.passed());
+        assert_eq!(now.left(), Duration::ZERO);
+        // rounded up: a poll never ends before the deadline
+        assert_eq!(now.poll_timeout(), PollTimeout::from(1u8));
+        let later = Deadline::after(Duration::from_secs(3600));
+        assert!(!later.passed());
+        assert!(later.left() > Duration::from_secs(3599));
+        let ms = i32::from(later.poll_timeout());
+        assert!((3_599_000..=3_600_001).contains(&ms), "{ms}");
+        // beyond what poll(2) takes: its largest
+        let far = Deadline::after(Duration::from_secs(u64::from(u32::MAX)));
+        assert_eq!(far.poll_timeout(), PollTimeout::MAX);
+    }
 }
