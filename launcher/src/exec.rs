@@ -45,7 +45,7 @@ pub fn exec(
     }
     let state = Observed::open(state_base, name)?;
     let guest = Guest::find(&state, name, BOOT_WAIT)?;
-    let shim = ShimBinary::for_helpers(&state.shim()?)?;
+    let shim = ShimBinary::sealed(Some(&state.shim()?))?;
     let mut signals = Signals::catch(&FORWARDED)?;
     let what = Enter::Command {
         argv: command,

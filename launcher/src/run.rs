@@ -77,7 +77,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     let host = Host::probe()?;
     host.check(&opts.limits)?;
     cgroups::sweep_leftovers(&host);
-    let shim = ShimBinary::locate(opts.shim.as_deref(), &opts.state_base)?;
+    let shim = ShimBinary::sealed(opts.shim.as_deref())?;
     let lease = userns::acquire(&name, opts.userns)?;
     let mut signals = Signals::catch(&FORWARDED)?;
     let mut args = vec!["--".to_owned()];

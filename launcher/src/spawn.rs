@@ -60,13 +60,19 @@ pub fn namespaces(userns: bool) -> CloneFlags {
 /// that kernels with `vm.memfd_noexec` neither refuse the exec nor warn about it.
 const MFD_EXEC: MFdFlags = MFdFlags::from_bits_retain(0x0010);
 
-/// The shim executable as the container runs it, in a file nothing can write: for a
-/// container's PID 1 (and a detached guest's monitor), the host's file seen through a
-/// private overlayfs mount with no upper layer (as runc 1.2 runs itself), which nothing can
-/// write through or turn back into a writable mount, and whose pages are the host file's
-/// own, shared by every guest; for a helper that lives as long as one command (`exec`,
-/// `stop`), and where overlayfs cannot be mounted, a sealed copy in a memfd, which costs
-/// less to make than a mount.
+/// The shim executable as the container runs it, in a file nothing can write.
+///
+/// - [`ShimBinary::shared`], for a shim no process of the guest can see (a guest's PID 1,
+///   whose init runs in a nested PID namespace; a detached guest's monitor): the host's
+///   file seen through a private overlayfs mount with no upper layer (as runc 1.2 runs
+///   itself), which nothing can write through or turn back into a writable mount, and
+///   whose pages are the host file's own, shared by every guest.
+/// - [`ShimBinary::sealed`], for a shim the container's processes can reach through
+///   `/proc/PID/exe` or `/proc/PID/map_files` (`run`'s PID 1, the helpers of `exec` and
+///   `stop`, which enter the guest's PID namespace), and where overlayfs cannot be
+///   mounted: a sealed copy in a memfd. A mapping of an overlay file is the underlying
+///   file's on some kernels (Debian 12's 6.1), and `map_files` of a process that root
+///   without a user namespace can see would then name the host's file itself.
 pub struct ShimBinary {
     file: OwnedFd,
     path: PathBuf,
@@ -77,15 +83,16 @@ pub struct ShimBinary {
 const EMPTY_LAYER: &str = ".empty";
 
 impl ShimBinary {
-    /// `--shim PATH`, or `cradle-shim` next to the launcher's own executable, for a
-    /// container's PID 1; the overlay's empty layer is made in `state_base`.
-    pub fn locate(explicit: Option<&Path>, state_base: &Path) -> Result<Self> {
+    /// `--shim PATH`, or `cradle-shim` next to the launcher's own executable, through an
+    /// overlay whose empty layer is made in `state_base` (see the type).
+    pub fn shared(explicit: Option<&Path>, state_base: &Path) -> Result<Self> {
         Self::open(explicit, Some(state_base))
     }
 
-    /// The shim at `path` for helpers that end with the command that runs them.
-    pub fn for_helpers(path: &Path) -> Result<Self> {
-        Self::open(Some(path), None)
+    /// `--shim PATH`, or `cradle-shim` next to the launcher's own executable, as a sealed
+    /// copy (see the type).
+    pub fn sealed(explicit: Option<&Path>) -> Result<Self> {
+        Self::open(explicit, None)
     }
 
     /// With `state_base`, through an overlay if it can be; else a sealed copy.
@@ -136,7 +143,9 @@ impl ShimBinary {
 /// namespace once its descriptor is closed, so nothing can remount it), if it is the file
 /// `meta` describes (same size and modification time).
 fn overlay(path: &Path, meta: &Metadata, state_base: &Path) -> io::Result<OwnedFd> {
-    let dir = fs::canonicalize(path.parent().unwrap_or(Path::new(".")))?;
+    // a bare file name (`--shim cradle-shim`) is in the working directory
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let dir = fs::canonicalize(parent.unwrap_or(Path::new(".")))?;
     let name = path.file_name().ok_or(io::ErrorKind::InvalidInput)?;
     let empty = state_base.join(EMPTY_LAYER);
     fs::create_dir_all(&empty)?;

@@ -121,6 +121,8 @@ struct Launcher<'a> {
     lease: Option<Lease>,
     hostname: String,
     state: &'a StateDir,
+    /// The shim of every boot's PID 1 and of the monitor ([`ShimBinary::shared`]); the
+    /// helpers that halt the guest get a sealed copy each.
     shim: ShimBinary,
     console: Console,
     readiness: &'a mut Readiness,
@@ -205,7 +207,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
             .to_owned(),
     };
     state.set_security(&opts.security)?;
-    let shim = ShimBinary::locate(opts.shim.as_deref(), &opts.state_base)?;
+    let shim = ShimBinary::shared(opts.shim.as_deref(), &opts.state_base)?;
     state.set_shim(shim.path())?;
     let mut console = Console::open(owner, !opts.detached)?;
     console.listen(&state.path().join(state::CONSOLE))?;
@@ -750,7 +752,9 @@ impl Launcher<'_> {
             }
             return;
         };
-        match guest.spawn_helper(self.threads, &self.shim, guest::HALT) {
+        let spawned = ShimBinary::sealed(Some(self.shim.path()))
+            .and_then(|shim| guest.spawn_helper(self.threads, &shim, guest::HALT));
+        match spawned {
             Ok(h) => *helper = Some(h),
             Err(e) => log::warn!("{}: running halt in the guest: {e}", self.opts.name),
         }
@@ -785,7 +789,11 @@ impl Launcher<'_> {
 
     /// OpenVZ's kill mode: reboot(2) POWER_OFF inside the guest's PID namespace.
     fn power_off(&mut self, container: &Container, guest: Option<&Guest>) {
-        match guest.map(|g| g.power_off(self.threads, &self.shim)) {
+        let powered_off = guest.map(|g| {
+            ShimBinary::sealed(Some(self.shim.path()))
+                .and_then(|shim| g.power_off(self.threads, &shim))
+        });
+        match powered_off {
             Some(Ok(())) => {
                 self.stopping = Stopping::PoweringOff {
                     deadline: Deadline::after(KILL_GRACE),

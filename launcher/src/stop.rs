@@ -83,7 +83,7 @@ pub fn stop(
     let guest = Guest::find(&state, name, timeout)?;
     let tools = Tools {
         threads,
-        shim: ShimBinary::for_helpers(&state.shim()?)?,
+        shim: ShimBinary::sealed(Some(&state.shim()?))?,
     };
     if mode == Mode::Reboot {
         return reboot(&tools, &state, &guest, name, timeout);

@@ -352,6 +352,38 @@ fn run_mode_is_contained_the_same_way() {
     sb.assert_clean();
 }
 
+/// In run mode the shim is the command's PID 1, in its sight: even as the host's root
+/// (`--userns off`), the command can change neither the shim it runs from nor the host's
+/// file, through `/proc/1/exe` or `/proc/1/map_files` (runc's CVE-2019-5736). The shim is
+/// a copy, in a directory of its own, as `--shim` takes it.
+#[test]
+fn the_command_cannot_write_the_shim_it_runs_under() {
+    let sb = Sandbox::busybox("contain-shim-write");
+    let dir = sb.dir.join("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shim = dir.join("cradle-shim");
+    std::fs::copy(integration_tests::dist("cradle-shim"), &shim).unwrap();
+    let before = std::fs::read(&shim).unwrap();
+    let attempt = "for f in /proc/1/exe /proc/1/map_files/*; do \
+        if echo garbage >>\"$f\"; then echo \"wrote $f\"; fi; done; echo tried";
+    for userns in ["off", "pick"] {
+        let done = sb.run_in(
+            &["--userns", userns, "--shim", shim.to_str().unwrap()],
+            &["/bin/sh", "-c", attempt],
+        );
+        assert!(done.stdout.contains("tried"), "{done:?}");
+        assert!(
+            !done.stdout.contains("wrote"),
+            "--userns {userns}: {done:?}"
+        );
+    }
+    assert!(
+        std::fs::read(&shim).unwrap() == before,
+        "the shim was changed"
+    );
+    sb.assert_clean();
+}
+
 #[test]
 fn the_bounding_set_and_the_filter_can_be_changed() {
     let sb = Sandbox::busybox("contain-options");
