@@ -654,6 +654,13 @@ impl Sandbox {
     /// cgroup (in the v2 hierarchy, nor in a hybrid host's v1 ones), no mount, no process.
     pub fn assert_clean(&self) {
         let state = self.state.join(&self.name);
+        // `stop` returns when the launcher's name lock goes, with its lock file; the
+        // launcher removes the directory with its next system call, which a slow machine
+        // (the VM lanes, under TCG) may not have made yet
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while state.exists() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
         assert!(
             !state.exists(),
             "state directory {} is left",
