@@ -253,8 +253,14 @@ fn resume(words: &[String]) -> ExitCode {
     let resumed = SingleThreaded::check()
         .map_err(|e| Error::host("resume", e))
         .and_then(|threads| start::resume(&threads, handoff, console));
-    match resumed {
-        Ok(()) => ExitCode::SUCCESS,
+    exit_code(resumed.map(|()| Code::Ok as u8), syslog)
+}
+
+/// A command's result as the process's exit code; an error is said in one line on standard
+/// error (and to syslog, with `--syslog`).
+fn exit_code(result: Result<u8, Error>, syslog: bool) -> ExitCode {
+    match result {
+        Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("cradle: error: {error}");
             if syslog {
@@ -291,14 +297,5 @@ fn main() -> ExitCode {
         log::debug!("close_range: {e}");
     }
     let syslog = cli.syslog;
-    match dispatch(cli) {
-        Ok(code) => ExitCode::from(code),
-        Err(error) => {
-            eprintln!("cradle: error: {error}");
-            if syslog {
-                log::error!("{error}");
-            }
-            ExitCode::from(error.code() as u8)
-        }
-    }
+    exit_code(dispatch(cli), syslog)
 }

@@ -130,6 +130,15 @@ pub struct Running {
     pub boot: u32,
 }
 
+/// Whether the open `file` is the one at `path` now (same inode), for a lock file its
+/// owner may have removed since it was opened.
+pub fn is_at(file: &File, path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| {
+        file.metadata()
+            .is_ok_and(|f| f.ino() == m.ino() && f.dev() == m.dev())
+    })
+}
+
 /// The guest's environment in state directory `dir`, as `start` recorded it.
 fn read_env(dir: &Path) -> Result<Vec<String>> {
     let path = dir.join(ENV);
@@ -216,11 +225,7 @@ impl StateDir {
     pub fn take_back(dir: PathBuf, lock: OwnedFd) -> Result<Self> {
         let lock = File::from(lock);
         let path = dir.join(LOCK);
-        let same = fs::metadata(&path).is_ok_and(|m| {
-            lock.metadata()
-                .is_ok_and(|l| l.ino() == m.ino() && l.dev() == m.dev())
-        });
-        if !same {
+        if !is_at(&lock, &path) {
             return Err(Error::Usage(format!(
                 "the lock handed over is not {}",
                 path.display()
@@ -273,11 +278,7 @@ impl StateDir {
             }
             let lock = file;
             // the file may have been unlinked by its exiting owner between open and flock
-            let same = fs::metadata(&path).is_ok_and(|m| {
-                lock.metadata()
-                    .is_ok_and(|l| l.ino() == m.ino() && l.dev() == m.dev())
-            });
-            if !same {
+            if !is_at(&lock, &path) {
                 continue;
             }
             // a launcher that was killed leaves its files: they describe nothing now

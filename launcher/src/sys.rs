@@ -296,8 +296,7 @@ pub fn cloexec_from(first: u32) -> nix::Result<()> {
 
 /// Clears close-on-exec on `fd`, to hand it to the program the child execs.
 pub fn keep_on_exec(fd: BorrowedFd) -> nix::Result<()> {
-    // SAFETY: F_SETFD with 0 only changes the descriptor's flags.
-    Errno::result(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) }).map(drop)
+    set_cloexec(fd.as_raw_fd(), false)
 }
 
 /// Sets or clears the close-on-exec flag of our descriptor `fd`.
@@ -310,8 +309,8 @@ pub fn set_cloexec(fd: RawFd, on: bool) -> Result<(), Errno> {
 /// Takes the descriptor number `fd`, inherited across an exec, as ours: checked open, and
 /// close-on-exec again. The caller takes each number once (`handoff::Taken`).
 pub fn adopt_fd(fd: RawFd) -> nix::Result<OwnedFd> {
-    // SAFETY: F_SETFD only changes the descriptor's flags; EBADF when it is not open.
-    Errno::result(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
+    // EBADF when it is not open
+    set_cloexec(fd, true)?;
     // SAFETY: open (checked above), and taken once: nothing else in this process owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

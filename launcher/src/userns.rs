@@ -16,7 +16,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -27,6 +27,7 @@ use nix::unistd::{close, read};
 
 use crate::child::Child;
 use crate::error::{Error, Result};
+use crate::state;
 use crate::sys::{self, SingleThreaded};
 
 /// Ids in a guest's range: container ids 0 to 65535.
@@ -169,11 +170,7 @@ impl Lease {
                 }
             };
             // its holder may have removed the file between our open and our flock
-            let same = fs::metadata(&path).is_ok_and(|m| {
-                lock.metadata()
-                    .is_ok_and(|l| l.ino() == m.ino() && l.dev() == m.dev())
-            });
-            if same {
+            if state::is_at(&lock, &path) {
                 return Ok(Some(Lease {
                     base,
                     path,
