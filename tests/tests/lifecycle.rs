@@ -2,7 +2,8 @@
 //! launcher that was killed.
 
 use std::fs;
-use std::path::PathBuf;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use integration_tests::{Sandbox, cgroup_v2_root, kill, secs};
@@ -23,13 +24,57 @@ fn run_holds_its_name_so_a_start_of_it_is_refused() {
     sb.assert_clean();
 }
 
+/// A copy of the descriptor process `pid` has open on `path`: the same open file, so an
+/// open file description lock it holds stays held while the copy is open, whatever
+/// becomes of the process.
+fn copy_of_open_file(pid: i32, path: &Path) -> OwnedFd {
+    let fd: i32 = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .find(|e| fs::read_link(e.path()).is_ok_and(|to| to == path))
+        .unwrap_or_else(|| panic!("{pid} has no descriptor of {}", path.display()))
+        .file_name()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // SAFETY: pidfd_open and pidfd_getfd take integers and return a new descriptor or -1.
+    #[allow(unsafe_code)]
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+        assert!(pidfd >= 0, "pidfd_open({pid})");
+        let copy = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) as i32;
+        libc::close(pidfd);
+        assert!(copy >= 0, "pidfd_getfd({pid}, {fd})");
+        OwnedFd::from_raw_fd(copy)
+    }
+}
+
+/// What a killed launcher left, held from the sweeps of other tests' starts and runs
+/// (every start sweeps every leftover on the machine) by a copy of its name lock.
+struct Left {
+    cgroup: PathBuf,
+    held: OwnedFd,
+}
+
+impl Left {
+    /// Lets the next sweep have it.
+    fn release(self) -> PathBuf {
+        drop(self.held);
+        self.cgroup
+    }
+}
+
 /// Boots a busybox guest and SIGKILLs its launcher: no cleanup of its own; its container
-/// dies with it (parent-death signal). Returns its cgroup, left for the sweep to find.
-fn leave_behind(sb: &Sandbox) -> PathBuf {
+/// dies with it (parent-death signal). Returns its cgroup, left for the sweep to find, with
+/// the name lock held until [`Left::release`].
+fn leave_behind(sb: &Sandbox) -> Left {
     let mut launcher = sb.start(&[]);
     launcher.wait_console("is up", secs(30));
     let cgroup = cgroup_v2_root().join(format!("cradle.{}", sb.name));
     assert!(cgroup.is_dir());
+    let lock = sb.state.join(&sb.name).join("lock");
+    let held = copy_of_open_file(launcher.pid(), &lock);
     kill(launcher.pid(), libc::SIGKILL);
     let _ = launcher.wait(secs(10));
     let events = cgroup.join("cgroup.events");
@@ -45,8 +90,8 @@ fn leave_behind(sb: &Sandbox) -> PathBuf {
         cgroup.is_dir(),
         "the killed launcher's cgroup is left, for the sweep to find"
     );
-    assert!(sb.state.join(&sb.name).join("lock").exists());
-    cgroup
+    assert!(lock.exists());
+    Left { cgroup, held }
 }
 
 #[test]
@@ -64,10 +109,11 @@ fn what_a_killed_launcher_leaves_is_swept_by_the_next_start() {
 
     // a file this cradle does not write (another version's) stays, with its directory
     let sb = Sandbox::busybox("life-killed");
-    let cgroup = leave_behind(&sb);
+    let left = leave_behind(&sb);
     let state = sb.state.join(&sb.name);
     let foreign = state.join("from-another-version");
     fs::write(&foreign, "").unwrap();
+    let cgroup = left.release();
     sweep();
     assert!(!cgroup.exists(), "{} is left", cgroup.display());
     let left: Vec<_> = fs::read_dir(&state)
@@ -81,16 +127,18 @@ fn what_a_killed_launcher_leaves_is_swept_by_the_next_start() {
 
     // a state directory removed by hand
     let gone = Sandbox::busybox("life-killed-gone");
-    let cgroup = leave_behind(&gone);
+    let left = leave_behind(&gone);
     fs::remove_dir_all(gone.state.join(&gone.name)).unwrap();
+    let cgroup = left.release();
     sweep();
     assert!(!cgroup.exists(), "{} is left", cgroup.display());
     gone.assert_clean();
 
     // its base too: not made again only to be removed
     let based = Sandbox::busybox("life-killed-base");
-    let cgroup = leave_behind(&based);
+    let left = leave_behind(&based);
     fs::remove_dir_all(&based.state).unwrap();
+    let cgroup = left.release();
     sweep();
     assert!(!cgroup.exists(), "{} is left", cgroup.display());
     assert!(
