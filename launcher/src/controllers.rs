@@ -106,10 +106,26 @@ fn v1_hierarchies(mountinfo: &str, cgroup: &str) -> Vec<V1Hierarchy> {
     found
 }
 
+/// Whether a v1 line of `proc_cgroup` (a `/proc/PID/cgroup`) has a path ending in
+/// `dir_name`: only then can [`v1_cgroups_of`] find one.
+fn names_v1_cgroup(proc_cgroup: &str, dir_name: &str) -> bool {
+    proc_cgroup.lines().any(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, list, path) = (fields.next(), fields.next(), fields.next());
+        list.is_some_and(|l| !l.is_empty())
+            && path.is_some_and(|p| Path::new(p).file_name().is_some_and(|n| n == dir_name))
+    })
+}
+
 /// The cgroups named `dir_name` in the v1 hierarchies of the process whose
 /// `/proc/PID/cgroup` is `proc_cgroup`, as paths on this host, by hierarchy (none on a
 /// pure v2 host, or for a container without limits).
 pub fn v1_cgroups_of(proc_cgroup: &str, dir_name: &str) -> Result<Vec<(String, PathBuf)>> {
+    // no v1 line names the container (the common case): the mount table is not read at
+    // all, which `exec` would otherwise do every time
+    if !names_v1_cgroup(proc_cgroup, dir_name) {
+        return Ok(Vec::new());
+    }
     let mountinfo = fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Error::host("read /proc/self/mountinfo", e))?;
     Ok(v1_hierarchies(&mountinfo, proc_cgroup)
@@ -476,6 +492,27 @@ mod tests {
 1:cpu:/
 0::/
 ";
+
+    #[test]
+    fn only_a_v1_line_naming_the_container_sends_us_to_the_mount_table() {
+        assert!(!names_v1_cgroup(CGROUP, "cradle.web1"));
+        assert!(!names_v1_cgroup(
+            "1:cpu:/\n0::/cradle.web1\n",
+            "cradle.web1"
+        ));
+        assert!(!names_v1_cgroup(
+            "4:memory:/outer/cradle.web10\n",
+            "cradle.web1"
+        ));
+        assert!(names_v1_cgroup(
+            "1:cpu:/cradle.web1\n0::/cradle.web1/guest\n",
+            "cradle.web1"
+        ));
+        assert!(names_v1_cgroup(
+            "4:memory:/outer/job/cradle.web1\n",
+            "cradle.web1"
+        ));
+    }
 
     #[test]
     fn v1_hierarchies_and_our_place_in_them() {
