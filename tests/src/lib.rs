@@ -8,6 +8,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -462,6 +463,24 @@ pub struct Sandbox {
     pub dir: PathBuf,
     pub root: PathBuf,
     pub state: PathBuf,
+    /// Held for the sandbox's life: two tests that chose the same name (so the same
+    /// directory, container name and cgroup) would otherwise run into each other.
+    _claim: fs::File,
+}
+
+/// Claims the sandbox name whose lock file is `path`, or fails the test: another test that
+/// runs now has it.
+fn claim(path: &Path) -> fs::File {
+    let file = fs::File::create(path).unwrap();
+    // SAFETY: flock takes a descriptor we own and an integer.
+    #[allow(unsafe_code)]
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    assert!(
+        taken,
+        "{} is held: two tests use this sandbox name",
+        path.display()
+    );
+    file
 }
 
 impl Sandbox {
@@ -479,7 +498,10 @@ impl Sandbox {
             })
             .take(60)
             .collect();
-        let dir = std::env::temp_dir().join("cradle-tests").join(&name);
+        let base = std::env::temp_dir().join("cradle-tests");
+        fs::create_dir_all(&base).unwrap();
+        let claim = claim(&base.join(format!("{name}.lock")));
+        let dir = base.join(&name);
         if dir.exists() {
             fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("clearing {}: {e}", dir.display()));
         }
@@ -491,6 +513,7 @@ impl Sandbox {
             dir,
             root,
             state,
+            _claim: claim,
         }
     }
 

@@ -379,7 +379,7 @@ fn the_launcher_tells_notify_socket_when_the_guest_is_up() {
 /// `--env` names a socket of its own is up once it runs, as nothing would tell us more.
 #[test]
 fn a_systemd_guest_is_up_when_it_says_ready() {
-    let sb = Sandbox::busybox("console-notify");
+    let sb = Sandbox::busybox("console-notify-systemd");
     sb.init_as_silent_systemd();
 
     let guard = sb.start_detached(&["--env", "NOTIFY_SOCKET=/run/elsewhere"], secs(30));
