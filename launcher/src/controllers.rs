@@ -106,25 +106,40 @@ fn v1_hierarchies(mountinfo: &str, cgroup: &str) -> Vec<V1Hierarchy> {
     found
 }
 
-/// Whether a v1 line of `proc_cgroup` (a `/proc/PID/cgroup`) has a path ending in
-/// `dir_name`: only then can [`v1_cgroups_of`] find one.
-fn names_v1_cgroup(proc_cgroup: &str, dir_name: &str) -> bool {
-    proc_cgroup.lines().any(|line| {
+/// The v1 lines of `proc_cgroup` (a `/proc/PID/cgroup`) whose path ends in `dir_name`, as
+/// (controllers, path).
+fn v1_lines_naming<'a>(
+    proc_cgroup: &'a str,
+    dir_name: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    proc_cgroup.lines().filter_map(move |line| {
         let mut fields = line.splitn(3, ':');
-        let (_, list, path) = (fields.next(), fields.next(), fields.next());
-        list.is_some_and(|l| !l.is_empty())
-            && path.is_some_and(|p| Path::new(p).file_name().is_some_and(|n| n == dir_name))
+        let (_, list, path) = (fields.next()?, fields.next()?, fields.next()?);
+        (!list.is_empty() && Path::new(path).file_name().is_some_and(|n| n == dir_name))
+            .then_some((list, path))
     })
 }
 
 /// The cgroups named `dir_name` in the v1 hierarchies of the process whose
 /// `/proc/PID/cgroup` is `proc_cgroup`, as paths on this host, by hierarchy (none on a
-/// pure v2 host, or for a container without limits).
-pub fn v1_cgroups_of(proc_cgroup: &str, dir_name: &str) -> Result<Vec<(String, PathBuf)>> {
-    // no v1 line names the container (the common case): the mount table is not read at
-    // all, which `exec` would otherwise do every time
-    if !names_v1_cgroup(proc_cgroup, dir_name) {
-        return Ok(Vec::new());
+/// pure v2 host, or for a container without limits). `known` are the directories its
+/// launcher recorded (`Info::cgroups_v1`): when they name every such cgroup, the mount
+/// table, which the kernel is slow to make, is not read (`exec` asks this every time).
+pub fn v1_cgroups_of(
+    proc_cgroup: &str,
+    dir_name: &str,
+    known: &[V1Dir],
+) -> Result<Vec<(String, PathBuf)>> {
+    let recorded: Option<Vec<(String, PathBuf)>> = v1_lines_naming(proc_cgroup, dir_name)
+        .map(|(list, path)| {
+            known
+                .iter()
+                .find(|d| d.controllers == list && d.path.ends_with(path.trim_start_matches('/')))
+                .map(|d| (d.controllers.clone(), d.path.clone()))
+        })
+        .collect();
+    if let Some(found) = recorded {
+        return Ok(found);
     }
     let mountinfo = fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Error::host("read /proc/self/mountinfo", e))?;
@@ -494,24 +509,37 @@ mod tests {
 ";
 
     #[test]
-    fn only_a_v1_line_naming_the_container_sends_us_to_the_mount_table() {
-        assert!(!names_v1_cgroup(CGROUP, "cradle.web1"));
-        assert!(!names_v1_cgroup(
-            "1:cpu:/\n0::/cradle.web1\n",
-            "cradle.web1"
-        ));
-        assert!(!names_v1_cgroup(
-            "4:memory:/outer/cradle.web10\n",
-            "cradle.web1"
-        ));
-        assert!(names_v1_cgroup(
-            "1:cpu:/cradle.web1\n0::/cradle.web1/guest\n",
-            "cradle.web1"
-        ));
-        assert!(names_v1_cgroup(
-            "4:memory:/outer/job/cradle.web1\n",
-            "cradle.web1"
-        ));
+    fn the_recorded_v1_cgroups_answer_without_the_mount_table() {
+        let memory = V1Dir {
+            controllers: "memory".into(),
+            path: "/sys/fs/cgroup/memory/outer/job/cradle.web1".into(),
+        };
+        let cpu = V1Dir {
+            controllers: "cpu".into(),
+            path: "/sys/fs/cgroup/cpu/cradle.web1".into(),
+        };
+        let known = [memory.clone(), cpu.clone()];
+        let of = |text: &str| v1_cgroups_of(text, "cradle.web1", &known).unwrap();
+        // no v1 line names the container: none, whatever is recorded
+        assert_eq!(of(CGROUP), []);
+        assert_eq!(of("1:cpu:/\n0::/cradle.web1\n"), []);
+        assert_eq!(of("4:memory:/outer/cradle.web10\n"), []);
+        // every line that does is recorded: the recorded directories
+        assert_eq!(
+            of("4:memory:/outer/job/cradle.web1\n1:cpu:/cradle.web1\n0::/cradle.web1/guest\n"),
+            [
+                (memory.controllers.clone(), memory.path.clone()),
+                (cpu.controllers.clone(), cpu.path.clone()),
+            ]
+        );
+        // a line the record does not match (another place in the hierarchy) is not
+        // answered from it: the mount table (this process's) is read, and gives
+        // another directory or none
+        assert!(
+            !of("4:memory:/elsewhere/cradle.web1\n")
+                .iter()
+                .any(|(_, path)| *path == memory.path)
+        );
     }
 
     #[test]

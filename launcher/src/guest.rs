@@ -26,7 +26,7 @@ use nix::unistd::Pid;
 use crate::cgroups;
 use crate::child::Child;
 use crate::config;
-use crate::controllers;
+use crate::controllers::{self, V1Dir};
 use crate::error::{Error, Result};
 use crate::plan::Step;
 use crate::security::Security;
@@ -58,6 +58,8 @@ pub struct Guest {
     userns: bool,
     env: Vec<String>,
     security: Security,
+    /// The container's v1 cgroups as its launcher recorded them (`Info::cgroups_v1`).
+    v1: Vec<V1Dir>,
 }
 
 fn ns_inode(path: &str) -> Option<u64> {
@@ -97,7 +99,14 @@ impl Guest {
 
     /// The guest init `init` of container `name`, after checking that it is one: in the
     /// container's cgroup, in a PID namespace other than ours, and still that process.
-    pub fn open(name: &str, init: Pid, env: Vec<String>, security: Security) -> Result<Self> {
+    /// `v1` are the container's v1 cgroups as its launcher recorded them.
+    pub fn open(
+        name: &str,
+        init: Pid,
+        env: Vec<String>,
+        security: Security,
+        v1: Vec<V1Dir>,
+    ) -> Result<Self> {
         let gone = || Error::NotRunning(name.to_owned());
         let pidfd = sys::pidfd_open(init).map_err(|_| gone())?;
         let other_ns = ns_inode(&format!("/proc/{init}/ns/pid")) != ns_inode("/proc/self/ns/pid");
@@ -123,6 +132,7 @@ impl Guest {
             userns,
             env,
             security,
+            v1,
         })
     }
 
@@ -140,7 +150,9 @@ impl Guest {
                     wait.as_secs()
                 )));
             };
-            match Guest::open(name, running.init, state.env()?, state.security()?) {
+            // an older launcher's record, or none: the mount table says
+            let v1 = state.info().map(|i| i.cgroups_v1).unwrap_or_default();
+            match Guest::open(name, running.init, state.env()?, state.security()?, v1) {
                 // the guest init may have just ended (a reboot): look again
                 Err(Error::NotRunning(_)) if !deadline.passed() => {
                     state
@@ -159,7 +171,9 @@ impl Guest {
             return Ok(Vec::new());
         };
         let mut procs = Vec::new();
-        for (hierarchy, dir) in controllers::v1_cgroups_of(&text, &cgroups::name_for(&self.name))? {
+        for (hierarchy, dir) in
+            controllers::v1_cgroups_of(&text, &cgroups::name_for(&self.name), &self.v1)?
+        {
             let path = dir.join("cgroup.procs");
             let file = OpenOptions::new()
                 .write(true)

@@ -295,6 +295,7 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
             Pid::from_raw(init),
             guest_env.clone(),
             opts.security.clone(),
+            host.v1_dirs(&opts.name),
         )
         .ok()
     });
@@ -691,6 +692,7 @@ impl Launcher<'_> {
             init,
             self.guest_env.clone(),
             self.opts.security.clone(),
+            self.host.v1_dirs(&self.opts.name),
         ) {
             Ok(guest) => Some(guest),
             Err(e) => {
