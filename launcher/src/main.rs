@@ -244,16 +244,22 @@ fn resume(words: &[String]) -> ExitCode {
         return ExitCode::from(Code::Usage as u8);
     };
     logging::init(handoff.verbosity, handoff.syslog);
-    // what the monitor passed and is not taken back (its copy of our executable) must
-    // reach no child, as in any other start of the launcher
-    if let Err(e) = sys::cloexec_from(3) {
-        log::debug!("close_range: {e}");
-    }
+    // what the monitor passed and is not taken back (its copy of our executable) too
+    close_inherited_on_exec();
     let syslog = handoff.syslog;
     let resumed = SingleThreaded::check()
         .map_err(|e| Error::host("resume", e))
         .and_then(|threads| start::resume(&threads, handoff, console));
     exit_code(resumed.map(|()| Code::Ok as u8), syslog)
+}
+
+/// Marks every descriptor this process inherited beyond the standard three close-on-exec:
+/// nothing it inherited may leak into a container. What it takes on purpose (a resumed
+/// launcher's, `handoff::Taken`) it adopts, close-on-exec too.
+fn close_inherited_on_exec() {
+    if let Err(e) = sys::cloexec_from(3) {
+        log::debug!("close_range: {e}");
+    }
 }
 
 /// A command's result as the process's exit code; an error is said in one line on standard
@@ -292,10 +298,7 @@ fn main() -> ExitCode {
         cli.verbose.min(2) as i8
     };
     logging::init(verbosity, cli.syslog);
-    // nothing this process inherited may leak into a container
-    if let Err(e) = sys::cloexec_from(3) {
-        log::debug!("close_range: {e}");
-    }
+    close_inherited_on_exec();
     let syslog = cli.syslog;
     exit_code(dispatch(cli), syslog)
 }
