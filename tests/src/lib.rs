@@ -833,6 +833,23 @@ pub fn only_child(pid: i32) -> i32 {
     child
 }
 
+/// The descriptors process `pid` has open, with what each is open on (a path, or
+/// `anon_inode:...` and the like).
+pub fn open_files(pid: i32) -> Vec<(i32, PathBuf)> {
+    let mut files: Vec<(i32, PathBuf)> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+        .flatten()
+        .map(|e| {
+            let fd = e.file_name().to_string_lossy().parse().unwrap();
+            let target = fs::read_link(e.path())
+                .unwrap_or_else(|err| panic!("{}: {err}", e.path().display()));
+            (fd, target)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 /// Sends `sig` to `pid`.
 /// A guest started with `--detach`: its monitor is killed if the test fails, so that no
 /// guest outlives a failed test (the container dies with its launcher).

@@ -257,17 +257,9 @@ fn the_shim_holds_only_its_streams_and_its_signalfd() {
     let mut launcher = sb.start(&[]);
     sb.wait_running(&mut launcher, secs(30));
     let shim = integration_tests::only_child(launcher.pid());
-    let fds: Vec<String> = fs::read_dir(format!("/proc/{shim}/fd"))
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let target = fs::read_link(e.path()).unwrap();
-            format!(
-                "{} -> {}",
-                e.file_name().to_string_lossy(),
-                target.display()
-            )
-        })
+    let fds: Vec<String> = integration_tests::open_files(shim)
+        .iter()
+        .map(|(fd, target)| format!("{fd} -> {}", target.display()))
         .collect();
     assert_eq!(fds.len(), 4, "{fds:#?}");
     assert!(fds.iter().any(|f| f.contains("signalfd")), "{fds:#?}");

@@ -146,22 +146,12 @@ fn a_detached_guest_is_kept_by_the_small_monitor_across_reboots_until_it_stops()
     pty.wait_for("boot2", secs(10));
     // the shim of the new boot holds nothing of the host's but its console: none of what
     // passed between the launcher and the monitor
-    let children = std::fs::read_to_string(format!("/proc/{monitor}/task/{monitor}/children"))
-        .unwrap_or_default();
-    let shim = children
-        .split_whitespace()
-        .next()
-        .expect("the monitor's child, the shim");
-    for fd in std::fs::read_dir(format!("/proc/{shim}/fd"))
-        .unwrap()
-        .flatten()
-    {
-        let target = std::fs::read_link(fd.path()).unwrap_or_default();
+    let shim = integration_tests::only_child(monitor as i32);
+    for (fd, target) in integration_tests::open_files(shim) {
         let target = target.to_string_lossy();
         assert!(
             target.starts_with("/dev/") || target.starts_with("anon_inode:"),
-            "the shim holds {} -> {target}",
-            fd.path().display()
+            "the shim holds /proc/{shim}/fd/{fd} -> {target}"
         );
     }
     // the launcher that booted it again gave its init the same environment

@@ -28,16 +28,10 @@ fn run_holds_its_name_so_a_start_of_it_is_refused() {
 /// open file description lock it holds stays held while the copy is open, whatever
 /// becomes of the process.
 fn copy_of_open_file(pid: i32, path: &Path) -> OwnedFd {
-    let fd: i32 = fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .flatten()
-        .find(|e| fs::read_link(e.path()).is_ok_and(|to| to == path))
-        .unwrap_or_else(|| panic!("{pid} has no descriptor of {}", path.display()))
-        .file_name()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (fd, _) = integration_tests::open_files(pid)
+        .into_iter()
+        .find(|(_, to)| to == path)
+        .unwrap_or_else(|| panic!("{pid} has no descriptor of {}", path.display()));
     // SAFETY: pidfd_open and pidfd_getfd take integers and return a new descriptor or -1.
     #[allow(unsafe_code)]
     unsafe {
