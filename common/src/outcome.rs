@@ -38,6 +38,16 @@ pub enum Status {
     Signaled(i32),
 }
 
+/// In log lines, without Debug's machinery (which the shim, under 64 KiB, cannot afford).
+impl core::fmt::Display for Status {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self {
+            Status::Exited(code) => write!(f, "exit status {code}"),
+            Status::Signaled(sig) => write!(f, "killed by signal {sig}"),
+        }
+    }
+}
+
 impl Status {
     /// Reads the `wstatus` integer that wait(2) fills in. `None` for a stopped or continued
     /// child, which has not ended.

@@ -38,12 +38,15 @@ pub enum Stage {
 
 /// The steps of entering a running guest, by the `detail` of a [`Stage::EnterGuest`]
 /// failure.
-pub const ENTER_STEPS: [&str; 5] = [
+pub const ENTER_STEPS: [&str; 8] = [
     "join the guest's PID namespace",
     "join the guest init's namespaces",
     "become the guest's root",
     "drop capabilities from the bounding set",
     "reboot(2) POWER_OFF in the guest's PID namespace",
+    "make the helper undumpable",
+    "limit the capabilities to the guest's",
+    "join the guest init's cgroup namespace",
 ];
 
 impl Stage {

@@ -216,6 +216,10 @@ pub struct Exec {
     /// add VAR=value to the command's environment (repeatable)
     #[argh(option, short = 'e')]
     pub env: Vec<String>,
+    /// seconds to wait for a guest that is still booting, and then for the command to
+    /// start in it (default 30)
+    #[argh(option)]
+    pub timeout: Option<Seconds>,
     /// the command and its arguments, after --
     #[argh(positional, greedy)]
     pub command: Vec<String>,
@@ -451,15 +455,29 @@ mod tests {
 
     #[test]
     fn exec_keeps_the_command_s_own_options() {
-        let cli = parse(&["exec", "web1", "--", "sh", "-c", "echo -v"]).unwrap();
+        let cli = parse(&["exec", "web1", "--", "sh", "-c", "echo -v", "--timeout"]).unwrap();
         assert_eq!(
             cli.command,
             Command::Exec(Exec {
                 name: "web1".into(),
                 env: vec![],
-                command: vec!["sh".into(), "-c".into(), "echo -v".into()],
+                timeout: None,
+                command: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo -v".into(),
+                    "--timeout".into()
+                ],
             })
         );
+        let cli = parse(&["exec", "web1", "--timeout", "5", "--", "true"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Exec(Exec {
+                timeout: Some(Seconds(5)),
+                ..
+            })
+        ));
     }
 
     #[test]

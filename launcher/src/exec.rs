@@ -14,10 +14,11 @@ use crate::guest::{Enter, Guest};
 use crate::signals::Signals;
 use crate::spawn::ShimBinary;
 use crate::state::{Observed, validate_name};
-use crate::sys::SingleThreaded;
+use crate::sys::{Deadline, SingleThreaded};
 
-/// How long exec waits for a guest that is still booting.
-const BOOT_WAIT: Duration = Duration::from_secs(30);
+/// How long exec waits for a guest that is still booting, and then for the command to
+/// start in it, unless `--timeout` says.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Passed on to the command (the shim forwards them).
 const FORWARDED: [i32; 8] = [
@@ -36,6 +37,7 @@ pub fn exec(
     state_base: &Path,
     name: &str,
     env: &[String],
+    timeout: Option<Duration>,
     command: &[String],
 ) -> Result<u8> {
     validate_name(name)?;
@@ -44,7 +46,8 @@ pub fn exec(
         return Err(Error::Usage("exec needs a command after --".into()));
     }
     let state = Observed::open(state_base, name)?;
-    let guest = Guest::find(&state, name, BOOT_WAIT)?;
+    let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let guest = Guest::find(&state, name, timeout)?;
     let shim = ShimBinary::sealed(Some(&state.shim()?))?;
     let mut signals = Signals::catch(&FORWARDED)?;
     let what = Enter::Command {
@@ -54,6 +57,14 @@ pub fn exec(
     };
     let status = guest
         .enter(threads, &shim, what)?
-        .supervise(Some(&mut signals), &command[0])?;
+        .supervise(
+            Some(&mut signals),
+            &command[0],
+            Some(Deadline::after(timeout)),
+        )
+        .map_err(|e| match e {
+            Error::Timeout(why) => Error::Timeout(format!("{name}: {why}")),
+            other => other,
+        })?;
     Ok(status.shell_code())
 }

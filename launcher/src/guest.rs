@@ -2,24 +2,28 @@
 //! own graceful halt. Everything goes through a pidfd of the guest init, checked to be the
 //! process the state directory names, so a recycled pid can never be acted on.
 //!
-//! Nothing of the host enters the guest: a process that runs in it is the shim (its sealed
-//! memfd copy, `cradle-shim --enter`), started by a child of ours that never leaves the
-//! host's PID namespace. The shim joins the guest init's PID namespace for its child, which
-//! is born in the init's cgroup (clone3 `CLONE_INTO_CGROUP`: no cgroup file is carried in),
-//! joins the init's other namespaces (its user namespace first), becomes its root, drops the
-//! same capabilities from its bounding set, has the same seccomp filter (installed by our
-//! child before it execs the shim), closes every descriptor above 2, dies with the shim, and
-//! gets a session of its own, so that the operator's terminal is never its controlling
-//! terminal (no TIOCSTI into it). The launcher's own binary is never in the guest's PID
-//! namespace.
+//! Nothing of the host enters the guest, and nothing of the host is within the guest's
+//! reach on the way in (the shim's `enter.rs` has the order of the steps). The launcher
+//! runs the shim (its sealed memfd copy, `cradle-shim --enter`) from a child that never
+//! leaves the host's PID namespace, born in the container's `shim` leaf, a cgroup the guest
+//! cannot see or freeze, with the guest's seccomp filter (installed by our child before
+//! it execs the shim), the init's pidfd, and for a command a detached mount of the init's
+//! cgroup directory (a clone of that directory alone: `..` at its root stays there). The
+//! shim makes itself undumpable, takes the guest's root's credentials and capabilities,
+//! and only then clones the command into the guest's PID namespace and cgroup. The
+//! launcher's own binary is never in the guest's PID namespace.
 
+use std::ffi::CString;
 use std::fs::{self, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::time::Duration;
 
+use cradle_common::guest::CGROUP_SHIM_DIR;
 use cradle_common::outcome::Status;
 use nix::errno::Errno;
+use nix::fcntl::AT_FDCWD;
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 
@@ -33,6 +37,10 @@ use crate::security::Security;
 use crate::spawn::{self, Container, ShimBinary, Spawn};
 use crate::state::Observed;
 use crate::sys::{self, Deadline, SingleThreaded};
+
+/// How long the process that powers a guest off may take to start (it is out of the
+/// guest's reach: this bounds only a host too busy to run it).
+const POWER_OFF_START: Duration = Duration::from_secs(10);
 
 /// How long a halt or reboot request that failed waits before it is made again.
 const REQUEST_RETRY: Duration = Duration::from_secs(1);
@@ -52,8 +60,11 @@ pub struct Guest {
     name: String,
     init: Pid,
     pidfd: OwnedFd,
-    /// The guest init's cgroup directory, where what we start in the guest is born.
+    /// The guest init's cgroup directory, where what we start in the guest is born: a
+    /// detached mount of that directory alone.
     cgroup: OwnedFd,
+    /// The container's `shim` leaf, where the shim that enters the guest is born.
+    shim_leaf: OwnedFd,
     /// Whether the guest has a user namespace of its own (the shim then joins it).
     userns: bool,
     env: Vec<String>,
@@ -116,19 +127,24 @@ impl Guest {
         let userns = ns_inode(&format!("/proc/{init}/ns/user")) != ns_inode("/proc/self/ns/user");
         // still alive now, so the checks above were about this very process
         sys::pidfd_send_signal(pidfd.as_fd(), 0).map_err(|_| gone())?;
-        let dir = cgroups::v2_root()
-            .map(|root| root.join(cgroup.trim_start_matches('/')))
-            .ok_or_else(gone)?;
-        let cgroup = OpenOptions::new()
+        let root = cgroups::v2_root().ok_or_else(gone)?;
+        let dir = root.join(cgroup.trim_start_matches('/'));
+        let path = CString::new(dir.as_os_str().as_bytes())
+            .map_err(|_| Error::host("cgroup path", std::io::Error::other("NUL byte")))?;
+        let cgroup = sys::open_tree(AT_FDCWD, &path, libc::OPEN_TREE_CLONE)
+            .map_err(|e| Error::host(format!("open cgroup {}", dir.display()), e))?;
+        let leaf = root.join(cgroups::name_for(name)).join(CGROUP_SHIM_DIR);
+        let shim_leaf = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(&dir)
-            .map_err(|e| Error::host(format!("open cgroup {}", dir.display()), e))?;
+            .open(&leaf)
+            .map_err(|e| Error::host(format!("open cgroup {}", leaf.display()), e))?;
         Ok(Guest {
             name: name.to_owned(),
             init,
             pidfd,
-            cgroup: cgroup.into(),
+            cgroup,
+            shim_leaf: shim_leaf.into(),
             userns,
             env,
             security,
@@ -189,8 +205,9 @@ impl Guest {
     /// returned container is the shim, in the host's PID namespace; it exits with the
     /// command's status.
     ///
-    /// A command is born in the guest init's cgroup (and the shim that starts it is in the
-    /// guest's v1 cgroups, on a hybrid host), and so under the container's limits.
+    /// A command is born in the guest init's cgroup, and the shim that starts it in the
+    /// container's `shim` leaf (and in the guest's v1 cgroups, on a hybrid host), so both
+    /// are under the container's limits.
     /// A power-off is not: the process that calls reboot(2) in the guest's PID namespace is
     /// born in ours, so that it needs no room under the guest's `--pids` or `--memory`
     /// (a guest in a fork storm has none) and the power-off always works.
@@ -207,7 +224,9 @@ impl Guest {
         }
         let mut keep = vec![self.pidfd.as_fd()];
         let mut steps = Vec::new();
+        let mut cgroup = None;
         if let Enter::Command { .. } = what {
+            cgroup = Some(self.shim_leaf.as_fd());
             args.extend(["--cgroup-fd".to_owned(), fd(&self.cgroup)]);
             keep.push(self.cgroup.as_fd());
             // on a hybrid host, the shim joins the guest's v1 cgroups before it clones the
@@ -248,7 +267,7 @@ impl Guest {
                 shim,
                 cwd: None,
                 namespaces: CloneFlags::empty(),
-                cgroup: None,
+                cgroup,
                 keep: &keep,
                 args: &args,
                 env: &env,
@@ -309,7 +328,12 @@ impl Guest {
     /// inside the guest's PID namespace, which makes the kernel kill the guest init (its
     /// parent sees it killed by SIGINT, a halt).
     pub fn power_off(&self, threads: &SingleThreaded, shim: &ShimBinary) -> Result<()> {
-        match self.enter(threads, shim, Enter::PowerOff)?.wait()? {
+        let started_by = Some(Deadline::after(POWER_OFF_START));
+        match self.enter(threads, shim, Enter::PowerOff)?.supervise(
+            None,
+            "reboot(2)",
+            started_by,
+        )? {
             Status::Exited(0) => Ok(()),
             other => Err(Error::host(
                 "power off the guest",

@@ -52,7 +52,7 @@ use std::process::ExitCode;
 
 use argh::FromArgs;
 
-use cli::{Cli, Command, LimitOptions, Switch};
+use cli::{Cli, Command, LimitOptions, Seconds, Switch};
 use detach::{Forked, Readiness};
 use error::{Code, Error};
 use limits::{Changes, Limits};
@@ -190,7 +190,14 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             stop.timeout.map(cli::Seconds::duration),
         )
         .map(|()| Code::Ok as u8),
-        Command::Exec(exec) => exec::exec(&threads, &base, &exec.name, &exec.env, &exec.command),
+        Command::Exec(exec) => exec::exec(
+            &threads,
+            &base,
+            &exec.name,
+            &exec.env,
+            exec.timeout.map(Seconds::duration),
+            &exec.command,
+        ),
         Command::Run(run) => {
             let limits = limits(&run)?;
             run::run(

@@ -36,7 +36,7 @@ use crate::child::Child;
 use crate::error::{Error, Result};
 use crate::plan::Step;
 use crate::signals::Signals;
-use crate::sys::{self, InChild, SingleThreaded};
+use crate::sys::{self, Deadline, InChild, SingleThreaded};
 
 /// The namespaces the container's first process is cloned into. Its mount and PID
 /// namespaces always; without a user namespace the network, UTS and IPC ones too. With one,
@@ -426,14 +426,26 @@ impl Container {
 
     /// Runs the shim to its end, passing on `signals` (the shim forwards them to its
     /// command): its status, or the failure the error pipe reported (`command` names the
-    /// command for an exec failure).
+    /// command for an exec failure). With `started_by`, a command that has not started
+    /// by then (a guest that froze its cgroup or stopped the process on its way in) is
+    /// given up on: the shim is killed (and what it started with it) and this is a
+    /// timeout.
     pub fn supervise(
         &mut self,
         mut signals: Option<&mut Signals>,
         command: &str,
+        started_by: Option<Deadline>,
     ) -> Result<Status> {
         let mut failure = None;
         loop {
+            let deadline = started_by.filter(|_| self.errpipe.is_some());
+            if deadline.is_some_and(Deadline::passed) {
+                self.kill_with_children();
+                return Err(Error::Timeout(format!(
+                    "{command} did not start in the guest in time (a frozen cgroup, or a \
+                     process stopped on its way in)"
+                )));
+            }
             let mut fds = vec![PollFd::new(self.child.pidfd(), PollFlags::POLLIN)];
             if let Some(signals) = &signals {
                 fds.push(PollFd::new(signals.fd(), PollFlags::POLLIN));
@@ -442,8 +454,8 @@ impl Container {
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
                 fds.len() - 1
             });
-            let ready =
-                sys::poll_ready(&mut fds, PollTimeout::NONE).map_err(|e| Error::host("poll", e))?;
+            let timeout = deadline.map_or(PollTimeout::NONE, Deadline::poll_timeout);
+            let ready = sys::poll_ready(&mut fds, timeout).map_err(|e| Error::host("poll", e))?;
             drop(fds);
             if errpipe_at.is_some_and(|i| ready[i]) {
                 if let Report::Failed(f) = self.read_report() {
@@ -474,18 +486,36 @@ impl Container {
 
     /// Waits for the shim to end: [`Container::supervise`] without signals.
     pub fn wait(&mut self) -> Result<Status> {
-        self.supervise(None, "")
+        self.supervise(None, "", None)
+    }
+
+    /// The shim's children (host pids).
+    fn children(&self) -> Vec<Pid> {
+        let path = format!("/proc/{0}/task/{0}/children", self.child.pid());
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.split_whitespace()
+            .filter_map(|pid| pid.parse().ok())
+            .map(Pid::from_raw)
+            .collect()
     }
 
     /// The guest init's host pid: the shim's only child once it started it.
     pub fn guest_init(&self) -> Option<Pid> {
-        let path = format!("/proc/{0}/task/{0}/children", self.child.pid());
-        let text = std::fs::read_to_string(path).ok()?;
-        text.split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-            .map(Pid::from_raw)
+        self.children().first().copied()
+    }
+
+    /// Kills the shim and, first, what it started (a process held frozen or stopped by
+    /// the guest before it set its parent-death signal would outlive the shim, holding
+    /// our standard streams), and reaps the shim. The shim cannot reap them while we
+    /// look: it waits for its child to exec.
+    fn kill_with_children(&mut self) {
+        for pid in self.children() {
+            if let Ok(pidfd) = sys::pidfd_open(pid) {
+                let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            }
+        }
+        self.child.signal(libc::SIGKILL);
+        self.child.wait();
     }
 
     /// A failure record in words, as an error with the right exit code.

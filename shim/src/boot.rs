@@ -156,7 +156,7 @@ pub fn run(
     info!("guest init {} is running", Lossy(INIT_PATHS[init]));
     let status = supervise::until_exit(signals, init_pid, &mut Guest { init: init_pid });
     let outcome = Outcome::from_init(status);
-    info!("guest init ended: {:?}", outcome);
+    info!("guest init ended: {}", status);
     // whatever the init left behind in our namespace goes with it
     let _ = sys::kill(-1, libc::SIGKILL);
     supervise::reap_all();

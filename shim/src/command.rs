@@ -174,9 +174,9 @@ impl Supervisor for Command {
 
     fn reaped(&mut self, pid: Pid, status: Status) {
         if self.options.warn_on_reap {
-            warning!("reaped zombie process with pid={} ({:?})", pid, status);
+            warning!("reaped zombie process with pid={} ({})", pid, status);
         } else {
-            debug!("reaped {} ({:?})", pid, status);
+            debug!("reaped {} ({})", pid, status);
         }
     }
 }

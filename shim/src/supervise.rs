@@ -21,7 +21,7 @@ pub trait Supervisor {
     fn child_stopped(&mut self) {}
     /// A process other than the main child was reaped (an orphan).
     fn reaped(&mut self, pid: Pid, status: Status) {
-        debug!("reaped {} ({:?})", pid, status);
+        debug!("reaped {} ({})", pid, status);
     }
 }
 

@@ -647,6 +647,77 @@ pub fn drop_bounding_set(keep: u64) -> Result<()> {
     Ok(())
 }
 
+/// PR_SET_DUMPABLE 0: no process without CAP_SYS_PTRACE in the user namespace our memory
+/// was made in (the host's, for a shim exec'd there) may trace us, take our descriptors
+/// (pidfd_getfd), read or write our memory (/proc/PID/mem, process_vm_*) or follow our
+/// /proc links. Inherited by a child we clone; an exec by that child makes its own memory,
+/// dumpable again in its user namespace.
+pub fn set_undumpable() -> Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes an integer.
+    check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong) }).map(drop)
+}
+
+/// The parent's pid (in our PID namespace).
+pub fn getppid() -> Pid {
+    // SAFETY: getppid has no preconditions.
+    unsafe { libc::getppid() }
+}
+
+/// linux/capability.h's `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: c_int,
+}
+
+/// `struct __user_cap_data_struct`, one per 32 capabilities.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Cuts the permitted and effective capability sets to `keep` (bit N for capability N; a
+/// set only ever shrinks) and empties the inheritable and ambient ones, so that nothing
+/// outside `keep` is held now or survives an exec, whatever our parent had.
+pub fn limit_capabilities(keep: u64) -> Result<()> {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget writes two cap_data structs for version 3, which `data` has room for.
+    check(unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) as c_int })?;
+    for (i, set) in data.iter_mut().enumerate() {
+        let word = (keep >> (32 * i)) as u32;
+        set.effective &= word;
+        set.permitted &= word;
+        set.inheritable = 0;
+    }
+    // SAFETY: capset reads the header and two cap_data structs.
+    check(unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) as c_int })?;
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointer.
+    let cleared = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    // EINVAL: a kernel before ambient capabilities (4.3), which has none to clear
+    match check(cleared) {
+        Ok(_) | Err(Errno(libc::EINVAL)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Closes every descriptor from `first` up (close_range, Linux 5.9).
 pub fn close_from(first: c_int) {
     // SAFETY: close_range only closes descriptors.
@@ -776,6 +847,25 @@ pub fn exec_fd(fd: Fd, argv: &[*const c_char], environment: crate::Environment) 
         )
     };
     last_errno()
+}
+
+/// A pidfd of the process `pid` (close-on-exec).
+pub fn pidfd_open(pid: Pid) -> Result<Fd> {
+    // SAFETY: pidfd_open takes integers and returns a new descriptor.
+    check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as c_int)
+}
+
+/// Whether the process behind the pidfd `fd` has ended (its pidfd is readable), asked
+/// without waiting. Unlike a signal, this works across PID namespaces.
+pub fn has_ended(fd: Fd) -> bool {
+    let mut fds = [libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: fds is a live, writable array of one pollfd struct.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
+    ready != 0
 }
 
 /// Sends `sig` to the process behind the pidfd `fd`.

@@ -1,5 +1,5 @@
 //! Containment: a guest's root is not the host's root. Each test runs what a hostile root
-//! would try (tests/src/bin/escape.rs) inside a guest booted with the default options and
+//! would try (tests/src/bin/escape/main.rs) inside a guest booted with the default options and
 //! checks it is refused, or checks what the host sees of the guest.
 
 use std::fs;

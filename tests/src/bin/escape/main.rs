@@ -9,6 +9,9 @@
 //! escape scan       print every process of our PID namespace whose executable or one of
 //!                   whose descriptors is something of the host's: "PID exe PATH" or
 //!                   "PID fd N PATH" (nothing at all when there is none)
+//! escape hunt SECS [COUNT]
+//!                   trap the helpers `cradle exec` and `cradle stop` send into the guest
+//!                   and try to take something of the host from them (see hunt.rs)
 //! escape euid       print our effective uid (run set-user-ID to see it change)
 //! escape spin SECS  keep a CPU busy for SECS seconds of wall time, then print the CPU
 //!                   seconds we got (getrusage), as "cpu SECONDS"
@@ -23,6 +26,8 @@
 //! permission check would fail on differently (EINVAL, EFAULT, ENOENT, EBADF), or does no
 //! harm when it succeeds (a sysctl is written back with the value it has).
 #![allow(unsafe_code)]
+
+mod hunt;
 
 use std::ffi::CString;
 use std::fs;
@@ -457,10 +462,17 @@ fn main() {
         Some("storm") => storm(std::env::args().nth(2).and_then(|n| n.parse().ok())),
         Some("attempts") => attempts(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("scan") => scan(),
+        Some("hunt") => hunt::hunt(
+            number().unwrap_or(60.0),
+            std::env::args()
+                .nth(3)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(u32::MAX),
+        ),
         // SAFETY: geteuid has no preconditions.
         Some("euid") => println!("{}", unsafe { libc::geteuid() }),
         _ => {
-            eprintln!("usage: escape attempts|scan|euid|spin SECS|hog MIB|storm");
+            eprintln!("usage: escape attempts|scan|hunt SECS [COUNT]|euid|spin SECS|hog MIB|storm");
             std::process::exit(2);
         }
     }

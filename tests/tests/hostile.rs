@@ -1,0 +1,200 @@
+//! A guest's root against what the host sends into its guest: the helpers of `cradle
+//! exec` and `cradle stop` give it nothing of the host (tests/src/bin/escape/hunt.rs traps
+//! each one in a frozen cgroup, stops it on its way in and tries every way of taking its
+//! descriptors, memory or credentials), and a guest that freezes its cgroup makes no host
+//! command hang.
+
+use std::fs;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use integration_tests::{Finished, Launcher, Sandbox, secs};
+
+fn start_busybox(sb: &Sandbox) -> Launcher {
+    sb.install_escape();
+    let mut launcher = sb.start(&[]);
+    launcher.wait_console("is up", secs(30));
+    launcher
+}
+
+/// Starts the hunter in the guest, writing to `log` (a path in the guest), to catch
+/// `count` helpers; returns once its trap is set.
+fn start_hunter(sb: &Sandbox, log: &str, count: u32) {
+    let script = format!("/escape hunt 120 {count} > {log} 2>&1 &");
+    let started = sb.exec(&["sh", "-c", &script]);
+    assert_eq!(started.code(), Some(0), "{started:?}");
+    wait_for_line(sb, log, "ready", secs(20));
+}
+
+/// Waits until the guest file `log` has a line starting with `start`.
+fn wait_for_line(sb: &Sandbox, log: &str, start: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = fs::read_to_string(sb.path(log)).unwrap_or_default();
+        if text.lines().any(|l| l.starts_with(start)) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {start:?} line in {log} after {timeout:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// How `cradle exec NAME -- true` ended, or `None` if it did not within `timeout` (it is
+/// then killed). Its output goes nowhere: a process left in the guest could hold a pipe.
+fn exec_within(sb: &Sandbox, timeout: Duration) -> Option<ExitStatus> {
+    let mut child = sb
+        .cradle(["exec", sb.name.as_str(), "--", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Asserts that the hunter caught `caught` helpers, stopped at least one of them on its
+/// way in, and that every attempt on each was refused.
+fn assert_nothing_taken(log: &str, text: &str, caught: usize) {
+    let lines: Vec<&str> = text.lines().collect();
+    let taken: Vec<&&str> = lines.iter().filter(|l| l.contains(" allowed")).collect();
+    assert!(
+        taken.is_empty(),
+        "{log}: the guest's root took something from a helper:\n{text}"
+    );
+    let count = |word: &str| lines.iter().filter(|l| l.starts_with(word)).count();
+    assert_eq!(count("caught "), caught, "{log}: helpers caught:\n{text}");
+    assert!(
+        count("stopped ") >= 1,
+        "{log}: no helper was stopped on its way in, so the window was not tried:\n{text}"
+    );
+    // every attempt was made on every helper caught, frozen and stopped
+    let refused = lines.iter().filter(|l| l.contains(" refused ")).count();
+    assert!(
+        refused >= caught * 12,
+        "{log}: {refused} attempts refused for {caught} helpers:\n{text}"
+    );
+}
+
+#[test]
+fn the_helpers_of_exec_and_stop_give_a_hostile_root_nothing_of_the_host() {
+    let sb = Sandbox::busybox("hostile-helpers");
+    let launcher = start_busybox(&sb);
+    // exec: every helper trapped, stopped where it turns into the guest's root, and tried
+    const EXECS: u32 = 6;
+    start_hunter(&sb, "/hunt-exec.log", EXECS);
+    // what the hunter took is the finding: looked at before how the execs went, which a
+    // helper in the guest's hands may not finish
+    let execs: Vec<Option<ExitStatus>> = (0..EXECS).map(|_| exec_within(&sb, secs(20))).collect();
+    let text = fs::read_to_string(sb.path("/hunt-exec.log")).unwrap_or_default();
+    assert!(
+        !text.contains(" allowed"),
+        "the guest's root took something from a helper of exec:\n{text}"
+    );
+    for status in execs {
+        let status = status.expect("exec finished within 20 s");
+        assert_eq!(status.code(), Some(0), "exec -- true: {status:?}");
+    }
+    let text = wait_for_line(&sb, "/hunt-exec.log", "done", secs(30));
+    assert_nothing_taken("exec", &text, EXECS as usize);
+    // stop --mode reboot: its helper, which runs `reboot` in the guest
+    start_hunter(&sb, "/hunt-reboot.log", 1);
+    let boot = sb.boot_number();
+    let reboot = sb.run_cradle(&["stop", &sb.name, "--mode", "reboot"], secs(60));
+    assert_eq!(reboot.code(), Some(0), "{reboot:?}");
+    assert_ne!(sb.boot_number(), boot, "a new boot");
+    let text = wait_for_line(&sb, "/hunt-reboot.log", "caught", secs(5));
+    assert_nothing_taken("stop --mode reboot", &text, 1);
+    // stop: its helper, which runs `halt`
+    start_hunter(&sb, "/hunt-halt.log", 1);
+    let stop = sb.run_cradle(&["stop", &sb.name, "--timeout", "30"], secs(60));
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
+    let done = launcher.wait(secs(20));
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    let text = wait_for_line(&sb, "/hunt-halt.log", "caught", secs(5));
+    assert_nothing_taken("stop", &text, 1);
+    assert!(
+        !done.stderr.contains("powering it off"),
+        "the halt went through: {done:?}"
+    );
+    sb.assert_clean();
+}
+
+/// Runs a shell command in the guest, which must succeed.
+fn in_guest(sb: &Sandbox, script: &str) {
+    let done = sb.exec(&["sh", "-c", script]);
+    assert_eq!(done.code(), Some(0), "{done:?}");
+}
+
+/// Runs `cradle ARGS` and checks that it ended within `within`.
+fn timed(sb: &Sandbox, args: &[&str], within: Duration) -> Finished {
+    let began = Instant::now();
+    let done = sb.run_cradle(args, within + secs(30));
+    assert!(
+        began.elapsed() < within,
+        "cradle {args:?} took {:?}: {done:?}",
+        began.elapsed()
+    );
+    done
+}
+
+#[test]
+fn a_guest_that_freezes_its_cgroup_makes_no_host_command_hang() {
+    let sb = Sandbox::busybox("hostile-frozen");
+    let launcher = start_busybox(&sb);
+    // the init in a cgroup of its own, frozen: what exec and stop start there is born
+    // frozen, and the init takes no halt or reboot request
+    in_guest(
+        &sb,
+        "mkdir /sys/fs/cgroup/ice && echo 1 > /sys/fs/cgroup/ice/cgroup.freeze \
+         && echo 1 > /sys/fs/cgroup/ice/cgroup.procs",
+    );
+    let exec = timed(
+        &sb,
+        &["exec", &sb.name, "--timeout", "2", "--", "touch", "/ran"],
+        secs(10),
+    );
+    exec.assert_one_line_error(10, "did not start in the guest in time");
+    let status = timed(&sb, &["status", &sb.name], secs(10));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let list = timed(&sb, &["list"], secs(10));
+    assert_eq!(list.code(), Some(0), "{list:?}");
+    let reboot = timed(
+        &sb,
+        &["stop", &sb.name, "--mode", "reboot", "--timeout", "2"],
+        secs(10),
+    );
+    reboot.assert_one_line_error(10, "did not come back");
+    // thawed, the guest never runs the commands that were given up on
+    let boot = sb.boot_number();
+    let ice = integration_tests::cgroup_v2_root()
+        .join(format!("cradle.{}", sb.name))
+        .join("guest/ice/cgroup.freeze");
+    fs::write(&ice, "0").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !sb.path("/ran").exists(),
+        "the command exec gave up on ran once the guest thawed"
+    );
+    assert_eq!(sb.boot_number(), boot, "the reboot given up on happened");
+    fs::write(&ice, "1").unwrap();
+    // a halt it cannot take: powered off after the timeout
+    let stop = timed(&sb, &["stop", &sb.name, "--timeout", "2"], secs(20));
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
+    let done = launcher.wait(secs(20));
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    sb.assert_clean();
+}
