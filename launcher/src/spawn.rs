@@ -13,9 +13,10 @@
 
 use std::ffi::{CString, c_char};
 use std::fs::{self, File, Metadata};
-use std::io;
+use std::io::{self, Seek};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use cradle_common::errpipe::{Failure, RECORD_LEN};
@@ -113,7 +114,7 @@ impl ShimBinary {
             ));
         }
         let shared = match state_base {
-            Some(base) => overlay(&path, &meta, base)
+            Some(base) => overlay(&file, &meta, base)
                 .inspect_err(|why| log::debug!("{}: no overlay ({why}): a sealed copy", ctx()))
                 .ok(),
             None => None,
@@ -139,18 +140,84 @@ impl ShimBinary {
     }
 }
 
-/// `path` through a read-only overlayfs mount of its directory, detached (in no mount
-/// namespace once its descriptor is closed, so nothing can remount it), if it is the file
-/// `meta` describes (same size and modification time).
-fn overlay(path: &Path, meta: &Metadata, state_base: &Path) -> io::Result<OwnedFd> {
-    // a bare file name (`--shim cradle-shim`) is in the working directory
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let dir = fs::canonicalize(parent.unwrap_or(Path::new(".")))?;
+/// The directory in the state base with the execute-only copies of the shim.
+const COPIES: &str = ".shim";
+/// The file name of the shim, as it runs (so `/proc/PID/exe` and `ps` say what it is).
+const SHIM_NAME: &str = "cradle-shim";
+
+/// The mode of every copy of the shim: execute-only. A shim exec'd by a process whose
+/// credentials cannot read its file (a guest's root: the file's owner, the host's root, is
+/// not mapped in its user namespace) is undumpable and its memory belongs to the host's
+/// user namespace (the kernel's `would_dump`): no process of the guest, whatever its
+/// capabilities there, may trace it, take its descriptors or touch its memory, as if it
+/// had been exec'd outside the guest's user namespace.
+const EXECUTE_ONLY: u32 = 0o111;
+
+/// An execute-only copy of the shim `file` (which `meta` describes) in the state base,
+/// `.shim/BUILD/cradle-shim`, one per build (named after the file's identity) and shared by
+/// every guest: made once, atomically (a directory written aside, then renamed), older
+/// builds' copies removed (running guests keep what they have open).
+fn execute_only_copy(mut file: &File, meta: &Metadata, state_base: &Path) -> io::Result<PathBuf> {
+    let copies = state_base.join(COPIES);
+    fs::create_dir_all(&copies)?;
+    fs::set_permissions(&copies, fs::Permissions::from_mode(0o700))?;
+    let build = format!(
+        "{:x}-{:x}-{}-{}.{}",
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    );
+    let copy = copies.join(&build).join(SHIM_NAME);
+    if let Ok(seen) = fs::symlink_metadata(&copy) {
+        if seen.is_file() && seen.len() == meta.len() && seen.mode() & 0o7777 == EXECUTE_ONLY {
+            return Ok(copy);
+        }
+    }
+    let aside = copies.join(format!(".{build}.{}", std::process::id()));
+    let written = (|| {
+        fs::create_dir(&aside)?;
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(aside.join(SHIM_NAME))?;
+        io::copy(&mut file, &mut out)?;
+        out.set_permissions(fs::Permissions::from_mode(EXECUTE_ONLY))?;
+        match fs::rename(&aside, copies.join(&build)) {
+            // another launcher made it meanwhile: theirs is as good
+            Err(e) if copy.is_file() => {
+                log::debug!("{}: {e}", copy.display());
+                fs::remove_dir_all(&aside)
+            }
+            other => other,
+        }
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_dir_all(&aside);
+        return Err(e);
+    }
+    for entry in fs::read_dir(&copies)?.flatten() {
+        if entry.file_name() != build.as_str() && !entry.file_name().as_bytes().starts_with(b".") {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+    Ok(copy)
+}
+
+/// An execute-only copy of the shim `file` (see [`execute_only_copy`]) through a read-only
+/// overlayfs mount of its directory, detached (in no mount namespace once its descriptor is
+/// closed, so nothing can remount it).
+fn overlay(file: &File, meta: &Metadata, state_base: &Path) -> io::Result<OwnedFd> {
+    let path = execute_only_copy(file, meta, state_base)?;
+    let dir = path.parent().ok_or(io::ErrorKind::InvalidInput)?;
     let name = path.file_name().ok_or(io::ErrorKind::InvalidInput)?;
+    let meta = fs::metadata(&path)?;
     let empty = state_base.join(EMPTY_LAYER);
     fs::create_dir_all(&empty)?;
     let empty = fs::canonicalize(empty)?;
-    let lower = format!("{}:{}", layer_option(&dir)?, layer_option(&empty)?);
+    let lower = format!("{}:{}", layer_option(dir)?, layer_option(&empty)?);
     let fs = sys::fsopen(c"overlay")?;
     sys::fsconfig_set(fs.as_fd(), c"lowerdir", Some(&CString::new(lower)?))?;
     // xino only logs about layers on different file systems here
@@ -176,7 +243,8 @@ fn layer_option(dir: &Path) -> io::Result<String> {
     Ok(text.replace('\\', "\\\\").replace(':', "\\:"))
 }
 
-/// A copy of `file` in a memfd sealed against every change.
+/// A copy of `file` in a memfd sealed against every change, execute-only (see
+/// [`EXECUTE_ONLY`]).
 fn sealed_copy(mut file: File) -> io::Result<OwnedFd> {
     let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
     let memfd = match memfd_create(c"cradle-shim", flags | MFD_EXEC) {
@@ -184,7 +252,10 @@ fn sealed_copy(mut file: File) -> io::Result<OwnedFd> {
         other => other,
     }?;
     let mut copy = File::from(memfd);
+    // from the start: an overlay that failed may have read it
+    file.seek(io::SeekFrom::Start(0))?;
     io::copy(&mut file, &mut copy)?;
+    copy.set_permissions(fs::Permissions::from_mode(EXECUTE_ONLY))?;
     let seals = SealFlag::F_SEAL_SEAL
         | SealFlag::F_SEAL_SHRINK
         | SealFlag::F_SEAL_GROW

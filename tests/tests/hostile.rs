@@ -1,8 +1,8 @@
 //! A guest's root against what the host sends into its guest: the helpers of `cradle
 //! exec` and `cradle stop` give it nothing of the host (tests/src/bin/escape/hunt.rs traps
 //! each one in a frozen cgroup, stops it on its way in and tries every way of taking its
-//! descriptors, memory or credentials), and a guest that freezes its cgroup makes no host
-//! command hang.
+//! descriptors, memory or credentials), nor does the shim that is PID 1 of its container,
+//! and a guest that freezes its cgroup makes no host command hang.
 
 use std::fs;
 use std::process::{ExitStatus, Stdio};
@@ -196,5 +196,42 @@ fn a_guest_that_freezes_its_cgroup_makes_no_host_command_hang() {
     assert_eq!(stop.code(), Some(0), "{stop:?}");
     let done = launcher.wait(secs(20));
     assert_eq!(done.code(), Some(0), "{done:?}");
+    sb.assert_clean();
+}
+
+/// Asserts that `escape reach` refused every attempt, and made them.
+fn assert_unreachable(what: &str, done: &Finished) {
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    assert!(
+        !done.stdout.contains(" allowed"),
+        "{what}: the guest's root reached it:\n{done:?}"
+    );
+    let refused = done
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" refused "))
+        .count();
+    assert!(refused >= 12, "{what}: every attempt made: {done:?}");
+}
+
+#[test]
+fn the_shim_is_out_of_the_guest_s_reach_in_boot_and_run_mode() {
+    let sb = Sandbox::busybox("hostile-shim");
+    let launcher = start_busybox(&sb);
+    // below the guest's own /proc is its container's, where the shim is PID 1 (of a PID
+    // namespace above the guest's: /proc is the one way to it)
+    let reach = sb.exec(&[
+        "sh",
+        "-c",
+        "umount -l /proc && test \"$(cat /proc/1/comm)\" = cradle-shim \
+         && /escape reach-proc 1",
+    ]);
+    assert_unreachable("the shim in boot mode", &reach);
+    let stop = sb.run_cradle(&["stop", &sb.name], secs(60));
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
+    assert_eq!(launcher.wait(secs(20)).code(), Some(0));
+    // in run mode the command sees the shim as PID 1
+    let reach = sb.run_in(&[], &["/escape", "reach", "1"]);
+    assert_unreachable("the shim in run mode", &reach);
     sb.assert_clean();
 }

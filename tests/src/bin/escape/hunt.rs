@@ -146,7 +146,10 @@ fn describe(fd: i32) -> String {
     what
 }
 
-fn report(pid: i32, stage: &str, attempt: &str, outcome: Result<String, i32>) {
+/// What an attempt gave: what it took, or the errno.
+type Outcome = Result<String, i32>;
+
+fn report(pid: i32, stage: &str, attempt: &str, outcome: Outcome) {
     match outcome {
         Ok(what) => say(&format!("{pid} {stage} {attempt} allowed {what}")),
         Err(e) if [libc::EPERM, libc::EACCES].contains(&e) => say(&format!(
@@ -245,29 +248,41 @@ fn process_vm(pid: i32, write: bool) -> Result<String, i32> {
     }
 }
 
-/// Every way in, on `pid` as it is now.
-fn try_everything(pid: i32, stage: &str) {
-    report(pid, stage, "pidfd_getfd", steal_descriptors(pid));
-    report(pid, stage, "ptrace-seize", ptrace(libc::PTRACE_SEIZE, pid));
-    report(
-        pid,
-        stage,
-        "ptrace-attach",
-        ptrace(libc::PTRACE_ATTACH, pid),
-    );
-    report(pid, stage, "proc-mem", open_proc(pid, "mem", libc::O_RDWR));
-    report(
-        pid,
-        stage,
-        "proc-environ",
-        open_proc(pid, "environ", libc::O_RDONLY),
-    );
-    report(
-        pid,
-        stage,
-        "proc-fd",
-        open_proc(pid, "fd", libc::O_RDONLY | libc::O_DIRECTORY),
-    );
+/// Every way in, on `pid` as it is now (also `escape reach PID`).
+pub fn try_everything(pid: i32, stage: &str) {
+    let attempts: [(&str, Outcome); 5] = [
+        ("pidfd_getfd", steal_descriptors(pid)),
+        ("ptrace-seize", ptrace(libc::PTRACE_SEIZE, pid)),
+        ("ptrace-attach", ptrace(libc::PTRACE_ATTACH, pid)),
+        ("process_vm_readv", process_vm(pid, false)),
+        ("process_vm_writev", process_vm(pid, true)),
+    ];
+    for (attempt, outcome) in attempts {
+        report(pid, stage, attempt, outcome);
+    }
+    try_through_proc(pid, stage);
+}
+
+/// The ways in through /proc/PID alone: all there is to a process of a PID namespace
+/// above ours whose /proc is mounted here (also `escape reach-proc PID`).
+pub fn try_through_proc(pid: i32, stage: &str) {
+    let directory = libc::O_RDONLY | libc::O_DIRECTORY;
+    let files: [(&str, i32); 6] = [
+        ("mem", libc::O_RDWR),
+        ("environ", libc::O_RDONLY),
+        ("fd", directory),
+        ("root", directory),
+        ("cwd", directory),
+        ("exe", libc::O_RDONLY),
+    ];
+    for (file, flags) in files {
+        report(
+            pid,
+            stage,
+            &format!("proc-{file}"),
+            open_proc(pid, file, flags),
+        );
+    }
     for n in 0..8 {
         let what = format!("fd/{n}");
         match open_proc(pid, &what, libc::O_RDONLY) {
@@ -275,20 +290,6 @@ fn try_everything(pid: i32, stage: &str) {
             outcome => report(pid, stage, &format!("proc-{what}"), outcome),
         }
     }
-    report(
-        pid,
-        stage,
-        "proc-root",
-        open_proc(pid, "root", libc::O_RDONLY | libc::O_DIRECTORY),
-    );
-    report(
-        pid,
-        stage,
-        "proc-cwd",
-        open_proc(pid, "cwd", libc::O_RDONLY | libc::O_DIRECTORY),
-    );
-    report(pid, stage, "process_vm_readv", process_vm(pid, false));
-    report(pid, stage, "process_vm_writev", process_vm(pid, true));
 }
 
 /// Thaws the trap and sends SIGSTOP until it is accepted while the helper is still the

@@ -12,6 +12,10 @@
 //! escape hunt SECS [COUNT]
 //!                   trap the helpers `cradle exec` and `cradle stop` send into the guest
 //!                   and try to take something of the host from them (see hunt.rs)
+//! escape reach PID  try every way of taking PID's descriptors, memory or credentials,
+//!                   one line each (as hunt does)
+//! escape reach-proc PID
+//!                   the same through /proc/PID alone (a process of another PID namespace)
 //! escape euid       print our effective uid (run set-user-ID to see it change)
 //! escape spin SECS  keep a CPU busy for SECS seconds of wall time, then print the CPU
 //!                   seconds we got (getrusage), as "cpu SECONDS"
@@ -462,6 +466,8 @@ fn main() {
         Some("storm") => storm(std::env::args().nth(2).and_then(|n| n.parse().ok())),
         Some("attempts") => attempts(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("scan") => scan(),
+        Some("reach") => hunt::try_everything(number().unwrap_or(1.0) as i32, "as-is"),
+        Some("reach-proc") => hunt::try_through_proc(number().unwrap_or(1.0) as i32, "as-is"),
         Some("hunt") => hunt::hunt(
             number().unwrap_or(60.0),
             std::env::args()
@@ -472,7 +478,9 @@ fn main() {
         // SAFETY: geteuid has no preconditions.
         Some("euid") => println!("{}", unsafe { libc::geteuid() }),
         _ => {
-            eprintln!("usage: escape attempts|scan|hunt SECS [COUNT]|euid|spin SECS|hog MIB|storm");
+            eprintln!(
+                "usage: escape attempts|scan|hunt SECS [COUNT]|reach[-proc] PID|euid|spin SECS|hog MIB|storm"
+            );
             std::process::exit(2);
         }
     }
