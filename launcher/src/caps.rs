@@ -145,10 +145,12 @@ impl CapSet {
     }
 
     /// Drops every other capability from the calling thread's bounding set
-    /// (`sys::drop_bounding_set`). Allocation-free: for the container's first process,
-    /// before it execs.
-    pub fn restrict_bounding_set(self) -> nix::Result<()> {
-        crate::sys::drop_bounding_set(self.0)
+    /// (`sys::drop_bounding_set`), and from its permitted and effective sets, with the
+    /// inheritable and ambient ones emptied (`sys::limit_capabilities`). Allocation-free:
+    /// for the container's first process, before it execs.
+    pub fn restrict(self) -> nix::Result<()> {
+        crate::sys::drop_bounding_set(self.0)?;
+        crate::sys::limit_capabilities(self.0)
     }
 }
 
@@ -435,10 +437,11 @@ mod tests {
         assert_eq!(CapSet::EMPTY.to_string(), "");
     }
 
-    /// Root: the bounding set after the drop is the kept set, cut to what the kernel knows
-    /// and the test process had (a machine may run everything without some capability).
+    /// Root: the bounding, effective and permitted sets after the drop are the kept set,
+    /// cut to what the kernel knows and the test process had (a machine may run everything
+    /// without some capability); the inheritable set is empty, whatever it was.
     #[test]
-    fn drop_bounding_set_keeps_exactly_the_kept_set() {
+    fn restrict_keeps_exactly_the_kept_set() {
         require_root();
         let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .unwrap()
@@ -450,11 +453,23 @@ mod tests {
         assert_eq!(had & !known, 0, "capabilities past cap_last_cap");
         assert!(had & CapSet::DEFAULT.bits() != 0);
         for keep in [CapSet::DEFAULT, CapSet::EMPTY, CapSet::ALL] {
-            let after = in_child(|| match keep.restrict_bounding_set() {
+            let after = in_child(|| match keep.restrict() {
                 Ok(()) => sys::bounding_set().map_or(-1, |set| set as i64),
                 Err(errno) => -1000 - errno as i64,
             });
             assert_eq!(after as u64, keep.bits() & had, "keep {keep}");
+            // what the sets hold, one bit of them per child: the effective, the permitted,
+            // and whether the inheritable one is empty (given SYS_MODULE to begin with)
+            for (which, want) in [(0, keep.bits() & had), (1, keep.bits() & had), (2, 0)] {
+                let got = in_child(|| {
+                    let _ = sys::inherit_for_tests(1 << 16);
+                    match keep.restrict().and_then(|()| sys::capabilities()) {
+                        Ok(sets) => sets[which] as i64,
+                        Err(errno) => -1000 - errno as i64,
+                    }
+                });
+                assert_eq!(got as u64, want, "keep {keep}: set {which}");
+            }
         }
     }
 }

@@ -229,7 +229,8 @@ pub enum Step {
     BecomeRoot,
     /// Opens this path as standard input, output and error.
     Stdio(CString),
-    /// Drops every capability not in the set from the bounding set.
+    /// Drops every capability not in the set from the bounding, permitted and effective
+    /// sets, and empties the inheritable and ambient ones.
     DropCapabilities(CapSet),
     Seccomp(Filter),
 }
@@ -542,7 +543,7 @@ impl fmt::Display for Step {
             Step::LoopbackUp => f.write_str("bring up the loopback interface"),
             Step::BecomeRoot => f.write_str("become the guest's root (setresuid 0)"),
             Step::Stdio(path) => write!(f, "open {} as standard streams", path.to_string_lossy()),
-            Step::DropCapabilities(_) => f.write_str("drop capabilities from the bounding set"),
+            Step::DropCapabilities(_) => f.write_str("limit the capabilities to the guest's"),
             Step::Seccomp(_) => f.write_str("install the seccomp filter"),
         }
     }
@@ -782,7 +783,7 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             dup2_stderr(&fd)
             // fd is above 2 (0–2 were open), and closes here
         }
-        Step::DropCapabilities(keep) => keep.restrict_bounding_set(),
+        Step::DropCapabilities(keep) => keep.restrict(),
         Step::Seccomp(filter) => filter.install(),
     }
 }
@@ -951,7 +952,7 @@ mod tests {
             assert_eq!(steps[n - 1].to_string(), "install the seccomp filter");
             assert_eq!(
                 steps[n - 2].to_string(),
-                "drop capabilities from the bounding set"
+                "limit the capabilities to the guest's"
             );
         }
     }

@@ -554,6 +554,110 @@ pub fn drop_bounding_set(keep: u64) -> nix::Result<()> {
     Ok(())
 }
 
+/// linux/capability.h's `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct`, one per 32 capabilities.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// The calling thread's capability sets: capget(2), version 3.
+fn capget() -> nix::Result<[CapData; 2]> {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget writes two cap_data structs for version 3, which `data` has room for.
+    Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    })?;
+    Ok(data)
+}
+
+/// Sets the calling thread's capability sets: capset(2), version 3.
+fn capset(data: &[CapData; 2]) -> nix::Result<()> {
+    let header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: capset reads the header and two cap_data structs.
+    Errno::result(unsafe {
+        libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr())
+    })
+    .map(drop)
+}
+
+/// Cuts the calling thread's permitted and effective capability sets to `keep` (bit N for
+/// capability N; they only shrink) and empties its inheritable and ambient sets: what it
+/// inherited from whoever ran the launcher (`setpriv --inh-caps`, ambient capabilities)
+/// would otherwise survive an exec as root past the bounding set, since a root exec keeps
+/// the inheritable set whole. Allocation-free, for the container's first process.
+pub fn limit_capabilities(keep: u64) -> nix::Result<()> {
+    let mut data = capget()?;
+    for (i, set) in data.iter_mut().enumerate() {
+        let word = (keep >> (32 * i)) as u32;
+        set.effective &= word;
+        set.permitted &= word;
+        set.inheritable = 0;
+    }
+    capset(&data)?;
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointer.
+    let cleared = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    // EINVAL: a kernel before ambient capabilities (4.3), which has none to clear
+    match Errno::result(cleared) {
+        Ok(_) | Err(Errno::EINVAL) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Tests only: the calling thread's effective, permitted and inheritable sets.
+#[cfg(test)]
+pub fn capabilities() -> nix::Result<[u64; 3]> {
+    let data = capget()?;
+    let join =
+        |word: fn(&CapData) -> u32| u64::from(word(&data[0])) | u64::from(word(&data[1])) << 32;
+    Ok([
+        join(|d| d.effective),
+        join(|d| d.permitted),
+        join(|d| d.inheritable),
+    ])
+}
+
+/// Tests only: adds `caps` to the calling thread's inheritable set, as a launcher run
+/// under `setpriv --inh-caps` has them.
+#[cfg(test)]
+pub fn inherit_for_tests(caps: u64) -> nix::Result<()> {
+    let mut data = capget()?;
+    data[0].inheritable |= caps as u32;
+    data[1].inheritable |= (caps >> 32) as u32;
+    capset(&data)
+}
+
 /// Installs the classic BPF `program` as a seccomp filter on the calling thread:
 /// seccomp(SECCOMP_SET_MODE_FILTER) with no flags and *without* PR_SET_NO_NEW_PRIVS, so
 /// set-user-ID programs (su, passwd) keep working under it. The kernel then requires
