@@ -316,6 +316,70 @@ fn without_a_user_namespace_the_guest_is_root_but_still_bounded_and_filtered() {
     stop(&sb, launcher);
 }
 
+/// `setpriv --inh-caps +sys_module,+sys_rawio CRADLE ARGS`: a launcher run with
+/// inheritable capabilities its guests' bounding set does not have.
+fn with_inherited_caps(sb: &Sandbox, args: &[&str]) -> Finished {
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--inh-caps", "+sys_module,+sys_rawio", "--"])
+        .arg(integration_tests::dist("cradle"))
+        .arg("--state-dir")
+        .arg(&sb.state)
+        .args(args);
+    integration_tests::run(command, secs(60))
+}
+
+#[test]
+fn capabilities_the_launcher_inherited_do_not_reach_the_guest() {
+    let sb = Sandbox::busybox("contain-inherited-caps");
+    sb.install_escape();
+    let root = sb.root.to_str().unwrap();
+    for userns in ["off", "pick"] {
+        let run = with_inherited_caps(
+            &sb,
+            &[
+                "run",
+                "--root",
+                root,
+                "--userns",
+                userns,
+                "--",
+                "cat",
+                "/proc/self/status",
+            ],
+        );
+        assert_eq!(run.code(), Some(0), "{run:?}");
+        for field in ["CapEff", "CapPrm"] {
+            let set = status_field(&run.stdout, field);
+            for cap in [SYS_MODULE, SYS_RAWIO] {
+                assert!(!has_cap(&set, cap), "run --userns {userns}: {field} {set}");
+            }
+        }
+        assert_eq!(status_field(&run.stdout, "CapInh"), "0000000000000000");
+    }
+    let mut start = Command::new("setpriv");
+    start
+        .args(["--inh-caps", "+sys_module,+sys_rawio", "--"])
+        .arg(integration_tests::dist("cradle"))
+        .arg("--state-dir")
+        .arg(&sb.state)
+        .args(["start", &sb.name, "--root", root, "--userns", "off"]);
+    let mut launcher = integration_tests::Launcher::spawn(start);
+    launcher.wait_console("is up", secs(30));
+    let init = sb.init_pid();
+    let exec = with_inherited_caps(&sb, &["exec", &sb.name, "--", "cat", "/proc/self/status"]);
+    assert_eq!(exec.code(), Some(0), "{exec:?}");
+    for (what, set) in [
+        ("init", proc_status(init, "CapEff")),
+        ("exec", status_field(&exec.stdout, "CapEff")),
+    ] {
+        for cap in [SYS_MODULE, SYS_RAWIO] {
+            assert!(!has_cap(&set, cap), "{what}: CapEff {set}");
+        }
+    }
+    stop(&sb, launcher);
+}
+
 #[test]
 fn a_mount_point_swapped_for_a_symlink_before_a_reboot_is_refused() {
     let sb = Sandbox::busybox("contain-symlink");
