@@ -12,26 +12,18 @@ use crate::config;
 use crate::configfile::{self, NewFile};
 use crate::error::{Error, Result};
 use crate::limits::{Changes, Limits};
+use crate::rootfs;
 use crate::state::{StateDir, validate_name};
 
-/// The root `create` is given: an existing directory other than `/`, as an absolute path
-/// (symlinks kept: the file names the path the user gave). Nothing in it is looked at.
+/// The root `create` is given: one `start` would take ([`rootfs::check_root`]), as an
+/// absolute path (symlinks kept: the file names the path the user gave). Nothing in it is
+/// looked at.
 fn root_path(root: &Path) -> Result<PathBuf> {
-    let bad = |why: String| Error::BadRoot {
+    rootfs::check_root(root)?;
+    std::path::absolute(root).map_err(|e| Error::BadRoot {
         root: root.to_owned(),
-        why,
-    };
-    let meta = fs::metadata(root).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => bad("no such directory".into()),
-        _ => bad(e.to_string()),
-    })?;
-    if !meta.is_dir() {
-        return Err(bad("not a directory".into()));
-    }
-    if fs::canonicalize(root).is_ok_and(|c| c == Path::new("/")) {
-        return Err(bad("the host's own root cannot be a guest".into()));
-    }
-    std::path::absolute(root).map_err(|e| bad(e.to_string()))
+        why: e.to_string(),
+    })
 }
 
 pub fn create(config_dir: &Path, args: &Create) -> Result<()> {
@@ -102,6 +94,10 @@ mod tests {
                 "{bad}"
             );
         }
-        assert_eq!(root_path(Path::new("/tmp")).unwrap(), Path::new("/tmp"));
+        // one other users can reach: what start refuses
+        assert!(root_path(Path::new("/tmp")).is_err());
+        let root = crate::rootfs::tests::closed_dir("create");
+        assert_eq!(root_path(&root).unwrap(), root);
+        std::fs::remove_dir_all(root.parent().unwrap()).unwrap();
     }
 }

@@ -138,8 +138,7 @@ mod tests {
     #[test]
     fn a_systemd_init_is_told_from_others_through_the_root_s_own_links() {
         use std::os::unix::fs::symlink;
-        let dir = std::env::temp_dir().join(format!("cradle-notify-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::rootfs::tests::closed_dir("notify");
         let make = |root: &Path, file: &str, link_to_it: bool| {
             for d in ["sbin", "bin", "lib/systemd"] {
                 std::fs::create_dir_all(root.join(d)).unwrap();
@@ -166,7 +165,7 @@ mod tests {
         symlink("/lib/systemd/systemd", fallback.join("etc/init")).unwrap();
         make(&fallback, "lib/systemd/systemd", false);
         assert!(init_is_systemd(&RootDir::open(&fallback).unwrap()));
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -36,25 +37,99 @@ pub struct RootDir {
     path: PathBuf,
 }
 
+/// Directories of the host's own system, refused as roots with everything below them: a
+/// guest there would own the host's files.
+const SYSTEM_TREES: [&str; 11] = [
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin",
+    "/sys",
+];
+/// Directories of the host's own, refused as roots with the directories directly in them
+/// (`/usr/lib`, `/var/lib`); deeper ones (`/var/lib/machines/web1`) may be guests.
+const SYSTEM_DIRS: [&str; 10] = [
+    "/usr", "/var", "/home", "/root", "/run", "/srv", "/opt", "/mnt", "/media", "/tmp",
+];
+
+/// Whether `canonical` is one of the host's system directories (see [`SYSTEM_TREES`],
+/// [`SYSTEM_DIRS`]).
+fn is_system_dir(canonical: &Path) -> bool {
+    SYSTEM_TREES.iter().any(|tree| canonical.starts_with(tree))
+        || SYSTEM_DIRS.iter().any(|dir| {
+            canonical == Path::new(dir)
+                || (canonical.parent() == Some(Path::new(dir))
+                    && (*dir == "/usr" || *dir == "/var"))
+        })
+}
+
+/// Why other users of the host could run the guest's set-user-ID files as the host's
+/// root, or `None` when they cannot. The guest's ids are stored on disk as they are in
+/// the guest (an id-mapped mount maps them to its range only while it runs): a file its
+/// root makes set-user-ID is a set-user-ID-root file of the host's. It is harmless where
+/// no other user can reach it: below a directory of the host's root that is closed to
+/// group and others (as nspawn's `/var/lib/machines` and LXC's container directories are,
+/// 0700), or on a file system mounted `nosuid`. The root directory itself does not count:
+/// the guest's root owns it and may open it.
+fn reachable_by_others(canonical: &Path) -> Option<String> {
+    if nix::sys::statvfs::statvfs(canonical)
+        .is_ok_and(|st| st.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID))
+    {
+        return None;
+    }
+    let closed = canonical
+        .ancestors()
+        .skip(1)
+        .any(|dir| fs::metadata(dir).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o011 == 0));
+    if closed {
+        return None;
+    }
+    let parent = canonical.parent().unwrap_or(Path::new("/"));
+    Some(format!(
+        "other users of the host can reach it (no directory above it is the host root's \
+         alone), so a set-user-ID file of the guest's root would run as the host's root \
+         for them; keep guests below a directory closed to others (chmod 700 {}, or \
+         /var/lib/machines as nspawn does), or on a nosuid mount",
+        parent.display()
+    ))
+}
+
+/// The root directory `path` as a guest may have it: an existing directory, not the
+/// host's own root or one of its system directories, out of other host users' reach (see
+/// [`reachable_by_others`]). Its canonical path.
+pub fn check_root(path: &Path) -> Result<PathBuf> {
+    let bad = |why: String| Error::BadRoot {
+        root: path.to_owned(),
+        why,
+    };
+    let meta = fs::metadata(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => bad("no such directory".into()),
+        _ => bad(e.to_string()),
+    })?;
+    if !meta.is_dir() {
+        return Err(bad("not a directory".into()));
+    }
+    let canonical = fs::canonicalize(path).map_err(|e| bad(e.to_string()))?;
+    if canonical == Path::new("/") {
+        return Err(bad("the host's own root cannot be a guest".into()));
+    }
+    if is_system_dir(&canonical) {
+        return Err(bad(format!(
+            "{} is a directory of the host's own system",
+            canonical.display()
+        )));
+    }
+    if let Some(why) = reachable_by_others(&canonical) {
+        return Err(bad(why));
+    }
+    Ok(canonical)
+}
+
 impl RootDir {
-    /// Opens the root directory `path`. Refuses a missing path, anything but a directory,
-    /// and the host's own root.
+    /// Opens the root directory `path`, as [`check_root`] allows it.
     pub fn open(path: &Path) -> Result<Self> {
         let bad = |why: String| Error::BadRoot {
             root: path.to_owned(),
             why,
         };
-        let meta = fs::metadata(path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => bad("no such directory".into()),
-            _ => bad(e.to_string()),
-        })?;
-        if !meta.is_dir() {
-            return Err(bad("not a directory".into()));
-        }
-        let canonical = fs::canonicalize(path).map_err(|e| bad(e.to_string()))?;
-        if canonical == Path::new("/") {
-            return Err(bad("the host's own root cannot be a guest".into()));
-        }
+        let canonical = check_root(path)?;
         let fd = open(
             &canonical,
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
@@ -239,12 +314,32 @@ pub fn host_devices() -> Result<Vec<(&'static CStr, OwnedFd)>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A directory for a test's root, below one closed to other users.
+    pub fn closed_dir(test: &str) -> PathBuf {
+        let closed = std::env::temp_dir().join(format!("cradle-{test}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&closed);
+        fs::create_dir_all(closed.join("root")).unwrap();
+        fs::set_permissions(&closed, fs::Permissions::from_mode(0o700)).unwrap();
+        closed.join("root")
+    }
 
     #[test]
     fn roots_that_cannot_be_guests_are_refused() {
-        for bad in ["/nonexistent/x", "/etc/hostname", "/"] {
+        for bad in [
+            "/nonexistent/x",
+            "/etc/hostname",
+            "/",
+            "/usr",
+            "/usr/lib",
+            "/etc/ssl",
+            "/var",
+            "/var/lib",
+            "/tmp",
+        ] {
             assert!(
                 matches!(RootDir::open(Path::new(bad)), Err(Error::BadRoot { .. })),
                 "{bad}"
@@ -255,13 +350,41 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(msg.contains("/nonexistent/x"), "{msg}");
+        let msg = RootDir::open(Path::new("/usr")).err().unwrap().to_string();
+        assert!(msg.contains("host's own system"), "{msg}");
+    }
+
+    #[test]
+    fn a_root_other_users_can_reach_is_refused_until_a_directory_above_is_closed() {
+        let root = closed_dir("reach");
+        let closed = root.parent().unwrap().to_owned();
+        let deeper = root.join("srv/guest");
+        fs::create_dir_all(&deeper).unwrap();
+        assert!(RootDir::open(&root).is_ok());
+        // closed two levels up is as good
+        assert!(RootDir::open(&deeper).is_ok());
+        fs::set_permissions(&closed, fs::Permissions::from_mode(0o755)).unwrap();
+        let msg = RootDir::open(&root).err().unwrap().to_string();
+        assert!(
+            msg.contains("other users of the host can reach it"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("chmod 700 {}", closed.display())),
+            "{msg}"
+        );
+        // a directory that lets its group through is open too
+        fs::set_permissions(&closed, fs::Permissions::from_mode(0o710)).unwrap();
+        assert!(RootDir::open(&root).is_err());
+        // the root directory itself does not count: the guest's root owns it
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(RootDir::open(&root).is_err());
+        fs::remove_dir_all(&closed).unwrap();
     }
 
     #[test]
     fn mount_points_are_made_and_a_symlink_is_refused() {
-        let dir = std::env::temp_dir().join(format!("cradle-rootfs-test-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = closed_dir("mount-points");
         let root = RootDir::open(&dir).unwrap();
         for name in MOUNT_POINTS {
             assert!(dir.join(name).is_dir(), "{name}");
@@ -270,6 +393,6 @@ mod tests {
         std::os::unix::fs::symlink("/etc", dir.join("dev")).unwrap();
         let err = root.check_mount_points(false).unwrap_err().to_string();
         assert!(err.contains("/dev in it is not a directory"), "{err}");
-        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 }

@@ -148,8 +148,7 @@ mod tests {
 
     #[test]
     fn a_guest_s_machine_id_is_read_below_its_root_only() {
-        let dir = std::env::temp_dir().join(format!("cradle-runhost-test-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let dir = crate::rootfs::tests::closed_dir("runhost");
         fs::create_dir_all(dir.join("etc")).unwrap();
         let root = RootDir::open(&dir).unwrap();
         // a symlink out of the root is not followed: a random id instead
@@ -165,6 +164,6 @@ mod tests {
             container_uuid(&root),
             "0b5f5ffa-6e3a-4c4f-9a8e-1d2a3b4c5d6e"
         );
-        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 }

@@ -508,6 +508,8 @@ impl Sandbox {
         let root = dir.join("root");
         let state = dir.join("state");
         fs::create_dir_all(&root).unwrap();
+        // closed to other users of the host, as cradle wants a guest's root to be
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
         Sandbox {
             name,
             dir,

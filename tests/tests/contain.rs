@@ -3,7 +3,7 @@
 //! checks it is refused, or checks what the host sees of the guest.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 
 use integration_tests::{Finished, Sandbox, proc_status, secs, status_field};
@@ -378,6 +378,52 @@ fn capabilities_the_launcher_inherited_do_not_reach_the_guest() {
         }
     }
     stop(&sb, launcher);
+}
+
+#[test]
+fn a_root_that_other_host_users_could_reach_is_refused() {
+    let sb = Sandbox::busybox("contain-reachable");
+    let root = sb.root.to_str().unwrap();
+    // the guest's root makes a set-user-ID copy of a program: stored as uid 0 on disk
+    let launcher = start_busybox(&sb, &[]);
+    let suid = sb.exec(&[
+        "sh",
+        "-c",
+        "cp /escape /suid-escape && chmod 4755 /suid-escape",
+    ]);
+    assert_eq!(suid.code(), Some(0), "{suid:?}");
+    stop(&sb, launcher);
+    let meta = fs::metadata(sb.path("/suid-escape")).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o4755));
+    // which an unprivileged host user cannot reach while a directory above is closed (a
+    // shell of that user's, without setpriv's capabilities, runs it)
+    let as_nobody = |path: &std::path::Path| {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .args(["/bin/sh", "-c", r#"exec "$0" euid"#])
+            .arg(path);
+        integration_tests::run(command, secs(20))
+    };
+    let tried = as_nobody(&sb.path("/suid-escape"));
+    assert_ne!(tried.code(), Some(0), "{tried:?}");
+    assert!(tried.stdout.trim().is_empty(), "{tried:?}");
+    // opened to others, the root is refused, and so is a system directory
+    fs::set_permissions(&sb.dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let tried = as_nobody(&sb.path("/suid-escape"));
+    assert_eq!(tried.stdout.trim(), "0", "the danger is real: {tried:?}");
+    for command in [
+        vec!["run", "--root", root, "--", "true"],
+        vec!["start", &sb.name, "--root", root],
+        vec!["create", &sb.name, "--root", root],
+    ] {
+        let done = sb.run_cradle(&command, secs(20));
+        done.assert_one_line_error(5, "other users of the host can reach it");
+    }
+    fs::set_permissions(&sb.dir, fs::Permissions::from_mode(0o700)).unwrap();
+    let done = sb.run_cradle(&["run", "--root", "/usr", "--", "true"], secs(20));
+    done.assert_one_line_error(5, "a directory of the host's own system");
+    sb.assert_clean();
 }
 
 #[test]
