@@ -15,8 +15,11 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use serde::Serialize;
 
 use crate::cgroups;
@@ -369,17 +372,21 @@ pub fn remove_v1(dirs: &[V1Dir]) {
     }
 }
 
+/// A cgroup directory, for a walk of its tree (`cgroups::tree`).
+fn open_tree_dir(dir: &Path) -> Option<OwnedFd> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    nix::fcntl::open(dir, flags, Mode::empty()).ok()
+}
+
 /// Every process (pid) in the v2 cgroup `dir` and below.
 fn processes_below(dir: &Path) -> Vec<String> {
-    let mut found: Vec<String> = read(&dir.join("cgroup.procs"))
-        .map(|t| t.lines().map(str::to_owned).collect())
-        .unwrap_or_default();
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                found.extend(processes_below(&entry.path()));
+    let mut found = Vec::new();
+    if let Some(fd) = open_tree_dir(dir) {
+        let _ = cgroups::tree::visit(fd.as_fd(), &mut |cgroup| {
+            if let Ok(text) = cgroups::tree::read(cgroup, c"cgroup.procs") {
+                found.extend(text.lines().map(str::to_owned));
             }
-        }
+        });
     }
     found
 }
@@ -450,12 +457,14 @@ fn keyed(path: &Path, key: &str) -> Option<u64> {
 
 /// Threads in `dir` and below.
 fn count_threads(dir: &Path) -> Option<u64> {
-    let mut count = read(&dir.join("cgroup.threads")).ok()?.lines().count() as u64;
-    for entry in fs::read_dir(dir).ok()?.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            count += count_threads(&entry.path()).unwrap_or(0);
+    let fd = open_tree_dir(dir)?;
+    let mut count = 0;
+    cgroups::tree::visit(fd.as_fd(), &mut |cgroup| {
+        if let Ok(text) = cgroups::tree::read(cgroup, c"cgroup.threads") {
+            count += text.lines().count() as u64;
         }
-    }
+    })
+    .ok()?;
     Some(count)
 }
 

@@ -235,3 +235,79 @@ fn the_shim_is_out_of_the_guest_s_reach_in_boot_and_run_mode() {
     assert_unreachable("the shim in run mode", &reach);
     sb.assert_clean();
 }
+
+/// The host pid of the process of the guest whose command line is `argv` (NUL-separated
+/// on /proc), in container `name`'s cgroup.
+fn host_pid_of(name: &str, argv: &str) -> Option<i32> {
+    let cgroup = format!("/cradle.{name}/");
+    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = fs::read(entry.path().join("cmdline")).ok()?;
+        let own = fs::read_to_string(entry.path().join("cgroup")).ok()?;
+        (cmdline
+            == argv
+                .replace(' ', "\0")
+                .into_bytes()
+                .into_iter()
+                .chain([0])
+                .collect::<Vec<u8>>()
+            && own.contains(&cgroup))
+        .then_some(pid)
+    })
+}
+
+#[test]
+fn a_guest_s_cgroup_tree_deeper_than_path_max_is_counted_limited_and_removed() {
+    let sb = Sandbox::busybox("hostile-deep");
+    let launcher = start_busybox(&sb);
+    let pids = || sb.status()["usage"]["pids"].as_u64().unwrap();
+    let before = pids();
+    // twenty nested cgroups of 250-byte names (a path of 5 KB), a process in the deepest
+    let deep = sb.exec(&["/escape", "deep", "20", "250"]);
+    assert_eq!(deep.stdout.trim(), "deep 20", "{deep:?}");
+    assert_eq!(
+        pids(),
+        before + 1,
+        "status counts the process in the deep cgroup"
+    );
+    // a limit given to the running guest covers it, on a hybrid host's v1 hierarchy too
+    let set = sb.run_cradle(&["set", &sb.name, "--memory", "256M"], secs(20));
+    assert_eq!(set.code(), Some(0), "{set:?}");
+    let sleeper = host_pid_of(&sb.name, "/escape deep 20 250").expect("the sleeping process");
+    let own = fs::read_to_string(format!("/proc/{sleeper}/cgroup")).unwrap();
+    for line in own
+        .lines()
+        .filter(|l| l.split(':').nth(1) == Some("memory"))
+    {
+        assert!(
+            line.ends_with(&format!("/cradle.{}", sb.name)),
+            "the deep process is in the guest's v1 memory cgroup: {own}"
+        );
+    }
+    // the guest cannot nest deeper than 32 below its own cgroup, nor make more than 4096
+    let deep = sb.exec(&[
+        "sh",
+        "-c",
+        "cd /sys/fs/cgroup; for i in $(seq 40); do mkdir d || exit 0; cd d; echo $i; done",
+    ]);
+    assert_eq!(deep.stdout.lines().last(), Some("32"), "{deep:?}");
+    let wide = sb.exec(&[
+        "sh",
+        "-c",
+        "cd /sys/fs/cgroup; for i in $(seq 5000); do mkdir w$i 2>/dev/null || break; done; \
+         echo $((i - 1))",
+    ]);
+    // 4096 in all, the 21 + 32 made above among them
+    assert_eq!(wide.stdout.trim(), (4096 - 20 - 32).to_string(), "{wide:?}");
+    let stop = sb.run_cradle(&["stop", &sb.name], secs(60));
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
+    let done = launcher.wait(secs(30));
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    sb.assert_clean();
+    // and the name starts again
+    let launcher = start_busybox(&sb);
+    let stop = sb.run_cradle(&["stop", &sb.name], secs(60));
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
+    assert_eq!(launcher.wait(secs(30)).code(), Some(0));
+    sb.assert_clean();
+}

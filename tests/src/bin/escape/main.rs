@@ -16,6 +16,8 @@
 //!                   one line each (as hunt does)
 //! escape reach-proc PID
 //!                   the same through /proc/PID alone (a process of another PID namespace)
+//! escape deep N LEN N nested cgroups of LEN-byte names below /sys/fs/cgroup (a path
+//!                   past PATH_MAX) and a child that sleeps in the deepest
 //! escape euid       print our effective uid (run set-user-ID to see it change)
 //! escape spin SECS  keep a CPU busy for SECS seconds of wall time, then print the CPU
 //!                   seconds we got (getrusage), as "cpu SECONDS"
@@ -458,6 +460,62 @@ fn storm(tries: Option<u32>) {
     }
 }
 
+/// `escape deep N LEN`: N nested cgroups of LEN-byte names below /sys/fs/cgroup, made
+/// by directory descriptors (the path grows past PATH_MAX), and a child of ours that
+/// moves itself into the deepest and sleeps for ever; prints "deep N" once it is there.
+fn deep(levels: usize, len: usize) {
+    let name = CString::new("x".repeat(len)).unwrap();
+    let procs = c("cgroup.procs");
+    // SAFETY: open of a literal path.
+    let mut dir = unsafe { libc::open(c("/sys/fs/cgroup").as_ptr(), libc::O_DIRECTORY) };
+    for level in 0..levels {
+        // SAFETY: mkdirat and openat on our descriptor, with a NUL-terminated name.
+        let next = unsafe {
+            libc::mkdirat(dir, name.as_ptr(), 0o755);
+            libc::openat(dir, name.as_ptr(), libc::O_DIRECTORY)
+        };
+        if next < 0 {
+            eprintln!("level {level}: errno {}", errno());
+            std::process::exit(1);
+        }
+        dir = next;
+    }
+    let (read_end, write_end) = {
+        let mut fds = [0; 2];
+        // SAFETY: pipe fills the array.
+        unsafe { libc::pipe(fds.as_mut_ptr()) };
+        (fds[0], fds[1])
+    };
+    // SAFETY: the child only makes system calls, then pauses.
+    match unsafe { libc::fork() } {
+        0 => {
+            // SAFETY: plain system calls on our descriptors.
+            unsafe {
+                let fd = libc::openat(dir, procs.as_ptr(), libc::O_WRONLY);
+                let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                libc::write(write_end, [ok as u8].as_ptr().cast(), 1);
+                for fd in 0..3 {
+                    libc::close(fd);
+                }
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        -1 => std::process::exit(1),
+        _ => {
+            let mut ok = [0u8];
+            // SAFETY: one byte into our buffer.
+            unsafe { libc::read(read_end, ok.as_mut_ptr().cast(), 1) };
+            if ok[0] != 1 {
+                eprintln!("could not move into the deepest cgroup");
+                std::process::exit(1);
+            }
+            println!("deep {levels}");
+        }
+    }
+}
+
 fn main() {
     let number = || std::env::args().nth(2).and_then(|n| n.parse().ok());
     match std::env::args().nth(1).as_deref() {
@@ -466,6 +524,13 @@ fn main() {
         Some("storm") => storm(std::env::args().nth(2).and_then(|n| n.parse().ok())),
         Some("attempts") => attempts(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some("scan") => scan(),
+        Some("deep") => deep(
+            number().unwrap_or(20.0) as usize,
+            std::env::args()
+                .nth(3)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(250),
+        ),
         Some("reach") => hunt::try_everything(number().unwrap_or(1.0) as i32, "as-is"),
         Some("reach-proc") => hunt::try_through_proc(number().unwrap_or(1.0) as i32, "as-is"),
         Some("hunt") => hunt::hunt(
@@ -479,7 +544,7 @@ fn main() {
         Some("euid") => println!("{}", unsafe { libc::geteuid() }),
         _ => {
             eprintln!(
-                "usage: escape attempts|scan|hunt SECS [COUNT]|reach[-proc] PID|euid|spin SECS|hog MIB|storm"
+                "usage: escape attempts|scan|hunt SECS [COUNT]|reach[-proc] PID|deep N LEN|euid|spin SECS|hog MIB|storm"
             );
             std::process::exit(2);
         }
