@@ -159,7 +159,7 @@ pub fn start_options(
     let caps = caps::resolve_over(file.caps()?, &cli.capability, &cli.drop_capability)?;
     let limits = Changes::parse(crate::cli::LimitOptions::given(cli))?
         .over(file.changes())
-        .apply_to(Limits::default())?;
+        .apply_to(Limits::DEFAULT)?;
     let root = cli.root.clone().or(file.root).ok_or_else(|| {
         Error::Usage(format!(
             "{}: the config file gives no root: add root = \"/path\" to it, or give --root",

@@ -35,7 +35,7 @@ pub fn create(config_dir: &Path, args: &Create) -> Result<()> {
     }
     caps::resolve(&args.capability, &args.drop_capability)?;
     let limits = Changes::parse(args.given())?;
-    limits.apply_to(Limits::default())?;
+    limits.apply_to(Limits::DEFAULT)?;
     let root = root_path(&args.root)?;
     let shim = args.shim.as_deref().map(std::path::absolute).transpose();
     let shim = shim.map_err(|e| Error::Usage(format!("bad --shim: {e}")))?;

@@ -39,6 +39,24 @@ pub struct Limits {
     pub cpu_weight: Option<u32>,
 }
 
+/// The processes and threads a guest may have unless `--pids` says otherwise
+/// (`--pids max`: none), as `systemd-nspawn@.service`'s `TasksMax=16384`: a fork storm in a
+/// guest stops there, not at the host's `pid_max`. The guest's cgroup is outside every
+/// systemd slice, so the host's `DefaultTasksMax` does not hold it.
+pub const DEFAULT_PIDS: u64 = 16384;
+
+impl Limits {
+    /// What a guest gets when its options say nothing: [`DEFAULT_PIDS`], and no other
+    /// limit (memory, CPU: any figure would be wrong for some guest).
+    pub const DEFAULT: Limits = Limits {
+        memory: None,
+        swap: None,
+        pids: Some(DEFAULT_PIDS),
+        cpus: None,
+        cpu_weight: None,
+    };
+}
+
 /// One limit, by what it limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Knob {

@@ -114,7 +114,7 @@ fn security(add: &[String], drop: &[String], seccomp: Switch) -> Result<Security
 
 /// The limits `run` was given.
 fn limits(options: &impl LimitOptions) -> Result<Limits, Error> {
-    Changes::parse(options.given())?.apply_to(Limits::default())
+    Changes::parse(options.given())?.apply_to(Limits::DEFAULT)
 }
 
 /// Prints what `status` or `list` made.

@@ -343,11 +343,15 @@ pub fn build(config: Config) -> Result<Vec<Step>, NulError> {
             libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC,
         ),
         Step::Mkdir(GuestPath::new("dev/shm")),
+        // nspawn's size limits for a tmpfs in a container: without them it would be the
+        // kernel's default, half of the host's memory
         mount_fs(
             "dev/shm",
             c"tmpfs",
             &[
                 ("mode", Some("1777")),
+                ("size", Some("10%")),
+                ("nr_inodes", Some("400k")),
                 ("uid", Some(&owner)),
                 ("gid", Some(&owner)),
             ],

@@ -30,9 +30,12 @@
 //! 4. A power-off: reboot(2) must be called from the guest's PID namespace, with
 //!    CAP_SYS_BOOT in its owner, whatever the guest's bounding set says. That process
 //!    alone enters with the host's credentials: born in our cgroup, not the guest's (it
-//!    needs no room under the guest's limits, and cannot be frozen), undumpable, holding
-//!    only /dev/null, it can be neither signalled nor traced by the guest, and its one
-//!    system call there is reboot(2).
+//!    needs no room under the guest's limits, and cannot be frozen), undumpable, it can
+//!    be neither signalled nor traced by the guest (its credentials are not the guest's).
+//!    It joins the guest's other namespaces but the user one, keeps CAP_SYS_BOOT alone,
+//!    holds only /dev/null, and its one system call there is reboot(2): so even the root
+//!    of a guest without a user namespace, who may trace it, finds nothing of the host's
+//!    in it.
 //!
 //! The seccomp filter was installed before we were exec'd, and is inherited.
 
@@ -57,8 +60,18 @@ const JOINED: c_int = libc::CLONE_NEWNS
     | libc::CLONE_NEWNET
     | libc::CLONE_NEWPID;
 
+/// The namespaces the power-off's process joins (its PID namespace it is born in): all
+/// but the user namespace, whose credentials it does not take.
+const JOINED_FOR_POWER_OFF: c_int = libc::CLONE_NEWNS
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWCGROUP;
+
 /// CAP_SYS_ADMIN, which setns(2) into the cgroup namespace needs.
 const CAP_SYS_ADMIN: u64 = 1 << 21;
+/// CAP_SYS_BOOT, which reboot(2) needs.
+const CAP_SYS_BOOT: u64 = 1 << 22;
 
 /// A failure of step `detail` of common::stage::ENTER_STEPS.
 fn failed(detail: u32, errno: Errno) -> Failure {
@@ -122,9 +135,18 @@ fn exec_in_guest(
 
 /// In the power-off's process, born in the guest's PID namespace: reboot(2). Returns only
 /// if it failed.
-fn power_off_in_guest(shim: sys::Fd) -> Failure {
+fn power_off_in_guest(how: &Enter, shim: sys::Fd) -> Failure {
     if let Err(failure) = die_with_the_shim(shim) {
         return failure;
+    }
+    // nothing of the host's in reach even for a guest without a user namespace, whose
+    // root could trace us: its mount namespace (so not the host's files, which our uid 0
+    // owns), and CAP_SYS_BOOT alone
+    if let Err(e) = sys::setns(how.init, JOINED_FOR_POWER_OFF) {
+        return failed(1, e);
+    }
+    if let Err(e) = sys::limit_capabilities(CAP_SYS_BOOT) {
+        return failed(6, e);
     }
     sys::close_from(3);
     failed(4, sys::power_off())
@@ -146,7 +168,9 @@ fn spawn(
         }),
         None => sys::setns(how.init, libc::CLONE_NEWPID)
             .map_err(|e| failed(0, e))
-            .and_then(|()| sys::spawn(0, None, || power_off_in_guest(shim)).map_err(spawn_failed)),
+            .and_then(|()| {
+                sys::spawn(0, None, || power_off_in_guest(how, shim)).map_err(spawn_failed)
+            }),
     };
     sys::close(shim);
     spawned

@@ -157,6 +157,12 @@ fn a_busybox_guest_s_root_cannot_reach_the_host() {
     assert_eq!(fields, ["0", &host_uid.to_string(), "65536"], "{map:?}");
     let attempts = sb.exec(&["/escape", "attempts"]);
     assert_refused(&attempts, ALL_ATTEMPTS);
+    // /dev/shm is sized (nspawn's 10 % and 400k inodes), not half of the host's memory
+    let shm = sb.exec(&["grep", " /dev/shm ", "/proc/mounts"]);
+    assert!(
+        shm.stdout.contains(",size=") && shm.stdout.contains(",nr_inodes=409600"),
+        "{shm:?}"
+    );
     stop(&sb, launcher);
 }
 

@@ -245,7 +245,8 @@ fn set_changes_a_running_guest_s_limits_and_its_reboots_keep_them() {
 #[test]
 fn a_guest_started_without_limits_gets_them_from_set() {
     let sb = Sandbox::busybox("limits-set-late");
-    let launcher = start(&sb, &[]);
+    // no limit at all: the default --pids taken away
+    let launcher = start(&sb, &["--pids", "max"]);
     let before = sb.status();
     assert_eq!(before["limits"]["pids"], Value::Null);
     // on a hybrid host, no v1 cgroup until a limit needs one: the guest is moved into them
@@ -392,7 +393,12 @@ fn list_shows_every_running_guest() {
     assert_eq!(names, [a.name.as_str(), b.name.as_str()]);
     assert_eq!(all[0]["limits"]["pids"], 50);
     assert_eq!(all[1]["state"], "running");
-    assert_eq!(all[1]["limits"]["pids"], Value::Null);
+    // the default ceiling of a guest whose options say nothing
+    assert_eq!(all[1]["limits"]["pids"], 16384);
+    assert_eq!(
+        read_limit(&all[1], "pids.max", ("pids", "pids.max")),
+        "16384"
+    );
     let text = a.run_cradle(&["list"], secs(20));
     let lines: Vec<&str> = text.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{text:?}");

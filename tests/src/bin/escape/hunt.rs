@@ -295,10 +295,14 @@ pub fn try_through_proc(pid: i32, stage: &str) {
 /// Thaws the trap and sends SIGSTOP until it is accepted while the helper is still the
 /// helper; true when it stopped before it exec'd.
 fn stop_on_the_way(pid: i32) -> bool {
+    // a helper that is the guest's from birth takes the signal while still frozen, and
+    // stops before its first instruction once thawed
+    // SAFETY: kill takes integers.
+    let early = unsafe { libc::kill(pid, libc::SIGSTOP) } == 0;
     write(&format!("{TRAP}/cgroup.freeze"), "0");
     let until = Instant::now() + STOP_TRIES;
     let mut tries: u64 = 0;
-    loop {
+    while !early {
         // SAFETY: kill takes integers.
         if unsafe { libc::kill(pid, libc::SIGSTOP) } == 0 {
             break;
