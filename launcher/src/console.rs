@@ -205,47 +205,59 @@ fn own_stdout() -> Option<File> {
     }
 }
 
+/// A new pty: its master (non-blocking), its slave and the slave's path. The slave is
+/// given to `owner` (the host uid and gid of the guest's root, with a user namespace),
+/// whose root could not open it otherwise.
+fn new_pty(owner: Option<u32>) -> Result<(OwnedFd, OwnedFd, String)> {
+    let ctx = |what: &str| format!("pty: {what}");
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| Error::host(ctx("posix_openpt"), e))?;
+    grantpt(&master).map_err(|e| Error::host(ctx("grantpt"), e))?;
+    unlockpt(&master).map_err(|e| Error::host(ctx("unlockpt"), e))?;
+    let name = ptsname_r(&master).map_err(|e| Error::host(ctx("ptsname"), e))?;
+    let slave = open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::host(ctx(&format!("open {name}")), e))?;
+    if let Some(owner) = owner {
+        // the tty group of the guest (gid 5 there), as a terminal's slave has
+        nix::unistd::fchown(
+            &slave,
+            Some(nix::unistd::Uid::from_raw(owner)),
+            Some(nix::unistd::Gid::from_raw(owner + 5)),
+        )
+        .map_err(|e| Error::host(ctx(&format!("chown {name}")), e))?;
+    }
+    let flags = fcntl(&master, FcntlArg::F_GETFL).map_err(|e| Error::host(ctx("F_GETFL"), e))?;
+    fcntl(
+        &master,
+        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+    )
+    .map_err(|e| Error::host(ctx("O_NONBLOCK"), e))?;
+    Ok((OwnedFd::from(master), slave, name))
+}
+
+/// A new pty for a command (see `relay`): its master (non-blocking) and its slave.
+pub fn open_pty(owner: Option<u32>) -> Result<(OwnedFd, OwnedFd)> {
+    new_pty(owner).map(|(master, slave, _)| (master, slave))
+}
+
 impl Console {
     /// A new pty; its slave is given to `owner` (the host uid and gid of the guest's root,
     /// with a user namespace), whose root could not open it otherwise. `foreground`: the
     /// output also goes to our standard output, and, when standard input is a terminal,
     /// what is typed there goes to the guest.
     pub fn open(owner: Option<u32>, foreground: bool) -> Result<Self> {
-        let ctx = |what: &str| format!("console pty: {what}");
-        let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-            .map_err(|e| Error::host(ctx("posix_openpt"), e))?;
-        grantpt(&master).map_err(|e| Error::host(ctx("grantpt"), e))?;
-        unlockpt(&master).map_err(|e| Error::host(ctx("unlockpt"), e))?;
-        let name = ptsname_r(&master).map_err(|e| Error::host(ctx("ptsname"), e))?;
-        let slave = open(
-            name.as_str(),
-            OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::host(ctx(&format!("open {name}")), e))?;
-        if let Some(owner) = owner {
-            // the tty group of the guest (gid 5 there), as a terminal's slave has
-            nix::unistd::fchown(
-                &slave,
-                Some(nix::unistd::Uid::from_raw(owner)),
-                Some(nix::unistd::Gid::from_raw(owner + 5)),
-            )
-            .map_err(|e| Error::host(ctx(&format!("chown {name}")), e))?;
-        }
-        let flags =
-            fcntl(&master, FcntlArg::F_GETFL).map_err(|e| Error::host(ctx("F_GETFL"), e))?;
-        fcntl(
-            &master,
-            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
-        )
-        .map_err(|e| Error::host(ctx("O_NONBLOCK"), e))?;
+        let (master, slave, name) = new_pty(owner)?;
         let terminal = if foreground {
             RawTerminal::stdin()
         } else {
             None
         };
         let console = Console {
-            master: OwnedFd::from(master),
+            master,
             _slave: slave,
             slave_path: name,
             ring: Ring::default(),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::config;
 use crate::error::{Error, Result};
 use crate::guest::{Enter, Guest};
+use crate::relay::Relay;
 use crate::signals::Signals;
 use crate::spawn::ShimBinary;
 use crate::state::{Observed, validate_name};
@@ -50,10 +51,11 @@ pub fn exec(
     let guest = Guest::find(&state, name, timeout)?;
     let shim = ShimBinary::sealed(Some(&state.shim()?))?;
     let mut signals = Signals::catch(&FORWARDED)?;
+    let (mut relay, streams) = Relay::new(guest.root_uid())?;
     let what = Enter::Command {
         argv: command,
         env,
-        quiet: false,
+        streams: Some(streams),
     };
     let status = guest
         .enter(threads, &shim, what)?
@@ -61,6 +63,7 @@ pub fn exec(
             Some(&mut signals),
             &command[0],
             Some(Deadline::after(timeout)),
+            Some(&mut relay),
         )
         .map_err(|e| match e {
             Error::Timeout(why) => Error::Timeout(format!("{name}: {why}")),

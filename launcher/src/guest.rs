@@ -33,6 +33,7 @@ use crate::config;
 use crate::controllers::{self, V1Dir};
 use crate::error::{Error, Result};
 use crate::plan::Step;
+use crate::relay::CommandSide;
 use crate::security::Security;
 use crate::spawn::{self, Container, ShimBinary, Spawn};
 use crate::state::Observed;
@@ -91,18 +92,30 @@ fn container_cgroup_of(init: Pid, name: &str) -> Option<String> {
 
 /// What to run in the guest.
 pub enum Enter<'a> {
-    /// A command with the guest's environment plus `env`; on our standard streams, or on
-    /// /dev/null (`quiet`: the halt helpers, which must not touch the operator's terminal).
+    /// A command with the guest's environment plus `env`, on `streams` (a relay's, see
+    /// `relay`), or on /dev/null (`None`: the halt helpers).
     Command {
         argv: &'a [String],
         env: &'a [String],
-        quiet: bool,
+        streams: Option<CommandSide>,
     },
     /// reboot(2) POWER_OFF in the guest's PID namespace (OpenVZ's kill mode).
     PowerOff,
 }
 
 impl Guest {
+    /// The host uid of the guest's root, when it has a user namespace (from its init's
+    /// `uid_map`, whose first line maps uid 0).
+    pub fn root_uid(&self) -> Option<u32> {
+        if !self.userns {
+            return None;
+        }
+        let map = fs::read_to_string(format!("/proc/{}/uid_map", self.init)).ok()?;
+        let mut fields = map.lines().next()?.split_whitespace();
+        (fields.next()? == "0").then_some(())?;
+        fields.next()?.parse().ok()
+    }
+
     /// The guest init's pid (in our PID namespace).
     pub fn init(&self) -> Pid {
         self.init
@@ -240,9 +253,15 @@ impl Guest {
             format!("{:x}", self.security.caps.bits()),
         ]);
         let env = match what {
-            Enter::Command { argv, env, quiet } => {
-                if quiet {
-                    steps.push(Step::Stdio(c"/dev/null".into()));
+            Enter::Command { argv, env, streams } => {
+                match streams {
+                    Some(CommandSide { fds, tty }) => {
+                        steps.push(Step::Streams(fds));
+                        if tty {
+                            args.push("--tty".to_owned());
+                        }
+                    }
+                    None => steps.push(Step::Stdio(c"/dev/null".into())),
                 }
                 args.push("--".to_owned());
                 args.extend_from_slice(argv);
@@ -296,7 +315,7 @@ impl Guest {
                     let what = Enter::Command {
                         argv: &argv,
                         env: &[],
-                        quiet: true,
+                        streams: None,
                     };
                     match self.enter(threads, shim, what).map(|mut c| c.wait()) {
                         Ok(Err(Error::Exec {
@@ -333,6 +352,7 @@ impl Guest {
             None,
             "reboot(2)",
             started_by,
+            None,
         )? {
             Status::Exited(0) => Ok(()),
             other => Err(Error::host(

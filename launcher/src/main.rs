@@ -30,6 +30,7 @@ mod logging;
 mod mountinfo;
 mod notify;
 mod plan;
+mod relay;
 mod rootfs;
 mod run;
 mod runhost;

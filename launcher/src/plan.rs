@@ -229,6 +229,8 @@ pub enum Step {
     BecomeRoot,
     /// Opens this path as standard input, output and error.
     Stdio(CString),
+    /// Puts these descriptors on standard input, output and error (`relay`).
+    Streams([OwnedFd; 3]),
     /// Drops every capability not in the set from the bounding, permitted and effective
     /// sets, and empties the inheritable and ambient ones.
     DropCapabilities(CapSet),
@@ -548,6 +550,7 @@ impl fmt::Display for Step {
             Step::BecomeRoot => f.write_str("become the guest's root (setresuid 0)"),
             Step::Stdio(path) => write!(f, "open {} as standard streams", path.to_string_lossy()),
             Step::DropCapabilities(_) => f.write_str("limit the capabilities to the guest's"),
+            Step::Streams(_) => f.write_str("connect the command's standard streams"),
             Step::Seccomp(_) => f.write_str("install the seccomp filter"),
         }
     }
@@ -786,6 +789,11 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             dup2_stdout(&fd)?;
             dup2_stderr(&fd)
             // fd is above 2 (0–2 were open), and closes here
+        }
+        Step::Streams([input, output, error]) => {
+            dup2_stdin(input)?;
+            dup2_stdout(output)?;
+            dup2_stderr(error)
         }
         Step::DropCapabilities(keep) => keep.restrict(),
         Step::Seccomp(filter) => filter.install(),

@@ -103,7 +103,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
         shim_args: &args,
         env: &env,
     })?;
-    let status = container.supervise(Some(&mut signals), &opts.command[0], None);
+    let status = container.supervise(Some(&mut signals), &opts.command[0], None, None);
     // in this order: the shim (reaped), then the cgroup (emptied and removed), then the range
     drop(container);
     drop(cgroup);

@@ -36,6 +36,7 @@ use nix::unistd::{Pid, close, fchdir, pipe2, read, write};
 use crate::child::Child;
 use crate::error::{Error, Result};
 use crate::plan::Step;
+use crate::relay::Relay;
 use crate::signals::Signals;
 use crate::sys::{self, Deadline, InChild, SingleThreaded};
 
@@ -500,12 +501,14 @@ impl Container {
     /// command for an exec failure). With `started_by`, a command that has not started
     /// by then (a guest that froze its cgroup or stopped the process on its way in) is
     /// given up on: the shim is killed (and what it started with it) and this is a
-    /// timeout.
+    /// timeout. With `relay`, the command's standard streams are relayed meanwhile, and
+    /// what is left in them once it ended goes out before this returns.
     pub fn supervise(
         &mut self,
         mut signals: Option<&mut Signals>,
         command: &str,
         started_by: Option<Deadline>,
+        mut relay: Option<&mut Relay>,
     ) -> Result<Status> {
         let mut failure = None;
         loop {
@@ -525,6 +528,10 @@ impl Container {
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
                 fds.len() - 1
             });
+            let relay_at = fds.len();
+            if let Some(relay) = relay.as_deref() {
+                relay.poll_fds(&mut fds);
+            }
             let timeout = deadline.map_or(PollTimeout::NONE, Deadline::poll_timeout);
             let ready = sys::poll_ready(&mut fds, timeout).map_err(|e| Error::host("poll", e))?;
             drop(fds);
@@ -536,12 +543,20 @@ impl Container {
             if let Some(signals) = signals.as_deref_mut() {
                 if ready[1] {
                     for sig in signals.pending() {
-                        self.signal(sig);
+                        if !relay.as_deref().is_some_and(|r| r.takes_signal(sig)) {
+                            self.signal(sig);
+                        }
                     }
                 }
             }
+            if let Some(relay) = relay.as_deref_mut() {
+                relay.service(&ready[relay_at..]);
+            }
             if ready[0] {
                 if let Some(status) = self.try_wait() {
+                    if let Some(relay) = relay.as_deref_mut() {
+                        relay.finish();
+                    }
                     // whatever the pipe still holds was written before the shim ended
                     if let Report::Failed(f) = self.read_report() {
                         failure = Some(self.failure_error(f, command));
@@ -557,7 +572,7 @@ impl Container {
 
     /// Waits for the shim to end: [`Container::supervise`] without signals.
     pub fn wait(&mut self) -> Result<Status> {
-        self.supervise(None, "", None)
+        self.supervise(None, "", None, None)
     }
 
     /// The shim's children (host pids).

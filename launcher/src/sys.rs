@@ -554,6 +554,14 @@ pub fn drop_bounding_set(keep: u64) -> nix::Result<()> {
     Ok(())
 }
 
+/// Our standard stream `fd` (0, 1 or 2), borrowed for as long as the process lives.
+pub fn std_stream(fd: RawFd) -> BorrowedFd<'static> {
+    assert!((0..3).contains(&fd), "not a standard stream: {fd}");
+    // SAFETY: the launcher never closes its standard streams, so 0, 1 and 2 stay open (a
+    // closed one is a descriptor the calls made on it answer EBADF) for the process's life.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
 /// linux/capability.h's `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 

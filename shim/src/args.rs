@@ -15,8 +15,8 @@ use crate::sys::Fd;
 pub const USAGE: &str = "\
 usage: cradle-shim [OPTIONS] [--] CMD [ARGS]...
        cradle-shim --boot [-v]... [--report-fd FD] [--cgroup-fd FD]
-       cradle-shim --enter PIDFD [--userns] [--cgroup-fd FD] [--caps HEX] [--report-fd FD]
-                   (--power-off | [--] CMD [ARGS]...)
+       cradle-shim --enter PIDFD [--userns] [--cgroup-fd FD] [--caps HEX] [--tty]
+                   [--report-fd FD] (--power-off | [--] CMD [ARGS]...)
        cradle-shim --monitor FDS -- LAUNCHER...   (cradle start --detach's, internal)
 
 Runs CMD as its child in a session of its own (with the terminal, if there is
@@ -50,7 +50,9 @@ whose init PIDFD is: born in its PID namespace and the cgroup open on
 --cgroup-fd, in its other namespaces (its user namespace too, with --userns),
 as its root, with only the capabilities of --caps in the bounding set, in a
 session of its own, with every descriptor above 2 closed; or, with
---power-off, reboot(2) POWER_OFF in its PID namespace.
+--power-off, reboot(2) POWER_OFF in its PID namespace. With --tty, the first
+of its standard streams that is a terminal (the launcher's pty) becomes its
+controlling terminal.
 
 monitor mode (what a detached cradle start execs once its guest is up): serves
 the guest's console until the guest halts, reboots or is asked to stop, then
@@ -147,6 +149,8 @@ pub struct Enter<'a> {
     pub cgroup: Option<Fd>,
     /// The capabilities kept in the bounding set; all when `None`.
     pub caps: Option<u64>,
+    /// The command takes its terminal (the launcher's pty) as controlling terminal.
+    pub tty: bool,
     /// The command, or `None` for `--power-off`.
     pub argv: Option<&'a [&'a CStr]>,
 }
@@ -199,7 +203,7 @@ impl fmt::Display for ArgError<'_> {
                 f.write_str("-s, -g, -e, -p, -w, -r and -c do not apply to --enter")
             }
             ArgError::EnterOptionWithoutEnter => {
-                f.write_str("--userns, --caps and --power-off need --enter")
+                f.write_str("--userns, --caps, --tty and --power-off need --enter")
             }
             ArgError::PowerOffWithCommand => f.write_str("--power-off takes no command"),
         }
@@ -275,6 +279,7 @@ pub fn parse<'a, 'e>(
     let mut cgroup_fd = None;
     let mut enter = None;
     let mut userns = false;
+    let mut tty = false;
     let mut caps = None;
     let mut power_off = false;
     let mut verbosity: u8 = 1;
@@ -351,6 +356,7 @@ pub fn parse<'a, 'e>(
                     enter = Some(parse_fd(v).ok_or(ArgError::BadValue("--enter", v))?);
                 }
                 Opt::Long(b"--userns", _) => userns = true,
+                Opt::Long(b"--tty", _) => tty = true,
                 Opt::Long(b"--power-off", _) => power_off = true,
                 Opt::Long(b"--caps", Some(v)) => {
                     let hex = v
@@ -406,7 +412,7 @@ pub fn parse<'a, 'e>(
     }
     apply_env(&mut options, &mut verbosity, &getenv);
     let rest = &args[i..];
-    let enter_option = userns || caps.is_some() || power_off;
+    let enter_option = userns || tty || caps.is_some() || power_off;
     let mode = if let Some(init) = enter {
         if boot {
             return Err(ArgError::EnterWithBoot);
@@ -425,6 +431,7 @@ pub fn parse<'a, 'e>(
             userns,
             cgroup: cgroup_fd,
             caps,
+            tty,
             argv,
         })
     } else if enter_option {
@@ -624,6 +631,7 @@ mod tests {
             "6",
             "--caps",
             "1ff",
+            "--tty",
             "--",
             "ls",
             "-l",
@@ -636,6 +644,7 @@ mod tests {
                         userns: true,
                         cgroup: Some(6),
                         caps: Some(0x1ff),
+                        tty: true,
                         argv: Some(argv),
                     }),
                 ..
@@ -667,6 +676,7 @@ mod tests {
             &["--enter", "x", "ls"],
             &["--enter", "5", "--caps", "zz", "ls"],
             &["--userns", "ls"],
+            &["--tty", "ls"],
             &["--power-off"],
         ] {
             with_args(bad, &[], |r| assert!(r.is_err(), "{bad:?}: {r:?}"));

@@ -23,8 +23,9 @@
 //!    host's file systems. It joins the init's cgroup namespace (a clone into a cgroup
 //!    outside the cloner's cgroup namespace is refused where the hierarchy delegates by
 //!    namespace), drops CAP_SYS_ADMIN unless the guest has it, closes every descriptor
-//!    above 2, dies with us, takes a session of its own (no terminal of the operator is
-//!    its controlling terminal) and execs the command, which is then an ordinary process
+//!    above 2, dies with us, takes a session of its own (with `--tty`, the launcher's pty
+//!    as its controlling terminal: the operator's own streams never reach the guest, see
+//!    the launcher's `relay`) and execs the command, which is then an ordinary process
 //!    of the guest. A guest that freezes its cgroup or stops the process stalls only
 //!    itself: the launcher gives up on a command that has not started by its deadline.
 //! 4. A power-off: reboot(2) must be called from the guest's PID namespace, with
@@ -126,7 +127,11 @@ fn exec_in_guest(
         return failed(6, e);
     }
     sys::close_from(3);
-    let _ = sys::setsid();
+    // a session of its own; with --tty, the launcher's pty (never the operator's own
+    // terminal, which the command does not get) as its controlling terminal
+    if sys::setsid().is_ok() && how.tty {
+        let _ = (0..3).find(|&fd| sys::set_controlling_tty(fd).is_ok());
+    }
     if let Err(e) = sys::set_sigmask(signals.original()) {
         return Failure::new(Stage::SpawnCommand, 0, e.0);
     }

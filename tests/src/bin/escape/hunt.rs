@@ -298,13 +298,14 @@ fn stop_on_the_way(pid: i32) -> bool {
     // a helper that is the guest's from birth takes the signal while still frozen, and
     // stops before its first instruction once thawed
     // SAFETY: kill takes integers.
-    let early = unsafe { libc::kill(pid, libc::SIGSTOP) } == 0;
+    let mut sent = unsafe { libc::kill(pid, libc::SIGSTOP) } == 0;
     write(&format!("{TRAP}/cgroup.freeze"), "0");
     let until = Instant::now() + STOP_TRIES;
     let mut tries: u64 = 0;
-    while !early {
+    while !sent {
         // SAFETY: kill takes integers.
-        if unsafe { libc::kill(pid, libc::SIGSTOP) } == 0 {
+        sent = unsafe { libc::kill(pid, libc::SIGSTOP) } == 0;
+        if sent {
             break;
         }
         match errno() {
