@@ -353,7 +353,7 @@ impl Console {
     /// Does what `ready` calls for: never blocks.
     pub fn service(&mut self, ready: &Ready) -> Option<Event> {
         if ready.master {
-            self.drain();
+            self.read_guest(RING);
         }
         if ready.listener {
             self.accept();
@@ -372,10 +372,19 @@ impl Console {
     }
 
     /// Reads what the guest wrote, until there is nothing more to read right now, and
-    /// sends it on (also the last call before a boot's end).
+    /// sends it on: the last call before a boot's end, when the guest writes no more.
     pub fn drain(&mut self) {
+        self.read_guest(usize::MAX);
+        self.flush();
+    }
+
+    /// Reads at most about `budget` bytes of what the guest wrote, or what there is: a
+    /// guest that writes without end gets one ring's worth per turn of the launcher's
+    /// loop, which then sees to its signals, the shim and the rest before more.
+    fn read_guest(&mut self, budget: usize) {
         let mut buf = [0u8; 8192];
-        loop {
+        let mut taken = 0;
+        while taken < budget {
             match read(&self.master, &mut buf) {
                 Ok(0) | Err(Errno::EAGAIN) | Err(Errno::EIO) => break,
                 Err(Errno::EINTR) => continue,
@@ -383,10 +392,12 @@ impl Console {
                     log::debug!("reading the console: {e}");
                     break;
                 }
-                Ok(n) => self.ring.push(&mut self.storage, &buf[..n]),
+                Ok(n) => {
+                    self.ring.push(&mut self.storage, &buf[..n]);
+                    taken += n;
+                }
             }
         }
-        self.flush();
     }
 
     fn flush(&mut self) {
@@ -613,5 +624,38 @@ mod tests {
         assert!(!escape.feed(&[ESCAPE_KEY, ESCAPE_KEY, b'a', ESCAPE_KEY]));
         assert!(!escape.feed(&[ESCAPE_KEY]));
         assert!(escape.feed(&[ESCAPE_KEY]));
+    }
+
+    /// A guest that writes without end gets a bounded share of each turn: one read of the
+    /// console takes about its budget and leaves the rest for the next turn.
+    #[test]
+    fn one_turn_reads_the_console_up_to_its_budget() {
+        let mut console = Console::open(None, false).unwrap();
+        // a guest writing more than one turn's budget, as fast as the pty takes it
+        const WRITTEN: usize = 64 * 1024;
+        let slave = console._slave.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            let chunk = [b'x'; 1024];
+            for _ in 0..WRITTEN / chunk.len() {
+                let mut sent = 0;
+                while sent < chunk.len() {
+                    sent += write(&slave, &chunk[sent..]).unwrap();
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        console.read_guest(4096);
+        let first = console.ring.total;
+        assert!(
+            (4096..=4096 + 8192).contains(&first),
+            "one turn took {first} bytes"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while console.ring.total < WRITTEN as u64 && Instant::now() < deadline {
+            console.drain();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        writer.join().unwrap();
+        assert_eq!(console.ring.total, WRITTEN as u64);
     }
 }

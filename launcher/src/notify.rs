@@ -107,16 +107,24 @@ impl NotifySocket {
         self.socket.as_fd()
     }
 
-    /// Reads every message waiting; true when one of them says `READY=1`.
+    /// Reads the messages waiting, [`MESSAGES_PER_TURN`] at most (a guest that sends
+    /// without end does not keep the launcher from its other work); true when one of them
+    /// says `READY=1`.
     pub fn ready(&self) -> bool {
         let mut ready = false;
         let mut buf = [0u8; MESSAGE_MAX];
-        while let Ok(n) = self.socket.recv(&mut buf) {
+        for _ in 0..MESSAGES_PER_TURN {
+            let Ok(n) = self.socket.recv(&mut buf) else {
+                break;
+            };
             ready |= says_ready(&buf[..n]);
         }
         ready
     }
 }
+
+/// How many notify messages are read in one turn of the launcher's loop.
+const MESSAGES_PER_TURN: usize = 64;
 
 impl Drop for NotifySocket {
     fn drop(&mut self) {

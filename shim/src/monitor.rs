@@ -213,13 +213,18 @@ impl Handed {
         }
     }
 
-    /// Reads what the guest wrote until there is nothing more right now.
+    /// Reads what the guest wrote, one ring's worth at most: a guest that writes without
+    /// end does not keep us from the shim's end or a signal.
     fn drain(&mut self, storage: &mut [u8]) {
         let mut buf = [0u8; 4096];
-        loop {
+        let mut taken = 0;
+        while taken < RING {
             match sys::read(self.master, &mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => self.ring.push(storage, &buf[..n]),
+                Ok(n) => {
+                    self.ring.push(storage, &buf[..n]);
+                    taken += n;
+                }
             }
         }
     }
@@ -299,7 +304,12 @@ impl Handed {
 /// `READY=1` is the launcher's business, and was heard before we started).
 fn drain_notify(fd: Fd) {
     let mut buf = [0u8; 4096];
-    while sys::read(fd, &mut buf).is_ok() {}
+    // a bounded number per turn, as for the console
+    for _ in 0..64 {
+        if sys::read(fd, &mut buf).is_err() {
+            break;
+        }
+    }
 }
 
 fn pollfd(fd: Fd, events: i16) -> libc::pollfd {

@@ -5,7 +5,7 @@
 //! and a guest that freezes its cgroup makes no host command hang.
 
 use std::fs;
-use std::process::{ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use integration_tests::{Finished, Launcher, Sandbox, secs};
@@ -309,5 +309,107 @@ fn a_guest_s_cgroup_tree_deeper_than_path_max_is_counted_limited_and_removed() {
     let stop = sb.run_cradle(&["stop", &sb.name], secs(60));
     assert_eq!(stop.code(), Some(0), "{stop:?}");
     assert_eq!(launcher.wait(secs(30)).code(), Some(0));
+    sb.assert_clean();
+}
+
+#[test]
+fn exec_hands_the_guest_none_of_the_operator_s_streams() {
+    let sb = Sandbox::busybox("hostile-streams");
+    let launcher = start_busybox(&sb);
+    // a terminal: the command gets a pty of its own, its controlling terminal; a process
+    // it leaves behind with it reads nothing typed at the operator's terminal afterwards
+    let script = format!(
+        "{} --state-dir {} exec {} -- sh -c 'test -t 0 && test -t 1 && echo on-a-terminal; exec 3<&0; head -c 5 <&3 > /stolen & sleep 0.5'; \
+         echo exec-done; sleep 5",
+        integration_tests::dist("cradle").display(),
+        sb.state.display(),
+        sb.name
+    );
+    let mut shell = Command::new("sh");
+    shell.args(["-c", &script]);
+    let (_shell, mut terminal) = integration_tests::Pty::open().spawn(shell);
+    terminal.wait_for("exec-done", secs(20));
+    assert!(
+        terminal.text().contains("on-a-terminal"),
+        "the command's input and output are a terminal: {}",
+        terminal.text()
+    );
+    terminal.type_in(b"hello\n");
+    std::thread::sleep(Duration::from_millis(1000));
+    let stolen = fs::read_to_string(sb.path("/stolen")).unwrap_or_default();
+    assert_eq!(
+        stolen, "",
+        "the guest read what was typed after exec returned"
+    );
+    // pipes: a process left behind holds none of ours, so the caller's read ends
+    let began = Instant::now();
+    let done = sb.exec(&["sh", "-c", "echo out; echo err >&2; sleep 30 &"]);
+    assert!(
+        began.elapsed() < secs(10),
+        "{:?}: {done:?}",
+        began.elapsed()
+    );
+    assert_eq!(
+        (done.stdout.as_str(), done.stderr.as_str()),
+        ("out\n", "err\n")
+    );
+    // input from a file, output to a file, each relayed whole
+    let input = sb.dir.join("input");
+    fs::write(&input, "x".repeat(200_000)).unwrap();
+    let output = sb.dir.join("output");
+    let mut cat = sb.cradle(["exec", sb.name.as_str(), "--", "cat"]);
+    cat.stdin(fs::File::open(&input).unwrap())
+        .stdout(fs::File::create(&output).unwrap());
+    assert!(cat.status().unwrap().success());
+    assert_eq!(fs::read(&output).unwrap().len(), 200_000);
+    // a directory of the host's is no standard stream for the guest
+    let refused = sb
+        .cradle(["exec", sb.name.as_str(), "--", "true"])
+        .stdin(fs::File::open("/").unwrap())
+        .output()
+        .unwrap();
+    let refused = Finished {
+        what: "cradle exec -- true < /".into(),
+        status: refused.status,
+        stdout: String::from_utf8_lossy(&refused.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&refused.stderr).into_owned(),
+    };
+    refused.assert_one_line_error(2, "standard input is a directory");
+    let stop = sb.run_cradle(&["stop", &sb.name], secs(60));
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
+    assert_eq!(launcher.wait(secs(30)).code(), Some(0));
+    sb.assert_clean();
+}
+
+#[test]
+fn a_guest_that_floods_its_console_and_notify_socket_is_still_served_and_stopped() {
+    let sb = Sandbox::busybox("hostile-flood");
+    sb.install_escape();
+    // in the background: its launcher is the shim's small monitor while it is up
+    let _detached = sb.start_detached(&[], secs(60));
+    in_guest(
+        &sb,
+        "for i in 1 2 3 4; do yes flood > /dev/console 2>/dev/null & done",
+    );
+    for _ in 0..3 {
+        let began = Instant::now();
+        let done = sb.exec(&["true"]);
+        assert_eq!(done.code(), Some(0), "{done:?}");
+        assert!(
+            began.elapsed() < secs(10),
+            "exec took {:?}",
+            began.elapsed()
+        );
+        let status = timed(&sb, &["status", &sb.name], secs(10));
+        assert_eq!(status.code(), Some(0), "{status:?}");
+    }
+    let reboot = timed(&sb, &["stop", &sb.name, "--mode", "reboot"], secs(30));
+    assert_eq!(reboot.code(), Some(0), "{reboot:?}");
+    in_guest(
+        &sb,
+        "for i in 1 2 3 4; do yes flood > /dev/console 2>/dev/null & done",
+    );
+    let stop = timed(&sb, &["stop", &sb.name, "--timeout", "10"], secs(30));
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
     sb.assert_clean();
 }
