@@ -8,6 +8,8 @@ use cradle_common::outcome::{Outcome, Unexpected};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
+use crate::userns::Holder;
+
 /// The launcher's exit codes. `run` and `exec` exit with the command's own status instead
 /// when the command ran (the code, or 128+N for signal N), as a shell does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +34,8 @@ pub enum Code {
     GuestKilled = 9,
     /// `stop` gave up waiting: the guest did not go down, or did not come back.
     Timeout = 10,
-    /// `start`/`run`: the `--userns` range is held by another running container.
+    /// `start`/`run`: the `--userns` range is held by another running container (cradle's
+    /// or systemd-nspawn's).
     RangeTaken = 11,
     /// `start` without `--root`, `destroy`, `set --save`: NAME has no config file.
     NoConfig = 12,
@@ -75,7 +78,10 @@ pub enum Error {
     GuestEnded(std::result::Result<Outcome, Unexpected>),
     Timeout(String),
     /// The user-namespace range starting at this host uid is held by another container.
-    RangeTaken(u32),
+    RangeTaken {
+        base: u32,
+        by: Holder,
+    },
     /// The shim failed at something of its own (what, in words).
     ShimFailed(&'static str),
     /// No config file at this path; what to do instead.
@@ -118,7 +124,7 @@ impl Error {
             Error::GuestEnded(Ok(Outcome::Exited(_) | Outcome::ExitedHigh)) => Code::GuestExited,
             Error::GuestEnded(_) => Code::GuestKilled,
             Error::Timeout(_) => Code::Timeout,
-            Error::RangeTaken(_) => Code::RangeTaken,
+            Error::RangeTaken { .. } => Code::RangeTaken,
             Error::NoConfig(..) => Code::NoConfig,
             Error::ConfigExists(_) => Code::ConfigExists,
             Error::StillRunning(_) => Code::AlreadyRunning,
@@ -175,9 +181,13 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::StillRunning(what) | Error::SomeFailed(what) => f.write_str(what),
-            Error::RangeTaken(base) => write!(
+            Error::RangeTaken { base, by } => write!(
                 f,
-                "--userns {base}: another running container holds the range {base}-{}",
+                "--userns {base}: {} holds the range {base}-{}",
+                match by {
+                    Holder::Cradle => "another running container",
+                    Holder::Nspawn => "a running systemd-nspawn container",
+                },
                 base + (crate::userns::RANGE - 1)
             ),
         }

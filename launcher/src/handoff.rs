@@ -39,8 +39,8 @@ pub struct Handoff {
     pub state_lock: RawFd,
     pub root: PathBuf,
     pub root_fd: RawFd,
-    /// The user-namespace range: its base, lock file and lock.
-    pub lease: Option<(u32, PathBuf, RawFd)>,
+    /// The user-namespace range and its locks.
+    pub lease: Option<LeaseFds>,
     pub hostname: String,
     pub shim: PathBuf,
     pub shim_fd: RawFd,
@@ -61,6 +61,16 @@ pub struct Handoff {
     pub init: Option<i32>,
     /// Which boot of the guest this is.
     pub boot: u32,
+}
+
+/// The user-namespace range: its base, and its lock files, open and locked (see `userns`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LeaseFds {
+    pub base: u32,
+    /// Cradle's lock.
+    pub lock: RawFd,
+    /// systemd-nspawn's lock of the range, taken on a host with systemd.
+    pub nspawn_lock: Option<RawFd>,
 }
 
 /// The console's descriptors (see `console`).

@@ -243,10 +243,7 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
     let lock = taken.take(handoff.state_lock, "state lock")?;
     let state = StateDir::take_back(handoff.state_dir.clone(), lock)?;
     let lease = match &handoff.lease {
-        Some((base, path, fd)) => {
-            let lock = taken.take(*fd, "user namespace lock")?;
-            Some(Lease::take_back(*base, path.clone(), lock)?)
-        }
+        Some(fds) => Some(Lease::take_back(fds, &mut taken)?),
         None => None,
     };
     let pidfd = taken.take(handoff.shim_pidfd, "the shim's pidfd")?;
@@ -609,7 +606,7 @@ impl Launcher<'_> {
             handoff.shim_pidfd,
             launcher.as_raw_fd(),
         ];
-        passed.extend(handoff.lease.as_ref().map(|(_, _, fd)| *fd));
+        passed.extend(handoff.lease.iter().flat_map(Lease::fds));
         passed.extend(handoff.notify.as_ref().map(|(fd, _)| *fd));
         passed.extend(console.client);
         let kept = passed

@@ -183,7 +183,7 @@ fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> 
 /// `stop`, `exec` or `status` asking whether a guest runs never makes a concurrent `start`
 /// of it think it does. It goes with the last descriptor of that open file, when its
 /// launcher ends, however it ends.
-fn whole_file(kind: libc::c_short) -> libc::flock {
+pub fn whole_file(kind: libc::c_short) -> libc::flock {
     libc::flock {
         l_type: kind,
         l_whence: libc::SEEK_SET as libc::c_short,

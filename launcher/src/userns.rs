@@ -1,34 +1,38 @@
 //! The guest's user namespace: which host ids it gets, and the namespaces made with it.
 //!
-//! Every guest gets container ids 0–65535 mapped to a host range of 65536 ids that no other
-//! running container holds. The range is picked from systemd's container range
-//! (0x00080000–0x6FFEFFFF, as `systemd-nspawn --private-users=pick` does), starting at a
-//! slot derived from the container's name, so a name gets the same range every time it
-//! starts while that range is free; or it is given with `--userns BASE`.
+//! Every guest gets container ids 0–65535 mapped to a host range of 65536 ids. The range is
+//! picked from systemd's container range (0x00080000–0x6FFEFFFF, as `systemd-nspawn
+//! --private-users=pick` does), starting at a slot derived from the container's name, so a
+//! name gets the same range every time it starts while that range is free; or it is given
+//! with `--userns BASE`. Picked or given, a range must be free on two counts:
 //!
-//! A range is held by a lock: `/run/cradle-userns/BASE` (`$CRADLE_USERNS_DIR` moves it),
-//! flock'd for as long as the launcher runs. The directory is the same whatever
-//! `--state-dir` says, so two starts never share a range; a launcher that dies releases
-//! its lock with it, and the next one to take that range removes the file when it is done.
-//! Ranges listed in `/etc/subuid` or `/etc/subgid` (rootless users of the host) are never
-//! picked.
+//! - it holds no id the host has given out: no user of `/etc/passwd`, group of
+//!   `/etc/group`, or range of `/etc/subuid` or `/etc/subgid` (see `hostids`), or the
+//!   guest's root could be a user of the host;
+//! - no other running container holds it: cradle's, or systemd-nspawn's (see `locks`:
+//!   `/run/cradle-userns/BASE`, in a directory nothing moves, and nspawn's own lock
+//!   `/run/systemd/nspawn-uid/BASE`, both locked for as long as the launcher runs).
 
-use std::fs::{self, File, OpenOptions};
+mod hostids;
+mod locks;
+
+use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag, open};
+use nix::fcntl::{OFlag, open};
 use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use nix::unistd::{close, read};
 
 use crate::child::Child;
 use crate::error::{Error, Result};
-use crate::state;
 use crate::sys::{self, SingleThreaded};
+
+use hostids::HostIds;
+pub use locks::{Holder, Lease};
+use locks::{LockDirs, sweep};
 
 /// Ids in a guest's range: container ids 0 to 65535.
 pub const RANGE: u32 = 0x1_0000;
@@ -37,9 +41,6 @@ const FIRST_BASE: u32 = 0x0008_0000;
 const LAST_BASE: u32 = 0x6FFE_0000;
 /// How many ranges the pool holds.
 const SLOTS: u32 = (LAST_BASE - FIRST_BASE) / RANGE + 1;
-
-/// Where range locks live unless `$CRADLE_USERNS_DIR` says otherwise.
-const DEFAULT_LOCK_DIR: &str = "/run/cradle-userns";
 
 /// What `--userns` asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,148 +102,54 @@ fn candidates(name: &str) -> impl Iterator<Item = u32> {
     (0..SLOTS).map(move |i| FIRST_BASE + (first + i) % SLOTS * RANGE)
 }
 
-/// The ranges `/etc/subuid` or `/etc/subgid` give to users of the host: `NAME:START:COUNT`.
-fn subordinate_ranges(text: &str) -> Vec<(u64, u64)> {
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.trim().split(':').skip(1);
-            let start: u64 = fields.next()?.parse().ok()?;
-            let count: u64 = fields.next()?.parse().ok()?;
-            Some((start, start + count))
-        })
-        .collect()
-}
-
-fn overlaps(base: u32, taken: &[(u64, u64)]) -> bool {
-    let (start, end) = (base as u64, base as u64 + RANGE as u64);
-    taken.iter().any(|&(s, e)| start < e && s < end)
-}
-
-/// A range this launcher holds. Dropping it releases the range.
-pub struct Lease {
-    pub base: u32,
-    path: PathBuf,
-    _lock: Flock<File>,
-}
-
-impl Lease {
-    /// The range at `base` a launcher that exec'd itself holds (see `handoff`): `lock` is
-    /// its lock file at `path`, locked (taking the lock again on the same open file keeps
-    /// it).
-    pub fn take_back(base: u32, path: PathBuf, lock: OwnedFd) -> Result<Self> {
-        let lock = Flock::lock(File::from(lock), FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, e)| Error::host(format!("user namespace lock {}", path.display()), e))?;
-        Ok(Lease {
-            base,
-            path,
-            _lock: lock,
-        })
-    }
-
-    /// Its lock file, open, and path, for a handoff.
-    pub fn handoff(&self) -> (u32, PathBuf, std::os::fd::RawFd) {
-        (
-            self.base,
-            self.path.clone(),
-            std::os::fd::AsRawFd::as_raw_fd(&*self._lock),
-        )
-    }
-
-    /// Takes the range at `base`; `None` when another launcher holds it.
-    fn try_take(dir: &Path, base: u32) -> Result<Option<Lease>> {
-        let path = dir.join(base.to_string());
-        loop {
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o644)
-                .open(&path)
-                .map_err(|e| Error::host(format!("user namespace lock {}", path.display()), e))?;
-            let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => lock,
-                Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
-                Err((_, e)) => {
-                    return Err(Error::host(
-                        format!("user namespace lock {}", path.display()),
-                        e,
-                    ));
-                }
-            };
-            // its holder may have removed the file between our open and our flock
-            if state::is_at(&lock, &path) {
-                return Ok(Some(Lease {
-                    base,
-                    path,
-                    _lock: lock,
-                }));
-            }
-        }
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        // removed while still locked: a launcher that opens it now finds another inode
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
-/// Removes the locks of launchers that were killed (a lock file nobody holds): taking one
-/// and dropping it removes it.
-fn sweep(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if let Some(base) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
-            if let Ok(Some(stale)) = Lease::try_take(dir, base) {
-                drop(stale);
-            }
-        }
-    }
-}
-
-fn lock_dir() -> PathBuf {
-    std::env::var_os("CRADLE_USERNS_DIR")
-        .map_or_else(|| PathBuf::from(DEFAULT_LOCK_DIR), PathBuf::from)
-}
-
 /// The range for container `name` under `mode`: `None` for `off`.
 pub fn acquire(name: &str, mode: UsernsMode) -> Result<Option<Lease>> {
-    let dir = lock_dir();
     if mode == UsernsMode::Off {
         return Ok(None);
     }
-    fs::create_dir_all(&dir)
-        .map_err(|e| Error::host(format!("user namespace locks {}", dir.display()), e))?;
-    sweep(&dir);
+    let host = HostIds::read()?;
+    let dirs = LockDirs::prepare()?;
+    sweep(&dirs);
     match mode {
         UsernsMode::Off => Ok(None),
-        UsernsMode::Base(base) => match Lease::try_take(&dir, base)? {
-            Some(lease) => Ok(Some(lease)),
-            None => Err(Error::RangeTaken(base)),
-        },
-        UsernsMode::Pick => {
-            let mut taken = Vec::new();
-            for file in ["/etc/subuid", "/etc/subgid"] {
-                match fs::read_to_string(file) {
-                    Ok(text) => taken.extend(subordinate_ranges(&text)),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::host(format!("read {file}"), e)),
-                }
-            }
-            for base in candidates(name).filter(|b| !overlaps(*b, &taken)) {
-                if let Some(lease) = Lease::try_take(&dir, base)? {
-                    return Ok(Some(lease));
-                }
-            }
-            Err(Error::host(
-                "pick a user namespace range",
-                io::Error::other("every range of the pool is held"),
-            ))
+        UsernsMode::Base(base) => take(&dirs, &host, base).map(Some),
+        UsernsMode::Pick => pick(&dirs, &host, name).map(Some),
+    }
+}
+
+/// The first free range for `name`: its own slot while that is free, else the next free
+/// one. Slots that hold host ids are passed over before any lock is tried.
+fn pick(dirs: &LockDirs, host: &HostIds, name: &str) -> Result<Lease> {
+    for base in candidates(name).filter(|&base| host.conflict(base).is_none()) {
+        if let Ok(lease) = Lease::try_take(dirs, base)? {
+            return Ok(lease);
         }
     }
+    Err(Error::host(
+        "pick a user namespace range",
+        io::Error::other("no range of the pool is free of running containers and host users"),
+    ))
+}
+
+/// The range at `base` (`--userns BASE`), checked as a picked one is, with one failure
+/// each:
+///
+/// - it holds ids the host has given out (a user of `/etc/passwd`, a group of
+///   `/etc/group`, a range of `/etc/subuid` or `/etc/subgid`): a usage error, exit 2,
+///   naming the first such id. Waiting would not free it, and the guest's root could be
+///   that user: another BASE is needed.
+/// - another running container holds it, cradle's or systemd-nspawn's:
+///   [`Error::RangeTaken`], exit 11, saying which. It is free again once that container
+///   stops.
+fn take(dirs: &LockDirs, host: &HostIds, base: u32) -> Result<Lease> {
+    if let Some(claim) = host.conflict(base) {
+        return Err(Error::Usage(format!(
+            "--userns {base}: the range {base}-{} includes {} (use another base, or --userns pick)",
+            base + (RANGE - 1),
+            claim.what
+        )));
+    }
+    Lease::try_take(dirs, base)?.map_err(|by| Error::RangeTaken { base, by })
 }
 
 /// The namespaces a guest with a user namespace gets besides its mount and PID ones, each
@@ -315,6 +222,7 @@ impl Namespaces {
 
 #[cfg(test)]
 mod tests {
+    use super::locks::tests::TestDirs;
     use super::*;
     use argh::FromArgValue;
 
@@ -354,39 +262,128 @@ mod tests {
         );
     }
 
-    #[test]
-    fn subordinate_ranges_are_avoided() {
-        let taken = subordinate_ranges("alice:100000:65536\nbob:600000:10\n# junk\n");
-        assert_eq!(taken, [(100_000, 165_536), (600_000, 600_010)]);
-        assert!(overlaps(131_072, &taken));
-        assert!(overlaps(589_824, &taken));
-        assert!(!overlaps(655_360, &taken));
+    /// A host with a user in `name`'s own slot and a group in its next one.
+    fn host_with_ids_in_the_first_two_slots_of(name: &str) -> (HostIds, [u32; 3]) {
+        let slots: Vec<u32> = candidates(name).take(3).collect();
+        let mut host = HostIds::default();
+        host.add_users(
+            "/etc/passwd",
+            format!("bob:x:{}:100\n", slots[0] + 77).as_bytes(),
+        );
+        host.add_groups(
+            "/etc/group",
+            format!("staff:x:{}:\n", slots[1] + 65535).as_bytes(),
+        );
+        (host, [slots[0], slots[1], slots[2]])
     }
 
     #[test]
-    fn the_lock_of_a_killed_launcher_is_swept_and_a_held_one_is_not() {
-        let dir = std::env::temp_dir().join(format!("cradle-userns-sweep-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("655360"), "").unwrap();
-        let held = Lease::try_take(&dir, 0x80000).unwrap().unwrap();
-        sweep(&dir);
-        assert!(!dir.join("655360").exists());
-        assert!(dir.join("524288").exists());
-        drop(held);
-        fs::remove_dir(&dir).unwrap();
+    fn a_range_holding_a_host_user_or_group_is_never_picked() {
+        let t = TestDirs::new("pick-users");
+        let (host, slots) = host_with_ids_in_the_first_two_slots_of("web1");
+        let lease = pick(&t.dirs, &host, "web1").unwrap();
+        assert_eq!(lease.base, slots[2]);
+        // and, once they are gone, the name gets its own slot back
+        drop(lease);
+        let lease = pick(&t.dirs, &HostIds::default(), "web1").unwrap();
+        assert_eq!(lease.base, slots[0]);
     }
 
     #[test]
-    fn two_leases_never_share_a_range_and_a_released_one_is_free_again() {
-        let dir = std::env::temp_dir().join(format!("cradle-userns-test-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let a = Lease::try_take(&dir, 0x80000).unwrap().unwrap();
-        assert!(Lease::try_take(&dir, 0x80000).unwrap().is_none());
-        drop(a);
-        assert!(!dir.join("524288").exists());
-        let again = Lease::try_take(&dir, 0x80000).unwrap();
-        assert!(again.is_some());
-        drop(again);
-        fs::remove_dir(&dir).unwrap();
+    fn a_range_systemd_nspawn_holds_is_never_picked() {
+        let t = TestDirs::new("pick-nspawn");
+        let slots: Vec<u32> = candidates("db").take(2).collect();
+        let nspawn = t.hold_as_nspawn(slots[0]);
+        let lease = pick(&t.dirs, &HostIds::default(), "db").unwrap();
+        assert_eq!(lease.base, slots[1]);
+        assert!(
+            t.nspawn_sees_held(slots[1]),
+            "nspawn must skip what we picked"
+        );
+        drop(nspawn);
+    }
+
+    #[test]
+    fn a_given_base_that_holds_host_ids_is_a_usage_error_naming_them() {
+        let t = TestDirs::new("take-host");
+        let (host, slots) = host_with_ids_in_the_first_two_slots_of("web1");
+        let mut subuid = HostIds::default();
+        subuid.add_subordinate("/etc/subuid", b"alice:100000:65536\n");
+        for (host, base, named) in [
+            (
+                &host,
+                slots[0],
+                format!("uid {} (bob) of /etc/passwd", slots[0] + 77),
+            ),
+            (
+                &host,
+                slots[1],
+                format!("gid {} (staff) of /etc/group", slots[1] + 65535),
+            ),
+            (
+                &subuid,
+                65536,
+                "alice's ids 100000-165535 in /etc/subuid".to_owned(),
+            ),
+        ] {
+            let err = take(&t.dirs, host, base).err().unwrap();
+            assert_eq!(err.code() as u8, 2, "{err}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&named) && text.contains(&base.to_string()),
+                "{text}"
+            );
+            assert!(!text.contains('\n'), "{text}");
+            assert!(
+                !t.cradle(base).exists(),
+                "nothing is locked for a refused base"
+            );
+        }
+    }
+
+    #[test]
+    fn a_given_base_another_container_holds_is_exit_11_saying_whose() {
+        let t = TestDirs::new("take-held");
+        let host = HostIds::default();
+        let first = take(&t.dirs, &host, 0x0010_0000).unwrap();
+        let err = take(&t.dirs, &host, 0x0010_0000).err().unwrap();
+        assert_eq!(err.code() as u8, 11, "{err}");
+        assert!(
+            err.to_string().contains("another running container"),
+            "{err}"
+        );
+        drop(first);
+        let nspawn = t.hold_as_nspawn(0x0010_0000);
+        let err = take(&t.dirs, &host, 0x0010_0000).err().unwrap();
+        assert_eq!(err.code() as u8, 11, "{err}");
+        assert!(err.to_string().contains("systemd-nspawn"), "{err}");
+        assert!(!err.to_string().contains('\n'), "{err}");
+        drop(nspawn);
+        assert!(take(&t.dirs, &host, 0x0010_0000).is_ok());
+    }
+
+    /// Set in the child that [`the_lock_directory_is_fixed_whatever_the_environment_says`]
+    /// runs: a test cannot set its own environment safely.
+    const MOVED: &str = "CRADLE_USERNS_DIR";
+
+    #[test]
+    fn the_lock_directory_is_fixed_whatever_the_environment_says() {
+        if std::env::var_os(MOVED).is_none() {
+            let test = "userns::tests::the_lock_directory_is_fixed_whatever_the_environment_says";
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([test, "--exact", "--test-threads=1"])
+                .env(MOVED, std::env::temp_dir().join("cradle-userns-elsewhere"))
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains("1 passed"),
+                "{stdout}"
+            );
+            return;
+        }
+        let dirs = LockDirs::host();
+        assert_eq!(dirs.cradle, PathBuf::from("/run/cradle-userns"));
+        assert_eq!(dirs.nspawn, Some(PathBuf::from("/run/systemd/nspawn-uid")));
     }
 }
