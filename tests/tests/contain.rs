@@ -278,6 +278,62 @@ fn a_range_held_by_a_running_guest_is_refused_to_another() {
     stop(&a, launcher);
 }
 
+/// Takes an OFD write lock on the whole of `file`, as systemd's `make_lock_file` does;
+/// false when another holds it.
+fn ofd_lock(file: &fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed flock is a valid value; the fields that matter are set below.
+    #[allow(unsafe_code)]
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: fcntl F_OFD_SETLK reads the flock we own.
+    #[allow(unsafe_code)]
+    let ret = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) };
+    ret == 0
+}
+
+#[test]
+fn cradle_and_systemd_nspawn_never_share_a_range() {
+    integration_tests::require_shape!("/run/systemd (systemd-nspawn's lock directory)", |_| {
+        std::path::Path::new("/run/systemd").is_dir()
+    });
+    const BASE: &str = "1114112";
+    let sb = Sandbox::busybox("contain-nspawn-range");
+    let dir = std::path::Path::new("/run/systemd/nspawn-uid");
+    let _ = fs::create_dir(dir);
+    let path = dir.join(BASE);
+    let open = || {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap()
+    };
+    // a range nspawn holds: refused, naming it
+    let nspawn = open();
+    assert!(ofd_lock(&nspawn));
+    let root = sb.root.to_str().unwrap();
+    let refused = sb.run_cradle(
+        &["run", "--root", root, "--userns", BASE, "--", "true"],
+        secs(20),
+    );
+    refused.assert_one_line_error(11, "systemd-nspawn");
+    // released as nspawn releases it (removed while still locked)
+    fs::remove_file(&path).unwrap();
+    drop(nspawn);
+    // a range of ours: nspawn's lock is held for as long as the guest runs
+    let launcher = start_busybox(&sb, &["--userns", BASE]);
+    assert!(
+        !ofd_lock(&open()),
+        "cradle holds nspawn's lock of its range"
+    );
+    stop(&sb, launcher);
+    assert!(!path.exists(), "{} is left", path.display());
+}
+
 #[test]
 fn two_guests_get_two_ranges_and_a_guest_keeps_its_range_across_reboots() {
     let a = Sandbox::busybox("contain-two-a");
