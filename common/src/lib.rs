@@ -10,11 +10,13 @@
 //! - [`stage`]: every step that can fail before the guest runs, by name.
 //! - [`guest`]: how a guest init is found and started (OpenVZ's `exec_init`).
 //! - [`console`]: the console's ring of output and the frames its client sends.
+//! - [`caps`]: the capability sets of capget(2) and capset(2), and how they are cut.
 //! - [`arch`]: what differs between the architectures, and what the `libc` crate lacks.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
 pub mod arch;
+pub mod caps;
 pub mod console;
 pub mod errpipe;
 pub mod guest;

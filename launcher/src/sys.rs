@@ -16,6 +16,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use cradle_common::arch::{self, CloneArgs};
+use cradle_common::caps::{self, CapData, CapHeader};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollTimeout, poll};
 use nix::sched::CloneFlags;
@@ -562,31 +563,9 @@ pub fn std_stream(fd: RawFd) -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
-/// linux/capability.h's `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
-const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-/// `struct __user_cap_header_struct`.
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-/// `struct __user_cap_data_struct`, one per 32 capabilities.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
 /// The calling thread's capability sets: capget(2), version 3.
 fn capget() -> nix::Result<[CapData; 2]> {
-    let mut header = CapHeader {
-        version: CAPABILITY_VERSION_3,
-        pid: 0,
-    };
+    let mut header = CapHeader::current();
     let mut data = [CapData::default(); 2];
     // SAFETY: capget writes two cap_data structs for version 3, which `data` has room for.
     Errno::result(unsafe {
@@ -601,10 +580,7 @@ fn capget() -> nix::Result<[CapData; 2]> {
 
 /// Sets the calling thread's capability sets: capset(2), version 3.
 fn capset(data: &[CapData; 2]) -> nix::Result<()> {
-    let header = CapHeader {
-        version: CAPABILITY_VERSION_3,
-        pid: 0,
-    };
+    let header = CapHeader::current();
     // SAFETY: capset reads the header and two cap_data structs.
     Errno::result(unsafe {
         libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr())
@@ -619,12 +595,7 @@ fn capset(data: &[CapData; 2]) -> nix::Result<()> {
 /// the inheritable set whole. Allocation-free, for the container's first process.
 pub fn limit_capabilities(keep: u64) -> nix::Result<()> {
     let mut data = capget()?;
-    for (i, set) in data.iter_mut().enumerate() {
-        let word = (keep >> (32 * i)) as u32;
-        set.effective &= word;
-        set.permitted &= word;
-        set.inheritable = 0;
-    }
+    caps::limit(&mut data, keep);
     capset(&data)?;
     // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointer.
     let cleared = unsafe {

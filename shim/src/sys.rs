@@ -9,6 +9,7 @@ use core::ffi::{CStr, c_char, c_int, c_void};
 use core::mem::MaybeUninit;
 
 use cradle_common::arch::{self, CloneArgs, KERNEL_SIGSET_SIZE, KernelSigaction};
+use cradle_common::caps::{self, CapData, CapHeader};
 use cradle_common::errpipe::Failure;
 use cradle_common::guest::MountCall;
 
@@ -663,42 +664,15 @@ pub fn getppid() -> Pid {
     unsafe { libc::getppid() }
 }
 
-/// linux/capability.h's `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
-const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-/// `struct __user_cap_header_struct`.
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: c_int,
-}
-
-/// `struct __user_cap_data_struct`, one per 32 capabilities.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
 /// Cuts the permitted and effective capability sets to `keep` (bit N for capability N; a
 /// set only ever shrinks) and empties the inheritable and ambient ones, so that nothing
 /// outside `keep` is held now or survives an exec, whatever our parent had.
 pub fn limit_capabilities(keep: u64) -> Result<()> {
-    let mut header = CapHeader {
-        version: CAPABILITY_VERSION_3,
-        pid: 0,
-    };
+    let mut header = CapHeader::current();
     let mut data = [CapData::default(); 2];
     // SAFETY: capget writes two cap_data structs for version 3, which `data` has room for.
     check(unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) as c_int })?;
-    for (i, set) in data.iter_mut().enumerate() {
-        let word = (keep >> (32 * i)) as u32;
-        set.effective &= word;
-        set.permitted &= word;
-        set.inheritable = 0;
-    }
+    caps::limit(&mut data, keep);
     // SAFETY: capset reads the header and two cap_data structs.
     check(unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) as c_int })?;
     // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointer.
