@@ -1,9 +1,26 @@
-//! The default seccomp filter of a system container: a deny list answered with EPERM,
-//! everything else allowed, in the spirit of LXC's `config/templates/common.seccomp`,
-//! systemd-nspawn's `src/nspawn/nspawn-seccomp.c` and Docker's default profile. The
-//! capability bounding set (`caps`) does most of the containing; this list removes what
-//! a kept capability (CAP_SYS_ADMIN, CAP_DAC_READ_SEARCH) or no capability at all still
-//! reaches of the host's kernel, and the interfaces with the worst record.
+//! The default seccomp filter of a system container: a deny list, everything else up to
+//! the last reviewed system call allowed, in the spirit of LXC's
+//! `config/templates/common.seccomp`, systemd-nspawn's `src/nspawn/nspawn-seccomp.c` and
+//! Docker's default profile. The capability bounding set (`caps`) does most of the
+//! containing; this list removes what a kept capability (CAP_SYS_ADMIN,
+//! CAP_DAC_READ_SEARCH) or no capability at all still reaches of the host's kernel, and
+//! the interfaces with the worst record. The answers:
+//!
+//! - EPERM for the rows of [`DENIED`] (modules, kexec, open_by_handle_at, bpf, perf,
+//!   fanotify, swap, raw I/O, syslog, acct, clock setting, quotas, io_uring, TIOCSTI,
+//!   MNT_FORCE, kernel-mode userfaultfd, the obsolete calls);
+//! - ENOSYS, as if the kernel did not have them, for the keyring (nested runc and
+//!   systemd take that for "no keyring"), ustat and sysfs, and for every number past
+//!   [`LAST_REVIEWED`]: a call a newer kernel adds is closed until it is reviewed, and
+//!   glibc and systemd fall back from it as they do on an older kernel (they do so on
+//!   ENOSYS only, which is why a deny list answering EPERM must not cover them);
+//! - EAFNOSUPPORT for socket(AF_VSOCK) (the hypervisor's and the host's vsock services,
+//!   not namespaced) and socket(AF_ALG) (the kernel's crypto API), as Docker refuses
+//!   them. On i386, socketcall(2) passes the family behind a pointer, which a filter
+//!   cannot read: that way stays open for 32-bit programs, as in Docker's profile;
+//! - EPERM for a personality(2) other than the query, PER_LINUX, PER_LINUX32, UNAME26
+//!   and ADDR_NO_RANDOMIZE (systemd, setarch/linux32, gdb): the old exec domains,
+//!   READ_IMPLIES_EXEC, MMAP_PAGE_ZERO and ADDR_LIMIT_* are refused.
 //!
 //! Not denied, on purpose, because an init and its services need them (the reason is
 //! given where it is not obvious):
@@ -18,8 +35,6 @@
 //!   and a read (modes 0) is how systemd and chrony ask whether the clock is in sync;
 //!   setting the clock that way needs CAP_SYS_TIME, which the bounding set drops, so
 //!   only the calls that can do nothing but set it are denied;
-//! - personality: `linux32`/`setarch` in guests; the kernel clears the risky flags
-//!   (ADDR_NO_RANDOMIZE and the like) across a set-user-ID exec;
 //! - modify_ldt: Wine and other 32-bit code; pkey_*: protection keys of the caller's own
 //!   memory;
 //! - socket(AF_NETLINK, NETLINK_AUDIT), which nspawn refuses with EAFNOSUPPORT: this
@@ -53,9 +68,9 @@
 //! ENOSYS there anyway). The number -1 is let through to the body and so reaches the
 //! kernel (ENOSYS): that is how a tracer skips a call, as libseccomp also allows.
 //!
-//! Every rule but three (ioctl, umount2, userfaultfd) depends on the number and arch
-//! alone, so the kernel's seccomp action cache answers the allowed calls without running
-//! the program at all.
+//! Every rule but five (ioctl, umount2, userfaultfd, socket, personality) depends on the
+//! number and arch alone, so the kernel's seccomp action cache answers the other allowed
+//! calls without running the program at all.
 //!
 //! ## A short path for every call
 //!
@@ -63,9 +78,10 @@
 //! walks the whole list; and the kernel builds its action cache, when the filter is
 //! installed, by running the program for every number of every ABI (with interrupts off):
 //! over 400 instructions that cost a third of a millisecond per container. So each ABI's
-//! body starts with the calls denied whatever their arguments, as a binary search
-//! ([`membership`]: log2(n) comparisons, EPERM on a match); only the three calls that
-//! depend on an argument are left to seccompiler's rules behind it.
+//! body starts with the calls denied whatever their arguments, as a binary search per
+//! answer ([`membership`]: log2(n) comparisons, the answer on a match), then the cut-off
+//! ([`unreviewed`]) and the two rules with answers of their own ([`by_argument`]); only
+//! the calls refused with EPERM for some arguments are left to seccompiler's rules.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -113,6 +129,9 @@ pub enum When {
 #[derive(Debug)]
 pub struct Denied {
     pub name: &'static str,
+    /// The errno it is answered with: EPERM, or ENOSYS where callers must take the call
+    /// for one the kernel does not have (glibc, systemd and runc fall back only then).
+    pub errno: i32,
     /// On x86_64, i386, aarch64, arm; [`NA`] where the ABI has no such call. From the
     /// kernel's syscall tables (arch/x86/entry/syscalls/syscall_{64,32}.tbl,
     /// include/uapi/asm-generic/unistd.h, arch/arm/tools/syscall.tbl).
@@ -138,6 +157,18 @@ impl Denied {
 const fn always(name: &'static str, numbers: [i32; 4], why: &'static str) -> Denied {
     Denied {
         name,
+        errno: libc::EPERM,
+        numbers,
+        when: When::Always,
+        why,
+    }
+}
+
+/// Denied with ENOSYS, as if the kernel did not have it.
+const fn absent(name: &'static str, numbers: [i32; 4], why: &'static str) -> Denied {
+    Denied {
+        name,
+        errno: libc::ENOSYS,
         numbers,
         when: When::Always,
         why,
@@ -152,6 +183,7 @@ const fn when_arg(
 ) -> Denied {
     Denied {
         name,
+        errno: libc::EPERM,
         numbers,
         when: When::Arg { arg, mask, value },
         why,
@@ -182,9 +214,9 @@ pub const DENIED: &[Denied] = &[
     always("fanotify_mark",     [301, 339, 263, 368], "the same"),
     always("swapon",            [167, 87, 224, 87],   "swap is the host's, not namespaced"),
     always("swapoff",           [168, 115, 225, 115], "the same"),
-    always("add_key",           [248, 286, 217, 309], "the kernel keyring is not namespaced (nspawn, Docker); systemd in the guest does without"),
-    always("request_key",       [249, 287, 218, 310], "the same"),
-    always("keyctl",            [250, 288, 219, 311], "the same"),
+    absent("add_key",           [248, 286, 217, 309], "the kernel keyring is not namespaced, and request_key's upcalls run on the host (nspawn, Docker); ENOSYS, which systemd and a runc nested in the guest take for no keyring, as LXD answers"),
+    absent("request_key",       [249, 287, 218, 310], "the same"),
+    absent("keyctl",            [250, 288, 219, 311], "the same"),
     always("iopl",              [172, 110, NA, NA],   "raw I/O ports of the host's hardware (CAP_SYS_RAWIO is dropped too)"),
     always("ioperm",            [173, 101, NA, NA],   "the same"),
     always("syslog",            [103, 103, 116, 103], "reads and clears the host's kernel log, which is not namespaced and shows kernel addresses"),
@@ -203,6 +235,8 @@ pub const DENIED: &[Denied] = &[
     always("vm86",              [NA, 166, NA, NA],    "the same"),
     always("uselib",            [134, 86, NA, 86],    "a.out shared libraries, long obsolete (Docker)"),
     always("_sysctl",           [156, 149, NA, 149],  "the binary sysctl interface, removed in Linux 5.5 (Docker)"),
+    absent("ustat",             [136, 62, NA, 62],    "statfs of any superblock by device number, the host's too (Docker, nspawn); glibc has no wrapper"),
+    absent("sysfs",             [139, 135, NA, 135],  "lists the kernel's file system types (Docker, nspawn refuse it; /proc/filesystems says the same)"),
     always("io_uring_setup",    [425, 425, 425, 425], "most kernel exploits sent to Google's kCTF in 2022 went through it (Docker refuses it); programs fall back, as where kernel.io_uring_disabled is set"),
     always("io_uring_enter",    [426, 426, 426, 426], "the same"),
     always("io_uring_register", [427, 427, 427, 427], "the same"),
@@ -284,6 +318,17 @@ fn always_denied(abi: Abi, extra: &'static [Denied]) -> BTreeSet<u32> {
         .filter(|d| d.when == When::Always)
         .filter_map(|d| d.number(abi))
         .collect()
+}
+
+/// [`always_denied`] by the errno each is answered with.
+fn always_denied_by_errno(abi: Abi, extra: &'static [Denied]) -> BTreeMap<i32, BTreeSet<u32>> {
+    let mut by_errno: BTreeMap<i32, BTreeSet<u32>> = BTreeMap::new();
+    for denied in denied(extra).filter(|d| d.when == When::Always) {
+        if let Some(nr) = denied.number(abi) {
+            by_errno.entry(denied.errno).or_default().insert(nr);
+        }
+    }
+    by_errno
 }
 
 /// The rules of `abi` for the calls refused only for some arguments, as seccompiler takes
@@ -369,10 +414,13 @@ fn search(numbers: &[u32], out: &mut Vec<Node>) {
     search(&numbers[mid..], out);
 }
 
-/// A binary search of the loaded system call number in `numbers`: EPERM when it is one of
-/// them, else on to the instruction that follows. Every jump is forward, as classic BPF
-/// wants, and within its 255 instructions.
-fn membership(numbers: &BTreeSet<u32>) -> std::result::Result<Vec<libc::sock_filter>, String> {
+/// A binary search of the loaded system call number in `numbers`: `answer` when it is one
+/// of them, else on to the instruction that follows. Every jump is forward, as classic
+/// BPF wants, and within its 255 instructions.
+fn membership(
+    numbers: &BTreeSet<u32>,
+    answer: u32,
+) -> std::result::Result<Vec<libc::sock_filter>, String> {
     let numbers: Vec<u32> = numbers.iter().copied().collect();
     let mut nodes = Vec::new();
     search(&numbers, &mut nodes);
@@ -398,7 +446,7 @@ fn membership(numbers: &BTreeSet<u32>) -> std::result::Result<Vec<libc::sock_fil
         ));
     }
     program.push(insn(JA, 0, 0, 1));
-    program.push(insn(RET_K, 0, 0, RET_EPERM));
+    program.push(insn(RET_K, 0, 0, answer));
     Ok(program)
 }
 
@@ -445,15 +493,109 @@ fn body(abi: Abi, extra: &'static [Denied]) -> Result<Vec<libc::sock_filter>> {
         ));
     }
     let mut body = vec![insn(LD_W_ABS, 0, 0, NR_OFFSET)];
-    body.extend(membership(&always_denied(abi, extra)).map_err(fail)?);
+    for (errno, numbers) in always_denied_by_errno(abi, extra) {
+        body.extend(membership(&numbers, errno_answer(errno)).map_err(fail)?);
+    }
+    body.extend(unreviewed(abi));
+    body.extend(by_argument(abi));
+    // seccompiler's program loads what it compares itself
     body.extend_from_slice(&program[3..]);
     Ok(body)
+}
+
+/// The seccomp answer for `errno`.
+const fn errno_answer(errno: i32) -> u32 {
+    libc::SECCOMP_RET_ERRNO | errno as u32
+}
+
+/// The highest system call number reviewed for this filter, on every ABI (the numbers
+/// from 424 up are the same everywhere; below that each ABI's table ends earlier):
+/// file_setattr, Linux 6.17. A kernel's newer calls are answered ENOSYS, as if it did not
+/// have them, until they are reviewed and this is raised: so a guest never reaches a
+/// call nobody has looked at, and glibc and systemd, which fall back to older calls on
+/// ENOSYS only, keep working (runc answers the same past its profile).
+pub const LAST_REVIEWED: u32 = 469;
+
+/// 32-bit ARM's private calls (`__ARM_NR_BASE` + 1 to 5: breakpoint, cacheflush, usr26,
+/// usr32, set_tls, get_tls), which glibc and libgcc use: past [`LAST_REVIEWED`] by
+/// number, and allowed.
+const ARM_PRIVATE: std::ops::Range<u32> = 0x0f_0000..0x0f_0800;
+
+/// After the searches: a number past [`LAST_REVIEWED`] gets ENOSYS, but -1 (a tracer
+/// skipping the call, which must reach the kernel) and ARM's private calls.
+fn unreviewed(abi: Abi) -> Vec<libc::sock_filter> {
+    let enosys = errno_answer(libc::ENOSYS);
+    if abi == Abi::Arm {
+        vec![
+            insn(JGT_K, 0, 4, LAST_REVIEWED),
+            insn(JEQ_K, 3, 0, u32::MAX),
+            insn(JGE_K, 0, 1, ARM_PRIVATE.start),
+            insn(JGE_K, 0, 1, ARM_PRIVATE.end),
+            insn(RET_K, 0, 0, enosys),
+        ]
+    } else {
+        vec![
+            insn(JGT_K, 0, 2, LAST_REVIEWED),
+            insn(JEQ_K, 1, 0, u32::MAX),
+            insn(RET_K, 0, 0, enosys),
+        ]
+    }
+}
+
+/// socket(2)'s number on each ABI (x86_64, i386, aarch64, arm).
+const SOCKET: [u32; 4] = [41, 359, 198, 281];
+/// personality(2)'s.
+const PERSONALITY: [u32; 4] = [135, 136, 92, 136];
+/// The address families refused: AF_VSOCK talks to the hypervisor and to the host's
+/// vsock services, and is not namespaced; AF_ALG is the kernel's crypto API, with a long
+/// record of bugs (Docker refuses both). EAFNOSUPPORT, as a kernel without them answers.
+const REFUSED_FAMILIES: [u32; 2] = [40, 38];
+/// personality(2) values allowed besides the query (0xffffffff): PER_LINUX (0),
+/// PER_LINUX32 (8), UNAME26 (0x20000) and ADDR_NO_RANDOMIZE (0x40000), as systemd,
+/// setarch/linux32 and gdb use them (Docker's list, with gdb's flag). Refused: the old
+/// exec domains, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, ADDR_LIMIT_* and the rest.
+const PERSONALITY_ALLOWED: u32 = 0x0000_0008 | 0x0002_0000 | 0x0004_0000;
+/// The low 32 bits of the first argument in struct seccomp_data (on the little-endian
+/// ABIs this filter is built for): all that the kernel reads of an `int`.
+const ARG0_OFFSET: u32 = 16;
+
+/// The rules that look at an argument with an answer of their own, which seccompiler (one
+/// answer per filter) cannot give: socket(2)'s family, personality(2)'s value. Each
+/// block starts by loading the number again.
+fn by_argument(abi: Abi) -> Vec<libc::sock_filter> {
+    let i = match abi {
+        Abi::X86_64 => 0,
+        Abi::I386 => 1,
+        Abi::Aarch64 => 2,
+        Abi::Arm => 3,
+    };
+    vec![
+        // socket: a refused family gets EAFNOSUPPORT
+        insn(LD_W_ABS, 0, 0, NR_OFFSET),
+        insn(JEQ_K, 0, 5, SOCKET[i]),
+        insn(LD_W_ABS, 0, 0, ARG0_OFFSET),
+        insn(JEQ_K, 2, 0, REFUSED_FAMILIES[0]),
+        insn(JEQ_K, 1, 0, REFUSED_FAMILIES[1]),
+        insn(JA, 0, 0, 1),
+        insn(RET_K, 0, 0, errno_answer(libc::EAFNOSUPPORT)),
+        // personality: the query, or a value within the allowed flags
+        insn(LD_W_ABS, 0, 0, NR_OFFSET),
+        insn(JEQ_K, 0, 6, PERSONALITY[i]),
+        insn(LD_W_ABS, 0, 0, ARG0_OFFSET),
+        insn(JEQ_K, 3, 0, u32::MAX),
+        insn(ALU_AND_K, 0, 0, !PERSONALITY_ALLOWED),
+        insn(JEQ_K, 1, 0, 0),
+        insn(RET_K, 0, 0, RET_EPERM),
+        insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ]
 }
 
 // Classic BPF as seccomp runs it (linux/filter.h, linux/seccomp.h).
 const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
 const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
 const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+const JGT_K: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
+const ALU_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
 const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
 const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 /// Offsets in struct seccomp_data.
@@ -519,7 +661,8 @@ mod tests {
     use nix::errno::Errno;
 
     const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
-    const ALU_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+    const RET_ENOSYS: u32 = errno_answer(libc::ENOSYS);
+    const RET_EAFNOSUPPORT: u32 = errno_answer(libc::EAFNOSUPPORT);
 
     /// This build's own ABI.
     const NATIVE: Abi = ABIS[0];
@@ -566,9 +709,7 @@ mod tests {
                 JA => pc += i.k as usize,
                 JEQ_K => pc += jump(acc == i.k),
                 JGE_K => pc += jump(acc >= i.k),
-                code if code == (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16 => {
-                    pc += jump(acc > i.k)
-                }
+                JGT_K => pc += jump(acc > i.k),
                 RET_K => return i.k,
                 code => panic!(
                     "instruction {code:#x} at {} is not one this test knows",
@@ -746,7 +887,12 @@ mod tests {
             );
             // plain arguments, and the ones a conditional rule looks for in another call
             for args in [[0; 6], [u64::MAX; 6], [3, 0, 0, 0, 0, 0]] {
-                let args = if name == "umount2" { [0; 6] } else { args };
+                // umount2's and personality's own arguments decide: the tests below
+                let args = match name {
+                    "umount2" => [0; 6],
+                    "personality" => [args[0] & 8, 0, 0, 0, 0, 0],
+                    _ => args,
+                };
                 assert_eq!(
                     run(&program, arch, nr as u32, args),
                     ALLOW,
@@ -770,7 +916,12 @@ mod tests {
                 for denied in DENIED {
                     if let Some(nr) = denied.number(abi) {
                         let answer = run(&program, abi.audit_arch(), nr, probe(denied));
-                        assert_eq!(answer, RET_EPERM, "{abis:?}: {abi:?} {}", denied.name);
+                        assert_eq!(
+                            answer,
+                            errno_answer(denied.errno),
+                            "{abis:?}: {abi:?} {}",
+                            denied.name
+                        );
                     }
                 }
             }
@@ -783,23 +934,32 @@ mod tests {
             .into_iter()
             .flat_map(|(abis, program)| abis.map(|abi| (abi, program.clone())))
         {
-            let listed: BTreeSet<u32> = DENIED.iter().filter_map(|d| d.number(abi)).collect();
-            let conditional: BTreeSet<u32> = listed
-                .difference(&always_denied(abi, &[]))
-                .copied()
+            let listed: BTreeMap<u32, i32> = DENIED
+                .iter()
+                .filter_map(|d| Some((d.number(abi)?, d.errno)))
                 .collect();
+            let always = always_denied(abi, &[]);
             for nr in 0..1024 {
                 let answer = run(&program, abi.audit_arch(), nr, [0; 6]);
-                if conditional.contains(&nr) {
+                if listed.contains_key(&nr) && !always.contains(&nr) {
                     continue; // their arguments decide; the test below
                 }
-                let expected = if listed.contains(&nr) {
-                    RET_EPERM
-                } else {
-                    ALLOW
+                let expected = match listed.get(&nr) {
+                    Some(&errno) => errno_answer(errno),
+                    None if nr > LAST_REVIEWED => RET_ENOSYS,
+                    None => ALLOW,
                 };
                 assert_eq!(answer, expected, "{abi:?} number {nr}");
             }
+            // -1 (a tracer's skip) reaches the kernel; ARM's private calls are allowed
+            assert_eq!(run(&program, abi.audit_arch(), u32::MAX, [0; 6]), ALLOW);
+            let set_tls = 0x0f_0005;
+            let expected = if abi == Abi::Arm { ALLOW } else { RET_ENOSYS };
+            assert_eq!(run(&program, abi.audit_arch(), set_tls, [0; 6]), expected);
+            assert_eq!(
+                run(&program, abi.audit_arch(), 0x0f_0800, [0; 6]),
+                RET_ENOSYS
+            );
         }
     }
 
@@ -834,7 +994,7 @@ mod tests {
         for size in 0..80u32 {
             let set: BTreeSet<u32> = (0..size).map(|i| i * 7 + 3).collect();
             let mut program = vec![insn(LD_W_ABS, 0, 0, NR_OFFSET)];
-            program.extend(membership(&set).unwrap());
+            program.extend(membership(&set, RET_EPERM).unwrap());
             program.push(insn(RET_K, 0, 0, ALLOW));
             for nr in 0..(size * 7 + 10) {
                 let expected = if set.contains(&nr) { RET_EPERM } else { ALLOW };
@@ -843,7 +1003,7 @@ mod tests {
         }
         for (abis, program) in every_build(false) {
             assert!(
-                program.len() < 200,
+                program.len() < 250,
                 "{abis:?}: {} instructions",
                 program.len()
             );
@@ -881,6 +1041,43 @@ mod tests {
             let uffd = |flags: u64| run(&program, arch, nr("userfaultfd"), [flags, 0, 0, 0, 0, 0]);
             assert_eq!(uffd(libc::O_CLOEXEC as u64), RET_EPERM);
             assert_eq!(uffd((libc::O_CLOEXEC as u64) | 1), ALLOW);
+        }
+    }
+
+    #[test]
+    fn socket_families_and_personality_values_are_looked_at_on_every_abi() {
+        for (abis, program) in every_build(true) {
+            for (i, abi) in abis.into_iter().enumerate() {
+                let row = match abi {
+                    Abi::X86_64 => 0,
+                    Abi::I386 => 1,
+                    Abi::Aarch64 => 2,
+                    Abi::Arm => 3,
+                };
+                let arch = abi.audit_arch();
+                let socket =
+                    |family: u64| run(&program, arch, SOCKET[row], [family, 1, 0, 0, 0, 0]);
+                assert_eq!(socket(40), RET_EAFNOSUPPORT, "{abis:?} {i}: AF_VSOCK");
+                assert_eq!(socket(38), RET_EAFNOSUPPORT, "AF_ALG");
+                // the kernel reads an int: high bits do not get around the rule
+                assert_eq!(socket(0x1_0000_0028), RET_EAFNOSUPPORT);
+                for family in [
+                    libc::AF_UNIX,
+                    libc::AF_INET,
+                    libc::AF_INET6,
+                    libc::AF_NETLINK,
+                ] {
+                    assert_eq!(socket(family as u64), ALLOW, "family {family}");
+                }
+                let personality =
+                    |value: u64| run(&program, arch, PERSONALITY[row], [value, 0, 0, 0, 0, 0]);
+                for allowed in [0xffff_ffff, 0, 8, 0x2_0000, 0x4_0000, 0x6_0008] {
+                    assert_eq!(personality(allowed), ALLOW, "{abi:?} {allowed:#x}");
+                }
+                for refused in [0x40_0000, 0x10_0000, 0x1, 0x0800_0000] {
+                    assert_eq!(personality(refused), RET_EPERM, "{abi:?} {refused:#x}");
+                }
+            }
         }
     }
 
@@ -971,7 +1168,7 @@ mod tests {
     const EPERM: i64 = -(Errno::EPERM as i64);
 
     #[test]
-    fn denied_calls_get_eperm_from_the_filter() {
+    fn denied_calls_get_their_errno_from_the_filter() {
         require_root();
         for denied in DENIED {
             let Some(nr) = denied.number(NATIVE) else {
@@ -979,18 +1176,81 @@ mod tests {
             };
             let args = probe(denied);
             let (before, after) = before_and_after(|| sys::raw_syscall(nr.into(), args));
-            assert_eq!(after, EPERM, "{} with the filter", denied.name);
+            let errno = -i64::from(denied.errno);
+            assert_eq!(after, errno, "{} with the filter", denied.name);
             assert_ne!(
-                before, EPERM,
+                before, errno,
                 "{} without it: the kernel refused it by itself",
                 denied.name
             );
         }
     }
 
+    #[test]
+    fn vsock_and_alg_sockets_are_refused_and_others_made() {
+        require_root();
+        let socket = |family: u64| {
+            move || {
+                let fd = sys::raw_syscall(
+                    libc::SYS_socket,
+                    [family, libc::SOCK_STREAM as u64, 0, 0, 0, 0],
+                )?;
+                let _ = sys::raw_syscall(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]);
+                Ok(0)
+            }
+        };
+        let refused = -(Errno::EAFNOSUPPORT as i64);
+        // AF_ALG sockets are SOCK_SEQPACKET; a stream one is refused after the family check
+        for family in [libc::AF_VSOCK as u64, libc::AF_ALG as u64, 0x1_0000_0028] {
+            let (_, after) = before_and_after(socket(family));
+            assert_eq!(after, refused, "family {family:#x}");
+        }
+        assert_eq!(before_and_after(socket(libc::AF_UNIX as u64)), (0, 0));
+    }
+
+    #[test]
+    fn personality_is_limited_to_the_query_and_linux_s_own_flags() {
+        require_root();
+        let set = |value: u64| {
+            move || {
+                let old =
+                    sys::raw_syscall(libc::SYS_personality, [u64::from(u32::MAX), 0, 0, 0, 0, 0])?;
+                sys::raw_syscall(libc::SYS_personality, [value, 0, 0, 0, 0, 0])?;
+                sys::raw_syscall(libc::SYS_personality, [old as u64, 0, 0, 0, 0, 0])?;
+                Ok(0)
+            }
+        };
+        for allowed in [0xffff_ffff, 0, 8, 0x2_0000, 0x4_0000, 0x4_0008] {
+            assert_eq!(before_and_after(set(allowed)), (0, 0), "{allowed:#x}");
+        }
+        // READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, PER_SVR4
+        for refused in [0x40_0000, 0x10_0000, 0x0068_0001] {
+            assert_eq!(before_and_after(set(refused)), (0, EPERM), "{refused:#x}");
+        }
+    }
+
+    #[test]
+    fn a_call_past_the_last_reviewed_number_is_enosys() {
+        require_root();
+        let enosys = -(Errno::ENOSYS as i64);
+        // a number no kernel has yet: the filter answers as the kernel does
+        let (before, after) = before_and_after(|| sys::raw_syscall(1000, [0; 6]));
+        assert_eq!((before, after), (enosys, enosys));
+        // one this kernel may have that nobody has reviewed: ENOSYS all the same
+        let (_, after) =
+            before_and_after(|| sys::raw_syscall(i64::from(LAST_REVIEWED + 1), [0; 6]));
+        assert_eq!(after, enosys);
+        // and the last one reviewed is the kernel's to answer (file_setattr, bad fd)
+        let (before, after) = before_and_after(|| {
+            sys::raw_syscall(i64::from(LAST_REVIEWED), [u64::MAX, 0, 0, 0, 0, 0])
+        });
+        assert_eq!(before, after);
+        assert_ne!(after, enosys, "the kernel has file_setattr (Linux 6.17)");
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn denied_calls_get_eperm_through_int_0x80() {
+    fn denied_calls_get_their_errno_through_int_0x80() {
         require_root();
         for denied in DENIED {
             let Some(nr) = denied.number(Abi::I386) else {
@@ -1000,8 +1260,9 @@ mod tests {
             let args = [0, 1, 2, 3, 4].map(|i| wide[i] as u32);
             let (before, after) =
                 before_and_after(|| sys::raw_syscall_i386(nr, args).map(i64::from));
-            assert_eq!(after, EPERM, "i386 {} with the filter", denied.name);
-            assert_ne!(before, EPERM, "i386 {} without it", denied.name);
+            let errno = -i64::from(denied.errno);
+            assert_eq!(after, errno, "i386 {} with the filter", denied.name);
+            assert_ne!(before, errno, "i386 {} without it", denied.name);
         }
     }
 

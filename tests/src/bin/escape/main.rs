@@ -28,7 +28,7 @@
 //! ```
 //!
 //! An attempt is refused when the kernel answers EPERM or EACCES (or EROFS for a write to
-//! a read-only mount): each one passes arguments that a call that *got past* its
+//! a read-only mount, or ENOSYS for a call the filter makes look absent, the keyring): each one passes arguments that a call that *got past* its
 //! permission check would fail on differently (EINVAL, EFAULT, ENOENT, EBADF), or does no
 //! harm when it succeeds (a sysctl is written back with the value it has).
 #![allow(unsafe_code)]
@@ -65,10 +65,18 @@ const STAYED_IN_ROOT: i32 = -1;
 /// The answers of a permission check that said no; any other error came after it.
 const REFUSALS: [i32; 4] = [libc::EPERM, libc::EACCES, libc::EROFS, STAYED_IN_ROOT];
 
+/// The attempts the filter answers ENOSYS, as if the kernel had no such call (the
+/// keyring): there ENOSYS is the refusal. Elsewhere it is a kernel built without the
+/// call, which says nothing of the container.
+const REFUSED_AS_ABSENT: [&str; 1] = ["keyctl"];
+
 fn report(name: &str, outcome: Result<String, i32>) {
     let line = match outcome {
         Ok(what) => format!("{name} allowed {what}"),
         Err(e) if REFUSALS.contains(&e) => format!("{name} refused {}", errno_name(e)),
+        Err(libc::ENOSYS) if REFUSED_AS_ABSENT.contains(&name) => {
+            format!("{name} refused ENOSYS")
+        }
         Err(e) => format!(
             "{name} allowed past the permission check ({})",
             errno_name(e)
