@@ -380,7 +380,7 @@ fn without_a_user_namespace_the_guest_is_root_but_still_bounded_and_filtered() {
 
 /// `setpriv --inh-caps +sys_module,+sys_rawio CRADLE ARGS`: a launcher run with
 /// inheritable capabilities its guests' bounding set does not have.
-fn with_inherited_caps(sb: &Sandbox, args: &[&str]) -> Finished {
+fn cradle_with_inherited_caps(sb: &Sandbox, args: &[&str]) -> Command {
     let mut command = Command::new("setpriv");
     command
         .args(["--inh-caps", "+sys_module,+sys_rawio", "--"])
@@ -388,7 +388,12 @@ fn with_inherited_caps(sb: &Sandbox, args: &[&str]) -> Finished {
         .arg("--state-dir")
         .arg(&sb.state)
         .args(args);
-    integration_tests::run(command, secs(60))
+    command
+}
+
+/// [`cradle_with_inherited_caps`] to the end.
+fn with_inherited_caps(sb: &Sandbox, args: &[&str]) -> Finished {
+    integration_tests::run(cradle_with_inherited_caps(sb, args), secs(60))
 }
 
 #[test]
@@ -419,13 +424,8 @@ fn capabilities_the_launcher_inherited_do_not_reach_the_guest() {
         }
         assert_eq!(status_field(&run.stdout, "CapInh"), "0000000000000000");
     }
-    let mut start = Command::new("setpriv");
-    start
-        .args(["--inh-caps", "+sys_module,+sys_rawio", "--"])
-        .arg(integration_tests::dist("cradle"))
-        .arg("--state-dir")
-        .arg(&sb.state)
-        .args(["start", &sb.name, "--root", root, "--userns", "off"]);
+    let start =
+        cradle_with_inherited_caps(&sb, &["start", &sb.name, "--root", root, "--userns", "off"]);
     let mut launcher = integration_tests::Launcher::spawn(start);
     launcher.wait_console("is up", secs(30));
     let init = sb.init_pid();

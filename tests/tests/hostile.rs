@@ -17,6 +17,16 @@ fn start_busybox(sb: &Sandbox) -> Launcher {
     launcher
 }
 
+/// `cradle stop NAME`, which must succeed, as must the foreground launcher; then nothing
+/// of the guest is left.
+fn stop(sb: &Sandbox, launcher: Launcher) {
+    let stop = sb.run_cradle(&["stop", &sb.name], secs(60));
+    assert_eq!(stop.code(), Some(0), "{stop:?}");
+    let done = launcher.wait(secs(30));
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    sb.assert_clean();
+}
+
 /// Starts the hunter in the guest, writing to `log` (a path in the guest), to catch
 /// `count` helpers; returns once its trap is set.
 fn start_hunter(sb: &Sandbox, log: &str, count: u32) {
@@ -227,9 +237,7 @@ fn the_shim_is_out_of_the_guest_s_reach_in_boot_and_run_mode() {
          && /escape reach-proc 1",
     ]);
     assert_unreachable("the shim in boot mode", &reach);
-    let stop = sb.run_cradle(&["stop", &sb.name], secs(60));
-    assert_eq!(stop.code(), Some(0), "{stop:?}");
-    assert_eq!(launcher.wait(secs(20)).code(), Some(0));
+    stop(&sb, launcher);
     // in run mode the command sees the shim as PID 1
     let reach = sb.run_in(&[], &["/escape", "reach", "1"]);
     assert_unreachable("the shim in run mode", &reach);
@@ -297,19 +305,12 @@ fn a_guest_s_cgroup_tree_deeper_than_path_max_is_counted_limited_and_removed() {
         "cd /sys/fs/cgroup; for i in $(seq 5000); do mkdir w$i 2>/dev/null || break; done; \
          echo $((i - 1))",
     ]);
-    // 4096 in all, the 21 + 32 made above among them
+    // 4096 in all, the 20 + 32 made above among them
     assert_eq!(wide.stdout.trim(), (4096 - 20 - 32).to_string(), "{wide:?}");
-    let stop = sb.run_cradle(&["stop", &sb.name], secs(60));
-    assert_eq!(stop.code(), Some(0), "{stop:?}");
-    let done = launcher.wait(secs(30));
-    assert_eq!(done.code(), Some(0), "{done:?}");
-    sb.assert_clean();
+    stop(&sb, launcher);
     // and the name starts again
     let launcher = start_busybox(&sb);
-    let stop = sb.run_cradle(&["stop", &sb.name], secs(60));
-    assert_eq!(stop.code(), Some(0), "{stop:?}");
-    assert_eq!(launcher.wait(secs(30)).code(), Some(0));
-    sb.assert_clean();
+    stop(&sb, launcher);
 }
 
 #[test]
@@ -375,10 +376,7 @@ fn exec_hands_the_guest_none_of_the_operator_s_streams() {
         stderr: String::from_utf8_lossy(&refused.stderr).into_owned(),
     };
     refused.assert_one_line_error(2, "standard input is a directory");
-    let stop = sb.run_cradle(&["stop", &sb.name], secs(60));
-    assert_eq!(stop.code(), Some(0), "{stop:?}");
-    assert_eq!(launcher.wait(secs(30)).code(), Some(0));
-    sb.assert_clean();
+    stop(&sb, launcher);
 }
 
 #[test]
