@@ -4,8 +4,7 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 
-use crate::stop::Mode;
-use crate::userns::UsernsMode;
+use cradle_core::security::userns::UsernsMode;
 
 /// A timeout in whole seconds, at most a day: a deadline that far is no deadline, and a
 /// larger one would not fit in the clock's arithmetic.
@@ -29,6 +28,25 @@ impl argh::FromArgValue for Seconds {
 impl Seconds {
     pub fn duration(self) -> std::time::Duration {
         std::time::Duration::from_secs(self.0)
+    }
+}
+
+/// How `stop` stops a guest (see `commands::stop`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Halt,
+    Reboot,
+    Kill,
+}
+
+impl argh::FromArgValue for Mode {
+    fn from_arg_value(value: &str) -> std::result::Result<Self, String> {
+        match value {
+            "halt" => Ok(Mode::Halt),
+            "reboot" => Ok(Mode::Reboot),
+            "kill" => Ok(Mode::Kill),
+            other => Err(format!("unknown mode {other:?}: use halt, reboot or kill")),
+        }
     }
 }
 
@@ -92,14 +110,14 @@ pub enum Command {
 
 /// The limit options of `start`, `run` and `set`, as given.
 pub trait LimitOptions {
-    fn given(&self) -> crate::limits::Given<'_>;
+    fn given(&self) -> cradle_core::cgroups::limits::Given<'_>;
 }
 
 macro_rules! limit_options {
     ($($command:ty),*) => {$(
         impl LimitOptions for $command {
-            fn given(&self) -> crate::limits::Given<'_> {
-                crate::limits::Given {
+            fn given(&self) -> cradle_core::cgroups::limits::Given<'_> {
+                cradle_core::cgroups::limits::Given {
                     memory: self.memory.as_deref(),
                     swap: self.swap.as_deref(),
                     pids: self.pids.as_deref(),

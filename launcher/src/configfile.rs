@@ -22,15 +22,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use crate::caps::{self, CapSet};
 use crate::cli::{Seconds, Switch};
-use crate::config;
-use crate::error::{Error, Result};
-use crate::limits::{self, Changes, Limits, Setting};
-use crate::security::Security;
-use crate::start;
-use crate::state::validate_name;
-use crate::userns::UsernsMode;
+use cradle_core::cgroups::limits::{self, Changes, Setting};
+use cradle_core::config;
+use cradle_core::error::{Error, Result};
+use cradle_core::guest::state::validate_name;
+use cradle_core::security::caps::{self, CapSet};
+use cradle_core::security::userns::UsernsMode;
 
 /// Where config files live unless `--config-dir` or `$CRADLE_CONFIG_DIR` says otherwise.
 pub const DEFAULT_DIR: &str = "/etc/cradle";
@@ -141,52 +139,6 @@ pub fn load(dir: &Path, name: &str, hint: &'static str) -> Result<GuestConfig> {
     validate_name(name)?;
     let path = path(dir, name);
     read(&path)?.ok_or(Error::NoConfig(path, hint))
-}
-
-/// The options of a `start` of guest `name`: those of the file `file` (when the command
-/// line gave no `--root`), with those of the command line `cli` on top of them. A value
-/// given on the command line replaces the file's; `--env` variables come after the
-/// file's `env` (a variable set in both keeps the command line's value); `--capability`
-/// and `--drop-capability` apply to the set the file's `capability` and
-/// `drop-capability` made (so the command line can give back what the file drops); each
-/// limit is the command line's if given there, else the file's.
-pub fn start_options(
-    cli: &crate::cli::Start,
-    file: Option<GuestConfig>,
-    state_base: PathBuf,
-) -> Result<start::Options> {
-    let file = file.unwrap_or_default();
-    let caps = caps::resolve_over(file.caps()?, &cli.capability, &cli.drop_capability)?;
-    let limits = Changes::parse(crate::cli::LimitOptions::given(cli))?
-        .over(file.changes())
-        .apply_to(Limits::DEFAULT)?;
-    let root = cli.root.clone().or(file.root).ok_or_else(|| {
-        Error::Usage(format!(
-            "{}: the config file gives no root: add root = \"/path\" to it, or give --root",
-            cli.name
-        ))
-    })?;
-    let seccomp = cli.seccomp.or(file.seccomp).unwrap_or(Switch::On);
-    Ok(start::Options {
-        name: cli.name.clone(),
-        root,
-        hostname: cli.hostname.clone().or(file.hostname),
-        env: [file.env, cli.env.clone()].concat(),
-        shim: cli.shim.clone().or(file.shim),
-        timeout: cli
-            .timeout
-            .or(file.timeout)
-            .unwrap_or(DEFAULT_TIMEOUT)
-            .duration(),
-        state_base,
-        detached: cli.detach,
-        userns: cli.userns.or(file.userns).unwrap_or(UsernsMode::Pick),
-        security: Security {
-            caps,
-            seccomp: seccomp == Switch::On,
-        },
-        limits,
-    })
 }
 
 // ---- writing

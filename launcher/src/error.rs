@@ -8,8 +8,6 @@ use cradle_common::outcome::{Outcome, Unexpected};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
-use crate::userns::Holder;
-
 /// The launcher's exit codes. `run` and `exec` exit with the command's own status instead
 /// when the command ran (the code, or 128+N for signal N), as a shell does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,10 +75,12 @@ pub enum Error {
     /// The guest ended without halting.
     GuestEnded(std::result::Result<Outcome, Unexpected>),
     Timeout(String),
-    /// The user-namespace range starting at this host uid is held by another container.
+    /// The user-namespace range `base`..=`last` is held by another container (`by`, in
+    /// words).
     RangeTaken {
         base: u32,
-        by: Holder,
+        last: u32,
+        by: &'static str,
     },
     /// The shim failed at something of its own (what, in words).
     ShimFailed(&'static str),
@@ -181,15 +181,9 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::StillRunning(what) | Error::SomeFailed(what) => f.write_str(what),
-            Error::RangeTaken { base, by } => write!(
-                f,
-                "--userns {base}: {} holds the range {base}-{}",
-                match by {
-                    Holder::Cradle => "another running container",
-                    Holder::Nspawn => "a running systemd-nspawn container",
-                },
-                base + (crate::userns::RANGE - 1)
-            ),
+            Error::RangeTaken { base, last, by } => {
+                write!(f, "--userns {base}: {by} holds the range {base}-{last}")
+            }
         }
     }
 }

@@ -128,15 +128,14 @@ impl ConsoleState {
 }
 
 /// Descriptors taken back by number: each one once, each one open.
+#[derive(Default)]
 pub struct Taken {
     seen: HashSet<RawFd>,
 }
 
 impl Taken {
     pub fn new() -> Self {
-        Taken {
-            seen: HashSet::new(),
-        }
+        Taken::default()
     }
 
     /// The descriptor `fd`, ours from now on (close-on-exec again).

@@ -7,46 +7,10 @@
 //! The launcher is single-threaded by design: see `sys`.
 #![deny(unsafe_code)]
 
-mod attach;
-mod autostart;
-mod caps;
-mod cgroups;
-mod child;
 mod cli;
-mod config;
+mod commands;
 mod configfile;
-mod console;
-mod container;
-mod controllers;
-mod create;
-mod detach;
-mod devices;
-mod error;
-mod exec;
-mod guest;
-mod handoff;
-mod limits;
 mod logging;
-mod mountinfo;
-mod notify;
-mod plan;
-mod relay;
-mod rootfs;
-mod run;
-mod runhost;
-mod seccomp;
-mod security;
-mod set;
-mod signals;
-mod spawn;
-mod start;
-mod state;
-mod status;
-mod stop;
-mod sys;
-#[cfg(test)]
-mod testing;
-mod userns;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,11 +18,14 @@ use std::process::ExitCode;
 use argh::FromArgs;
 
 use cli::{Cli, Command, LimitOptions, Seconds, Switch};
-use detach::{Forked, Readiness};
-use error::{Code, Error};
-use limits::{Changes, Limits};
-use security::Security;
-use sys::SingleThreaded;
+use commands::detach::{Forked, Readiness};
+use commands::{attach, autostart, create, detach, exec, run, set, start, status, stop};
+use cradle_core::cgroups::limits::{Changes, Limits};
+use cradle_core::error::{Code, Error};
+use cradle_core::guest::state;
+use cradle_core::handoff;
+use cradle_core::security::{Security, caps};
+use cradle_core::sys::{self, SingleThreaded};
 
 /// Parses the command line; on a usage error, the message and code 2 (argh's own
 /// `--help` output goes to standard output with code 0).
@@ -174,7 +141,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 )
                 .map(Some),
             }
-            .and_then(|file| configfile::start_options(&start, file, base))
+            .and_then(|file| start::start_options(&start, file, base))
             .and_then(|opts| start::start(&threads, &opts, &mut readiness));
             if let Err(error) = &started {
                 // the command that started a detached monitor says it; the monitor logs it

@@ -836,6 +836,31 @@ pub fn bpf_attach_cgroup_device(
     Errno::result(ret).map(drop)
 }
 
+/// The name lock: an open file description lock (`F_OFD_SETLK`, a write lock on the whole
+/// file), which another process can test without taking it (`F_OFD_GETLK`), so that
+/// `stop`, `exec` or `status` asking whether a guest runs never makes a concurrent `start`
+/// of it think it does. It goes with the last descriptor of that open file, when its
+/// launcher ends, however it ends.
+pub fn whole_file(kind: libc::c_short) -> libc::flock {
+    libc::flock {
+        l_type: kind,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    }
+}
+
+/// Whether the open `file` is the one at `path` now (same inode), for a lock file its
+/// owner may have removed since it was opened.
+pub fn is_at(file: &std::fs::File, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).is_ok_and(|m| {
+        file.metadata()
+            .is_ok_and(|f| f.ino() == m.ino() && f.dev() == m.dev())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,1093 @@
+//! What the launcher's child does between clone and exec of the shim, as data.
+//!
+//! [`build`] is a pure function from the container's configuration (with the descriptors
+//! the launcher prepared: the detached root tree, the host's device nodes, the guest's
+//! namespaces) to a list of [`Step`]s; [`apply`] runs them in the child with no allocation,
+//! and on failure returns the index of the step, which the parent turns back into words
+//! with the step's `Display`. The order is the design:
+//!
+//! 0. on a hybrid host, for a container with limits: its cgroups in the v1 hierarchies,
+//!    which clone3 cannot put it in (a write of "0" into each `cgroup.procs`);
+//! 1. a session of its own; with a user namespace, the guest's network, UTS and IPC
+//!    namespaces (owned by it) are joined now, while the child is still the host's root;
+//!    in run mode the cgroup namespace, rooted at the container's cgroup;
+//! 2. the inherited mounts private, then the root tree attached on the working directory
+//!    (the root directory, which the launcher made our working directory) and entered;
+//! 3. below it, every path resolved from the root's descriptor (`openat2` with
+//!    `RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS`: a symlink the guest planted is refused, never
+//!    followed out of the root) and mounted onto the descriptor (`move_mount`): /dev (a
+//!    tmpfs, the host's device nodes bound, its own devpts and /dev/shm, the console in
+//!    boot mode), /proc (with read-only and masked paths in run mode; in boot mode the
+//!    guest's nested PID namespace mounts its own on top, see the shim), /sys read-only with
+//!    masks, the cgroup2 tree in run mode; in boot mode /run (a tmpfs) with /run/host
+//!    read-only in it (`runhost`: systemd's container interface);
+//! 4. pivot_root into it and detach the host's root (where the host's root is the
+//!    initramfs, which pivot_root refuses: detach the host's other mounts, move the root
+//!    over `/` and chroot, see `mountinfo`); hostname; loopback up;
+//! 5. with a user namespace: join it, then unshare the mount namespace — the copy, owned
+//!    by the user namespace, has every mount made above **locked**: the guest's root can
+//!    neither unmount nor remount them (read-only /sys stays read-only) — and become its
+//!    root (container uid 0, host uid BASE);
+//! 6. the console as standard streams (boot mode), the capability bounding set, and the
+//!    seccomp filter last, just before the shim runs.
+
+use std::ffi::{CStr, CString, NulError};
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use cradle_common::guest::{Mask, PROC_BINDS, PROC_MASKS, SYS_MASKS};
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, OFlag, OpenHow, ResolveFlag, open, openat, openat2};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
+use nix::sys::stat::{Mode, mkdirat, umask};
+use nix::unistd::{
+    Gid, Uid, chdir, chroot, dup2_stderr, dup2_stdin, dup2_stdout, fchdir, fchown, pivot_root,
+    setgroups, sethostname, setresgid, setresuid, setsid, symlinkat, write,
+};
+
+use crate::container::mountinfo::RootSwitch;
+use crate::container::runhost::{self, RunHost};
+use crate::security::caps::CapSet;
+use crate::security::seccomp::Filter;
+use crate::security::userns::Namespaces;
+use crate::sys::{self, InChild};
+
+/// What the shim will be asked to do; it decides a few mounts.
+pub enum Purpose {
+    /// Boot the guest's init, with the console pty (a detached bind of its slave) on
+    /// /dev/console and as standard streams, and `host` in /run/host.
+    Boot {
+        console: OwnedFd,
+        host: RunHost,
+        /// A detached bind of the launcher's notify socket, for /run/host/notify.
+        notify: Option<OwnedFd>,
+    },
+    /// Run a command with the launcher's own standard streams.
+    Run,
+}
+
+pub struct Config<'a> {
+    /// The root's mount tree, detached (`rootfs::RootDir::clone_tree`).
+    pub tree: OwnedFd,
+    pub hostname: &'a str,
+    pub purpose: Purpose,
+    /// Detached binds of the host's device nodes, by their path below /dev.
+    pub devices: Vec<(&'static CStr, OwnedFd)>,
+    /// The guest's user namespace and the namespaces it owns.
+    pub userns: Option<Namespaces>,
+    /// The capabilities kept in the bounding set.
+    pub caps: CapSet,
+    /// The seccomp filter, when there is one.
+    pub seccomp: Option<Filter>,
+    /// The `cgroup.procs` files of the v1 cgroups to join, by their hierarchies' names.
+    pub join_v1: Vec<(String, OwnedFd)>,
+    /// How the child switches to the root (`mountinfo::root_switch`).
+    pub switch: RootSwitch,
+}
+
+/// A path below the guest's root, with its parent and last component apart for the steps
+/// that create it. Shown from the guest's side (`/dev/null`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct GuestPath {
+    path: CString,
+    parent: CString,
+    name: CString,
+}
+
+impl GuestPath {
+    fn new(path: &str) -> Self {
+        let (parent, name) = path.rsplit_once('/').unwrap_or((".", path));
+        GuestPath {
+            path: c(path),
+            parent: c(parent),
+            name: c(name),
+        }
+    }
+}
+
+impl fmt::Display for GuestPath {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "/{}", self.path.to_string_lossy())
+    }
+}
+
+/// A file system to mount: its type, its options for fsconfig, its `MOUNT_ATTR_*` flags.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Filesystem {
+    fstype: &'static CStr,
+    options: Vec<(CString, Option<CString>)>,
+    attrs: u64,
+}
+
+/// A detached bind the launcher made on the host (`name` for messages).
+#[derive(Debug)]
+pub struct Source {
+    name: String,
+    tree: OwnedFd,
+}
+
+/// The namespaces the child joins or unshares, by what they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Namespace {
+    User,
+    Mount,
+    Network,
+    Uts,
+    Ipc,
+    Cgroup,
+}
+
+impl Namespace {
+    fn flag(self) -> CloneFlags {
+        match self {
+            Namespace::User => CloneFlags::CLONE_NEWUSER,
+            Namespace::Mount => CloneFlags::CLONE_NEWNS,
+            Namespace::Network => CloneFlags::CLONE_NEWNET,
+            Namespace::Uts => CloneFlags::CLONE_NEWUTS,
+            Namespace::Ipc => CloneFlags::CLONE_NEWIPC,
+            Namespace::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Namespace::User => "user",
+            Namespace::Mount => "mount",
+            Namespace::Network => "network",
+            Namespace::Uts => "UTS",
+            Namespace::Ipc => "IPC",
+            Namespace::Cgroup => "cgroup",
+        }
+    }
+}
+
+/// One step of the child's setup.
+#[derive(Debug)]
+pub enum Step {
+    /// Writes "0" (ourselves) into a v1 hierarchy's `cgroup.procs` open on the descriptor.
+    JoinCgroup {
+        hierarchy: String,
+        procs: OwnedFd,
+    },
+    NewSession,
+    Join(Namespace, OwnedFd),
+    Unshare(Namespace),
+    /// Every mount inherited from the host private, recursively (pivot_root needs it).
+    MakePrivate,
+    /// Attaches the detached root tree on the working directory and enters it.
+    AttachRoot(OwnedFd),
+    /// mkdir, where the directory does not exist yet.
+    Mkdir(GuestPath),
+    /// An empty regular file (a mount point for a file).
+    EmptyFile(GuestPath),
+    /// A new regular file (mode 0644) with these contents, owned by this host uid and gid.
+    WriteFile {
+        path: GuestPath,
+        contents: Vec<u8>,
+        owner: u32,
+    },
+    Symlink {
+        target: CString,
+        path: GuestPath,
+    },
+    Mount {
+        target: GuestPath,
+        fs: Filesystem,
+    },
+    Bind {
+        target: GuestPath,
+        source: Source,
+    },
+    /// Binds a path on itself with `MOUNT_ATTR_RDONLY` set (or cleared); skipped when the
+    /// kernel does not have the path.
+    Rebind {
+        target: GuestPath,
+        read_only: bool,
+    },
+    /// Masks a path (common::guest::Mask); skipped when the kernel does not have it.
+    Mask(GuestPath, Mask),
+    /// pivot_root into the working directory and detach the old root.
+    PivotRoot,
+    /// Detaches the host's mount at this path, with everything mounted below it.
+    DetachHost(CString),
+    /// Moves the working directory's mount over `/` and chroots into it.
+    MoveRoot,
+    Hostname(CString),
+    LoopbackUp,
+    /// setgroups([]), setresgid(0), setresuid(0): in a user namespace, its root.
+    BecomeRoot,
+    /// Opens this path as standard input, output and error.
+    Stdio(CString),
+    /// Puts these descriptors on standard input, output and error (`relay`).
+    Streams([OwnedFd; 3]),
+    /// Drops every capability not in the set from the bounding, permitted and effective
+    /// sets, and empties the inheritable and ambient ones.
+    DropCapabilities(CapSet),
+    Seccomp(Filter),
+}
+
+fn c(s: &str) -> CString {
+    CString::new(s).expect("literal without NUL")
+}
+
+fn path_of(path: &CStr) -> GuestPath {
+    GuestPath::new(&path.to_string_lossy())
+}
+
+const NOSUID_NODEV_NOEXEC: u64 =
+    libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC;
+
+fn mount_fs(
+    target: &str,
+    fstype: &'static CStr,
+    options: &[(&str, Option<&str>)],
+    attrs: u64,
+) -> Step {
+    Step::Mount {
+        target: GuestPath::new(target),
+        fs: Filesystem {
+            fstype,
+            options: options.iter().map(|(k, v)| (c(k), v.map(c))).collect(),
+            attrs,
+        },
+    }
+}
+
+/// Symlinks every guest gets in /dev: (name, target).
+const DEV_LINKS: [(&str, &str); 5] = [
+    ("ptmx", "pts/ptmx"),
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+];
+
+/// The steps for `config`. Fails only when the hostname holds a NUL byte.
+pub fn build(config: Config) -> Result<Vec<Step>, NulError> {
+    let run = matches!(config.purpose, Purpose::Run);
+    // in a user namespace the setup runs as the host's root: what it creates for the guest
+    // to own (the /dev tmpfs, the ptys' group) names the guest's ids on the host
+    let (base, userns) = match config.userns {
+        Some(ns) => (ns.base, Some(ns)),
+        None => (0, None),
+    };
+    let owner = base.to_string();
+    let tty_group = (base + 5).to_string();
+    let mut steps: Vec<Step> = config
+        .join_v1
+        .into_iter()
+        .map(|(hierarchy, procs)| Step::JoinCgroup { hierarchy, procs })
+        .collect();
+    steps.push(Step::NewSession);
+    let mut later = Vec::new();
+    if let Some(ns) = userns {
+        steps.push(Step::Join(Namespace::Network, ns.net));
+        steps.push(Step::Join(Namespace::Uts, ns.uts));
+        steps.push(Step::Join(Namespace::Ipc, ns.ipc));
+        later.push(Step::Join(Namespace::User, ns.user));
+        later.push(Step::Unshare(Namespace::Mount));
+    }
+    if run {
+        steps.push(Step::Unshare(Namespace::Cgroup));
+    }
+    steps.extend([Step::MakePrivate, Step::AttachRoot(config.tree)]);
+
+    // /dev
+    steps.push(mount_fs(
+        "dev",
+        c"tmpfs",
+        &[
+            ("mode", Some("755")),
+            ("size", Some("4m")),
+            ("nr_inodes", Some("64k")),
+            ("uid", Some(&owner)),
+            ("gid", Some(&owner)),
+        ],
+        libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_STRICTATIME,
+    ));
+    for (name, tree) in config.devices {
+        let name = name.to_string_lossy();
+        if let Some((dir, _)) = name.rsplit_once('/') {
+            steps.push(Step::Mkdir(GuestPath::new(&format!("dev/{dir}"))));
+        }
+        let target = format!("dev/{name}");
+        steps.push(Step::EmptyFile(GuestPath::new(&target)));
+        steps.push(Step::Bind {
+            target: GuestPath::new(&target),
+            source: Source {
+                name: format!("/dev/{name}"),
+                tree,
+            },
+        });
+    }
+    steps.extend([
+        Step::Mkdir(GuestPath::new("dev/pts")),
+        mount_fs(
+            "dev/pts",
+            c"devpts",
+            &[
+                ("newinstance", None),
+                ("ptmxmode", Some("0666")),
+                ("mode", Some("620")),
+                ("gid", Some(&tty_group)),
+            ],
+            libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC,
+        ),
+        Step::Mkdir(GuestPath::new("dev/shm")),
+        // nspawn's size limits for a tmpfs in a container: without them it would be the
+        // kernel's default, half of the host's memory
+        mount_fs(
+            "dev/shm",
+            c"tmpfs",
+            &[
+                ("mode", Some("1777")),
+                ("size", Some("10%")),
+                ("nr_inodes", Some("400k")),
+                ("uid", Some(&owner)),
+                ("gid", Some(&owner)),
+            ],
+            libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,
+        ),
+    ]);
+    steps.extend(DEV_LINKS.iter().map(|&(name, target)| Step::Symlink {
+        target: c(target),
+        path: GuestPath::new(&format!("dev/{name}")),
+    }));
+    let (console, run_host) = match config.purpose {
+        Purpose::Boot {
+            console,
+            host,
+            notify,
+        } => {
+            steps.push(Step::EmptyFile(GuestPath::new("dev/console")));
+            steps.push(Step::Bind {
+                target: GuestPath::new("dev/console"),
+                source: Source {
+                    name: "the console pty".into(),
+                    tree: console,
+                },
+            });
+            (true, Some((host, notify)))
+        }
+        Purpose::Run => (false, None),
+    };
+
+    // /proc: in boot mode one for the shim's PID namespace, with nothing on it, so that
+    // the guest's own (on top, made in the user namespace) is allowed: the kernel refuses a
+    // new proc in a user namespace unless one is already fully visible there
+    steps.push(mount_fs("proc", c"proc", &[], NOSUID_NODEV_NOEXEC));
+    if run {
+        steps.extend(PROC_BINDS.iter().map(|&(path, read_only)| Step::Rebind {
+            target: path_of(path),
+            read_only,
+        }));
+        steps.extend(
+            PROC_MASKS
+                .iter()
+                .map(|&(path, mask)| Step::Mask(path_of(path), mask)),
+        );
+    }
+
+    // /sys, read-only, for the guest's own network namespace
+    steps.push(mount_fs(
+        "sys",
+        c"sysfs",
+        &[],
+        libc::MOUNT_ATTR_RDONLY | NOSUID_NODEV_NOEXEC,
+    ));
+    steps.extend(
+        SYS_MASKS
+            .iter()
+            .map(|&(path, mask)| Step::Mask(path_of(path), mask)),
+    );
+    if run {
+        steps.push(mount_fs(
+            "sys/fs/cgroup",
+            c"cgroup2",
+            &[],
+            NOSUID_NODEV_NOEXEC,
+        ));
+    }
+    if let Some((host, notify)) = run_host {
+        steps.extend(run_steps(host, notify, base, &owner));
+    }
+
+    match config.switch {
+        RootSwitch::Pivot => steps.push(Step::PivotRoot),
+        RootSwitch::Move { detach } => {
+            steps.extend(detach.into_iter().map(Step::DetachHost));
+            steps.push(Step::MoveRoot);
+        }
+    }
+    steps.extend([
+        Step::Hostname(CString::new(config.hostname)?),
+        Step::LoopbackUp,
+    ]);
+    steps.extend(later);
+    steps.push(Step::BecomeRoot);
+    if console {
+        steps.push(Step::Stdio(c("/dev/console")));
+    }
+    steps.push(Step::DropCapabilities(config.caps));
+    if let Some(filter) = config.seccomp {
+        steps.push(Step::Seccomp(filter));
+    }
+    Ok(steps)
+}
+
+/// /run, a tmpfs the guest's root owns (nspawn's size limits), and in it /run/host, a
+/// small tmpfs with systemd's container interface, read-only.
+fn run_steps(host: RunHost, notify: Option<OwnedFd>, base: u32, owner: &str) -> Vec<Step> {
+    let file = |name: &str, contents: Vec<u8>| Step::WriteFile {
+        path: GuestPath::new(&format!("run/host/{name}")),
+        contents,
+        owner: base,
+    };
+    let mut steps = vec![
+        mount_fs(
+            "run",
+            c"tmpfs",
+            &[
+                ("mode", Some("755")),
+                ("size", Some("20%")),
+                ("nr_inodes", Some("800k")),
+                ("uid", Some(owner)),
+                ("gid", Some(owner)),
+            ],
+            libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_STRICTATIME,
+        ),
+        Step::Mkdir(GuestPath::new("run/host")),
+        mount_fs(
+            "run/host",
+            c"tmpfs",
+            &[
+                ("mode", Some("755")),
+                ("size", Some("1m")),
+                ("nr_inodes", Some("64")),
+                ("uid", Some(owner)),
+                ("gid", Some(owner)),
+            ],
+            NOSUID_NODEV_NOEXEC,
+        ),
+        file(
+            "container-manager",
+            format!("{}\n", runhost::MANAGER).into_bytes(),
+        ),
+        file("container-uuid", format!("{}\n", host.uuid).into_bytes()),
+    ];
+    if let Some(os_release) = host.os_release {
+        steps.push(file("os-release", os_release));
+    }
+    if let Some(tree) = notify {
+        let target = || GuestPath::new("run/host/notify");
+        steps.push(Step::EmptyFile(target()));
+        steps.push(Step::Bind {
+            target: target(),
+            source: Source {
+                name: "the notify socket".into(),
+                tree,
+            },
+        });
+    }
+    steps.push(Step::Rebind {
+        target: GuestPath::new("run/host"),
+        read_only: true,
+    });
+    steps
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Step::JoinCgroup { hierarchy, .. } => {
+                write!(
+                    f,
+                    "join the container's cgroup in the v1 {hierarchy} hierarchy"
+                )
+            }
+            Step::NewSession => f.write_str("setsid"),
+            Step::Join(ns, _) => write!(f, "join the guest's {} namespace", ns.name()),
+            Step::Unshare(Namespace::Mount) => {
+                f.write_str("lock the guest's mounts (a mount namespace in its user namespace)")
+            }
+            Step::Unshare(ns) => write!(f, "unshare the {} namespace", ns.name()),
+            Step::MakePrivate => f.write_str("make the inherited mounts private"),
+            Step::AttachRoot(_) => f.write_str("attach the root directory"),
+            Step::Mkdir(path) => write!(f, "create directory {path}"),
+            Step::EmptyFile(path) | Step::WriteFile { path, .. } => write!(f, "create {path}"),
+            Step::Symlink { path, .. } => write!(f, "create symlink {path}"),
+            Step::Mount { target, fs } => {
+                write!(f, "mount {} on {target}", fs.fstype.to_string_lossy())
+            }
+            Step::Bind { target, source } => write!(f, "bind {} on {target}", source.name),
+            Step::Rebind { target, read_only } => {
+                let how = if *read_only { "read-only" } else { "writable" };
+                write!(f, "bind {target} {how}")
+            }
+            Step::Mask(path, _) => write!(f, "mask {path}"),
+            Step::PivotRoot => f.write_str("pivot_root into the root directory"),
+            Step::DetachHost(path) => write!(
+                f,
+                "detach the host's mount on {} (the host's root is the initramfs)",
+                path.to_string_lossy()
+            ),
+            Step::MoveRoot => {
+                f.write_str("move the root directory over the initramfs and chroot into it")
+            }
+            Step::Hostname(name) => write!(f, "set hostname {}", name.to_string_lossy()),
+            Step::LoopbackUp => f.write_str("bring up the loopback interface"),
+            Step::BecomeRoot => f.write_str("become the guest's root (setresuid 0)"),
+            Step::Stdio(path) => write!(f, "open {} as standard streams", path.to_string_lossy()),
+            Step::DropCapabilities(_) => f.write_str("limit the capabilities to the guest's"),
+            Step::Streams(_) => f.write_str("connect the command's standard streams"),
+            Step::Seccomp(_) => f.write_str("install the seccomp filter"),
+        }
+    }
+}
+
+/// Where paths below the root are resolved from, once it is attached.
+struct Root<'a>(BorrowedFd<'a>);
+
+impl Root<'_> {
+    /// `path` below the root, as an `O_PATH` descriptor: never out of the root, never
+    /// through a symlink (ELOOP), never through /proc's magic links.
+    fn resolve(&self, path: &CStr) -> nix::Result<OwnedFd> {
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(
+                ResolveFlag::RESOLVE_IN_ROOT
+                    | ResolveFlag::RESOLVE_NO_SYMLINKS
+                    | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+            );
+        openat2(self.0, path, how)
+    }
+}
+
+/// Attaches the detached mount `tree` onto `target`.
+fn attach(tree: BorrowedFd, target: BorrowedFd) -> nix::Result<()> {
+    sys::move_mount(
+        tree,
+        c"",
+        target,
+        c"",
+        libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+}
+
+/// A detached bind of the mount at `source`, with what is mounted below it (a bind made
+/// before, such as /run/host/notify, stays visible), its top mount with `MOUNT_ATTR_RDONLY`
+/// set or cleared.
+fn clone_mount(source: BorrowedFd, read_only: Option<bool>) -> nix::Result<OwnedFd> {
+    let tree = sys::open_tree(
+        source,
+        c"",
+        libc::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as u32 | libc::AT_RECURSIVE as u32,
+    )?;
+    if let Some(read_only) = read_only {
+        let flags = libc::MOUNT_ATTR_RDONLY | NOSUID_NODEV_NOEXEC;
+        let attr = libc::mount_attr {
+            attr_set: if read_only {
+                flags
+            } else {
+                NOSUID_NODEV_NOEXEC
+            },
+            attr_clr: if read_only {
+                0
+            } else {
+                libc::MOUNT_ATTR_RDONLY
+            },
+            propagation: 0,
+            userns_fd: 0,
+        };
+        sys::mount_setattr(tree.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr)?;
+    }
+    Ok(tree)
+}
+
+/// A missing path is no error for the steps that say "skipped when the kernel does not
+/// have the path".
+fn unless_absent(result: nix::Result<()>) -> nix::Result<()> {
+    match result {
+        Err(Errno::ENOENT) => Ok(()),
+        other => other,
+    }
+}
+
+/// Runs one step. Called in the freshly cloned child: no allocation, no locks. `root` is
+/// the attached root tree once [`Step::AttachRoot`] has run.
+fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Result<()> {
+    let in_root = |root: &Option<BorrowedFd<'s>>| root.map(Root).ok_or(Errno::EINVAL);
+    match step {
+        Step::JoinCgroup { procs, .. } => {
+            write(procs, b"0").and_then(|n| if n == 1 { Ok(()) } else { Err(Errno::EIO) })
+        }
+        Step::NewSession => setsid().map(drop),
+        Step::Join(ns, fd) => setns(fd, ns.flag()),
+        Step::Unshare(ns) => unshare(ns.flag()),
+        Step::MakePrivate => mount(
+            None::<&CStr>,
+            c"/",
+            None::<&CStr>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&CStr>,
+        ),
+        Step::AttachRoot(tree) => {
+            // the launcher made the root directory our working directory before the clone;
+            // the clone's new mount namespace moved it to its own copy of the mount
+            sys::move_mount(
+                tree.as_fd(),
+                c"",
+                AT_FDCWD,
+                c".",
+                libc::MOVE_MOUNT_F_EMPTY_PATH,
+            )?;
+            fchdir(tree)?;
+            *root = Some(tree.as_fd());
+            Ok(())
+        }
+        Step::Mkdir(path) => {
+            let parent = in_root(root)?.resolve(&path.parent)?;
+            match mkdirat(
+                &parent,
+                path.name.as_c_str(),
+                Mode::from_bits_truncate(0o755),
+            ) {
+                Err(Errno::EEXIST) => Ok(()),
+                other => other,
+            }
+        }
+        Step::EmptyFile(path) => {
+            let parent = in_root(root)?.resolve(&path.parent)?;
+            openat(
+                &parent,
+                path.name.as_c_str(),
+                OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_WRONLY
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            )
+            .map(drop)
+        }
+        Step::WriteFile {
+            path,
+            contents,
+            owner,
+        } => {
+            let parent = in_root(root)?.resolve(&path.parent)?;
+            let file = openat(
+                &parent,
+                path.name.as_c_str(),
+                OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_WRONLY
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o644),
+            )?;
+            let mut left = &contents[..];
+            while !left.is_empty() {
+                match write(&file, left) {
+                    Ok(0) => return Err(Errno::EIO),
+                    Ok(n) => left = &left[n..],
+                    Err(Errno::EINTR) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let id = Some(*owner);
+            fchown(&file, id.map(Uid::from_raw), id.map(Gid::from_raw))
+        }
+        Step::Symlink { target, path } => {
+            let parent = in_root(root)?.resolve(&path.parent)?;
+            symlinkat(target.as_c_str(), &parent, path.name.as_c_str())
+        }
+        Step::Mount { target, fs } => {
+            let target = in_root(root)?.resolve(&target.path)?;
+            let context = sys::fsopen(fs.fstype)?;
+            for (key, value) in &fs.options {
+                sys::fsconfig_set(context.as_fd(), key, value.as_deref())?;
+            }
+            let mount = sys::fsmount(context.as_fd(), fs.attrs)?;
+            attach(mount.as_fd(), target.as_fd())
+        }
+        Step::Bind { target, source } => {
+            let target = in_root(root)?.resolve(&target.path)?;
+            attach(source.tree.as_fd(), target.as_fd())
+        }
+        Step::Rebind { target, read_only } => unless_absent((|| {
+            let target = in_root(root)?.resolve(&target.path)?;
+            attach(
+                clone_mount(target.as_fd(), Some(*read_only))?.as_fd(),
+                target.as_fd(),
+            )
+        })()),
+        Step::Mask(path, mask) => unless_absent((|| {
+            let root = in_root(root)?;
+            let target = root.resolve(&path.path)?;
+            let cover = match mask {
+                Mask::File => clone_mount(root.resolve(c"dev/null")?.as_fd(), None)?,
+                Mask::Dir => {
+                    let context = sys::fsopen(c"tmpfs")?;
+                    sys::fsconfig_set(context.as_fd(), c"mode", Some(c"0555"))?;
+                    sys::fsmount(
+                        context.as_fd(),
+                        libc::MOUNT_ATTR_RDONLY | NOSUID_NODEV_NOEXEC,
+                    )?
+                }
+            };
+            attach(cover.as_fd(), target.as_fd())
+        })()),
+        Step::PivotRoot => {
+            // pivot_root(".", "."): the old root ends up mounted on top of the new one,
+            // where a lazy unmount detaches it (pivot_root(2), "NOTES")
+            pivot_root(c".", c".")?;
+            umount2(c".", MntFlags::MNT_DETACH)?;
+            chdir(c"/")
+        }
+        // the inherited mounts are private (MakePrivate): nothing propagates to the host
+        Step::DetachHost(path) => umount2(path.as_c_str(), MntFlags::MNT_DETACH),
+        // as switch_root(8) does; ".." at the new root stays there (the old root is below
+        // the mount, not above it), and once the user namespace has its own mount
+        // namespace, the root's mount is locked over the old root
+        Step::MoveRoot => {
+            mount(
+                Some(c"."),
+                c"/",
+                None::<&CStr>,
+                MsFlags::MS_MOVE,
+                None::<&CStr>,
+            )?;
+            chroot(c".")?;
+            chdir(c"/")
+        }
+        Step::Hostname(name) => sethostname(std::ffi::OsStr::from_bytes(name.as_bytes())),
+        Step::LoopbackUp => sys::interface_up(c"lo"),
+        Step::BecomeRoot => {
+            setgroups(&[])?;
+            setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))?;
+            setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        }
+        Step::Stdio(path) => {
+            let fd = open(
+                path.as_c_str(),
+                OFlag::O_RDWR | OFlag::O_NOCTTY,
+                Mode::empty(),
+            )?;
+            dup2_stdin(&fd)?;
+            dup2_stdout(&fd)?;
+            dup2_stderr(&fd)
+            // fd is above 2 (0–2 were open), and closes here
+        }
+        Step::Streams([input, output, error]) => {
+            dup2_stdin(input)?;
+            dup2_stdout(output)?;
+            dup2_stderr(error)
+        }
+        Step::DropCapabilities(keep) => keep.restrict(),
+        Step::Seccomp(filter) => filter.install(),
+    }
+}
+
+/// Runs the steps in order with umask 0, then leaves umask 022 for the shim and the
+/// guest. On failure: the index of the step and its errno. Only the child of
+/// `sys::fork_into` may call it (it changes the calling process for good).
+pub fn apply(_: InChild, steps: &[Step]) -> Result<(), (usize, Errno)> {
+    umask(Mode::empty());
+    let mut root = None;
+    let result = steps
+        .iter()
+        .enumerate()
+        .try_for_each(|(i, step)| apply_step(step, &mut root).map_err(|e| (i, e)));
+    umask(Mode::from_bits_truncate(0o022));
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fd() -> OwnedFd {
+        open(c"/", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).unwrap()
+    }
+
+    fn plan(boot: bool, userns: bool) -> Vec<Step> {
+        plan_with(boot, userns, vec![], RootSwitch::Pivot)
+    }
+
+    fn plan_joining(boot: bool, userns: bool, join_v1: Vec<(String, OwnedFd)>) -> Vec<Step> {
+        plan_with(boot, userns, join_v1, RootSwitch::Pivot)
+    }
+
+    fn plan_switching(boot: bool, userns: bool, switch: RootSwitch) -> Vec<Step> {
+        plan_with(boot, userns, vec![], switch)
+    }
+
+    fn plan_with(
+        boot: bool,
+        userns: bool,
+        join_v1: Vec<(String, OwnedFd)>,
+        switch: RootSwitch,
+    ) -> Vec<Step> {
+        build(Config {
+            tree: fd(),
+            hostname: "web1",
+            purpose: if boot {
+                Purpose::Boot {
+                    console: fd(),
+                    host: RunHost {
+                        os_release: Some(b"ID=debian\n".to_vec()),
+                        uuid: "0b5f5ffa-6e3a-4c4f-9a8e-1d2a3b4c5d6e".into(),
+                    },
+                    notify: Some(fd()),
+                }
+            } else {
+                Purpose::Run
+            },
+            devices: vec![(c"null", fd()), (c"net/tun", fd())],
+            userns: userns.then(|| Namespaces {
+                base: 0x80000,
+                user: fd(),
+                net: fd(),
+                uts: fd(),
+                ipc: fd(),
+            }),
+            caps: CapSet::DEFAULT,
+            seccomp: Some(Filter::default_for_guest(true).unwrap()),
+            join_v1,
+            switch,
+        })
+        .unwrap()
+    }
+
+    fn texts(steps: &[Step]) -> Vec<String> {
+        steps.iter().map(ToString::to_string).collect()
+    }
+
+    fn position(steps: &[Step], text: &str) -> usize {
+        texts(steps)
+            .iter()
+            .position(|t| t == text)
+            .unwrap_or_else(|| panic!("{text:?} in {:?}", texts(steps)))
+    }
+
+    #[test]
+    fn mounts_happen_between_attaching_the_root_and_pivoting_into_it() {
+        for (boot, userns) in [(true, true), (true, false), (false, true), (false, false)] {
+            let steps = plan(boot, userns);
+            let private = position(&steps, "make the inherited mounts private");
+            let attach = position(&steps, "attach the root directory");
+            let pivot = position(&steps, "pivot_root into the root directory");
+            assert!(private < attach && attach < pivot);
+            for (i, step) in steps.iter().enumerate() {
+                if matches!(
+                    step,
+                    Step::Mount { .. } | Step::Bind { .. } | Step::Mask(..) | Step::Rebind { .. }
+                ) {
+                    assert!(attach < i && i < pivot, "{step}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn with_a_user_namespace_the_mounts_are_locked_before_the_guest_s_root_exists() {
+        let steps = plan(true, true);
+        let join_net = position(&steps, "join the guest's network namespace");
+        let sysfs = position(&steps, "mount sysfs on /sys");
+        assert!(
+            join_net < sysfs,
+            "sysfs shows the guest's own network namespace"
+        );
+        let pivot = position(&steps, "pivot_root into the root directory");
+        let join_user = position(&steps, "join the guest's user namespace");
+        let lock = position(
+            &steps,
+            "lock the guest's mounts (a mount namespace in its user namespace)",
+        );
+        let root = position(&steps, "become the guest's root (setresuid 0)");
+        assert!(pivot < join_user && join_user < lock && lock < root);
+        let plain = plan(true, false);
+        assert!(
+            !texts(&plain)
+                .iter()
+                .any(|t| t.contains("user namespace") || t.starts_with("join"))
+        );
+    }
+
+    #[test]
+    fn on_the_initramfs_the_host_s_mounts_go_before_the_root_moves_and_is_locked() {
+        let detach = vec![c("/proc"), c("/sys")];
+        let steps = plan_switching(true, true, RootSwitch::Move { detach });
+        assert!(!texts(&steps).iter().any(|t| t.contains("pivot_root")));
+        let last_mount = steps
+            .iter()
+            .rposition(|s| matches!(s, Step::Mount { .. } | Step::Bind { .. } | Step::Mask(..)))
+            .unwrap();
+        let proc = position(
+            &steps,
+            "detach the host's mount on /proc (the host's root is the initramfs)",
+        );
+        let sys = position(
+            &steps,
+            "detach the host's mount on /sys (the host's root is the initramfs)",
+        );
+        let moved = position(
+            &steps,
+            "move the root directory over the initramfs and chroot into it",
+        );
+        let lock = position(
+            &steps,
+            "lock the guest's mounts (a mount namespace in its user namespace)",
+        );
+        assert!(last_mount < proc && proc < sys && sys < moved && moved < lock);
+        let hostname = position(&steps, "set hostname web1");
+        assert_eq!(hostname, moved + 1, "then as after pivot_root");
+    }
+
+    #[test]
+    fn the_filter_comes_last_after_the_bounding_set() {
+        for (boot, userns) in [(true, true), (false, false)] {
+            let steps = plan(boot, userns);
+            let n = steps.len();
+            assert_eq!(steps[n - 1].to_string(), "install the seccomp filter");
+            assert_eq!(
+                steps[n - 2].to_string(),
+                "limit the capabilities to the guest's"
+            );
+        }
+    }
+
+    #[test]
+    fn boot_mode_leaves_the_guest_s_proc_to_the_guest_and_binds_the_console() {
+        let boot = texts(&plan(true, true));
+        assert!(boot.contains(&"mount proc on /proc".to_owned()));
+        assert!(
+            !boot
+                .iter()
+                .any(|t| t.starts_with("mask /proc") || t.starts_with("bind /proc"))
+        );
+        assert!(boot.contains(&"bind the console pty on /dev/console".to_owned()));
+        assert!(boot.contains(&"open /dev/console as standard streams".to_owned()));
+        assert!(!boot.iter().any(|t| t.contains("cgroup")));
+        let run = texts(&plan(false, true));
+        for text in [
+            "unshare the cgroup namespace",
+            "mount cgroup2 on /sys/fs/cgroup",
+            "bind /proc/sys read-only",
+            "bind /proc/sys/net writable",
+            "mask /proc/kcore",
+        ] {
+            assert!(run.contains(&text.to_owned()), "{text}: {run:?}");
+        }
+        assert!(!run.iter().any(|t| t.contains("console")));
+        // masks go on after /dev/null, which they bind
+        let run = plan(false, false);
+        assert!(position(&run, "bind /dev/null on /dev/null") < position(&run, "mask /proc/kcore"));
+    }
+
+    #[test]
+    fn boot_mode_has_a_run_of_its_own_with_a_read_only_run_host() {
+        let steps = plan(true, true);
+        let run = position(&steps, "mount tmpfs on /run");
+        let host = position(&steps, "mount tmpfs on /run/host");
+        let read_only = position(&steps, "bind /run/host read-only");
+        assert!(run < host && host < read_only);
+        assert!(read_only < position(&steps, "pivot_root into the root directory"));
+        for name in ["container-manager", "container-uuid", "os-release"] {
+            let file = position(&steps, &format!("create /run/host/{name}"));
+            assert!(host < file && file < read_only, "{name}");
+        }
+        let notify = position(&steps, "bind the notify socket on /run/host/notify");
+        assert!(host < notify && notify < read_only);
+        let uuid = steps.iter().find_map(|s| match s {
+            Step::WriteFile {
+                path,
+                contents,
+                owner,
+            } if path.to_string().ends_with("uuid") => Some((contents.clone(), *owner)),
+            _ => None,
+        });
+        assert_eq!(
+            uuid,
+            Some((b"0b5f5ffa-6e3a-4c4f-9a8e-1d2a3b4c5d6e\n".to_vec(), 0x80000))
+        );
+        // run mode keeps the root's own /run
+        assert!(!texts(&plan(false, true)).iter().any(|t| t.contains("/run")));
+    }
+
+    #[test]
+    fn devices_are_bound_from_the_host_on_files_made_for_them() {
+        let steps = plan(true, false);
+        let file = position(&steps, "create /dev/net/tun");
+        assert!(position(&steps, "create directory /dev/net") < file);
+        assert_eq!(
+            position(&steps, "bind /dev/net/tun on /dev/net/tun"),
+            file + 1
+        );
+        assert!(!texts(&steps).iter().any(|t| t.contains("mknod")));
+    }
+
+    #[test]
+    fn the_guest_owns_its_dev_in_a_user_namespace() {
+        let steps = plan(true, true);
+        let options = |target: &str| {
+            steps
+                .iter()
+                .find_map(|s| match s {
+                    Step::Mount { target: t, fs } if t.to_string() == target => Some(&fs.options),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        assert!(options("/dev").contains(&(c("uid"), Some(c("524288")))));
+        assert!(options("/dev/pts").contains(&(c("gid"), Some(c("524293")))));
+        let plain = plan(true, false);
+        let _ = plain;
+    }
+
+    #[test]
+    fn the_v1_cgroups_are_joined_before_anything_else() {
+        for (boot, userns) in [(true, true), (false, false)] {
+            let steps = plan_joining(boot, userns, vec![("memory".into(), fd())]);
+            assert_eq!(
+                steps[0].to_string(),
+                "join the container's cgroup in the v1 memory hierarchy"
+            );
+            assert_eq!(steps[1].to_string(), "setsid");
+        }
+    }
+
+    #[test]
+    fn guest_paths_split_into_parent_and_name() {
+        let p = GuestPath::new("dev/net/tun");
+        assert_eq!(
+            (p.parent.to_bytes(), p.name.to_bytes()),
+            (&b"dev/net"[..], &b"tun"[..])
+        );
+        let p = GuestPath::new("dev");
+        assert_eq!(
+            (p.parent.to_bytes(), p.name.to_bytes()),
+            (&b"."[..], &b"dev"[..])
+        );
+        assert_eq!(p.to_string(), "/dev");
+    }
+
+    #[test]
+    fn a_nul_in_the_hostname_is_refused() {
+        let config = Config {
+            tree: fd(),
+            hostname: "a\0b",
+            purpose: Purpose::Run,
+            devices: vec![],
+            userns: None,
+            caps: CapSet::EMPTY,
+            seccomp: None,
+            join_v1: vec![],
+            switch: RootSwitch::Pivot,
+        };
+        assert!(build(config).is_err());
+    }
+}
