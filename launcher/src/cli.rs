@@ -130,6 +130,30 @@ macro_rules! limit_options {
 }
 limit_options!(Start, Run, Set, Create);
 
+/// The network options of `start`, `run` and `create`, as given.
+pub trait NetOptions {
+    fn net_given(&self) -> cradle_core::net::Given<'_>;
+}
+
+macro_rules! net_options {
+    ($($command:ty),*) => {$(
+        impl NetOptions for $command {
+            fn net_given(&self) -> cradle_core::net::Given<'_> {
+                cradle_core::net::Given {
+                    net: self.net.as_deref(),
+                    ip: &self.ip,
+                    gateway: self.gateway.as_deref(),
+                    dns: &self.dns,
+                    mac: self.mac.as_deref(),
+                    mtu: self.mtu.as_deref(),
+                    port: &self.port,
+                }
+            }
+        }
+    )*};
+}
+net_options!(Start, Run, Create);
+
 /// Boot the guest in --root (or as its config file says) and stay with it until it halts;
 /// boot it again after every reboot. In the foreground, the guest's console is this
 /// terminal (Ctrl-] three times within a second powers the guest off); with --detach, the
@@ -194,6 +218,30 @@ pub struct Start {
     /// share of CPU time under contention, 1 to 10000, 100 by default (cpu.weight)
     #[argh(option)]
     pub cpu_weight: Option<String>,
+    /// the network: none (the default: lo alone), nat (a veth on cradle0, an address of
+    /// its pool, outbound NAT), bridge=BRIDGE, routed (needs --ip), macvlan=INTERFACE, or
+    /// host (the host's network: no isolation)
+    #[argh(option)]
+    pub net: Option<String>,
+    /// an address of the guest, ADDR[/PREFIX] (repeatable; bridge, routed, macvlan)
+    #[argh(option)]
+    pub ip: Vec<String>,
+    /// the guest's default gateway (bridge, macvlan)
+    #[argh(option)]
+    pub gateway: Option<String>,
+    /// a resolver for the guest's /etc/resolv.conf (repeatable; nat: the host's)
+    #[argh(option)]
+    pub dns: Vec<String>,
+    /// the guest's MAC address (default: derived from the name)
+    #[argh(option)]
+    pub mac: Option<String>,
+    /// the MTU of the guest's link
+    #[argh(option)]
+    pub mtu: Option<String>,
+    /// forward a host port to the guest: [HOSTADDR:]HOSTPORT[:GUESTPORT][/tcp|/udp]
+    /// (repeatable; nat, routed)
+    #[argh(option)]
+    pub port: Vec<String>,
 }
 
 /// Attach this terminal to a running guest's console: first what it printed last (up to
@@ -294,6 +342,30 @@ pub struct Run {
     /// share of CPU time under contention, 1 to 10000, 100 by default (cpu.weight)
     #[argh(option)]
     pub cpu_weight: Option<String>,
+    /// the network: none (the default: lo alone), nat (a veth on cradle0, an address of
+    /// its pool, outbound NAT), bridge=BRIDGE, routed (needs --ip), macvlan=INTERFACE, or
+    /// host (the host's network: no isolation)
+    #[argh(option)]
+    pub net: Option<String>,
+    /// an address of the guest, ADDR[/PREFIX] (repeatable; bridge, routed, macvlan)
+    #[argh(option)]
+    pub ip: Vec<String>,
+    /// the guest's default gateway (bridge, macvlan)
+    #[argh(option)]
+    pub gateway: Option<String>,
+    /// a resolver for the guest's /etc/resolv.conf (repeatable; nat: the host's)
+    #[argh(option)]
+    pub dns: Vec<String>,
+    /// the guest's MAC address (default: derived from the name)
+    #[argh(option)]
+    pub mac: Option<String>,
+    /// the MTU of the guest's link
+    #[argh(option)]
+    pub mtu: Option<String>,
+    /// forward a host port to the guest: [HOSTADDR:]HOSTPORT[:GUESTPORT][/tcp|/udp]
+    /// (repeatable; nat, routed)
+    #[argh(option)]
+    pub port: Vec<String>,
     /// the command and its arguments, after --
     #[argh(positional, greedy)]
     pub command: Vec<String>,
@@ -407,6 +479,30 @@ pub struct Create {
     /// share of CPU time under contention, 1 to 10000, 100 by default (cpu.weight)
     #[argh(option)]
     pub cpu_weight: Option<String>,
+    /// the network: none (the default: lo alone), nat (a veth on cradle0, an address of
+    /// its pool, outbound NAT), bridge=BRIDGE, routed (needs --ip), macvlan=INTERFACE, or
+    /// host (the host's network: no isolation)
+    #[argh(option)]
+    pub net: Option<String>,
+    /// an address of the guest, ADDR[/PREFIX] (repeatable; bridge, routed, macvlan)
+    #[argh(option)]
+    pub ip: Vec<String>,
+    /// the guest's default gateway (bridge, macvlan)
+    #[argh(option)]
+    pub gateway: Option<String>,
+    /// a resolver for the guest's /etc/resolv.conf (repeatable; nat: the host's)
+    #[argh(option)]
+    pub dns: Vec<String>,
+    /// the guest's MAC address (default: derived from the name)
+    #[argh(option)]
+    pub mac: Option<String>,
+    /// the MTU of the guest's link
+    #[argh(option)]
+    pub mtu: Option<String>,
+    /// forward a host port to the guest: [HOSTADDR:]HOSTPORT[:GUESTPORT][/tcp|/udp]
+    /// (repeatable; nat, routed)
+    #[argh(option)]
+    pub port: Vec<String>,
 }
 
 /// Remove the config file NAME.toml of a guest that is not running (never its root).

@@ -3,7 +3,8 @@
 //!
 //! Every key is the name of the `start` option it stands for (`root`, `hostname`, `env`,
 //! `shim`, `timeout`, `userns`, `capability`, `drop-capability`, `seccomp`, `memory`,
-//! `swap`, `pids`, `cpus`, `cpu-weight`), with the value that option takes; `onboot` and
+//! `swap`, `pids`, `cpus`, `cpu-weight`, `net`, `ip`, `gateway`, `dns`, `mac`, `mtu`,
+//! `port`), with the value that option takes; `onboot` and
 //! `bootorder` are for `autostart`. Values are checked as the options' are, when the file
 //! is read: a bad one, or a key that is not one of these, is a one-line error naming the
 //! file, the line and the key.
@@ -27,6 +28,7 @@ use cradle_core::cgroups::limits::{self, Changes, Setting};
 use cradle_core::config;
 use cradle_core::error::{Error, Result};
 use cradle_core::guest::state::validate_name;
+use cradle_core::net::{Given, Request};
 use cradle_core::security::caps::{self, CapSet};
 use cradle_core::security::userns::UsernsMode;
 
@@ -73,6 +75,20 @@ pub struct GuestConfig {
     pub cpus: Option<Setting<f64>>,
     #[serde(default, deserialize_with = "de_cpu_weight")]
     pub cpu_weight: Option<u32>,
+    #[serde(default)]
+    pub net: Option<String>,
+    #[serde(default)]
+    pub ip: Vec<String>,
+    #[serde(default)]
+    pub gateway: Option<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    #[serde(default)]
+    pub port: Vec<String>,
     /// `autostart` starts the guest.
     #[serde(default)]
     pub onboot: bool,
@@ -93,6 +109,25 @@ impl GuestConfig {
         }
     }
 
+    /// The network options the file gives (`mtu` as text in `mtu`).
+    pub fn net_given<'a>(&'a self, mtu: &'a Option<String>) -> Given<'a> {
+        Given {
+            net: self.net.as_deref(),
+            ip: &self.ip,
+            gateway: self.gateway.as_deref(),
+            dns: &self.dns,
+            mac: self.mac.as_deref(),
+            mtu: mtu.as_deref(),
+            port: &self.port,
+        }
+    }
+
+    /// The network the file asks for.
+    pub fn network(&self) -> Result<Request> {
+        let mtu = self.mtu.map(|m| m.to_string());
+        Request::parse(&self.net_given(&mtu))
+    }
+
     /// The bounding set the file asks for (the command line's options apply on top).
     pub fn caps(&self) -> Result<CapSet> {
         let add = caps::parse_all("capability", &self.capability)?;
@@ -103,7 +138,13 @@ impl GuestConfig {
 
 /// Reads `text` (the contents of `path`); an error names the file and the line.
 pub fn parse(path: &Path, text: &str) -> Result<GuestConfig> {
-    toml::from_str(text).map_err(|e| bad_file(path, text, e.message(), e.span()))
+    let file: GuestConfig =
+        toml::from_str(text).map_err(|e| bad_file(path, text, e.message(), e.span()))?;
+    // the network keys go together: checked as one
+    if let Err(e) = file.network() {
+        return Err(bad_file(path, text, &e.to_string(), None));
+    }
+    Ok(file)
 }
 
 /// The one-line error for what is wrong at `span` of the file `path`.
@@ -211,6 +252,8 @@ pub struct NewFile<'a> {
     pub drop_capability: &'a [String],
     pub seccomp: Option<Switch>,
     pub limits: Changes,
+    /// The network options, as given (checked).
+    pub net: Given<'a>,
     pub onboot: bool,
     pub bootorder: Option<u32>,
 }
@@ -251,6 +294,24 @@ impl NewFile<'_> {
             entries.push(("seccomp", string(word)));
         }
         entries.extend(limit_entries(&self.limits));
+        let net = &self.net;
+        if let Some(mode) = net.net {
+            entries.push(("net", string(mode)));
+        }
+        for (key, list) in [("ip", net.ip), ("dns", net.dns), ("port", net.port)] {
+            if !list.is_empty() {
+                entries.push((key, strings(list)));
+            }
+        }
+        if let Some(gateway) = net.gateway {
+            entries.push(("gateway", string(gateway)));
+        }
+        if let Some(mac) = net.mac {
+            entries.push(("mac", string(mac)));
+        }
+        if let Some(mtu) = net.mtu {
+            entries.push(("mtu", mtu.to_owned()));
+        }
         entries.push(("onboot", self.onboot.to_string()));
         if let Some(order) = self.bootorder {
             entries.push(("bootorder", order.to_string()));
@@ -485,6 +546,12 @@ swap = "256M"
 pids = 512
 cpus = 1.5
 cpu-weight = 100
+net = "routed"
+ip = ["192.0.2.5", "2001:db8::5"]
+dns = ["192.0.2.53"]
+mac = "02:00:5e:10:00:01"
+mtu = 1400
+port = ["8080:80", "53/udp"]
 onboot = true
 bootorder = 10
 "#;
@@ -607,6 +674,7 @@ bootorder = 10
     fn a_new_file_reads_back_as_it_was_written() {
         let env = vec!["A=\"quoted\"".to_owned()];
         let caps = vec!["sys_time".to_owned()];
+        let ips = vec!["192.0.2.5/24".to_owned()];
         let file = NewFile {
             root: Path::new("/srv/a b"),
             hostname: Some("a"),
@@ -621,6 +689,14 @@ bootorder = 10
                 memory: Some(Setting::To(3 << 30)),
                 ..Changes::default()
             },
+            net: Given {
+                net: Some("bridge=br0"),
+                ip: &ips,
+                gateway: Some("192.0.2.1"),
+                mtu: Some("1400"),
+                port: &[],
+                ..Given::default()
+            },
             onboot: true,
             bootorder: Some(3),
         };
@@ -632,5 +708,20 @@ bootorder = 10
         assert_eq!(conf.seccomp, Some(Switch::Off));
         assert_eq!(conf.memory, Some(Setting::To(3 << 30)));
         assert_eq!((conf.onboot, conf.bootorder), (true, Some(3)));
+        let net = conf.network().unwrap();
+        assert_eq!(net.mode.to_string(), "bridge=br0");
+        assert_eq!(net.ips[0].to_string(), "192.0.2.5/24");
+        assert_eq!(net.mtu, Some(1400));
+    }
+
+    #[test]
+    fn network_keys_that_do_not_go_together_are_refused_naming_the_file() {
+        let err = parsed("root = \"/srv/a\"\nnet = \"nat\"\nip = [\"192.0.2.5\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/etc/cradle/web1.toml: --ip does not go with --net nat"),
+            "{err}"
+        );
     }
 }

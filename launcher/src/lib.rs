@@ -12,6 +12,8 @@
 //!   namespace and its ranges.
 //! - [`console`]: the console's pty and ring, the relay of `exec`'s streams, systemd's
 //!   notify socket.
+//! - [`net`]: a guest's network: its options, its record, its addresses' leases, the
+//!   links, routes and nftables rules each boot makes and removes.
 //! - [`container`]: one container: its first process's setup as data (`plan`), the root
 //!   and its switch, `/run/host`, the spawn of the shim.
 //! - [`guest`]: a guest's state directory, the sweep of what killed launchers left, a
@@ -27,6 +29,7 @@ pub mod container;
 pub mod error;
 pub mod guest;
 pub mod handoff;
+pub mod net;
 pub mod process;
 pub mod security;
 pub mod sys;

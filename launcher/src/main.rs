@@ -168,6 +168,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         ),
         Command::Run(run) => {
             let limits = limits(&run)?;
+            let net = cradle_core::net::Request::parse(&cli::NetOptions::net_given(&run))?;
             run::run(
                 &threads,
                 &run::Options {
@@ -181,6 +182,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                     userns: run.userns,
                     security: security(&run.capability, &run.drop_capability, run.seccomp)?,
                     limits,
+                    net,
                 },
             )
         }

@@ -851,6 +851,14 @@ pub fn whole_file(kind: libc::c_short) -> libc::flock {
     }
 }
 
+/// True when some process holds a write lock (OFD or POSIX) on the file `file` is open
+/// on: tested, never taken.
+pub fn write_locked(file: &std::fs::File) -> bool {
+    let mut probe = whole_file(libc::F_RDLCK as libc::c_short);
+    nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_OFD_GETLK(&mut probe)).is_ok()
+        && probe.l_type != libc::F_UNLCK as libc::c_short
+}
+
 /// Whether the open `file` is the one at `path` now (same inode), for a lock file its
 /// owner may have removed since it was opened.
 pub fn is_at(file: &std::fs::File, path: &std::path::Path) -> bool {

@@ -5,6 +5,8 @@
 //!
 //! The tests need root, and say so rather than skip: a run without root fails.
 
+pub mod netlab;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
@@ -466,6 +468,8 @@ pub struct Sandbox {
     /// Held for the sandbox's life: two tests that chose the same name (so the same
     /// directory, container name and cgroup) would otherwise run into each other.
     _claim: fs::File,
+    /// The network namespace cradle runs in (`nsenter --net`), for the networking tests.
+    pub netns: Option<PathBuf>,
 }
 
 /// Claims the sandbox name whose lock file is `path`, or fails the test: another test that
@@ -516,7 +520,14 @@ impl Sandbox {
             root,
             state,
             _claim: claim,
+            netns: None,
         }
+    }
+
+    /// The sandbox with cradle run in the lab's host namespace.
+    pub fn in_lab(mut self, lab: &netlab::NetLab) -> Self {
+        self.netns = Some(lab.host_path());
+        self
     }
 
     /// A sandbox whose root is made by `scripts/make-rootfs KIND`.
@@ -601,7 +612,16 @@ impl Sandbox {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut command = Command::new(dist("cradle"));
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut nsenter = Command::new("nsenter");
+                nsenter
+                    .arg(format!("--net={}", ns.display()))
+                    .arg(dist("cradle"));
+                nsenter
+            }
+            None => Command::new(dist("cradle")),
+        };
         // a detached launcher's log: in the sandbox, not the host's /var/log
         command.env("CRADLE_LOG_DIR", self.dir.join("log"));
         command.arg("--state-dir").arg(&self.state).args(args);

@@ -36,6 +36,7 @@ pub fn create(config_dir: &Path, args: &Create) -> Result<()> {
     caps::resolve(&args.capability, &args.drop_capability)?;
     let limits = Changes::parse(args.given())?;
     limits.apply_to(Limits::DEFAULT)?;
+    cradle_core::net::Request::parse(&crate::cli::NetOptions::net_given(args))?;
     let root = root_path(&args.root)?;
     let shim = args.shim.as_deref().map(std::path::absolute).transpose();
     let shim = shim.map_err(|e| Error::Usage(format!("bad --shim: {e}")))?;
@@ -50,6 +51,7 @@ pub fn create(config_dir: &Path, args: &Create) -> Result<()> {
         drop_capability: &args.drop_capability,
         seccomp: args.seccomp,
         limits,
+        net: crate::cli::NetOptions::net_given(args),
         onboot: args.onboot,
         bootorder: args.bootorder,
     };

@@ -14,6 +14,9 @@ use cradle_core::error::{Error, Result};
 use cradle_core::guest::DEFAULT_PATH;
 use cradle_core::guest::state::{StateDir, validate_name};
 use cradle_core::guest::sweep;
+use cradle_core::net::Request;
+use cradle_core::net::lease::Holder;
+use cradle_core::net::setup as net_setup;
 use cradle_core::process::signals::Signals;
 use cradle_core::security::Security;
 use cradle_core::security::devices;
@@ -31,6 +34,7 @@ pub struct Options {
     pub userns: UsernsMode,
     pub security: Security,
     pub limits: Limits,
+    pub net: Request,
 }
 
 /// Signals passed on to the command (through the shim, which forwards them).
@@ -79,6 +83,12 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     sweep::sweep_leftovers(&host);
     let shim = ShimBinary::sealed(opts.shim.as_deref())?;
     let lease = userns::acquire(&name, opts.userns)?;
+    let holder = Holder {
+        name: name.clone(),
+        lock: state.lock_path(),
+    };
+    let network = net_setup::hold(&name, &opts.net, &holder)?;
+    state.set_network(&network)?;
     let mut signals = Signals::catch(&FORWARDED)?;
     let mut args = vec!["--".to_owned()];
     args.extend(opts.command.iter().cloned());
@@ -98,15 +108,26 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
         seccomp: filter.as_ref(),
         host: &host,
         limits: &opts.limits,
+        network: &network,
     };
-    let (mut container, cgroup) = blueprint.spawn(Kind::Run {
+    let spawned = blueprint.spawn(Kind::Run {
         shim_args: &args,
         env: &env,
-    })?;
+    });
+    let (mut container, cgroup, net) = match spawned {
+        Ok(spawned) => spawned,
+        Err(e) => {
+            net_setup::release(&network, &holder);
+            return Err(e);
+        }
+    };
     let status = container.supervise(Some(&mut signals), &opts.command[0], None, None);
-    // in this order: the shim (reaped), then the cgroup (emptied and removed), then the range
+    // in this order: the shim (reaped), then the cgroup (emptied and removed), the link
+    // and rules, the addresses, then the range
     drop(container);
     drop(cgroup);
+    drop(net);
+    net_setup::release(&network, &holder);
     drop(lease);
     drop(state);
     Ok(status?.shell_code())

@@ -21,7 +21,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
-use crate::cli::{LimitOptions, Switch};
+use crate::cli::{LimitOptions, NetOptions, Switch};
 use crate::commands::detach::Readiness;
 use crate::configfile::{DEFAULT_TIMEOUT, GuestConfig};
 use crate::logging;
@@ -40,6 +40,9 @@ use cradle_core::guest::state::{self, Info, Running, StateDir, validate_name};
 use cradle_core::guest::sweep;
 use cradle_core::guest::{self, Guest, Helper};
 use cradle_core::handoff::{self, ConsoleState, Handoff, Taken};
+use cradle_core::net::lease::Holder;
+use cradle_core::net::setup::{self as net_setup, Attached};
+use cradle_core::net::{Network, Request};
 use cradle_core::process::signals::Signals;
 use cradle_core::security::Security;
 use cradle_core::security::caps::{self, CapSet};
@@ -62,6 +65,7 @@ pub struct Options {
     pub userns: UsernsMode,
     pub security: Security,
     pub limits: Limits,
+    pub net: Request,
 }
 
 /// Signals that ask the launcher to stop the guest: the first one halts it gracefully
@@ -145,6 +149,9 @@ struct Launcher<'a> {
     devices: devices::Policy,
     /// The host's cgroup hierarchies.
     host: Host,
+    /// What the guest holds of the network; its leases go back when the launcher ends.
+    network: Network,
+    _net_hold: NetHold,
     stopping: Stopping,
     /// A monitor could not take over once (see `handoff`): the launcher stays.
     monitor_failed: bool,
@@ -155,6 +162,8 @@ struct Launcher<'a> {
 struct Booted {
     container: Container,
     cgroup: Cgroup,
+    /// The boot's link and rules, removed with it.
+    net: Attached,
     guest: Option<Guest>,
     up: bool,
 }
@@ -178,6 +187,16 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
     let state = StateDir::acquire(&opts.state_base, &opts.name)?;
     sweep::sweep_leftovers(&host);
     let lease = userns::acquire(&opts.name, opts.userns)?;
+    let holder = Holder {
+        name: opts.name.clone(),
+        lock: state.lock_path(),
+    };
+    let network = net_setup::hold(&opts.name, &opts.net, &holder)?;
+    let net_hold = NetHold {
+        network: network.clone(),
+        holder,
+    };
+    state.set_network(&network)?;
     state.set_limits(&opts.limits)?;
     state.set_info(&Info {
         root: root.path().to_owned(),
@@ -232,6 +251,8 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
         seccomp: opts.security.filter(owner.is_some())?,
         devices: devices::Policy::for_guest()?,
         host,
+        network: network.clone(),
+        _net_hold: net_hold,
         stopping: Stopping::No,
         monitor_failed: false,
     };
@@ -264,6 +285,14 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
     };
     let host = Host::probe()?;
     let cgroup = Cgroup::take_back(&handoff.name, host.v1_dirs(&handoff.name))?;
+    let network = state.network()?;
+    let net_hold = NetHold {
+        network: network.clone(),
+        holder: Holder {
+            name: handoff.name.clone(),
+            lock: state.lock_path(),
+        },
+    };
     let owner = lease.as_ref().map(|l| l.base);
     // what the options were for is done (the environment and limits are the state
     // directory's, read at each boot); these are the ones the launcher goes on using
@@ -282,6 +311,7 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
             seccomp: handoff.seccomp,
         },
         limits: Limits::default(),
+        net: Request::none(),
     };
     let signals = Signals::catch(&SIGNALS)?;
     // what the monitor left pending arrives now
@@ -321,16 +351,32 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
         seccomp: opts.security.filter(owner.is_some())?,
         devices: devices::Policy::for_guest()?,
         host,
+        network: network.clone(),
+        _net_hold: net_hold,
         stopping: Stopping::No,
         monitor_failed: false,
     };
     let booted = Booted {
         container,
         cgroup,
+        net: Attached::take_back(launcher.network.clone()),
         guest,
         up: true,
     };
     launcher.run(handoff.boot, Some(booted))
+}
+
+/// The guest's leases, given back when the launcher ends (not when it execs its monitor:
+/// the resumed launcher holds them again).
+struct NetHold {
+    network: Network,
+    holder: Holder,
+}
+
+impl Drop for NetHold {
+    fn drop(&mut self) {
+        net_setup::release(&self.network, &self.holder);
+    }
 }
 
 /// The guest init's environment: the guest's, with `$NOTIFY_SOCKET` when the launcher
@@ -418,8 +464,9 @@ impl Launcher<'_> {
             seccomp: self.seccomp.as_ref(),
             host: &self.host,
             limits: &limits,
+            network: &self.network,
         };
-        let (container, cgroup) = blueprint.spawn(Kind::Boot {
+        let (container, cgroup, net) = blueprint.spawn(Kind::Boot {
             console: self.console.slave_path(),
             env: &self.init_env,
             host: &self.run_host,
@@ -430,6 +477,7 @@ impl Launcher<'_> {
         let booted = Booted {
             container,
             cgroup,
+            net,
             guest: None,
             up: false,
         };
@@ -439,9 +487,11 @@ impl Launcher<'_> {
     /// Supervises a boot until the shim is gone; hands the guest over to a monitor while
     /// it is up and nothing else happens (see `handoff`).
     fn supervise(&mut self, booted: Booted, number: u32) -> Result<BootEnd> {
+        // the boot's link and rules go when this returns, after the container
         let Booted {
             mut container,
             cgroup,
+            net: _net,
             mut guest,
             mut up,
         } = booted;
@@ -846,6 +896,12 @@ pub fn start_options(
 ) -> Result<Options> {
     let file = file.unwrap_or_default();
     let caps = caps::resolve_over(file.caps()?, &cli.capability, &cli.drop_capability)?;
+    // with --net, the command line's network options replace all of the file's
+    let net = if cli.net.is_some() {
+        Request::parse(&NetOptions::net_given(cli))?
+    } else {
+        file.network()?
+    };
     let limits = Changes::parse(LimitOptions::given(cli))?
         .over(file.changes())
         .apply_to(Limits::DEFAULT)?;
@@ -875,5 +931,6 @@ pub fn start_options(
             seccomp: seccomp == Switch::On,
         },
         limits,
+        net,
     })
 }

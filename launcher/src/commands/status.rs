@@ -16,6 +16,7 @@ use cradle_core::cgroups::limits::{Limits, human_size};
 use cradle_core::cgroups::v1::{self, Usage};
 use cradle_core::error::{Error, Result};
 use cradle_core::guest::state::{Observed, validate_name};
+use cradle_core::net::Network;
 use cradle_core::security::userns::RANGE;
 
 /// Where a guest is in its life.
@@ -71,6 +72,8 @@ pub struct Status {
     pub cgroup: PathBuf,
     /// Its cgroups in the v1 hierarchies (a hybrid host, a guest with limits), by hierarchy.
     pub cgroups_v1: BTreeMap<String, String>,
+    /// Its network: mode, host-side link, addresses, forwards.
+    pub network: Option<Network>,
 }
 
 /// Seconds since process `pid` started: the system's uptime less its start time
@@ -127,6 +130,7 @@ fn status_of(name: &str, state: &Observed) -> Result<Status> {
         usage,
         cgroup: info.cgroup,
         cgroups_v1,
+        network: state.network().ok(),
     })
 }
 
@@ -254,6 +258,7 @@ fn describe(s: &Status) -> String {
                 l.cpu_weight.unwrap_or(100)
             ),
         ),
+        ("network", network_text(s.network.as_ref())),
         ("cgroup", s.cgroup.display().to_string()),
     ];
     let mut text = String::new();
@@ -266,11 +271,45 @@ fn describe(s: &Status) -> String {
     text
 }
 
+/// The network in a line: the mode, the host's side, the addresses, the forwards.
+fn network_text(network: Option<&Network>) -> String {
+    let Some(n) = network else {
+        return "-".to_owned();
+    };
+    let mut text = n.mode.to_string();
+    if let Some(link) = &n.host_link {
+        text.push_str(&format!(" on {link}"));
+    }
+    if let Some(mac) = n.mac {
+        text.push_str(&format!(", {mac}"));
+    }
+    if !n.addresses.is_empty() {
+        let addrs: Vec<String> = n.addresses.iter().map(ToString::to_string).collect();
+        text.push_str(&format!(", {}", addrs.join(" ")));
+    }
+    if !n.ports.is_empty() {
+        let ports: Vec<String> = n.ports.iter().map(ToString::to_string).collect();
+        text.push_str(&format!(", ports {}", ports.join(" ")));
+    }
+    text
+}
+
+/// The network's mode and first address, for the table.
+fn network_cell(network: Option<&Network>) -> String {
+    match network {
+        None => "-".to_owned(),
+        Some(n) => match n.addresses.first() {
+            Some(first) => format!("{}:{}", n.mode, first.addr),
+            None => n.mode.to_string(),
+        },
+    }
+}
+
 /// The guests as a table, one line each.
 fn table(all: &[Status]) -> String {
     let mut rows = vec![
         [
-            "NAME", "STATE", "INIT", "BOOT", "UPTIME", "MEMORY", "PIDS", "CPU", "ROOT",
+            "NAME", "STATE", "INIT", "BOOT", "UPTIME", "MEMORY", "PIDS", "CPU", "NET", "ROOT",
         ]
         .map(str::to_owned),
     ];
@@ -284,10 +323,11 @@ fn table(all: &[Status]) -> String {
             or_dash(s.usage.memory, human_size),
             or_dash(s.usage.pids, |n| n.to_string()),
             or_dash(s.usage.cpu_seconds, |c| format!("{c:.2}s")),
+            network_cell(s.network.as_ref()),
             s.root.display().to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..9)
+    let widths: Vec<usize> = (0..10)
         .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
         .collect();
     let mut text = String::new();
@@ -337,6 +377,7 @@ mod tests {
             },
             cgroup: "/sys/fs/cgroup/cradle.web1".into(),
             cgroups_v1: BTreeMap::new(),
+            network: None,
         }
     }
 
@@ -365,6 +406,7 @@ mod tests {
             "usage",
             "cgroup",
             "cgroups_v1",
+            "network",
         ];
         documented.sort();
         assert_eq!(keys, documented);

@@ -13,7 +13,7 @@ pub mod rootfs;
 pub mod runhost;
 pub mod spawn;
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use crate::cgroups::container::Cgroup;
@@ -21,6 +21,7 @@ use crate::cgroups::limits::Limits;
 use crate::cgroups::v1::{self, Host};
 use crate::container::runhost::RunHost;
 use crate::error::{Error, Result};
+use crate::net::{self, Network, setup::Attached};
 use crate::security::caps::CapSet;
 use crate::security::devices;
 use crate::security::seccomp::Filter;
@@ -47,6 +48,8 @@ pub struct Blueprint<'a> {
     /// The host's cgroup hierarchies, and the limits to set in them.
     pub host: &'a Host,
     pub limits: &'a Limits,
+    /// The guest's network, as it holds it (`net::setup::hold`).
+    pub network: &'a Network,
 }
 
 /// What the container is for.
@@ -70,9 +73,10 @@ pub enum Kind<'a> {
 
 impl Blueprint<'_> {
     /// Makes the container: its cgroup (with the shim's and guest's leaves in boot mode),
-    /// then its first process, which sets it up and execs the shim. The cgroup is returned
-    /// with it: dropping it (after the container) removes everything the container left.
-    pub fn spawn(&self, kind: Kind) -> Result<(Container, Cgroup)> {
+    /// its network's link, then its first process, which sets it up and execs the shim.
+    /// The cgroup and the link are returned with it: dropping them (after the container)
+    /// removes everything the container left.
+    pub fn spawn(&self, kind: Kind) -> Result<(Container, Cgroup, Attached)> {
         let boot = matches!(kind, Kind::Boot { .. });
         let cgroup = Cgroup::create(self.name, boot, self.state)?.with_v1(
             self.host.v1_dirs(self.name),
@@ -92,10 +96,26 @@ impl Blueprint<'_> {
         }
         // again for every container: the guest may have changed its root since the last
         self.root.check_mount_points(boot)?;
+        let private_net = self.network.mode.private();
         let namespaces = self
             .owner
-            .map(|base| Namespaces::create(self.threads, base))
+            .map(|base| Namespaces::create(self.threads, base, private_net))
             .transpose()?;
+        // the guest's link, made in its network namespace before anything of it runs
+        let made_netns = match (&namespaces, self.network.mode.linked()) {
+            (None, true) => Some(net::setup::new_netns(self.threads)?),
+            _ => None,
+        };
+        let netns = namespaces
+            .as_ref()
+            .and_then(|ns| ns.net.as_ref())
+            .or(made_netns.as_ref());
+        let attached = match netns {
+            Some(fd) => net::setup::attach(self.network, fd.as_fd())?,
+            None => Attached::none(),
+        };
+        let resolv_conf =
+            (!self.network.dns.is_empty()).then(|| net::setup::resolv_conf(&self.network.dns));
         let tree = self
             .root
             .clone_tree(namespaces.as_ref().map(Namespaces::user))?;
@@ -131,6 +151,8 @@ impl Blueprint<'_> {
             seccomp: self.seccomp.cloned(),
             join_v1: cgroup.open_v1_procs()?,
             switch: self.root.switch()?,
+            netns: made_netns,
+            resolv_conf,
         })
         .map_err(|_| Error::Usage("the hostname contains a NUL byte".into()))?;
         // in boot mode the shim clones the guest init into the guest's leaf
@@ -145,7 +167,10 @@ impl Blueprint<'_> {
                 threads: self.threads,
                 shim: self.shim,
                 cwd: Some(self.root.fd()),
-                namespaces: spawn::namespaces(self.owner.is_some()),
+                namespaces: spawn::namespaces(
+                    self.owner.is_some(),
+                    private_net && !self.network.mode.linked(),
+                ),
                 cgroup: Some(cgroup.first_process_dir()),
                 keep: guest_leaf.as_slice(),
                 args: &args,
@@ -153,7 +178,7 @@ impl Blueprint<'_> {
             },
             steps,
         )?;
-        Ok((container, cgroup))
+        Ok((container, cgroup, attached))
     }
 }
 

@@ -39,13 +39,15 @@ use std::os::unix::ffi::OsStrExt;
 use cradle_common::guest::{Mask, PROC_BINDS, PROC_MASKS, SYS_MASKS};
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, OFlag, OpenHow, ResolveFlag, open, openat, openat2};
+use nix::fcntl::{AtFlags, renameat};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
-use nix::sys::stat::{Mode, mkdirat, umask};
+use nix::sys::stat::{Mode, fstatat, mkdirat, umask};
 use nix::unistd::{
     Gid, Uid, chdir, chroot, dup2_stderr, dup2_stdin, dup2_stdout, fchdir, fchown, pivot_root,
     setgroups, sethostname, setresgid, setresuid, setsid, symlinkat, write,
 };
+use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::container::mountinfo::RootSwitch;
 use crate::container::runhost::{self, RunHost};
@@ -85,6 +87,11 @@ pub struct Config<'a> {
     pub join_v1: Vec<(String, OwnedFd)>,
     /// How the child switches to the root (`mountinfo::root_switch`).
     pub switch: RootSwitch,
+    /// Without a user namespace: a network namespace made beforehand (for the guest's
+    /// link, see `net`), joined instead of a new one.
+    pub netns: Option<OwnedFd>,
+    /// The guest's /etc/resolv.conf, when cradle writes it (`--dns`, `--net nat`).
+    pub resolv_conf: Option<Vec<u8>>,
 }
 
 /// A path below the guest's root, with its parent and last component apart for the steps
@@ -192,6 +199,15 @@ pub enum Step {
         target: CString,
         path: GuestPath,
     },
+    /// Replaces a file of the guest's with these contents (mode 0644), as the guest's
+    /// root (the id-mapped root takes no file of the host's root): a new file `tmp` beside
+    /// it, renamed over it; never through a symlink, and not at all where the guest made
+    /// the file a symlink (it manages it itself).
+    ReplaceFile {
+        path: GuestPath,
+        tmp: CString,
+        contents: Vec<u8>,
+    },
     Mount {
         target: GuestPath,
         fs: Filesystem,
@@ -282,8 +298,13 @@ pub fn build(config: Config) -> Result<Vec<Step>, NulError> {
         .collect();
     steps.push(Step::NewSession);
     let mut later = Vec::new();
+    if let Some(net) = config.netns {
+        steps.push(Step::Join(Namespace::Network, net));
+    }
     if let Some(ns) = userns {
-        steps.push(Step::Join(Namespace::Network, ns.net));
+        if let Some(net) = ns.net {
+            steps.push(Step::Join(Namespace::Network, net));
+        }
         steps.push(Step::Join(Namespace::Uts, ns.uts));
         steps.push(Step::Join(Namespace::Ipc, ns.ipc));
         later.push(Step::Join(Namespace::User, ns.user));
@@ -427,6 +448,13 @@ pub fn build(config: Config) -> Result<Vec<Step>, NulError> {
     ]);
     steps.extend(later);
     steps.push(Step::BecomeRoot);
+    if let Some(contents) = config.resolv_conf {
+        steps.push(Step::ReplaceFile {
+            path: GuestPath::new("etc/resolv.conf"),
+            tmp: c(".resolv.conf.cradle"),
+            contents,
+        });
+    }
     if console {
         steps.push(Step::Stdio(c("/dev/console")));
     }
@@ -517,6 +545,7 @@ impl fmt::Display for Step {
             Step::AttachRoot(_) => f.write_str("attach the root directory"),
             Step::Mkdir(path) => write!(f, "create directory {path}"),
             Step::EmptyFile(path) | Step::WriteFile { path, .. } => write!(f, "create {path}"),
+            Step::ReplaceFile { path, .. } => write!(f, "write {path}"),
             Step::Symlink { path, .. } => write!(f, "create symlink {path}"),
             Step::Mount { target, fs } => {
                 write!(f, "mount {} on {target}", fs.fstype.to_string_lossy())
@@ -606,6 +635,20 @@ fn clone_mount(source: BorrowedFd, read_only: Option<bool>) -> nix::Result<Owned
     Ok(tree)
 }
 
+/// Writes all of `contents` to `file`.
+fn write_all(file: &OwnedFd, contents: &[u8]) -> nix::Result<()> {
+    let mut left = contents;
+    while !left.is_empty() {
+        match write(file, left) {
+            Ok(0) => return Err(Errno::EIO),
+            Ok(n) => left = &left[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// A missing path is no error for the steps that say "skipped when the kernel does not
 /// have the path".
 fn unless_absent(result: nix::Result<()>) -> nix::Result<()> {
@@ -688,18 +731,38 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
                     | OFlag::O_CLOEXEC,
                 Mode::from_bits_truncate(0o644),
             )?;
-            let mut left = &contents[..];
-            while !left.is_empty() {
-                match write(&file, left) {
-                    Ok(0) => return Err(Errno::EIO),
-                    Ok(n) => left = &left[n..],
-                    Err(Errno::EINTR) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            write_all(&file, contents)?;
             let id = Some(*owner);
             fchown(&file, id.map(Uid::from_raw), id.map(Gid::from_raw))
         }
+        Step::ReplaceFile {
+            path,
+            tmp,
+            contents,
+        } => unless_absent((|| {
+            let parent = in_root(root)?.resolve(&path.parent)?;
+            match fstatat(&parent, path.name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => return Ok(()),
+                Ok(_) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+            match unlinkat(&parent, tmp.as_c_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+            let file = openat(
+                &parent,
+                tmp.as_c_str(),
+                OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_WRONLY
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o644),
+            )?;
+            write_all(&file, contents)?;
+            renameat(&parent, tmp.as_c_str(), &parent, path.name.as_c_str())
+        })()),
         Step::Symlink { target, path } => {
             let parent = in_root(root)?.resolve(&path.parent)?;
             symlinkat(target.as_c_str(), &parent, path.name.as_c_str())
@@ -850,7 +913,7 @@ mod tests {
             userns: userns.then(|| Namespaces {
                 base: 0x80000,
                 user: fd(),
-                net: fd(),
+                net: Some(fd()),
                 uts: fd(),
                 ipc: fd(),
             }),
@@ -858,6 +921,8 @@ mod tests {
             seccomp: Some(Filter::default_for_guest(true).unwrap()),
             join_v1,
             switch,
+            netns: None,
+            resolv_conf: None,
         })
         .unwrap()
     }
@@ -1087,6 +1152,8 @@ mod tests {
             seccomp: None,
             join_v1: vec![],
             switch: RootSwitch::Pivot,
+            netns: None,
+            resolv_conf: None,
         };
         assert!(build(config).is_err());
     }

@@ -41,20 +41,25 @@ use crate::process::signals::Signals;
 use crate::sys::{self, Deadline, InChild, SingleThreaded};
 
 /// The namespaces the container's first process is cloned into. Its mount and PID
-/// namespaces always; without a user namespace the network, UTS and IPC ones too. With one,
-/// those three are made with the user namespace (so that they belong to it) and joined by
-/// the plan's first steps. The cgroup namespace is made later, by a process already in its
-/// cgroup: the child itself in run mode, the guest init's child in boot mode (see `plan`
-/// and `cgroups`).
-pub fn namespaces(userns: bool) -> CloneFlags {
+/// namespaces always; without a user namespace the UTS and IPC ones too, and a network
+/// one when `new_net` (not when the guest is on the host's network, or has one made
+/// beforehand for its link, joined by the plan). With a user namespace, those are made
+/// with it (so that they belong to it) and joined by the plan's first steps. The cgroup
+/// namespace is made later, by a process already in its cgroup: the child itself in run
+/// mode, the guest init's child in boot mode (see `plan` and `cgroups`).
+pub fn namespaces(userns: bool, new_net: bool) -> CloneFlags {
     let always = CloneFlags::CLONE_NEWNS.union(CloneFlags::CLONE_NEWPID);
     if userns {
         always
-    } else {
+    } else if new_net {
         always
             .union(CloneFlags::CLONE_NEWUTS)
             .union(CloneFlags::CLONE_NEWIPC)
             .union(CloneFlags::CLONE_NEWNET)
+    } else {
+        always
+            .union(CloneFlags::CLONE_NEWUTS)
+            .union(CloneFlags::CLONE_NEWIPC)
     }
 }
 

@@ -18,6 +18,9 @@
 //!            read and written under an flock of `limits.lock`, so that a `set` and a boot
 //!            never interleave
 //! stopping   there while a halt or power-off asked by `stop` or a signal is under way
+//! net        what the guest holds of the network (JSON, `net::Network`): its mode, link,
+//!            addresses, forwards; every boot sets up from it, `status` shows it, the
+//!            sweep removes what it names
 //! ```
 //! The launcher removes the directory when it exits. A launcher that was killed leaves it
 //! behind unlocked; the next `start` of the same NAME takes it over.
@@ -41,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use crate::cgroups::limits::Limits;
 use crate::cgroups::v1::V1Dir;
 use crate::error::{Error, Result};
+use crate::net::Network;
 use crate::security::Security;
 use crate::sys::{self, Deadline};
 
@@ -56,12 +60,14 @@ const INFO: &str = "info";
 const LIMITS: &str = "limits";
 const LIMITS_LOCK: &str = "limits.lock";
 const STOPPING: &str = "stopping";
+const NET: &str = "net";
 /// The socket `cradle console` connects to.
 pub const CONSOLE: &str = "console";
 /// The socket a systemd guest says it is up on (see `notify`).
 pub const NOTIFY: &str = "notify";
 /// Every file the launcher writes in the directory besides the lock.
-const FILES: [&str; 10] = [
+const FILES: [&str; 11] = [
+    NET,
     INIT_PID,
     ENV,
     SECURITY,
@@ -176,13 +182,6 @@ fn take_name_lock(file: &File) -> nix::Result<()> {
         FcntlArg::F_OFD_SETLK(&sys::whole_file(libc::F_WRLCK as libc::c_short)),
     )
     .map(drop)
-}
-
-/// True when some launcher holds the name lock on the file `file` is open on.
-fn name_lock_held(file: &File) -> bool {
-    let mut probe = sys::whole_file(libc::F_RDLCK as libc::c_short);
-    fcntl(file, FcntlArg::F_OFD_GETLK(&mut probe)).is_ok()
-        && probe.l_type != libc::F_UNLCK as libc::c_short
 }
 
 /// The state directory as its launcher holds it. Dropping it removes it.
@@ -329,6 +328,21 @@ impl StateDir {
         read_json(&self.dir.join(LIMITS))
     }
 
+    /// Records what the guest holds of the network.
+    pub fn set_network(&self, network: &Network) -> Result<()> {
+        self.write_json(NET, network)
+    }
+
+    /// What the guest holds of the network, as recorded.
+    pub fn network(&self) -> Result<Network> {
+        read_json(&self.dir.join(NET))
+    }
+
+    /// The lock file, whose lock says the guest's launcher runs (`net::lease`).
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.join(LOCK)
+    }
+
     /// Takes the limits' lock, waiting for a `cradle set` that holds it.
     pub fn lock_limits(&self) -> Result<LimitsLock> {
         lock_limits(&self.dir)
@@ -404,7 +418,7 @@ impl Observed {
 
     /// True while a launcher holds the name lock (tested, never taken).
     pub fn is_alive(&self) -> bool {
-        File::open(self.dir.join(LOCK)).is_ok_and(|file| name_lock_held(&file))
+        File::open(self.dir.join(LOCK)).is_ok_and(|file| sys::write_locked(&file))
     }
 
     /// The launcher's pid, as its lock file says.
@@ -424,6 +438,11 @@ impl Observed {
     /// The limits as recorded now.
     pub fn limits(&self) -> Result<Limits> {
         read_json(&self.dir.join(LIMITS))
+    }
+
+    /// What the guest holds of the network.
+    pub fn network(&self) -> Result<Network> {
+        read_json(&self.dir.join(NET))
     }
 
     /// Records the limits (under [`Observed::lock_limits`]).

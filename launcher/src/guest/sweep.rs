@@ -7,7 +7,24 @@ use std::path::PathBuf;
 
 use crate::cgroups::v1::{self, Host};
 use crate::cgroups::{OWNER_XATTR, is_populated, remove_tree, v2_root};
+use crate::net::lease::Holder;
+use crate::net::setup;
 use crate::sys;
+
+/// Removes the rules and link a killed launcher's guest left (made in this network
+/// namespace), and gives back its leases.
+pub fn sweep_network(state: &super::state::StateDir) {
+    let Ok(network) = state.network() else {
+        return;
+    };
+    log::debug!("removing the leftover network of {}", network.name);
+    setup::detach(&network);
+    let holder = Holder {
+        name: network.name.clone(),
+        lock: state.lock_path(),
+    };
+    setup::release(&network, &holder);
+}
 
 /// Removes what launchers that were killed (SIGKILL, a crash) left of their containers: a
 /// `cradle.NAME` with no process in it, whose state directory (named on the cgroup, see
@@ -17,7 +34,8 @@ use crate::sys;
 /// (another version's), which stay, with their directory; a state directory whose base
 /// is gone is not made again. A launcher holds its name before it makes its cgroup, and names it
 /// on the cgroup at once, so a cgroup being made is never taken for a leftover. Nothing of
-/// this is said but at debug level: it is no business of the command that sweeps.
+/// this is said but at debug level: it is no business of the command that sweeps. The
+/// network the state directory records goes with it (`sweep_network`).
 pub fn sweep_leftovers(host: &Host) {
     let Some(root) = v2_root() else {
         return;
@@ -62,6 +80,9 @@ pub fn sweep_leftovers(host: &Host) {
             log::debug!("cannot remove {}: {e}", dir.display());
         }
         v1::remove_v1(&host.v1_dirs(&name));
+        if let Some(claimed) = &claimed {
+            sweep_network(claimed);
+        }
         drop(claimed);
     }
 }

@@ -164,14 +164,15 @@ pub struct Namespaces {
     /// The host uid (and gid) that container id 0 maps to.
     pub base: u32,
     pub user: OwnedFd,
-    pub net: OwnedFd,
+    /// None for a guest on the host's network (`--net host`).
+    pub net: Option<OwnedFd>,
     pub uts: OwnedFd,
     pub ipc: OwnedFd,
 }
 
-/// The namespaces [`Namespaces`] makes together.
+/// The namespaces [`Namespaces`] makes together, with a network one unless the guest is
+/// on the host's.
 const CREATED: CloneFlags = CloneFlags::CLONE_NEWUSER
-    .union(CloneFlags::CLONE_NEWNET)
     .union(CloneFlags::CLONE_NEWUTS)
     .union(CloneFlags::CLONE_NEWIPC);
 
@@ -179,11 +180,16 @@ impl Namespaces {
     /// Creates them with container ids 0–65535 mapped to `base`: a process is cloned into
     /// new namespaces and waits (blocked on a pipe) while we write its id maps and open
     /// its namespaces; then it exits, and the namespaces live on through the descriptors.
-    pub fn create(threads: &SingleThreaded, base: u32) -> Result<Self> {
+    pub fn create(threads: &SingleThreaded, base: u32, net: bool) -> Result<Self> {
         let ctx = "create the guest's user namespace (or run it without one: --userns off)";
         let (wait_end, release_end) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::setup(ctx, e))?;
-        let mut holder = Child::fork_into(threads, CREATED, None, |_| {
+        let created = if net {
+            CREATED.union(CloneFlags::CLONE_NEWNET)
+        } else {
+            CREATED
+        };
+        let mut holder = Child::fork_into(threads, created, None, |_| {
             // end of file once the launcher closed its end, or died
             let _ = close(release_end.as_raw_fd());
             let _ = read(&wait_end, &mut [0u8]);
@@ -209,7 +215,7 @@ impl Namespaces {
         let namespaces = Namespaces {
             base,
             user: open_ns("user")?,
-            net: open_ns("net")?,
+            net: net.then(|| open_ns("net")).transpose()?,
             uts: open_ns("uts")?,
             ipc: open_ns("ipc")?,
         };
