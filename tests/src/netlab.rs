@@ -138,7 +138,8 @@ impl NetLab {
     }
 
     /// A TCP server in namespace `ns` on `addr` that answers each connection with the
-    /// peer's address and closes; it serves `count` connections on a thread of its own.
+    /// peer's address and closes; it serves `count` connections (or 30 s) on a thread of
+    /// its own, which returns the peers' addresses.
     pub fn echo_peer(ns: &str, addr: &str, count: usize) -> thread::JoinHandle<Vec<String>> {
         let path = format!("/run/netns/{ns}");
         let addr: SocketAddr = addr.parse().unwrap();
@@ -150,14 +151,20 @@ impl NetLab {
             let done = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
             assert_eq!(done, 0, "setns {path}");
             let listener = TcpListener::bind(addr).unwrap();
+            listener.set_nonblocking(true).unwrap();
             ready_tx.send(()).unwrap();
             let mut peers = Vec::new();
-            for _ in 0..count {
-                let Ok((mut conn, peer)) = listener.accept() else {
-                    break;
-                };
-                let _ = conn.write_all(format!("peer={}\n", peer.ip()).as_bytes());
-                peers.push(peer.ip().to_string());
+            // never longer than a test would wait for its guest
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while peers.len() < count && std::time::Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((mut conn, peer)) => {
+                        let _ = conn.set_nonblocking(false);
+                        let _ = conn.write_all(format!("peer={}\n", peer.ip()).as_bytes());
+                        peers.push(peer.ip().to_string());
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(20)),
+                }
             }
             peers
         });
