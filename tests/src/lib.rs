@@ -688,6 +688,25 @@ impl Sandbox {
         text.split_whitespace().nth(1)?.parse().ok()
     }
 
+    /// Waits until `systemctl is-system-running --wait` answers running or degraded, and
+    /// returns the answer. Right after a boot systemd's control socket may not exist yet;
+    /// that answer is retried.
+    pub fn wait_system_running(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let state = self.exec(&["systemctl", "is-system-running", "--wait"]);
+            let answer = state.stdout.trim().to_owned();
+            if answer == "running" || answer == "degraded" {
+                return answer;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "systemd did not finish booting: {state:?}"
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// `cradle status NAME --json`, parsed.
     pub fn status(&self) -> serde_json::Value {
         let done = self.run_cradle(&["status", &self.name, "--json"], Duration::from_secs(20));

@@ -1,27 +1,8 @@
 //! A Debian 12 guest with systemd (scripts/make-rootfs debian): boot, reboot, halt.
 
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use integration_tests::{Sandbox, proc_status, secs};
-
-/// Waits until `systemctl is-system-running --wait` answers running or degraded. Right
-/// after a boot systemd's control socket may not exist yet; that answer is retried.
-fn wait_system_running(sb: &Sandbox, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let state = sb.exec(&["systemctl", "is-system-running", "--wait"]);
-        let answer = state.stdout.trim().to_owned();
-        if answer == "running" || answer == "degraded" {
-            return answer;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "systemd did not finish booting: {state:?}"
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn debian_with_systemd_boots_reboots_and_halts() {
@@ -31,7 +12,7 @@ fn debian_with_systemd_boots_reboots_and_halts() {
     sb.wait_running(&mut launcher, secs(30));
     // every unit started: nothing of the containment got in systemd's way (its cgroup is
     // delegated, and it may mount the procs its services ask for)
-    assert_eq!(wait_system_running(&sb, secs(120)), "running");
+    assert_eq!(sb.wait_system_running(secs(120)), "running");
     let uid = proc_status(sb.init_pid(), "Uid");
     assert!(!uid.starts_with("0\t"), "systemd runs as host uid {uid}");
     let attempts = sb.exec(&["/escape", "attempts"]);
@@ -65,7 +46,7 @@ fn debian_with_systemd_boots_reboots_and_halts() {
     let reboot = sb.exec(&["systemctl", "reboot"]);
     assert_eq!(reboot.code(), Some(0), "{reboot:?}");
     launcher.wait_for("the second boot", secs(60), |_| sb.boot_number() == Some(2));
-    wait_system_running(&sb, secs(120));
+    sb.wait_system_running(secs(120));
 
     let started = Instant::now();
     let stop = sb.run_cradle(&["stop", &sb.name, "--timeout", "60"], secs(90));

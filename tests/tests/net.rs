@@ -329,3 +329,45 @@ fn bad_network_input_is_one_line_and_makes_nothing() {
     assert_no_network_left(&sb, &lab);
     assert_no_network_left(&other, &lab);
 }
+
+#[test]
+fn a_debian_guest_with_systemd_serves_through_a_forward_and_reaches_upstream() {
+    let lab = NetLab::new("deb");
+    let sb = Sandbox::debian("net-debian").in_lab(&lab);
+    // a web server for the guest: the host's static busybox
+    fs::copy("/bin/busybox", sb.path("/usr/local/bin/busybox")).unwrap();
+    sb.write("/www/index.html", "hello from debian\n", 0o644);
+    let _guard = sb.start_detached(&["--net", "nat", "--port", "8085:80"], secs(60));
+    sb.wait_system_running(secs(120));
+    serve_with(&sb, "/usr/local/bin/busybox");
+    assert_eq!(
+        NetLab::http_get(&lab.upstream, &format!("{HOST4}:8085")),
+        Ok("hello from debian\n".to_owned())
+    );
+    let peer = NetLab::echo_peer(&lab.upstream, &format!("{UPSTREAM4}:9002"), 1);
+    let out = sb.exec(&[
+        "bash",
+        "-c",
+        &format!("exec 3<>/dev/tcp/{UPSTREAM4}/9002 && cat <&3"),
+    ]);
+    assert_eq!(out.stdout.trim(), format!("peer={HOST4}"), "{out:?}");
+    peer.join().unwrap();
+    // systemd left the link as cradle made it
+    let link = sb.exec(&[
+        "/usr/local/bin/busybox",
+        "ip",
+        "-o",
+        "-4",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(link.stdout.contains("10.213."), "{link:?}");
+    stop(&sb);
+    assert_no_network_left(&sb, &lab);
+}
+
+fn serve_with(sb: &Sandbox, busybox: &str) {
+    let httpd = sb.exec(&[busybox, "httpd", "-p", "80", "-h", "/www"]);
+    assert_eq!(httpd.code(), Some(0), "{httpd:?}");
+}
