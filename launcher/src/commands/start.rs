@@ -487,11 +487,10 @@ impl Launcher<'_> {
     /// Supervises a boot until the shim is gone; hands the guest over to a monitor while
     /// it is up and nothing else happens (see `handoff`).
     fn supervise(&mut self, booted: Booted, number: u32) -> Result<BootEnd> {
-        // the boot's link and rules go when this returns, after the container
         let Booted {
             mut container,
             cgroup,
-            net: _net,
+            net,
             mut guest,
             mut up,
         } = booted;
@@ -569,6 +568,8 @@ impl Launcher<'_> {
         let limits_lock = self.state.lock_limits();
         drop(cgroup);
         drop(limits_lock);
+        // the host's side of the link and the guest's rules, once the shim is gone
+        drop(net);
         Ok(BootEnd {
             outcome: self.outcome(status),
             failure,
