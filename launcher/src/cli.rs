@@ -371,17 +371,21 @@ pub struct Run {
     pub command: Vec<String>,
 }
 
-/// Change the limits of a running guest at once; its later boots keep them. With --save,
-/// also in its config file (then the guest need not be running).
+/// Change the limits or port forwards of a running guest at once; its later boots keep
+/// them. With --save, also in its config file (then the guest need not be running).
 #[derive(FromArgs, Debug, PartialEq)]
 #[argh(subcommand, name = "set")]
 pub struct Set {
     /// container name
     #[argh(positional)]
     pub name: String,
-    /// write the limits given into the config file NAME.toml too
+    /// write the limits and forwards given into the config file NAME.toml too
     #[argh(switch)]
     pub save: bool,
+    /// the guest's port forwards, replacing all it has ([HOSTADDR:]HOSTPORT[:GUESTPORT]
+    /// [/tcp|/udp], repeatable; none: no forwards; nat and routed guests)
+    #[argh(option)]
+    pub port: Vec<String>,
     /// memory limit (memory.max): a size such as 512M or 2G, or max
     #[argh(option)]
     pub memory: Option<String>,

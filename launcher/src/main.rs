@@ -189,7 +189,10 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Set(set) => set::set(
             &base,
             &set.name,
-            &Changes::parse(set.given())?,
+            &set::Wanted {
+                limits: Changes::parse(set.given())?,
+                ports: set::ports(&set.port)?,
+            },
             set.save.then_some(configs.as_path()),
         )
         .map(|()| Code::Ok as u8),

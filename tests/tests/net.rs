@@ -371,3 +371,43 @@ fn serve_with(sb: &Sandbox, busybox: &str) {
     let httpd = sb.exec(&[busybox, "httpd", "-p", "80", "-h", "/www"]);
     assert_eq!(httpd.code(), Some(0), "{httpd:?}");
 }
+
+#[test]
+fn set_port_replaces_the_forwards_of_a_running_guest_and_of_its_later_boots() {
+    let lab = NetLab::new("set");
+    let sb = web_guest("net-set", &lab);
+    let _guard = sb.start_detached(&["--net", "nat", "--port", "8086:80"], secs(30));
+    serve(&sb);
+    let page = Ok(format!("hello from {}\n", sb.name));
+    let set = sb.run_cradle(&["set", &sb.name, "--port", "9086:80"], secs(20));
+    assert_eq!(set.code(), Some(0), "{set:?}");
+    assert_eq!(
+        NetLab::http_get(&lab.upstream, &format!("{HOST4}:9086")),
+        page
+    );
+    assert!(
+        NetLab::http_get(&lab.upstream, &format!("{HOST4}:8086")).is_err(),
+        "the old forward is gone"
+    );
+    assert_eq!(network(&sb)["ports"][0], "9086:80/tcp");
+    let rebooted = sb.run_cradle(&["stop", &sb.name, "--mode", "reboot"], secs(60));
+    assert_eq!(rebooted.code(), Some(0), "{rebooted:?}");
+    serve(&sb);
+    assert_eq!(
+        NetLab::http_get(&lab.upstream, &format!("{HOST4}:9086")),
+        page,
+        "the next boot has the new forward"
+    );
+    let none = sb.run_cradle(&["set", &sb.name, "--port", "none"], secs(20));
+    assert_eq!(none.code(), Some(0), "{none:?}");
+    assert!(NetLab::http_get(&lab.upstream, &format!("{HOST4}:9086")).is_err());
+    stop(&sb);
+    // a guest without a forwardable network
+    let plain = Sandbox::busybox("net-set-none").in_lab(&lab);
+    let _g = plain.start_detached(&[], secs(30));
+    let refused = plain.run_cradle(&["set", &plain.name, "--port", "80"], secs(20));
+    refused.assert_one_line_error(2, "nat and routed");
+    stop(&plain);
+    assert_no_network_left(&sb, &lab);
+    assert_no_network_left(&plain, &lab);
+}

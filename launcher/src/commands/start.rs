@@ -451,6 +451,8 @@ impl Launcher<'_> {
         // new cgroups before `set` can change them again
         let limits_lock = self.state.lock_limits()?;
         let limits = self.state.limits()?;
+        // and the network as it is now (`cradle set --port`)
+        self.network = self.state.network()?;
         let blueprint = Blueprint {
             threads: self.threads,
             name: &self.opts.name,

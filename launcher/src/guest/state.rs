@@ -445,6 +445,15 @@ impl Observed {
         read_json(&self.dir.join(NET))
     }
 
+    /// Records what the guest holds of the network (under [`Observed::lock_limits`],
+    /// which keeps a change and a boot apart).
+    pub fn set_network(&self, network: &Network) -> Result<()> {
+        let path = self.dir.join(NET);
+        let text = serde_json::to_vec(network)
+            .map_err(|e| Error::host(format!("write {}", path.display()), io::Error::other(e)))?;
+        write_atomic(&path, &text).map_err(|e| Error::host(format!("write {}", path.display()), e))
+    }
+
     /// Records the limits (under [`Observed::lock_limits`]).
     pub fn set_limits(&self, limits: &Limits) -> Result<()> {
         let path = self.dir.join(LIMITS);

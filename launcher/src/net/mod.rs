@@ -499,11 +499,7 @@ impl Request {
                     .ok_or_else(|| usage(format!("bad --mtu {s:?}: use 68 to 65535")))
             })
             .transpose()?;
-        let ports = given
-            .port
-            .iter()
-            .map(|s| s.parse::<Port>().map_err(usage))
-            .collect::<Result<Vec<_>>>()?;
+        let ports = parse_ports(given.port)?;
         let request = Request {
             mode,
             ips,
@@ -563,16 +559,7 @@ impl Request {
         if self.dns.is_some() && *mode == Mode::Host {
             return refuse("--dns", "guests with a network of their own");
         }
-        let mut seen = Vec::new();
         for port in &self.ports {
-            let key = (port.host_port, port.proto);
-            if seen.contains(&key) {
-                return Err(Error::Usage(format!(
-                    "--port {}/{} is given twice",
-                    port.host_port, port.proto
-                )));
-            }
-            seen.push(key);
             if *mode == Mode::Routed
                 && !self.ips.iter().any(|ip| {
                     port.host_addr
@@ -591,6 +578,26 @@ impl Request {
         }
         Ok(())
     }
+}
+
+/// `--port` values, each checked, none given twice.
+pub fn parse_ports(given: &[String]) -> Result<Vec<Port>> {
+    let ports = given
+        .iter()
+        .map(|s| s.parse::<Port>().map_err(Error::Usage))
+        .collect::<Result<Vec<_>>>()?;
+    let mut seen = Vec::new();
+    for port in &ports {
+        let key = (port.host_port, port.proto);
+        if seen.contains(&key) {
+            return Err(Error::Usage(format!(
+                "--port {}/{} is given twice",
+                port.host_port, port.proto
+            )));
+        }
+        seen.push(key);
+    }
+    Ok(ports)
 }
 
 /// The host-side name of a guest's link: `ve-NAME`, or with a long name its start and a
