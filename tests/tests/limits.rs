@@ -307,10 +307,12 @@ fn status_json_says_what_the_guest_is_and_uses() {
         "usage",
         "cgroup",
         "cgroups_v1",
+        "network",
     ] {
         assert!(fields.contains(&field), "{field} in {status}");
     }
-    assert_eq!(fields.len(), 14, "{status}");
+    assert_eq!(fields.len(), 15, "{status}");
+    assert_eq!(status["network"]["mode"], "none");
     assert_eq!(status["name"], sb.name.as_str());
     assert_eq!(status["state"], "running");
     assert_eq!(status["launcher_pid"], launcher.pid());
