@@ -114,7 +114,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
         shim_args: &args,
         env: &env,
     });
-    let (mut container, cgroup, net) = match spawned {
+    let (mut container, cgroup) = match spawned {
         Ok(spawned) => spawned,
         Err(e) => {
             net_setup::release(&network, &holder);
@@ -122,11 +122,11 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
         }
     };
     let status = container.supervise(Some(&mut signals), &opts.command[0], None, None);
-    // in this order: the shim (reaped), then the cgroup (emptied and removed), the link
-    // and rules, the addresses, then the range
+    // in this order: the shim (reaped), then the cgroup (emptied and removed), the
+    // forwards, the addresses, then the range
     drop(container);
     drop(cgroup);
-    drop(net);
+    net_setup::finish(&network);
     net_setup::release(&network, &holder);
     drop(lease);
     drop(state);

@@ -151,10 +151,15 @@ fn set_ports(state: &Observed, name: &str, ports: &[Port]) -> Result<()> {
             "{name} was started in another network namespace: run cradle set there"
         )));
     }
+    // the rules of the running boot (between boots, the next one makes them from the
+    // record): refilled, or removed for none
+    let running = state.info()?.cgroup.is_dir();
+    if ports.is_empty() && !network.ports.is_empty() {
+        nft::remove(&network, false)?;
+    }
     network.ports = ports.to_vec();
-    // between boots there are no rules: the next boot makes them from the record
-    if state.info()?.cgroup.is_dir() {
-        nft::add(&network, network.host_link.as_deref())?;
+    if running && !ports.is_empty() {
+        nft::set_forwards(&network)?;
     }
     state.set_network(&network)
 }

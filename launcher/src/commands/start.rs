@@ -41,7 +41,7 @@ use cradle_core::guest::sweep;
 use cradle_core::guest::{self, Guest, Helper};
 use cradle_core::handoff::{self, ConsoleState, Handoff, Taken};
 use cradle_core::net::lease::Holder;
-use cradle_core::net::setup::{self as net_setup, Attached};
+use cradle_core::net::setup as net_setup;
 use cradle_core::net::{Network, Request};
 use cradle_core::process::signals::Signals;
 use cradle_core::security::Security;
@@ -162,8 +162,6 @@ struct Launcher<'a> {
 struct Booted {
     container: Container,
     cgroup: Cgroup,
-    /// The boot's link and rules, removed with it.
-    net: Attached,
     guest: Option<Guest>,
     up: bool,
 }
@@ -195,6 +193,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
     let net_hold = NetHold {
         network: network.clone(),
         holder,
+        dir: state.path().to_owned(),
     };
     state.set_network(&network)?;
     state.set_limits(&opts.limits)?;
@@ -292,6 +291,7 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
             name: handoff.name.clone(),
             lock: state.lock_path(),
         },
+        dir: state.path().to_owned(),
     };
     let owner = lease.as_ref().map(|l| l.base);
     // what the options were for is done (the environment and limits are the state
@@ -359,23 +359,27 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
     let booted = Booted {
         container,
         cgroup,
-        net: Attached::take_back(launcher.network.clone()),
         guest,
         up: true,
     };
     launcher.run(handoff.boot, Some(booted))
 }
 
-/// The guest's leases, given back when the launcher ends (not when it execs its monitor:
-/// the resumed launcher holds them again).
+/// The guest's forwards and leases, given back when the launcher ends (not when it execs
+/// its monitor: the resumed launcher holds them again).
 struct NetHold {
     network: Network,
     holder: Holder,
+    /// The state directory, whose record is the network as it is at the end.
+    dir: PathBuf,
 }
 
 impl Drop for NetHold {
     fn drop(&mut self) {
-        net_setup::release(&self.network, &self.holder);
+        // the record as it is now: `set --port` may have changed the forwards
+        let network = state::network_in(&self.dir).unwrap_or_else(|_| self.network.clone());
+        net_setup::finish(&network);
+        net_setup::release(&network, &self.holder);
     }
 }
 
@@ -468,7 +472,7 @@ impl Launcher<'_> {
             limits: &limits,
             network: &self.network,
         };
-        let (container, cgroup, net) = blueprint.spawn(Kind::Boot {
+        let (container, cgroup) = blueprint.spawn(Kind::Boot {
             console: self.console.slave_path(),
             env: &self.init_env,
             host: &self.run_host,
@@ -479,7 +483,6 @@ impl Launcher<'_> {
         let booted = Booted {
             container,
             cgroup,
-            net,
             guest: None,
             up: false,
         };
@@ -492,7 +495,6 @@ impl Launcher<'_> {
         let Booted {
             mut container,
             cgroup,
-            net,
             mut guest,
             mut up,
         } = booted;
@@ -570,8 +572,6 @@ impl Launcher<'_> {
         let limits_lock = self.state.lock_limits();
         drop(cgroup);
         drop(limits_lock);
-        // the host's side of the link and the guest's rules, once the shim is gone
-        drop(net);
         Ok(BootEnd {
             outcome: self.outcome(status),
             failure,

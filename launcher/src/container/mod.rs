@@ -21,7 +21,7 @@ use crate::cgroups::limits::Limits;
 use crate::cgroups::v1::{self, Host};
 use crate::container::runhost::RunHost;
 use crate::error::{Error, Result};
-use crate::net::{self, Network, setup::Attached};
+use crate::net::{self, Network};
 use crate::security::caps::CapSet;
 use crate::security::devices;
 use crate::security::seccomp::Filter;
@@ -74,9 +74,9 @@ pub enum Kind<'a> {
 impl Blueprint<'_> {
     /// Makes the container: its cgroup (with the shim's and guest's leaves in boot mode),
     /// its network's link, then its first process, which sets it up and execs the shim.
-    /// The cgroup and the link are returned with it: dropping them (after the container)
-    /// removes everything the container left.
-    pub fn spawn(&self, kind: Kind) -> Result<(Container, Cgroup, Attached)> {
+    /// The cgroup is returned with it: dropping it (after the container) removes
+    /// everything the container left (its link goes with its network namespace).
+    pub fn spawn(&self, kind: Kind) -> Result<(Container, Cgroup)> {
         let boot = matches!(kind, Kind::Boot { .. });
         let cgroup = Cgroup::create(self.name, boot, self.state)?.with_v1(
             self.host.v1_dirs(self.name),
@@ -110,10 +110,9 @@ impl Blueprint<'_> {
             .as_ref()
             .and_then(|ns| ns.net.as_ref())
             .or(made_netns.as_ref());
-        let attached = match netns {
-            Some(fd) => net::setup::attach(self.network, fd.as_fd())?,
-            None => Attached::none(),
-        };
+        if let Some(fd) = netns {
+            net::setup::attach(self.network, fd.as_fd())?;
+        }
         let resolv_conf =
             (!self.network.dns.is_empty()).then(|| net::setup::resolv_conf(&self.network.dns));
         let tree = self
@@ -178,7 +177,7 @@ impl Blueprint<'_> {
             },
             steps,
         )?;
-        Ok((container, cgroup, attached))
+        Ok((container, cgroup))
     }
 }
 

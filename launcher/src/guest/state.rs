@@ -154,6 +154,11 @@ fn parse_running(text: &str) -> Option<Running> {
     })
 }
 
+/// What the guest whose state directory is `dir` holds of the network, as recorded.
+pub fn network_in(dir: &Path) -> Result<Network> {
+    read_json(&dir.join(NET))
+}
+
 /// Writes `path` whole: a temporary file renamed over it, so readers never see half.
 /// Readable by all, as `status` is.
 fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
@@ -256,7 +261,16 @@ impl StateDir {
             if !sys::is_at(&lock, &path) {
                 continue;
             }
-            // a launcher that was killed leaves its files: they describe nothing now
+            // a launcher that was killed leaves its files: they describe nothing now, but
+            // for the network it held, which goes first (its rules, its leases)
+            if let Ok(network) = network_in(&dir) {
+                crate::net::setup::detach(&network);
+                let holder = crate::net::lease::Holder {
+                    name: name.to_owned(),
+                    lock: path.clone(),
+                };
+                crate::net::setup::release(&network, &holder);
+            }
             for file in FILES {
                 let _ = fs::remove_file(dir.join(file));
             }

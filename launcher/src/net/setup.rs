@@ -5,9 +5,10 @@
 //!   [`release`] gives the leases back;
 //! - once per boot, [`attach`] makes the guest's link in its network namespace before its
 //!   init runs (all of it from the host's side: over rtnetlink in the launcher's namespace,
-//!   and through a socket made in the guest's), and the [`Attached`] it returns removes the
-//!   host's side and the guest's rules when the boot ends. A reboot makes them again the
-//!   same: same name, MAC, addresses and forwards.
+//!   and through a socket made in the guest's), with its rules; the link goes with the
+//!   namespace, the filter with the link, and [`finish`] removes the forwards when the
+//!   launcher ends. A reboot makes them again the same: same name, MAC, addresses and
+//!   forwards.
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -228,42 +229,34 @@ pub fn new_netns(threads: &SingleThreaded) -> Result<OwnedFd> {
     fd
 }
 
-/// One boot's network; dropping it removes the host's side of the guest's link and the
-/// guest's rules (the guest's side goes with its namespace).
-pub struct Attached {
-    network: Option<Network>,
-}
-
-impl Attached {
-    /// Nothing to remove.
-    pub fn none() -> Self {
-        Attached { network: None }
+/// What a guest's launcher removes when it ends (halt, or a failed start): its chains
+/// (forwards, filter), one transaction. The host's side of a boot's link goes with the
+/// guest's network namespace, which the kernel tears down after the guest's last process
+/// (a reboot never waits for that: see [`attach`]).
+pub fn finish(network: &Network) {
+    let chains = !network.ports.is_empty() || network.filtered();
+    if !network.mode.linked() || !chains || !in_its_netns(network) {
+        return;
     }
-
-    /// The boot in progress of a launcher that exec'd its monitor and came back.
-    pub fn take_back(network: Network) -> Self {
-        Attached {
-            network: network.mode.linked().then_some(network),
-        }
+    if let Err(e) = nft::remove(network, true) {
+        log::warn!("{e}");
     }
 }
 
-impl Drop for Attached {
-    fn drop(&mut self) {
-        if let Some(network) = self.network.take() {
-            detach(&network);
-        }
-    }
+/// True when the launcher runs in the network namespace `network` was made in.
+fn in_its_netns(network: &Network) -> bool {
+    let here = link::current_netns().and_then(|fd| link::netns_id(std::os::fd::AsFd::as_fd(&fd)));
+    here.ok() == Some(network.netns)
 }
 
-/// Removes what a boot of `network` made on the host's side, in the launcher's network
-/// namespace (what a launcher killed in another one made is not ours to find).
+/// Removes what a killed launcher's guest left on the host's side, in the launcher's
+/// network namespace (what a launcher killed in another one made is not ours to find):
+/// all its rules, and its link if the kernel has not taken it yet.
 pub fn detach(network: &Network) {
     if !network.mode.linked() {
         return;
     }
-    let here = link::current_netns().and_then(|fd| link::netns_id(std::os::fd::AsFd::as_fd(&fd)));
-    if here.ok() != Some(network.netns) {
+    if !in_its_netns(network) {
         log::debug!(
             "{}: its network was made in another namespace",
             network.name
@@ -271,7 +264,7 @@ pub fn detach(network: &Network) {
         return;
     }
     if nft::needed(network) {
-        if let Err(e) = nft::remove(network) {
+        if let Err(e) = nft::remove(network, true) {
             log::warn!("{e}");
         }
     }
@@ -287,17 +280,17 @@ pub fn detach(network: &Network) {
 }
 
 /// Makes the guest's link in its network namespace `netns` (its init not running yet).
-pub fn attach(network: &Network, netns: BorrowedFd) -> Result<Attached> {
+/// Nothing of it is removed when the boot ends: deleting a link costs the kernel a grace
+/// period (about 17 ms here), which the namespace's teardown spends in the background.
+/// A reboot that finds the last boot's link still there (its namespace not torn down
+/// yet) deletes it then.
+pub fn attach(network: &Network, netns: BorrowedFd) -> Result<()> {
     if !network.mode.linked() {
-        return Ok(Attached::none());
+        return Ok(());
     }
     let name = &network.name;
     let mut host = Netlink::open().map_err(nl_error("open a route netlink socket"))?;
     let mac = network.mac.unwrap_or_else(|| Mac::for_name(name)).0;
-    // from here on, whatever fails leaves nothing
-    let attached = Attached {
-        network: Some(network.clone()),
-    };
     let host_index = match (&network.mode, &network.host_link) {
         (Mode::Macvlan(dev), _) => {
             let parent = existing(&mut host, dev, "interface")?;
@@ -306,15 +299,18 @@ pub fn attach(network: &Network, netns: BorrowedFd) -> Result<Attached> {
             None
         }
         (_, Some(link_name)) => {
-            // a link of this name is ours (the name is held): a leftover of a boot whose
-            // end was never seen
-            if let Some(old) = host.index(link_name).ok().flatten() {
-                let _ = host.delete_link(old);
-            }
-            let index = host
-                .add_veth(link_name, GUEST_LINK, netns, mac, network.mtu)
-                .map_err(nl_error(format!("make the veth {link_name} of {name}")))?;
-            Some(index)
+            let made = match host.add_veth(link_name, GUEST_LINK, netns, mac, network.mtu) {
+                // the last boot's, its namespace not torn down yet (or a killed launcher's):
+                // ours, since the name is held
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    if let Some(old) = host.index(link_name).ok().flatten() {
+                        let _ = host.delete_link(old);
+                    }
+                    host.add_veth(link_name, GUEST_LINK, netns, mac, network.mtu)
+                }
+                other => other,
+            };
+            Some(made.map_err(nl_error(format!("make the veth {link_name} of {name}")))?)
         }
         (_, None) => None,
     };
@@ -328,7 +324,7 @@ pub fn attach(network: &Network, netns: BorrowedFd) -> Result<Attached> {
     if matches!(network.mode, Mode::Nat | Mode::Routed) {
         forwarding(network)?;
     }
-    Ok(attached)
+    Ok(())
 }
 
 /// The host's side of a veth: on its bridge, or with the routed gateway and routes.
