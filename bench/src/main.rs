@@ -21,6 +21,9 @@
 //!                               different one each round, so drift hits them all alike.
 //!                               Prints "LABEL median p25 p75 runs failures" (ms) per
 //!                               command and writes every sample to SAMPLES_DIR/LABEL
+//! benchtool sink ADDR PORT      listen on ADDR:PORT, accept one TCP connection, read it
+//!                               to its end and print "MBIT BYTES": Mbit/s from accept to
+//!                               end of file, and the bytes read; gives up after 120 s
 //! ```
 #![allow(unsafe_code)]
 
@@ -248,11 +251,34 @@ fn time(runs: usize, warmup: usize, samples_dir: &str, specs: &[String]) -> ! {
     std::process::exit(0);
 }
 
+fn sink(addr: &str, port: &str) -> ! {
+    use std::io::Read;
+    // SAFETY: alarm has no memory effects; SIGALRM's default action ends the process.
+    unsafe { libc::alarm(120) };
+    let listener = std::net::TcpListener::bind(format!("{addr}:{port}"))
+        .unwrap_or_else(|e| panic!("bind {addr}:{port}: {e}"));
+    let (mut conn, _) = listener.accept().expect("accept");
+    let start = Instant::now();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("{:.0} {total}", total as f64 * 8.0 / secs / 1e6);
+    std::process::exit(0);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = || -> ! {
         eprintln!(
-            "usage: benchtool floor ROOT CMD... | zgen N | ready | siglat ROUNDS ns|plain CMD... | time RUNS WARMUP DIR LABEL=CMD..."
+            "usage: benchtool floor ROOT CMD... | zgen N | ready | siglat ROUNDS ns|plain CMD... | time RUNS WARMUP DIR LABEL=CMD... | sink ADDR PORT"
         );
         std::process::exit(2)
     };
@@ -273,6 +299,7 @@ fn main() {
             let warmup = args[2].parse().unwrap_or_else(|_| usage());
             time(runs, warmup, &args[3], &args[4..])
         }
+        Some("sink") if args.len() == 3 => sink(&args[1], &args[2]),
         _ => usage(),
     }
 }

@@ -155,7 +155,7 @@ fn set_ports(state: &Observed, name: &str, ports: &[Port]) -> Result<()> {
     // record): refilled, or removed for none
     let running = state.info()?.cgroup.is_dir();
     if ports.is_empty() && !network.ports.is_empty() {
-        nft::remove(&network, false)?;
+        nft::remove(&network, nft::Chains::Forwards)?;
     }
     network.ports = ports.to_vec();
     if running && !ports.is_empty() {

@@ -56,12 +56,36 @@ fn chain(guest: &str, what: &str) -> String {
     format!("g-{guest}-{what}")
 }
 
-/// The commands that remove `name`'s chains, its forwards' alone or all of them (made
-/// first where missing, so that they can always be removed: nft 1.0.6 has no `destroy`).
-fn removal(name: &str, all: bool) -> String {
+/// Which of a guest's chains to remove.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chains {
+    /// Its forwards' (`set --port none`).
+    Forwards,
+    /// Those its record says it has (its launcher's end): every chain removed costs.
+    Recorded,
+    /// All it may have (what a killed launcher left).
+    All,
+}
+
+/// The commands that remove `network`'s chains `which` (made first where missing, so that
+/// they can always be removed: nft 1.0.6 has no `destroy`).
+fn removal(network: &Network, which: Chains) -> String {
+    let name = &network.name;
     let mut script = String::from("add table inet cradle\nadd table netdev cradle\n");
-    let mut chains = vec![("inet", chain(name, "dnat")), ("inet", chain(name, "out"))];
-    if all {
+    let forwards = match which {
+        Chains::Recorded => !network.ports.is_empty(),
+        Chains::Forwards | Chains::All => true,
+    };
+    let filter = match which {
+        Chains::Recorded => network.filtered(),
+        Chains::Forwards => false,
+        Chains::All => true,
+    };
+    let mut chains = Vec::new();
+    if forwards {
+        chains.extend([("inet", chain(name, "dnat")), ("inet", chain(name, "out"))]);
+    }
+    if filter {
         chains.push(("netdev", chain(name, "in")));
     }
     for (family, chain) in chains {
@@ -264,11 +288,10 @@ pub fn set_forwards(network: &Network) -> Result<()> {
     run(&script, &format!("set the forwards of {}", network.name))
 }
 
-/// Removes the guest's rules: all of them (what a killed launcher left), or its forwards'
-/// (the filter's chain goes with its link).
-pub fn remove(network: &Network, all: bool) -> Result<()> {
+/// Removes the guest's chains `which`.
+pub fn remove(network: &Network, which: Chains) -> Result<()> {
     run(
-        &removal(&network.name, all),
+        &removal(network, which),
         &format!("remove the nftables rules of {}", network.name),
     )
 }
@@ -305,8 +328,15 @@ mod tests {
             let rule = script.find(&format!("add rule {chain}")).unwrap();
             assert!(add < flush && flush < rule, "{script}");
         }
-        assert!(removal("web", true).contains("delete chain netdev cradle g-web-in"));
-        assert!(!removal("web", false).contains("g-web-in"));
+        let g = guest(Mode::Nat, &["10.213.0.9/16"], &[]);
+        let all = removal(&g, Chains::All);
+        assert!(all.contains("delete chain netdev cradle g-web-in") && all.contains("g-web-dnat"));
+        let recorded = removal(&g, Chains::Recorded);
+        assert!(
+            recorded.contains("g-web-in") && !recorded.contains("g-web-dnat"),
+            "{recorded}"
+        );
+        assert!(!removal(&g, Chains::Forwards).contains("g-web-in"));
         assert!(script.contains("masquerade"));
         assert!(
             script.contains(

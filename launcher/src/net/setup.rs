@@ -238,7 +238,7 @@ pub fn finish(network: &Network) {
     if !network.mode.linked() || !chains || !in_its_netns(network) {
         return;
     }
-    if let Err(e) = nft::remove(network, true) {
+    if let Err(e) = nft::remove(network, nft::Chains::Recorded) {
         log::warn!("{e}");
     }
 }
@@ -264,7 +264,7 @@ pub fn detach(network: &Network) {
         return;
     }
     if nft::needed(network) {
-        if let Err(e) = nft::remove(network, true) {
+        if let Err(e) = nft::remove(network, nft::Chains::All) {
             log::warn!("{e}");
         }
     }
