@@ -117,6 +117,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     let (mut container, cgroup) = match spawned {
         Ok(spawned) => spawned,
         Err(e) => {
+            net_setup::finish(&network);
             net_setup::release(&network, &holder);
             return Err(e);
         }
