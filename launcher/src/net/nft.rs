@@ -9,8 +9,9 @@
 //!   before the bridge or the host's routing sees them.
 //!
 //! Each guest's rules live in chains named after it, so they go exactly, and with one
-//! `nft -f` transaction each: a boot replaces them (what a killed launcher left goes with
-//! it), the boot's end removes them. The rules are written as nft's own language and given
+//! `nft -f` transaction each: a boot makes them where missing and refills them (adding
+//! only: see [`boot_script`]), the launcher's end removes them, and what a killed launcher
+//! left is removed by the sweep (`setup::detach`). The rules are written as nft's own language and given
 //! to the `nft` program: a host without it (or without nf_tables) cannot run `nat`,
 //! `routed`, `--port` or a filtered guest, and says so in one line.
 
