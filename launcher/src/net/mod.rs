@@ -467,6 +467,17 @@ impl Request {
         for ip in &ips {
             check_unicast(ip.addr, "--ip")?;
         }
+        // a routed guest's addresses are its own, each routed to it alone
+        let ips = if mode == Mode::Routed {
+            ips.into_iter()
+                .map(|ip| Cidr {
+                    prefix: if ip.addr.is_ipv4() { 32 } else { 128 },
+                    ..ip
+                })
+                .collect()
+        } else {
+            ips
+        };
         let gateway = given
             .gateway
             .map(|s| {
@@ -834,6 +845,12 @@ mod tests {
 
     #[test]
     fn routed_addresses_are_host_routes_and_bridged_ones_subnets() {
+        let written = strings(&["192.0.2.5/24", "2001:db8::5/64"]);
+        let routed = Request::parse(&given("routed", &written, &[])).unwrap();
+        assert_eq!(
+            routed.ips.iter().map(|c| c.prefix).collect::<Vec<_>>(),
+            [32, 128]
+        );
         let ip = strings(&["192.0.2.5", "2001:db8::5"]);
         let routed = Request::parse(&given("routed", &ip, &[])).unwrap();
         assert_eq!(
