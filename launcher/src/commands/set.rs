@@ -143,9 +143,8 @@ fn set_ports(state: &Observed, name: &str, ports: &[Port]) -> Result<()> {
             "--port {port}: {name} has no address of that family"
         )));
     }
-    let here = net::link::current_netns()
-        .and_then(|fd| net::link::netns_id(std::os::fd::AsFd::as_fd(&fd)))
-        .map_err(|e| Error::host("read this network namespace", e))?;
+    let here =
+        net::link::current_netns_id().map_err(|e| Error::host("read this network namespace", e))?;
     if here != network.netns {
         return Err(Error::Usage(format!(
             "{name} was started in another network namespace: run cradle set there"

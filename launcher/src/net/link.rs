@@ -66,6 +66,11 @@ pub fn netns_id(fd: BorrowedFd) -> io::Result<(u64, u64)> {
     Ok((meta.dev(), meta.ino()))
 }
 
+/// The identity of the calling thread's network namespace.
+pub fn current_netns_id() -> io::Result<(u64, u64)> {
+    netns_id(current_netns()?.as_fd())
+}
+
 impl Netlink {
     /// A route socket in the calling thread's network namespace.
     pub fn open() -> io::Result<Self> {

@@ -78,9 +78,8 @@ pub fn hold(name: &str, request: &Request, holder: &Holder) -> Result<Network> {
         return Ok(network);
     }
     let mut host = Netlink::open().map_err(nl_error("open a route netlink socket"))?;
-    let netns = link::current_netns()
-        .and_then(|fd| link::netns_id(std::os::fd::AsFd::as_fd(&fd)))
-        .map_err(nl_error("read the launcher's network namespace"))?;
+    let netns =
+        link::current_netns_id().map_err(nl_error("read the launcher's network namespace"))?;
     let mut network = Network {
         mode: mode.clone(),
         host_link: mode.veth().then(|| host_link_name(name)),
@@ -244,9 +243,8 @@ pub fn finish(network: &Network) {
 }
 
 /// True when the launcher runs in the network namespace `network` was made in.
-fn in_its_netns(network: &Network) -> bool {
-    let here = link::current_netns().and_then(|fd| link::netns_id(std::os::fd::AsFd::as_fd(&fd)));
-    here.ok() == Some(network.netns)
+pub fn in_its_netns(network: &Network) -> bool {
+    link::current_netns_id().ok() == Some(network.netns)
 }
 
 /// Removes what a killed launcher's guest left on the host's side, in the launcher's
