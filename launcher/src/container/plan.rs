@@ -635,6 +635,17 @@ fn clone_mount(source: BorrowedFd, read_only: Option<bool>) -> nix::Result<Owned
     Ok(tree)
 }
 
+/// A new file `name` in the directory `parent` (never an existing one, never through a
+/// symlink), open for writing.
+fn create_new(parent: &OwnedFd, name: &CStr, mode: u32) -> nix::Result<OwnedFd> {
+    openat(
+        parent,
+        name,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(mode),
+    )
+}
+
 /// Writes all of `contents` to `file`.
 fn write_all(file: &OwnedFd, contents: &[u8]) -> nix::Result<()> {
     let mut left = contents;
@@ -703,17 +714,7 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
         }
         Step::EmptyFile(path) => {
             let parent = in_root(root)?.resolve(&path.parent)?;
-            openat(
-                &parent,
-                path.name.as_c_str(),
-                OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_WRONLY
-                    | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o600),
-            )
-            .map(drop)
+            create_new(&parent, &path.name, 0o600).map(drop)
         }
         Step::WriteFile {
             path,
@@ -721,16 +722,7 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             owner,
         } => {
             let parent = in_root(root)?.resolve(&path.parent)?;
-            let file = openat(
-                &parent,
-                path.name.as_c_str(),
-                OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_WRONLY
-                    | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o644),
-            )?;
+            let file = create_new(&parent, &path.name, 0o644)?;
             write_all(&file, contents)?;
             let id = Some(*owner);
             fchown(&file, id.map(Uid::from_raw), id.map(Gid::from_raw))
@@ -750,16 +742,7 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
                 Ok(()) | Err(Errno::ENOENT) => {}
                 Err(e) => return Err(e),
             }
-            let file = openat(
-                &parent,
-                tmp.as_c_str(),
-                OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_WRONLY
-                    | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o644),
-            )?;
+            let file = create_new(&parent, tmp, 0o644)?;
             write_all(&file, contents)?;
             renameat(&parent, tmp.as_c_str(), &parent, path.name.as_c_str())
         })()),
