@@ -851,6 +851,30 @@ pub fn whole_file(kind: libc::c_short) -> libc::flock {
     }
 }
 
+/// Opens (or makes, mode 0600) the lock file `path` and takes an exclusive flock of it,
+/// waiting for whoever holds it; held while the returned value lives.
+pub fn flock_exclusive(
+    path: &std::path::Path,
+) -> crate::error::Result<nix::fcntl::Flock<std::fs::File>> {
+    use crate::error::Error;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::host(format!("open {}", path.display()), e))?;
+    loop {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive) {
+            Ok(lock) => return Ok(lock),
+            Err((again, Errno::EINTR)) => file = again,
+            Err((_, e)) => return Err(Error::host(format!("lock {}", path.display()), e)),
+        }
+    }
+}
+
 /// True when some process holds a write lock (OFD or POSIX) on the file `file` is open
 /// on: tested, never taken.
 pub fn write_locked(file: &std::fs::File) -> bool {

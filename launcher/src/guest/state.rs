@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, Flock, FlockArg, fcntl};
+use nix::fcntl::{FcntlArg, Flock, fcntl};
 use nix::poll::{PollFd, PollFlags, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::unistd::Pid;
@@ -105,22 +105,9 @@ pub struct LimitsLock {
 }
 
 fn lock_limits(dir: &Path) -> Result<LimitsLock> {
-    let path = dir.join(LIMITS_LOCK);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| Error::host(format!("open {}", path.display()), e))?;
-    loop {
-        match Flock::lock(file, FlockArg::LockExclusive) {
-            Ok(lock) => return Ok(LimitsLock { _lock: lock }),
-            Err((again, Errno::EINTR)) => file = again,
-            Err((_, e)) => return Err(Error::host(format!("lock {}", path.display()), e)),
-        }
-    }
+    Ok(LimitsLock {
+        _lock: sys::flock_exclusive(&dir.join(LIMITS_LOCK))?,
+    })
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {

@@ -9,14 +9,13 @@
 //! `--net nat` picks from its pool in an order that starts at a slot given by the guest's
 //! name: a guest gets the same address at every start while nobody else took it.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 
 use crate::error::{Error, Result};
 use crate::sys;
@@ -72,22 +71,7 @@ impl Leases {
             .mode(0o755)
             .create(dir)
             .map_err(|e| Error::host(format!("make {}", dir.display()), e))?;
-        let path = dir.join("lock");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| Error::host(format!("open {}", path.display()), e))?;
-        let lock = loop {
-            match Flock::lock(file, FlockArg::LockExclusive) {
-                Ok(lock) => break lock,
-                Err((again, Errno::EINTR)) => file = again,
-                Err((_, e)) => return Err(Error::host(format!("lock {}", path.display()), e)),
-            }
-        };
+        let lock = sys::flock_exclusive(&dir.join("lock"))?;
         let leases = Leases {
             dir: dir.to_owned(),
             _lock: lock,
