@@ -52,6 +52,11 @@ pub enum Error {
     Usage(String),
     AlreadyRunning(String),
     NotRunning(String),
+    /// The thing named does not exist (code 4, as `NotRunning`), in words of its own.
+    Missing(String),
+    /// The thing named is in a state that forbids the command (code 3, as
+    /// `AlreadyRunning`), in words of its own.
+    Conflict(String),
     BadRoot {
         root: PathBuf,
         why: String,
@@ -115,7 +120,8 @@ impl Error {
         match self {
             Error::Usage(_) => Code::Usage,
             Error::AlreadyRunning(_) => Code::AlreadyRunning,
-            Error::NotRunning(_) => Code::NotRunning,
+            Error::NotRunning(_) | Error::Missing(_) => Code::NotRunning,
+            Error::Conflict(_) => Code::AlreadyRunning,
             Error::BadRoot { .. } => Code::BadRoot,
             Error::BadTemplate => Code::BadTemplate,
             Error::Setup { .. } | Error::Host { .. } | Error::ShimFailed(_) => Code::Setup,
@@ -164,6 +170,7 @@ impl fmt::Display for Error {
             Error::Usage(msg) => f.write_str(msg),
             Error::AlreadyRunning(name) => write!(f, "{name} is already running"),
             Error::NotRunning(name) => write!(f, "{name} is not running"),
+            Error::Missing(msg) | Error::Conflict(msg) => f.write_str(msg),
             Error::BadRoot { root, why } => write!(f, "bad root {}: {why}", root.display()),
             Error::BadTemplate => f.write_str(
                 "bad template: none of /sbin/init, /etc/init, /bin/init in the root is an executable file",

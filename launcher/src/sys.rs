@@ -893,8 +893,218 @@ pub fn is_at(file: &std::fs::File, path: &std::path::Path) -> bool {
     })
 }
 
+/// mknodat(2): a node `name` in the directory `parent`, `mode` with its type bits.
+/// Allocation-free, for the container's first process.
+pub fn mknodat(parent: BorrowedFd, name: &CStr, mode: u32, dev: u64) -> nix::Result<()> {
+    // SAFETY: name is a valid NUL-terminated string for the call; parent a descriptor.
+    let ret = unsafe {
+        libc::mknodat(
+            parent.as_raw_fd(),
+            name.as_ptr(),
+            mode as libc::mode_t,
+            dev as libc::dev_t,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// setdomainname(2), in the calling process's UTS namespace.
+pub fn set_domainname(name: &CStr) -> nix::Result<()> {
+    let bytes = name.to_bytes();
+    // SAFETY: bytes is valid for its length; the kernel copies it.
+    let ret = unsafe { libc::setdomainname(bytes.as_ptr().cast(), bytes.len()) };
+    Errno::result(ret).map(drop)
+}
+
+/// setrlimit(2) of `resource` (`RLIMIT_*`).
+pub fn set_rlimit(resource: i32, soft: u64, hard: u64) -> nix::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: soft as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: limit is valid for the call; the kernel only reads it.
+    let ret = unsafe { libc::setrlimit(resource as _, &limit) };
+    Errno::result(ret).map(drop)
+}
+
+/// Sets the calling thread's effective, permitted and inheritable capability sets, then
+/// raises each capability of `ambient` in its ambient set (bit N for capability N) that
+/// is also permitted and inheritable, as the kernel requires (runc skips the others with a
+/// warning). Allocation-free, for the container's first process after it changed its uid.
+pub fn set_capabilities(
+    effective: u64,
+    permitted: u64,
+    inheritable: u64,
+    ambient: u64,
+) -> nix::Result<()> {
+    let word = |set: u64, i: usize| (set >> (32 * i)) as u32;
+    let data = [0, 1].map(|i| CapData {
+        effective: word(effective, i),
+        permitted: word(permitted, i),
+        inheritable: word(inheritable, i),
+    });
+    capset(&data)?;
+    let raisable = ambient & permitted & inheritable;
+    for cap in (0..64).filter(|cap| raisable & (1 << cap) != 0) {
+        // SAFETY: PR_CAP_AMBIENT_RAISE takes a capability number, no pointer.
+        let ret = unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                cap as libc::c_ulong,
+                0,
+                0,
+            )
+        };
+        Errno::result(ret)?;
+    }
+    Ok(())
+}
+
+/// Writes the decimal `n` after `prefix` into `buf` with a NUL: a path built without
+/// allocating (`/proc/self/fd/7`, `/dev/pts/3`). None if it does not fit.
+fn path_with_number<'b>(buf: &'b mut [u8; 64], prefix: &[u8], n: u32) -> Option<&'b CStr> {
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    let mut rest = n;
+    loop {
+        digits[len] = b'0' + (rest % 10) as u8;
+        len += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let total = prefix.len() + len;
+    if total + 1 > buf.len() {
+        return None;
+    }
+    buf[..prefix.len()].copy_from_slice(prefix);
+    for i in 0..len {
+        buf[prefix.len() + i] = digits[len - 1 - i];
+    }
+    buf[total] = 0;
+    CStr::from_bytes_with_nul(&buf[..=total]).ok()
+}
+
+/// Opens the fifo behind the O_PATH descriptor `fifo` for writing (through
+/// /proc/self/fd: the container's own /proc), which blocks until a reader opens it, and
+/// writes one byte to it: runc's exec.fifo, which `start` opens and reads.
+pub fn await_fifo_reader(fifo: BorrowedFd) -> nix::Result<()> {
+    let mut buf = [0u8; 64];
+    let path = path_with_number(&mut buf, b"/proc/self/fd/", fifo.as_raw_fd() as u32)
+        .ok_or(Errno::ENAMETOOLONG)?;
+    let file = loop {
+        match nix::fcntl::open(
+            path,
+            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => break other?,
+        }
+    };
+    match nix::unistd::write(&file, b"0")? {
+        1 => Ok(()),
+        _ => Err(Errno::EIO),
+    }
+}
+
+/// An OCI terminal: a pty from the container's /dev/ptmx (its own devpts), whose main
+/// side goes to the caller over `socket` (one message: the pty's name as payload, the
+/// descriptor in SCM_RIGHTS, as runc sends it), and whose other side becomes standard
+/// input, output and error, with the window size `size` (rows, columns) if given.
+/// Allocation-free, for the container's first process.
+pub fn open_terminal(socket: BorrowedFd, size: Option<(u16, u16)>) -> nix::Result<()> {
+    use nix::fcntl::OFlag;
+    use std::os::fd::AsFd;
+    let main = nix::fcntl::open(
+        c"/dev/ptmx",
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let mut unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from the pointer.
+    Errno::result(unsafe { libc::ioctl(main.as_raw_fd(), libc::TIOCSPTLCK, &mut unlock) })?;
+    let mut number: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int through the pointer.
+    Errno::result(unsafe { libc::ioctl(main.as_raw_fd(), libc::TIOCGPTN, &mut number) })?;
+    // SAFETY: TIOCGPTPEER takes open flags and returns a new descriptor we own.
+    let peer = Errno::result(unsafe {
+        libc::ioctl(
+            main.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY,
+        )
+    })?;
+    // SAFETY: the kernel just returned this descriptor and nobody else holds it.
+    let peer = unsafe { OwnedFd::from_raw_fd(peer) };
+    if let Some((rows, cols)) = size {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        set_window_size(peer.as_fd(), &ws)?;
+    }
+    let mut buf = [0u8; 64];
+    let name = path_with_number(&mut buf, b"/dev/pts/", number).ok_or(Errno::ENAMETOOLONG)?;
+    send_fd(socket, name.to_bytes(), main.as_fd())?;
+    nix::unistd::dup2_stdin(&peer)?;
+    nix::unistd::dup2_stdout(&peer)?;
+    nix::unistd::dup2_stderr(&peer)
+}
+
+/// sendmsg(2) of `payload` with `fd` in SCM_RIGHTS, built on the stack.
+fn send_fd(socket: BorrowedFd, payload: &[u8], fd: BorrowedFd) -> nix::Result<()> {
+    // room for one cmsghdr and one int, aligned as the kernel wants it
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut control = Control([0; 64]);
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr().cast_mut().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: msghdr is plain data; zero is a valid value for every field.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is arithmetic on its argument.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as _;
+    // SAFETY: msg_control points to a buffer at least CMSG_SPACE(sizeof int) long, so
+    // the first header and its data are inside it.
+    unsafe {
+        let header = libc::CMSG_FIRSTHDR(&msg);
+        (*header).cmsg_level = libc::SOL_SOCKET;
+        (*header).cmsg_type = libc::SCM_RIGHTS;
+        (*header).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<RawFd>(), fd.as_raw_fd());
+    }
+    loop {
+        // SAFETY: msg and everything it points to live until the call returns.
+        let ret = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        match Errno::result(ret) {
+            Err(Errno::EINTR) => continue,
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_path_with_a_number_is_written_without_allocating() {
+        let mut buf = [0u8; 64];
+        let path = super::path_with_number(&mut buf, b"/proc/self/fd/", 1207).unwrap();
+        assert_eq!(path.to_bytes(), b"/proc/self/fd/1207");
+        let path = super::path_with_number(&mut buf, b"/dev/pts/", 0).unwrap();
+        assert_eq!(path.to_bytes(), b"/dev/pts/0");
+        assert!(super::path_with_number(&mut buf, &[b'x'; 60], 12345).is_none());
+    }
+
     use super::*;
 
     #[test]

@@ -33,6 +33,8 @@ pub struct Cgroup {
     /// set` may make them while the guest runs), and whether this boot joins them.
     v1: Vec<V1Dir>,
     join_v1: bool,
+    /// Left in place when dropped ([`Cgroup::keep`]).
+    kept: bool,
 }
 
 fn open_dir(path: &Path) -> Result<OwnedFd> {
@@ -51,7 +53,16 @@ impl Cgroup {
     /// behind by a launcher that was killed is taken over if no process is in it.
     pub fn create(name: &str, leaves: bool, state: &Path) -> Result<Self> {
         let root = v2_root().ok_or_else(no_v2)?;
-        let path = path_for(&root, name);
+        Self::create_at(path_for(&root, name), leaves, state)
+    }
+
+    /// As [`Cgroup::create`], at `path` in the v2 hierarchy (an OCI bundle's
+    /// `cgroupsPath`), its missing parents made.
+    pub fn create_at(path: PathBuf, leaves: bool, state: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| Error::host(format!("create cgroup {}", parent.display()), e))?;
+        }
         match fs::create_dir(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -80,6 +91,7 @@ impl Cgroup {
             leaves: None,
             v1: Vec::new(),
             join_v1: false,
+            kept: false,
         };
         if leaves {
             let leaf = |name: &str| {
@@ -118,6 +130,7 @@ impl Cgroup {
             leaves: None,
             v1,
             join_v1: false,
+            kept: false,
         })
     }
 
@@ -205,6 +218,13 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Leaves the cgroup in place when this is dropped (an OCI runtime's `create`: the
+    /// container outlives it, and `delete` removes it): its v2 path and v1 directories.
+    pub fn keep(mut self) -> (PathBuf, Vec<V1Dir>) {
+        self.kept = true;
+        (self.path.clone(), std::mem::take(&mut self.v1))
+    }
+
     /// Kills every process in the cgroup and below (cgroup.kill, Linux 5.14).
     pub fn kill_all(&self) {
         if let Err(e) = fs::write(self.path.join("cgroup.kill"), "1") {
@@ -246,6 +266,9 @@ impl Cgroup {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         self.remove_v2();
         // every process of the container is in the v2 tree, now empty: so are these
         v1::remove_v1(&self.v1);

@@ -224,13 +224,25 @@ impl Host {
     /// Container `name`'s cgroups in the v1 hierarchies of the limits' controllers (none on
     /// a pure v2 host).
     pub fn v1_dirs(&self, name: &str) -> Vec<V1Dir> {
+        self.v1_dirs_where(|h| h.mount.join(&h.own).join(cgroups::name_for(name)))
+    }
+
+    /// The cgroups at `path` (relative to each hierarchy's root: an OCI bundle's
+    /// `cgroupsPath`) in the v1 hierarchies of the limits' controllers.
+    pub fn v1_dirs_at(&self, path: &Path) -> Vec<V1Dir> {
+        self.v1_dirs_where(|h| h.mount.join(path))
+    }
+
+    /// One cgroup per v1 hierarchy that provides a controller of the limits, where
+    /// `place` puts it.
+    fn v1_dirs_where(&self, place: impl Fn(&V1Hierarchy) -> PathBuf) -> Vec<V1Dir> {
         let mut dirs: Vec<V1Dir> = Vec::new();
         for controller in Controller::ALL {
             if let Some(Provider::V1(h)) = self.provider(controller) {
                 if !dirs.iter().any(|d| d.controllers == h.controllers) {
                     dirs.push(V1Dir {
                         controllers: h.controllers.clone(),
-                        path: h.mount.join(&h.own).join(cgroups::name_for(name)),
+                        path: place(h),
                     });
                 }
             }
@@ -238,13 +250,31 @@ impl Host {
         dirs
     }
 
+    /// Enables the controllers of `knobs` that the v2 hierarchy provides in the
+    /// `cgroup.subtree_control` of the v2 root and of every cgroup on the way down to
+    /// `path` (relative to the root), so that the cgroup at `path` has their files.
+    pub fn enable_v2_down_to(&self, path: &Path, knobs: &[Knob]) -> Result<()> {
+        let mut dir = self.v2.clone();
+        self.enable_v2_in(&dir, knobs)?;
+        let parts: Vec<_> = path.components().collect();
+        for part in parts.iter().take(parts.len().saturating_sub(1)) {
+            dir.push(part);
+            self.enable_v2_in(&dir, knobs)?;
+        }
+        Ok(())
+    }
+
     /// Enables, in the v2 root's `cgroup.subtree_control`, the controllers of `knobs` that
     /// the v2 hierarchy provides, so that the container's cgroup has their files.
     pub fn enable_v2(&self, knobs: &[Knob]) -> Result<()> {
+        self.enable_v2_in(&self.v2, knobs)
+    }
+
+    fn enable_v2_in(&self, dir: &Path, knobs: &[Knob]) -> Result<()> {
         if knobs.is_empty() {
             return Ok(());
         }
-        let file = self.v2.join("cgroup.subtree_control");
+        let file = dir.join("cgroup.subtree_control");
         let enabled = read(&file).unwrap_or_default();
         let mut wanted: Vec<&str> = Vec::new();
         for knob in knobs {
@@ -325,6 +355,11 @@ pub fn apply(host: &Host, v2: &Path, v1: &[V1Dir], limits: &Limits, knobs: &[Kno
 /// its own left, unless a process is still in it.
 pub fn create_v1(dirs: &[V1Dir]) -> Result<()> {
     for dir in dirs {
+        // an OCI bundle's cgroupsPath may name cgroups below ones that do not exist yet
+        if let Some(parent) = dir.path.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| Error::host(format!("create cgroup {}", parent.display()), e))?;
+        }
         let made = fs::create_dir(&dir.path).or_else(|e| match e.kind() {
             io::ErrorKind::AlreadyExists => {
                 fs::remove_dir(&dir.path).and_then(|()| fs::create_dir(&dir.path))

@@ -174,6 +174,7 @@ impl Blueprint<'_> {
                 keep: guest_leaf.as_slice(),
                 args: &args,
                 env,
+                outlives_launcher: false,
             },
             steps,
         )?;

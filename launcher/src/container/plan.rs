@@ -101,6 +101,9 @@ pub struct GuestPath {
     path: CString,
     parent: CString,
     name: CString,
+    /// Symlinks on the way are followed (inside the root, never out of it): for the paths
+    /// an OCI bundle names, as runc resolves them. cradle's own paths never follow one.
+    follow: bool,
 }
 
 impl GuestPath {
@@ -110,7 +113,40 @@ impl GuestPath {
             path: c(path),
             parent: c(parent),
             name: c(name),
+            follow: false,
         }
+    }
+
+    /// `path` (relative to the root, or absolute in the guest's terms), resolved as runc
+    /// resolves a bundle's paths: symlinks followed, inside the root. None when it holds a
+    /// NUL byte, or names the root itself.
+    pub fn following(path: &str) -> Option<Self> {
+        let path = path.trim_start_matches('/').trim_end_matches('/');
+        if path.is_empty() || path.contains('\0') {
+            return None;
+        }
+        Some(GuestPath {
+            follow: true,
+            ..GuestPath::new(path)
+        })
+    }
+
+    /// The path's prefixes, shortest first, ending with the path itself: the directories
+    /// to make, one step each, for `mkdir -p`.
+    pub fn ancestry(&self) -> Vec<GuestPath> {
+        let text = self.path.to_string_lossy();
+        let mut all = Vec::new();
+        for (i, _) in text.match_indices('/') {
+            all.push(GuestPath {
+                follow: self.follow,
+                ..GuestPath::new(&text[..i])
+            });
+        }
+        all.push(GuestPath {
+            follow: self.follow,
+            ..GuestPath::new(&text)
+        });
+        all
     }
 }
 
@@ -123,9 +159,21 @@ impl fmt::Display for GuestPath {
 /// A file system to mount: its type, its options for fsconfig, its `MOUNT_ATTR_*` flags.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Filesystem {
-    fstype: &'static CStr,
+    fstype: CString,
     options: Vec<(CString, Option<CString>)>,
     attrs: u64,
+}
+
+impl Filesystem {
+    /// A file system of type `fstype`, with `options` for fsconfig (`("mode", Some("755"))`,
+    /// `("newinstance", None)`) and `MOUNT_ATTR_*` flags `attrs`.
+    pub fn new(fstype: CString, options: Vec<(CString, Option<CString>)>, attrs: u64) -> Self {
+        Filesystem {
+            fstype,
+            options,
+            attrs,
+        }
+    }
 }
 
 /// A detached bind the launcher made on the host (`name` for messages).
@@ -133,6 +181,31 @@ pub struct Filesystem {
 pub struct Source {
     name: String,
     tree: OwnedFd,
+}
+
+impl Source {
+    pub fn new(name: String, tree: OwnedFd) -> Self {
+        Source { name, tree }
+    }
+}
+
+/// What `Step::Identity` makes the process: its user, group and supplementary groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<Gid>,
+}
+
+/// The five capability sets of a process (OCI's `process.capabilities`), bit N for
+/// capability N. The bounding set is cut by `Step::Bounding` while the process is still
+/// root; these are set after `Step::Identity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub ambient: u64,
 }
 
 /// The namespaces the child joins or unshares, by what they are.
@@ -147,7 +220,7 @@ pub enum Namespace {
 }
 
 impl Namespace {
-    fn flag(self) -> CloneFlags {
+    pub fn flag(self) -> CloneFlags {
         match self {
             Namespace::User => CloneFlags::CLONE_NEWUSER,
             Namespace::Mount => CloneFlags::CLONE_NEWNS,
@@ -158,7 +231,7 @@ impl Namespace {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Namespace::User => "user",
             Namespace::Mount => "mount",
@@ -242,6 +315,69 @@ pub enum Step {
     /// sets, and empties the inheritable and ambient ones.
     DropCapabilities(CapSet),
     Seccomp(Filter),
+    // The steps an OCI bundle's configuration adds (cradle-oci); each as runc does it.
+    /// mkdir, where nothing exists at the path yet (an existing file or directory is kept).
+    MkdirAny(GuestPath),
+    /// A regular file, where nothing exists at the path yet (a mount point for a file).
+    EnsureFile(GuestPath),
+    /// A device node: `mode` with its type bits (`S_IFCHR`), `dev` its number; owned by
+    /// `owner` (uid, gid). An existing node is kept.
+    Mknod {
+        path: GuestPath,
+        mode: u32,
+        dev: u64,
+        owner: (u32, u32),
+    },
+    /// Covers a path with /dev/null (a file) or an empty read-only tmpfs (a directory),
+    /// whichever it is; skipped when absent.
+    MaskAny(GuestPath),
+    /// Writes `contents` into the existing file at this absolute path, after the switch
+    /// (a sysctl below /proc/sys, /proc/self/oom_score_adj).
+    WriteExisting {
+        path: CString,
+        contents: Vec<u8>,
+    },
+    Domainname(CString),
+    /// The root's mount read-only (its submounts keep their own flags).
+    ReadOnlyRoot,
+    /// The propagation of every mount from the root down (`MS_SHARED`, `MS_SLAVE`,
+    /// `MS_PRIVATE`, `MS_UNBINDABLE`).
+    RootPropagation(MsFlags),
+    /// Drops every capability not in the set from the bounding set (while still root).
+    Bounding(CapSet),
+    /// Sets the process's uid, gid and supplementary groups, keeping its capabilities
+    /// for `Step::SetCapabilities` to cut.
+    Identity(Identity),
+    SetCapabilities(Capabilities),
+    /// setrlimit(resource, soft, hard).
+    Rlimit {
+        resource: i32,
+        soft: u64,
+        hard: u64,
+    },
+    NoNewPrivileges,
+    /// chdir, in the guest's terms, as the process's own user.
+    Chdir(CString),
+    /// The umask the shim and the command start with (instead of 022).
+    Umask(u32),
+    /// Succeeds when one of these paths (the command's candidates along $PATH) is an
+    /// executable file: runc's lookup before the container waits to be started, so a
+    /// missing command fails `create`, not the later `start`.
+    FindExecutable(Vec<CString>),
+    /// The pty of an OCI terminal: opened on the container's /dev/ptmx, its main side
+    /// sent with its name over the console socket (SCM_RIGHTS), its other side made the
+    /// standard streams and the controlling terminal, with the window size if given.
+    Terminal {
+        socket: OwnedFd,
+        size: Option<(u16, u16)>,
+    },
+    /// Says "ready" on `ready` (one byte, for `cradle-oci create`), then waits until the
+    /// fifo open on `fifo` (an O_PATH descriptor) is opened by `cradle-oci start`
+    /// (reopened for writing through /proc/self/fd, as runc's exec.fifo).
+    AwaitStart {
+        ready: OwnedFd,
+        fifo: OwnedFd,
+    },
 }
 
 fn c(s: &str) -> CString {
@@ -264,7 +400,7 @@ fn mount_fs(
     Step::Mount {
         target: GuestPath::new(target),
         fs: Filesystem {
-            fstype,
+            fstype: fstype.to_owned(),
             options: options.iter().map(|(k, v)| (c(k), v.map(c))).collect(),
             attrs,
         },
@@ -572,6 +708,34 @@ impl fmt::Display for Step {
             Step::DropCapabilities(_) => f.write_str("limit the capabilities to the guest's"),
             Step::Streams(_) => f.write_str("connect the command's standard streams"),
             Step::Seccomp(_) => f.write_str("install the seccomp filter"),
+            Step::MkdirAny(path) => write!(f, "create directory {path}"),
+            Step::EnsureFile(path) => write!(f, "create file {path}"),
+            Step::Mknod { path, .. } => write!(f, "create device {path}"),
+            Step::MaskAny(path) => write!(f, "mask {path}"),
+            Step::WriteExisting { path, .. } => write!(f, "write {}", path.to_string_lossy()),
+            Step::Domainname(name) => write!(f, "set domainname {}", name.to_string_lossy()),
+            Step::ReadOnlyRoot => f.write_str("make the root read-only"),
+            Step::RootPropagation(_) => f.write_str("set the root's propagation"),
+            Step::Bounding(_) => f.write_str("cut the capability bounding set"),
+            Step::Identity(id) => write!(
+                f,
+                "become uid {} gid {} (groups {:?})",
+                id.uid, id.gid, id.groups
+            ),
+            Step::SetCapabilities(_) => f.write_str("set the process's capabilities"),
+            Step::Rlimit { resource, .. } => write!(f, "set rlimit {resource}"),
+            Step::NoNewPrivileges => f.write_str("set no_new_privs"),
+            Step::Chdir(dir) => write!(f, "chdir to {}", dir.to_string_lossy()),
+            Step::Umask(mask) => write!(f, "set umask {mask:04o}"),
+            Step::FindExecutable(candidates) => write!(
+                f,
+                "find the executable {}",
+                candidates
+                    .first()
+                    .map_or(String::new(), |c| c.to_string_lossy().into_owned())
+            ),
+            Step::Terminal { .. } => f.write_str("set up the terminal (console socket)"),
+            Step::AwaitStart { .. } => f.write_str("wait to be started"),
         }
     }
 }
@@ -583,14 +747,30 @@ impl Root<'_> {
     /// `path` below the root, as an `O_PATH` descriptor: never out of the root, never
     /// through a symlink (ELOOP), never through /proc's magic links.
     fn resolve(&self, path: &CStr) -> nix::Result<OwnedFd> {
+        self.resolve_as(path, false)
+    }
+
+    /// As [`Root::resolve`], or, with `follow`, through symlinks (resolved inside the
+    /// root, never out of it).
+    fn resolve_as(&self, path: &CStr, follow: bool) -> nix::Result<OwnedFd> {
+        let mut resolve = ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS;
+        if !follow {
+            resolve |= ResolveFlag::RESOLVE_NO_SYMLINKS;
+        }
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
-            .resolve(
-                ResolveFlag::RESOLVE_IN_ROOT
-                    | ResolveFlag::RESOLVE_NO_SYMLINKS
-                    | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-            );
+            .resolve(resolve);
         openat2(self.0, path, how)
+    }
+
+    /// The parent directory of `path`, as its resolution asks.
+    fn parent(&self, path: &GuestPath) -> nix::Result<OwnedFd> {
+        self.resolve_as(&path.parent, path.follow)
+    }
+
+    /// `path` itself, as its resolution asks.
+    fn path(&self, path: &GuestPath) -> nix::Result<OwnedFd> {
+        self.resolve_as(&path.path, path.follow)
     }
 }
 
@@ -751,8 +931,8 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             symlinkat(target.as_c_str(), &parent, path.name.as_c_str())
         }
         Step::Mount { target, fs } => {
-            let target = in_root(root)?.resolve(&target.path)?;
-            let context = sys::fsopen(fs.fstype)?;
+            let target = in_root(root)?.path(target)?;
+            let context = sys::fsopen(&fs.fstype)?;
             for (key, value) in &fs.options {
                 sys::fsconfig_set(context.as_fd(), key, value.as_deref())?;
             }
@@ -760,11 +940,11 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             attach(mount.as_fd(), target.as_fd())
         }
         Step::Bind { target, source } => {
-            let target = in_root(root)?.resolve(&target.path)?;
+            let target = in_root(root)?.path(target)?;
             attach(source.tree.as_fd(), target.as_fd())
         }
         Step::Rebind { target, read_only } => unless_absent((|| {
-            let target = in_root(root)?.resolve(&target.path)?;
+            let target = in_root(root)?.path(target)?;
             attach(
                 clone_mount(target.as_fd(), Some(*read_only))?.as_fd(),
                 target.as_fd(),
@@ -834,6 +1014,140 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
         }
         Step::DropCapabilities(keep) => keep.restrict(),
         Step::Seccomp(filter) => filter.install(),
+        Step::MkdirAny(path) => {
+            let parent = in_root(root)?.parent(path)?;
+            match mkdirat(
+                &parent,
+                path.name.as_c_str(),
+                Mode::from_bits_truncate(0o755),
+            ) {
+                Err(Errno::EEXIST) => Ok(()),
+                other => other,
+            }
+        }
+        Step::EnsureFile(path) => {
+            let parent = in_root(root)?.parent(path)?;
+            match create_new(&parent, &path.name, 0o644) {
+                Err(Errno::EEXIST) => Ok(()),
+                other => other.map(drop),
+            }
+        }
+        Step::Mknod {
+            path,
+            mode,
+            dev,
+            owner,
+        } => {
+            let parent = in_root(root)?.parent(path)?;
+            match sys::mknodat(parent.as_fd(), &path.name, *mode, *dev) {
+                Err(Errno::EEXIST) => Ok(()),
+                Err(e) => Err(e),
+                Ok(()) => nix::unistd::fchownat(
+                    &parent,
+                    path.name.as_c_str(),
+                    Some(Uid::from_raw(owner.0)),
+                    Some(Gid::from_raw(owner.1)),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                ),
+            }
+        }
+        Step::MaskAny(path) => unless_absent((|| {
+            let root = in_root(root)?;
+            let target = root.path(path)?;
+            let is_dir = nix::sys::stat::fstat(&target)?.st_mode & libc::S_IFMT == libc::S_IFDIR;
+            let cover = if is_dir {
+                let context = sys::fsopen(c"tmpfs")?;
+                sys::fsconfig_set(context.as_fd(), c"mode", Some(c"0555"))?;
+                sys::fsmount(
+                    context.as_fd(),
+                    libc::MOUNT_ATTR_RDONLY | NOSUID_NODEV_NOEXEC,
+                )?
+            } else {
+                clone_mount(root.resolve(c"dev/null")?.as_fd(), None)?
+            };
+            attach(cover.as_fd(), target.as_fd())
+        })()),
+        Step::WriteExisting { path, contents } => {
+            let file = open(
+                path.as_c_str(),
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+                Mode::empty(),
+            )?;
+            write_all(&file, contents)
+        }
+        Step::Domainname(name) => sys::set_domainname(name),
+        Step::ReadOnlyRoot => {
+            let attr = libc::mount_attr {
+                attr_set: libc::MOUNT_ATTR_RDONLY,
+                attr_clr: 0,
+                propagation: 0,
+                userns_fd: 0,
+            };
+            sys::mount_setattr(AT_FDCWD, c"/", 0, &attr)
+        }
+        Step::RootPropagation(flags) => mount(
+            None::<&CStr>,
+            c"/",
+            None::<&CStr>,
+            MsFlags::MS_REC | *flags,
+            None::<&CStr>,
+        ),
+        Step::Bounding(keep) => sys::drop_bounding_set(keep.bits()),
+        Step::Identity(id) => {
+            nix::sys::prctl::set_keepcaps(true)?;
+            setgroups(&id.groups)?;
+            setresgid(
+                Gid::from_raw(id.gid),
+                Gid::from_raw(id.gid),
+                Gid::from_raw(id.gid),
+            )?;
+            setresuid(
+                Uid::from_raw(id.uid),
+                Uid::from_raw(id.uid),
+                Uid::from_raw(id.uid),
+            )?;
+            nix::sys::prctl::set_keepcaps(false)
+        }
+        Step::SetCapabilities(caps) => sys::set_capabilities(
+            caps.effective,
+            caps.permitted,
+            caps.inheritable,
+            caps.ambient,
+        ),
+        Step::Rlimit {
+            resource,
+            soft,
+            hard,
+        } => sys::set_rlimit(*resource, *soft, *hard),
+        Step::NoNewPrivileges => nix::sys::prctl::set_no_new_privs(),
+        Step::Chdir(dir) => chdir(dir.as_c_str()),
+        Step::Umask(_) => Ok(()),
+        Step::FindExecutable(candidates) => {
+            let mut seen = Errno::ENOENT;
+            for candidate in candidates {
+                match nix::sys::stat::stat(candidate.as_c_str()) {
+                    Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => {
+                        match nix::unistd::access(
+                            candidate.as_c_str(),
+                            nix::unistd::AccessFlags::X_OK,
+                        ) {
+                            Ok(()) => return Ok(()),
+                            Err(_) => seen = Errno::EACCES,
+                        }
+                    }
+                    Ok(_) => seen = Errno::EACCES,
+                    Err(_) => {}
+                }
+            }
+            Err(seen)
+        }
+        Step::Terminal { socket, size } => sys::open_terminal(socket.as_fd(), *size),
+        Step::AwaitStart { ready, fifo } => {
+            if write(ready, b"1")? != 1 {
+                return Err(Errno::EIO);
+            }
+            sys::await_fifo_reader(fifo.as_fd())
+        }
     }
 }
 
@@ -843,11 +1157,14 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
 pub fn apply(_: InChild, steps: &[Step]) -> Result<(), (usize, Errno)> {
     umask(Mode::empty());
     let mut root = None;
-    let result = steps
-        .iter()
-        .enumerate()
-        .try_for_each(|(i, step)| apply_step(step, &mut root).map_err(|e| (i, e)));
-    umask(Mode::from_bits_truncate(0o022));
+    let mut left = 0o022;
+    let result = steps.iter().enumerate().try_for_each(|(i, step)| {
+        if let Step::Umask(mask) = step {
+            left = *mask;
+        }
+        apply_step(step, &mut root).map_err(|e| (i, e))
+    });
+    umask(Mode::from_bits_truncate(left));
     result
 }
 
@@ -1139,5 +1456,18 @@ mod tests {
             resolv_conf: None,
         };
         assert!(build(config).is_err());
+    }
+
+    #[test]
+    fn a_bundles_path_follows_links_and_its_ancestry_is_each_prefix() {
+        let p = GuestPath::following("/var/run/app/").unwrap();
+        assert!(p.follow);
+        assert_eq!(p.to_string(), "/var/run/app");
+        let prefixes: Vec<String> = p.ancestry().iter().map(ToString::to_string).collect();
+        assert_eq!(prefixes, ["/var", "/var/run", "/var/run/app"]);
+        assert!(p.ancestry().iter().all(|a| a.follow));
+        assert!(GuestPath::following("/").is_none());
+        assert!(GuestPath::following("a\0b").is_none());
+        assert!(!GuestPath::new("dev/null").follow);
     }
 }

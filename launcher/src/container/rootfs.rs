@@ -182,6 +182,27 @@ impl RootDir {
         Ok(root)
     }
 
+    /// Opens the directory `path` as an OCI bundle's root, which the caller (containerd,
+    /// podman) prepared and answers for: none of [`check_root`]'s checks, no mount points
+    /// made (the bundle's mounts say what is mounted where).
+    pub fn open_as_given(path: &Path) -> Result<Self> {
+        let bad = |why: String| Error::BadRoot {
+            root: path.to_owned(),
+            why,
+        };
+        let canonical = fs::canonicalize(path).map_err(|e| bad(e.to_string()))?;
+        let fd = open(
+            &canonical,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| bad(e.desc().to_owned()))?;
+        Ok(RootDir {
+            fd,
+            path: canonical,
+        })
+    }
+
     /// The root directory a launcher opened before it exec'd itself (see `handoff`).
     pub fn take_back(fd: OwnedFd, path: PathBuf) -> Self {
         RootDir { fd, path }

@@ -328,6 +328,7 @@ struct Exec<'a> {
     launcher_end: BorrowedFd<'a>,
     /// Descriptors the shim inherits besides `report`.
     keep: &'a [BorrowedFd<'a>],
+    outlives_launcher: bool,
 }
 
 /// The child between clone and exec: system calls on memory prepared by the parent.
@@ -342,10 +343,14 @@ fn child(token: InChild, steps: &[Step], exec: &Exec) -> ! {
     }
     // die with the launcher: set now, after the plan changed our credentials (which clears
     // it); the shim keeps it across exec (it is not set-uid)
-    let _ = prctl::set_pdeathsig(Signal::SIGKILL);
+    if !exec.outlives_launcher {
+        let _ = prctl::set_pdeathsig(Signal::SIGKILL);
+    }
     // the launcher may have gone before that: then nobody reads the pipe's other end
+    // (a container that outlives its launcher expects it gone)
     let mut fds = [PollFd::new(exec.report, PollFlags::POLLOUT)];
-    if poll(&mut fds, PollTimeout::ZERO).is_ok()
+    if !exec.outlives_launcher
+        && poll(&mut fds, PollTimeout::ZERO).is_ok()
         && fds[0]
             .revents()
             .is_some_and(|r| r.contains(PollFlags::POLLERR))
@@ -378,6 +383,9 @@ pub struct Spawn<'a> {
     pub args: &'a [String],
     /// The shim's environment, exactly.
     pub env: &'a [String],
+    /// The container goes on when the launcher exits (an OCI runtime's `create`, whose
+    /// caller reaps it): no parent-death signal.
+    pub outlives_launcher: bool,
 }
 
 /// Clones a child as `how` says. It runs `steps`, then execs the shim with `--report-fd`
@@ -401,6 +409,7 @@ pub fn spawn(how: &Spawn, steps: Vec<Step>) -> Result<Container> {
         report: write_end.as_fd(),
         launcher_end: read_end.as_fd(),
         keep: how.keep,
+        outlives_launcher: how.outlives_launcher,
     };
     // a container's first process starts in the root directory: its new mount namespace
     // moves that working directory to its own copy of the mount, where the plan attaches
@@ -448,6 +457,12 @@ impl Container {
     }
 
     /// Its pid and pidfd, for a handoff.
+    /// Lets the container go on when the launcher exits (see `Spawn::outlives_launcher`);
+    /// its first process's pid.
+    pub fn release(self) -> Pid {
+        self.child.release()
+    }
+
     pub fn handoff_ids(&self) -> (Pid, RawFd) {
         (self.child.pid(), self.child.pidfd().as_raw_fd())
     }

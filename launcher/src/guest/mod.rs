@@ -292,6 +292,7 @@ impl Guest {
                 keep: &keep,
                 args: &args,
                 env: &env,
+                outlives_launcher: false,
             },
             steps,
         )

@@ -62,10 +62,15 @@ impl Child {
 
     /// Spawns `command` (std's fork and exec), from then on behind a pidfd like the others.
     pub fn spawn(command: &mut Command) -> io::Result<Self> {
-        let child = command.spawn()?;
+        Self::spawn_from(command.spawn()?)
+    }
+
+    /// A child std spawned (whose pipes the caller took first), from then on behind a
+    /// pidfd like the others.
+    pub fn spawn_from(child: std::process::Child) -> io::Result<Self> {
         let pid = Pid::from_raw(child.id() as i32);
         // ours to reap, so the pid stays this process's until we do; std's handle only
-        // keeps the pipes it made (none here), and dropping it neither kills nor waits
+        // keeps the pipes left in it, and dropping it neither kills nor waits
         let pidfd = match sys::pidfd_open(pid) {
             Ok(pidfd) => pidfd,
             Err(e) => {
@@ -135,6 +140,13 @@ impl Child {
                 Err(_) => return self.try_wait(),
             }
         }
+    }
+
+    /// Lets it go on without us: not killed when this is dropped (its parent's end, an
+    /// OCI runtime's `create`, re-parents it to the caller). Its pid.
+    pub fn release(mut self) -> Pid {
+        self.status = Some(Status::Exited(0));
+        self.pid
     }
 
     /// Sends `signal` (nothing happens once it has been reaped).

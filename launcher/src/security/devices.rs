@@ -33,7 +33,6 @@ use crate::sys;
 
 /// What kind of node a rule is about (`BPF_DEVCG_DEV_*`; `All` is both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(not(test), allow(dead_code))] // the policy's devices are all character devices
 pub enum DeviceType {
     Char,
     Block,
@@ -54,6 +53,10 @@ impl Access {
 
     pub const fn bits(self) -> u8 {
         self.0
+    }
+
+    pub const fn from_bits(bits: u8) -> Access {
+        Access(bits & Access::ALL.0)
     }
 
     pub const fn union(self, other: Access) -> Access {

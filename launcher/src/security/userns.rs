@@ -170,64 +170,84 @@ pub struct Namespaces {
     pub ipc: OwnedFd,
 }
 
-/// The namespaces [`Namespaces`] makes together, with a network one unless the guest is
-/// on the host's.
-const CREATED: CloneFlags = CloneFlags::CLONE_NEWUSER
-    .union(CloneFlags::CLONE_NEWUTS)
-    .union(CloneFlags::CLONE_NEWIPC);
-
 impl Namespaces {
     /// Creates them with container ids 0–65535 mapped to `base`: a process is cloned into
     /// new namespaces and waits (blocked on a pipe) while we write its id maps and open
     /// its namespaces; then it exits, and the namespaces live on through the descriptors.
     pub fn create(threads: &SingleThreaded, base: u32, net: bool) -> Result<Self> {
-        let ctx = "create the guest's user namespace (or run it without one: --userns off)";
-        let (wait_end, release_end) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::setup(ctx, e))?;
-        let created = if net {
-            CREATED.union(CloneFlags::CLONE_NEWNET)
-        } else {
-            CREATED
-        };
-        let mut holder = Child::fork_into(threads, created, None, |_| {
-            // end of file once the launcher closed its end, or died
-            let _ = close(release_end.as_raw_fd());
-            let _ = read(&wait_end, &mut [0u8]);
-            sys::exit_now(0)
-        })
-        .map_err(|e| Error::setup(ctx, e))?;
-        drop(wait_end);
-        let proc_dir = PathBuf::from(format!("/proc/{}", holder.pid()));
         let map = format!("0 {base} {RANGE}\n");
-        for file in ["uid_map", "gid_map"] {
-            fs::write(proc_dir.join(file), &map).map_err(|e| {
-                Error::host(format!("write {file} of the guest's user namespace"), e)
-            })?;
+        let mut kinds = vec![
+            (CloneFlags::CLONE_NEWUTS, "uts"),
+            (CloneFlags::CLONE_NEWIPC, "ipc"),
+        ];
+        if net {
+            kinds.push((CloneFlags::CLONE_NEWNET, "net"));
         }
-        let open_ns = |kind: &str| {
-            open(
-                &proc_dir.join("ns").join(kind),
-                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| Error::setup(format!("open the guest's {kind} namespace"), e))
-        };
-        let namespaces = Namespaces {
+        let (user, mut owned) = create_owned(threads, &map, &map, &kinds)?;
+        let net = net.then(|| owned.pop()).flatten();
+        let ipc = owned.pop().expect("made above");
+        let uts = owned.pop().expect("made above");
+        Ok(Namespaces {
             base,
-            user: open_ns("user")?,
-            net: net.then(|| open_ns("net")).transpose()?,
-            uts: open_ns("uts")?,
-            ipc: open_ns("ipc")?,
-        };
-        // the holder reads end of file and exits; reap it now
-        drop(release_end);
-        holder.wait();
-        Ok(namespaces)
+            user,
+            net,
+            uts,
+            ipc,
+        })
     }
 
     pub fn user(&self) -> std::os::fd::BorrowedFd<'_> {
         self.user.as_fd()
     }
+}
+
+/// A new user namespace with the id maps `uid_map` and `gid_map` (the kernel's format,
+/// "INSIDE OUTSIDE COUNT" lines), and new namespaces of `kinds` (flag, name under
+/// /proc/PID/ns) owned by it: a process is cloned into them and waits (blocked on a pipe)
+/// while we write its id maps and open its namespaces; then it exits, and the namespaces
+/// live on through the descriptors. The user namespace, and the others in `kinds`' order.
+pub fn create_owned(
+    threads: &SingleThreaded,
+    uid_map: &str,
+    gid_map: &str,
+    kinds: &[(CloneFlags, &str)],
+) -> Result<(OwnedFd, Vec<OwnedFd>)> {
+    let ctx = "create the guest's user namespace (or run it without one: --userns off)";
+    let (wait_end, release_end) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::setup(ctx, e))?;
+    let created = kinds
+        .iter()
+        .fold(CloneFlags::CLONE_NEWUSER, |all, (flag, _)| all.union(*flag));
+    let mut holder = Child::fork_into(threads, created, None, |_| {
+        // end of file once the launcher closed its end, or died
+        let _ = close(release_end.as_raw_fd());
+        let _ = read(&wait_end, &mut [0u8]);
+        sys::exit_now(0)
+    })
+    .map_err(|e| Error::setup(ctx, e))?;
+    drop(wait_end);
+    let proc_dir = PathBuf::from(format!("/proc/{}", holder.pid()));
+    for (file, map) in [("uid_map", uid_map), ("gid_map", gid_map)] {
+        fs::write(proc_dir.join(file), map)
+            .map_err(|e| Error::host(format!("write {file} of the guest's user namespace"), e))?;
+    }
+    let open_ns = |kind: &str| {
+        open(
+            &proc_dir.join("ns").join(kind),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::setup(format!("open the guest's {kind} namespace"), e))
+    };
+    let user = open_ns("user")?;
+    let owned = kinds
+        .iter()
+        .map(|(_, name)| open_ns(name))
+        .collect::<Result<Vec<_>>>()?;
+    // the holder reads end of file and exits; reap it now
+    drop(release_end);
+    holder.wait();
+    Ok((user, owned))
 }
 
 #[cfg(test)]
