@@ -1,0 +1,1169 @@
+//! `create`: a bundle's configuration turned into the container core's setup plan, and the
+//! container made of it, its first process (the shim) left waiting on `exec.fifo` for
+//! `start`, re-parented to our caller when we exit.
+//!
+//! The order of the plan, as runc's: the cgroup (clone3 puts the process in it), the
+//! namespaces joined by path, the root tree attached, the bundle's mounts in their order,
+//! the devices, the switch to the root, sysctls, masked and read-only paths, the root
+//! read-only, hostname and domainname; then, with a user namespace, entering it (the mounts
+//! locked); the OOM score, rlimits, the terminal, the bounding set, the user and its
+//! capabilities, the working directory, the executable looked up, `create` told we are
+//! ready; then the wait for `start`, and exec of the shim, which runs the process.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use cradle_core::cgroups::container::Cgroup;
+use cradle_core::cgroups::limits::Limits;
+use cradle_core::cgroups::v1::{self, Host};
+use cradle_core::container::mountinfo::RootSwitch;
+use cradle_core::container::plan::{
+    Capabilities, Filesystem, GuestPath, Identity, Namespace, Source, Step,
+};
+use cradle_core::container::rootfs::RootDir;
+use cradle_core::container::spawn::{self, Container, Report, ShimBinary, Spawn};
+use cradle_core::error::{Error, Result};
+use cradle_core::security::caps::{self, CapSet};
+use cradle_core::security::devices;
+use cradle_core::security::userns;
+use cradle_core::sys::{self, SingleThreaded};
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, open};
+use nix::mount::MsFlags;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sched::{CloneFlags, setns};
+use nix::sys::stat::Mode;
+use nix::unistd::{Gid, read};
+
+use crate::spec::{self, Spec};
+use crate::state::{self, Record, Root};
+
+/// What `create` (and `run`) are given besides the bundle.
+pub struct Options<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
+    pub no_pivot: bool,
+    pub systemd_cgroup: bool,
+    /// `--ignore-seccomp`: a spec's seccomp profile is left out (with a warning), not
+    /// refused.
+    pub ignore_seccomp: bool,
+}
+
+/// How long the container may take to be ready (its setup done, waiting for `start`).
+const READY_TIMEOUT_MS: i32 = 60_000;
+
+/// Makes the container; on success its record is saved and the pid file written.
+pub fn create(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<Record> {
+    check_id(opts.id)?;
+    let bundle = fs::canonicalize(opts.bundle)
+        .map_err(|e| Error::Usage(format!("bundle {}: {e}", opts.bundle.display())))?;
+    let spec = spec::load(&bundle).map_err(Error::Usage)?;
+    let dir = root.make_dir(opts.id).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => Error::Conflict(format!("container {} exists", opts.id)),
+        _ => Error::host(
+            format!("state directory {}", root.dir(opts.id).display()),
+            e,
+        ),
+    })?;
+    match make(threads, &spec, &bundle, &dir, opts) {
+        Ok(record) => Ok(record),
+        Err(e) => {
+            let _ = fs::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
+}
+
+/// An id as runc takes them: letters, digits, `_+-.`, not `.` or `..`.
+fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "bad container id {id:?}: use letters, digits and _+-."
+        )))
+    }
+}
+
+fn cstring(text: &str, what: &str) -> Result<CString> {
+    CString::new(text).map_err(|_| Error::Usage(format!("{what} {text:?} contains a NUL byte")))
+}
+
+fn make(
+    threads: &SingleThreaded,
+    spec: &Spec,
+    bundle: &Path,
+    dir: &Path,
+    opts: &Options,
+) -> Result<Record> {
+    let linux = spec.linux();
+    let process = spec.process();
+    refuse_unsupported(spec, opts.ignore_seccomp)?;
+    let rootfs = bundle.join(&spec.root().path);
+    let root = RootDir::open_as_given(&rootfs)?;
+    let shim = ShimBinary::sealed(None)?;
+
+    // the cgroup, with its limits
+    let host = Host::probe()?;
+    let limits = limits_of(linux.resources.as_ref())?;
+    let relative = cgroup_path(linux.cgroups_path.as_deref(), opts.id, opts.systemd_cgroup)?;
+    let v2_root = cradle_core::cgroups::v2_root().ok_or_else(cradle_core::cgroups::no_v2)?;
+    host.enable_v2_down_to(&relative, &limits.set_knobs())?;
+    let cgroup = Cgroup::create_at(v2_root.join(&relative), false, dir)?
+        .with_v1(host.v1_dirs_at(&relative), host.needs_v1(&limits))?;
+    v1::apply(
+        &host,
+        cgroup.path(),
+        cgroup.v1(),
+        &limits,
+        &limits.set_knobs(),
+    )?;
+    // before any process is born in it
+    devices::Policy::load(&device_rules(spec)?)?.attach(cgroup.dir())?;
+
+    // namespaces: new ones by clone (or made with a new user namespace, owned by it),
+    // joined ones by path
+    let mut clone_flags = CloneFlags::empty();
+    let mut early = Vec::new();
+    let mut late = Vec::new();
+    let new_user = spec.namespace("user").is_some_and(|n| n.path.is_empty());
+    let mut owned_kinds = Vec::new();
+    let mut join_pid = None;
+    for ns in &linux.namespaces {
+        let (flag, proc_name, kind) = match ns.kind.as_str() {
+            "pid" => (CloneFlags::CLONE_NEWPID, "pid", None),
+            "network" => (CloneFlags::CLONE_NEWNET, "net", Some(Namespace::Network)),
+            "mount" => (CloneFlags::CLONE_NEWNS, "mnt", Some(Namespace::Mount)),
+            "ipc" => (CloneFlags::CLONE_NEWIPC, "ipc", Some(Namespace::Ipc)),
+            "uts" => (CloneFlags::CLONE_NEWUTS, "uts", Some(Namespace::Uts)),
+            "user" => (CloneFlags::CLONE_NEWUSER, "user", Some(Namespace::User)),
+            "cgroup" => (
+                CloneFlags::CLONE_NEWCGROUP,
+                "cgroup",
+                Some(Namespace::Cgroup),
+            ),
+            other => {
+                return Err(Error::Usage(format!(
+                    "the {other} namespace is not supported by this runtime"
+                )));
+            }
+        };
+        if !ns.path.is_empty() {
+            let fd = open(
+                Path::new(&ns.path),
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| Error::setup(format!("open the {} namespace {}", ns.kind, ns.path), e))?;
+            match kind {
+                None => join_pid = Some(fd),
+                Some(Namespace::Mount) => {
+                    return Err(Error::Usage(
+                        "joining a mount namespace by path is not supported".into(),
+                    ));
+                }
+                Some(Namespace::User) => late.push(Step::Join(Namespace::User, fd)),
+                Some(kind) => early.push(Step::Join(kind, fd)),
+            }
+            continue;
+        }
+        match kind {
+            // made with the user namespace, owned by it
+            Some(k @ (Namespace::Network | Namespace::Ipc | Namespace::Uts)) if new_user => {
+                owned_kinds.push((flag, proc_name, k))
+            }
+            Some(Namespace::User) => {}
+            // in its cgroup already (clone3): a cgroup namespace rooted there
+            Some(Namespace::Cgroup) => early.push(Step::Unshare(Namespace::Cgroup)),
+            _ => clone_flags |= flag,
+        }
+    }
+    if !clone_flags.contains(CloneFlags::CLONE_NEWNS) {
+        return Err(Error::Usage(
+            "the spec has no new mount namespace, which this runtime needs".into(),
+        ));
+    }
+    let mut userns_fd = None;
+    if new_user {
+        let kinds: Vec<(CloneFlags, &str)> = owned_kinds.iter().map(|(f, n, _)| (*f, *n)).collect();
+        let (user, owned) = userns::create_owned(
+            threads,
+            &id_map(&linux.uid_mappings),
+            &id_map(&linux.gid_mappings),
+            &kinds,
+        )?;
+        for ((_, _, kind), fd) in owned_kinds.iter().zip(owned) {
+            early.push(Step::Join(*kind, fd));
+        }
+        userns_fd = Some(user);
+    }
+
+    let mut steps = vec![Step::NewSession];
+    steps.extend(early);
+    steps.push(Step::MakePrivate);
+    let tree = root.clone_tree(None)?;
+    steps.push(Step::AttachRoot(tree));
+    let mut dev_is_tmpfs = false;
+    for mount in &spec.mounts {
+        if mount.destination == "/dev" && mount.kind == "tmpfs" {
+            dev_is_tmpfs = true;
+        }
+        mount_steps(&mut steps, mount, bundle, userns_fd.as_ref())?;
+    }
+    device_steps(&mut steps, spec, userns_fd.is_some(), dev_is_tmpfs)?;
+    match (opts.no_pivot, root.switch()?) {
+        (false, RootSwitch::Pivot) => steps.push(Step::PivotRoot),
+        (_, RootSwitch::Move { detach }) => {
+            steps.extend(detach.into_iter().map(Step::DetachHost));
+            steps.push(Step::MoveRoot);
+        }
+        (true, RootSwitch::Pivot) => steps.push(Step::MoveRoot),
+    }
+    for (name, value) in &linux.sysctl {
+        steps.push(Step::WriteExisting {
+            path: cstring(&format!("/proc/sys/{}", name.replace('.', "/")), "sysctl")?,
+            contents: value.as_bytes().to_vec(),
+        });
+    }
+    for path in &linux.masked_paths {
+        if let Some(path) = GuestPath::following(path) {
+            steps.push(Step::MaskAny(path));
+        }
+    }
+    for path in &linux.readonly_paths {
+        if let Some(target) = GuestPath::following(path) {
+            steps.push(Step::Rebind {
+                target,
+                read_only: true,
+            });
+        }
+    }
+    if spec.root().readonly {
+        steps.push(Step::ReadOnlyRoot);
+    }
+    if let Some(flags) = propagation(&linux.rootfs_propagation)? {
+        steps.push(Step::RootPropagation(flags));
+    }
+    let has_uts = spec.namespace("uts").is_some();
+    if let Some(name) = spec.hostname.as_deref().filter(|h| !h.is_empty()) {
+        if !has_uts {
+            return Err(Error::Usage(
+                "a hostname is given without a UTS namespace".into(),
+            ));
+        }
+        steps.push(Step::Hostname(cstring(name, "hostname")?));
+    }
+    if let Some(name) = spec.domainname.as_deref().filter(|h| !h.is_empty()) {
+        steps.push(Step::Domainname(cstring(name, "domainname")?));
+    }
+    steps.extend(late);
+    if let Some(user) = userns_fd {
+        steps.push(Step::Join(Namespace::User, user));
+        steps.push(Step::Unshare(Namespace::Mount));
+    }
+    if let Some(adj) = process.oom_score_adj {
+        steps.push(Step::WriteExisting {
+            path: c"/proc/self/oom_score_adj".to_owned(),
+            contents: adj.to_string().into_bytes(),
+        });
+    }
+    for rlimit in &process.rlimits {
+        steps.push(Step::Rlimit {
+            resource: rlimit_resource(&rlimit.kind)?,
+            soft: rlimit.soft,
+            hard: rlimit.hard,
+        });
+    }
+    if process.terminal {
+        let socket = opts.console_socket.ok_or_else(|| {
+            Error::Usage("process.terminal is true but no --console-socket was given".into())
+        })?;
+        let stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
+            Error::host(
+                format!("connect to the console socket {}", socket.display()),
+                e,
+            )
+        })?;
+        steps.push(Step::Terminal {
+            socket: OwnedFd::from(stream),
+            size: process.console_size.map(|s| (s.height, s.width)),
+        });
+    }
+    let capabilities = process.capabilities.clone().unwrap_or_default();
+    steps.push(Step::Bounding(cap_set(&capabilities.bounding)?));
+    steps.push(Step::Identity(Identity {
+        uid: process.user.uid,
+        gid: process.user.gid,
+        groups: process
+            .user
+            .additional_gids
+            .iter()
+            .map(|&g| Gid::from_raw(g))
+            .collect(),
+    }));
+    steps.push(Step::SetCapabilities(Capabilities {
+        effective: cap_set(&capabilities.effective)?.bits(),
+        permitted: cap_set(&capabilities.permitted)?.bits(),
+        inheritable: cap_set(&capabilities.inheritable)?.bits(),
+        ambient: cap_set(&capabilities.ambient)?.bits(),
+    }));
+    if process.no_new_privileges {
+        steps.push(Step::NoNewPrivileges);
+    }
+    steps.push(Step::Chdir(cstring(&process.cwd, "process.cwd")?));
+    steps.push(Step::FindExecutable(candidates(
+        &process.args[0],
+        &process.env,
+    )?));
+    steps.push(Step::Umask(process.user.umask.unwrap_or(0o022)));
+
+    // the fifo `start` opens, and the pipe that says the setup is done
+    let fifo_path = dir.join(state::FIFO);
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
+        .map_err(|e| Error::host(format!("mkfifo {}", fifo_path.display()), e))?;
+    fs::set_permissions(&fifo_path, fs::Permissions::from_mode(0o622))
+        .map_err(|e| Error::host(format!("chmod {}", fifo_path.display()), e))?;
+    let fifo = open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| Error::host(format!("open {}", fifo_path.display()), e))?;
+    let (ready_read, ready_write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::host("ready pipe", e))?;
+    steps.push(Step::AwaitStart {
+        ready: ready_write,
+        fifo,
+    });
+
+    // the shim runs the process: PID 1 of a new PID namespace, a subreaper otherwise
+    let mut args = Vec::new();
+    if join_pid.is_some() || !clone_flags.contains(CloneFlags::CLONE_NEWPID) {
+        args.push("-s".to_owned());
+    }
+    args.push("--".to_owned());
+    args.extend(process.args.iter().cloned());
+    if let Some(fd) = &join_pid {
+        setns(fd, CloneFlags::CLONE_NEWPID)
+            .map_err(|e| Error::setup("join the PID namespace given by path", e))?;
+    }
+    let container = spawn::spawn(
+        &Spawn {
+            threads,
+            shim: &shim,
+            cwd: Some(root.fd()),
+            namespaces: clone_flags,
+            cgroup: Some(cgroup.first_process_dir()),
+            keep: &[],
+            args: &args,
+            env: &process.env,
+            outlives_launcher: true,
+        },
+        steps,
+    )?;
+    let pid = wait_ready(container, ready_read)?;
+    let started = state::start_time(pid)
+        .ok_or_else(|| Error::setup("the container's first process", Errno::ESRCH))?;
+    let (cgroup_path, cgroups_v1) = cgroup.keep();
+    let hooks = spec.hooks.clone().unwrap_or_default();
+    let record = Record {
+        id: opts.id.to_owned(),
+        pid,
+        started,
+        bundle: bundle.to_owned(),
+        rootfs: root.path().to_owned(),
+        created: state::now_rfc3339(),
+        annotations: spec.annotations.clone(),
+        cgroup: cgroup_path,
+        cgroups_v1,
+        poststart: hooks.poststart,
+        poststop: hooks.poststop,
+        oci_version: spec.oci_version.clone(),
+    };
+    record
+        .save(dir)
+        .map_err(|e| Error::host(format!("write the state in {}", dir.display()), e))?;
+    if let Some(path) = opts.pid_file {
+        write_pid_file(path, pid)?;
+    }
+    Ok(record)
+}
+
+/// What the spec asks that this runtime does not do, refused by name rather than ignored;
+/// and what this host cannot do, handled as runc handles it there.
+fn refuse_unsupported(spec: &Spec, ignore_seccomp: bool) -> Result<()> {
+    let process = spec.process();
+    let linux = spec.linux();
+    match (&linux.seccomp, ignore_seccomp) {
+        (None, _) => {}
+        (Some(_), true) => {
+            log::warn!("linux.seccomp left out (--ignore-seccomp): the container runs unfiltered")
+        }
+        (Some(_), false) => {
+            return Err(Error::Usage(
+                "linux.seccomp: seccomp profiles are not supported by cradle-oci yet \
+                 (--ignore-seccomp runs the container without it)"
+                    .into(),
+            ));
+        }
+    }
+    if let Some(hooks) = &spec.hooks {
+        for (kind, list) in [
+            ("prestart", &hooks.prestart),
+            ("createRuntime", &hooks.create_runtime),
+            ("createContainer", &hooks.create_container),
+            ("startContainer", &hooks.start_container),
+        ] {
+            if !list.is_empty() {
+                return Err(Error::Usage(format!(
+                    "hooks.{kind}: not supported by cradle-oci yet (poststart and poststop are)"
+                )));
+            }
+        }
+    }
+    if let Some(profile) = process
+        .apparmor_profile
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        return Err(Error::Usage(format!(
+            "process.apparmorProfile {profile:?}: AppArmor profiles are not supported by \
+             cradle-oci yet"
+        )));
+    }
+    // as runc (go-selinux): labels are no-ops where SELinux is not enabled
+    let selinux = Path::new("/sys/fs/selinux/enforce").exists();
+    let labels = [
+        process.selinux_label.as_deref(),
+        Some(linux.mount_label.as_str()),
+    ];
+    if selinux && labels.iter().flatten().any(|l| !l.is_empty()) {
+        return Err(Error::Usage(
+            "SELinux labels are not supported by cradle-oci yet".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The device cgroup's allow list, as runc makes it: the spec's rules in order (a rule
+/// that denies every device clears what was allowed before it; the program denies what
+/// no rule allows), then the devices every container gets, its pty slaves, and the
+/// spec's own device nodes. A narrower deny after an allow is refused: the program the
+/// core builds only allows.
+pub fn device_rules(spec: &Spec) -> Result<Vec<devices::Rule>> {
+    use devices::{Access, DeviceType, Rule, Span};
+    let span = |n: Option<i64>| n.filter(|&n| n >= 0).map(|n| Span::one(n as u32));
+    let kind = |t: Option<&str>| match t {
+        None | Some("a") => Ok(DeviceType::All),
+        Some("c") => Ok(DeviceType::Char),
+        Some("b") => Ok(DeviceType::Block),
+        Some(other) => Err(Error::Usage(format!("device rule: unknown type {other:?}"))),
+    };
+    let mut allowed: Vec<Rule> = Vec::new();
+    let rules = spec
+        .linux()
+        .resources
+        .as_ref()
+        .map_or(&[][..], |r| &r.devices[..]);
+    for rule in rules {
+        let mut access = Access::from_bits(0);
+        for c in rule.access.as_deref().unwrap_or("rwm").chars() {
+            access = access.union(match c {
+                'r' => Access::READ,
+                'w' => Access::WRITE,
+                'm' => Access::MKNOD,
+                other => {
+                    return Err(Error::Usage(format!(
+                        "device rule: unknown access {other:?}"
+                    )));
+                }
+            });
+        }
+        let this = Rule {
+            device_type: kind(rule.kind.as_deref())?,
+            major: span(rule.major),
+            minor: span(rule.minor),
+            access,
+        };
+        if rule.allow {
+            allowed.push(this);
+        } else if this.device_type == DeviceType::All
+            && this.major.is_none()
+            && this.minor.is_none()
+            && this.access == Access::ALL
+        {
+            allowed.clear();
+        } else if !allowed.is_empty() {
+            return Err(Error::Usage(
+                "device rules: a deny rule narrower than every device, after an allow rule, \
+                 is not supported by cradle-oci yet"
+                    .into(),
+            ));
+        }
+    }
+    let char_rule = |major: u32, minor: Option<Span>| Rule {
+        device_type: DeviceType::Char,
+        major: Some(Span::one(major)),
+        minor,
+        access: Access::ALL,
+    };
+    for (_, major, minor) in DEFAULT_DEVICES {
+        allowed.push(char_rule(major as u32, Some(Span::one(minor as u32))));
+    }
+    allowed.push(char_rule(5, Some(Span::from_to(1, 2)))); // console, ptmx
+    allowed.push(Rule {
+        device_type: DeviceType::Char,
+        major: Some(Span::from_to(136, 143)),
+        minor: None,
+        access: Access::ALL,
+    });
+    for device in &spec.linux().devices {
+        allowed.push(Rule {
+            device_type: if device.kind == "b" {
+                DeviceType::Block
+            } else {
+                DeviceType::Char
+            },
+            major: Some(Span::one(device.major as u32)),
+            minor: Some(Span::one(device.minor as u32)),
+            access: Access::ALL,
+        });
+    }
+    Ok(allowed)
+}
+
+/// Waits until the container says it is ready (its setup done, waiting for `start`), or
+/// fails; then lets it go on without us. Its first process's pid.
+fn wait_ready(mut container: Container, ready: OwnedFd) -> Result<i32> {
+    let errpipe_failure = |container: &mut Container| match container.read_report() {
+        Report::Failed(failure) => Some(container.failure_error(failure, "the container")),
+        _ => None,
+    };
+    loop {
+        let mut fds = vec![PollFd::new(ready.as_fd(), PollFlags::POLLIN)];
+        if let Some(errpipe) = container.errpipe() {
+            fds.push(PollFd::new(errpipe, PollFlags::POLLIN));
+        }
+        let ready_now = sys::poll_ready(&mut fds, PollTimeout::from(READY_TIMEOUT_MS as u16))
+            .map_err(|e| Error::host("poll", e))?;
+        drop(fds);
+        if ready_now.iter().all(|r| !r) {
+            return Err(Error::Timeout(
+                "the container did not finish its setup in 60 s".into(),
+            ));
+        }
+        if ready_now.get(1).copied().unwrap_or(false) {
+            if let Some(error) = errpipe_failure(&mut container) {
+                return Err(error);
+            }
+        }
+        if ready_now[0] {
+            let mut byte = [0u8];
+            match read(&ready, &mut byte) {
+                Ok(1) => return Ok(container.release().as_raw()),
+                Ok(_) => {
+                    // the container ended before it was ready: its report says why
+                    let _ = container.wait();
+                    return Err(errpipe_failure(&mut container)
+                        .unwrap_or_else(|| Error::setup("set up the container", Errno::ECHILD)));
+                }
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(Error::host("ready pipe", e)),
+            }
+        }
+    }
+}
+
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension("cradle-oci.tmp");
+    fs::write(&tmp, pid.to_string())
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(|e| Error::host(format!("write the pid file {}", path.display()), e))
+}
+
+/// The kernel's id map text for the spec's mappings.
+fn id_map(mappings: &[spec::IdMapping]) -> String {
+    mappings
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
+        .collect()
+}
+
+/// The cgroup's path relative to the v2 hierarchy's root: the spec's `cgroupsPath`
+/// (absolute, or relative: both below the root, as runc without systemd), or
+/// `cradle-oci/ID`; with `--systemd-cgroup`, `slice:prefix:name` as systemd lays it out
+/// (`machine.slice/prefix-name.scope`), made by us in the hierarchy (no unit is made).
+pub fn cgroup_path(given: Option<&str>, id: &str, systemd: bool) -> Result<PathBuf> {
+    let bad = |why: &str| Error::Usage(format!("bad cgroupsPath {given:?}: {why}"));
+    let Some(given) = given.filter(|g| !g.is_empty()) else {
+        return Ok(if systemd {
+            PathBuf::from(format!("system.slice/cradle-oci-{id}.scope"))
+        } else {
+            PathBuf::from(format!("cradle-oci/{id}"))
+        });
+    };
+    let path = if systemd {
+        let parts: Vec<&str> = given.split(':').collect();
+        let [slice, prefix, name] = parts[..] else {
+            return Err(bad("--systemd-cgroup wants slice:prefix:name"));
+        };
+        let slice = if slice.is_empty() {
+            "system.slice"
+        } else {
+            slice
+        };
+        if !slice.ends_with(".slice") || slice.contains('/') {
+            return Err(bad("the slice must be a name ending in .slice"));
+        }
+        // "a-b-c.slice" lives in a.slice/a-b.slice/a-b-c.slice
+        let stem = slice.trim_end_matches(".slice");
+        let mut dirs = PathBuf::new();
+        if slice != "-.slice" {
+            let words: Vec<&str> = stem.split('-').collect();
+            for i in 1..=words.len() {
+                dirs.push(format!("{}.slice", words[..i].join("-")));
+            }
+        }
+        let unit = if name.ends_with(".slice") {
+            name.to_owned()
+        } else if prefix.is_empty() {
+            format!("{name}.scope")
+        } else {
+            format!("{prefix}-{name}.scope")
+        };
+        dirs.join(unit)
+    } else {
+        PathBuf::from(given.trim_start_matches('/'))
+    };
+    if path
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        || path.as_os_str().is_empty()
+    {
+        return Err(bad("it must name a cgroup below the root, without .."));
+    }
+    Ok(path)
+}
+
+/// The limits of the spec's resources, in the core's terms.
+pub fn limits_of(resources: Option<&spec::Resources>) -> Result<Limits> {
+    let mut limits = Limits::default();
+    let Some(r) = resources else {
+        return Ok(limits);
+    };
+    let positive = |v: Option<i64>| v.filter(|&v| v > 0).map(|v| v as u64);
+    if let Some(memory) = &r.memory {
+        limits.memory = positive(memory.limit);
+        // OCI's swap is memory and swap together; cgroup v2's is swap alone
+        limits.swap = match (positive(memory.swap), limits.memory) {
+            (Some(total), Some(memory)) => Some(total.saturating_sub(memory)),
+            _ => None,
+        };
+    }
+    if let Some(pids) = &r.pids {
+        limits.pids = positive(Some(pids.limit));
+    }
+    if let Some(cpu) = &r.cpu {
+        if let (Some(quota), period) = (positive(cpu.quota), cpu.period.unwrap_or(100_000)) {
+            if period == 0 {
+                return Err(Error::Usage("cpu.period is 0".into()));
+            }
+            limits.cpus = Some(quota as f64 / period as f64);
+        }
+        if let Some(shares) = cpu.shares.filter(|&s| s > 0) {
+            // runc's conversion of cgroup v1 shares (2–262144) to v2 weight (1–10000)
+            let shares = shares.clamp(2, 262_144);
+            limits.cpu_weight = Some((1 + ((shares - 2) * 9999) / 262_142) as u32);
+        }
+    }
+    Ok(limits)
+}
+
+/// A capability list of the spec as a set; an unknown name is an error naming it.
+fn cap_set(names: &[String]) -> Result<CapSet> {
+    names.iter().try_fold(CapSet::EMPTY, |set, name| {
+        if !name
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("CAP_"))
+        {
+            return Err(Error::Usage(format!("unknown capability {name:?}")));
+        }
+        caps::parse(name)
+            .map(|cap| CapSet::from_bits(set.bits() | cap.bits()))
+            .ok_or_else(|| Error::Usage(format!("unknown capability {name:?}")))
+    })
+}
+
+fn rlimit_resource(name: &str) -> Result<i32> {
+    const RLIMITS: [(&str, u32); 16] = [
+        ("RLIMIT_CPU", libc::RLIMIT_CPU),
+        ("RLIMIT_FSIZE", libc::RLIMIT_FSIZE),
+        ("RLIMIT_DATA", libc::RLIMIT_DATA),
+        ("RLIMIT_STACK", libc::RLIMIT_STACK),
+        ("RLIMIT_CORE", libc::RLIMIT_CORE),
+        ("RLIMIT_RSS", libc::RLIMIT_RSS),
+        ("RLIMIT_NPROC", libc::RLIMIT_NPROC),
+        ("RLIMIT_NOFILE", libc::RLIMIT_NOFILE),
+        ("RLIMIT_MEMLOCK", libc::RLIMIT_MEMLOCK),
+        ("RLIMIT_AS", libc::RLIMIT_AS),
+        ("RLIMIT_LOCKS", libc::RLIMIT_LOCKS),
+        ("RLIMIT_SIGPENDING", libc::RLIMIT_SIGPENDING),
+        ("RLIMIT_MSGQUEUE", libc::RLIMIT_MSGQUEUE),
+        ("RLIMIT_NICE", libc::RLIMIT_NICE),
+        ("RLIMIT_RTPRIO", libc::RLIMIT_RTPRIO),
+        ("RLIMIT_RTTIME", libc::RLIMIT_RTTIME),
+    ];
+    RLIMITS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, r)| r as i32)
+        .ok_or_else(|| Error::Usage(format!("unknown rlimit {name:?}")))
+}
+
+fn propagation(name: &str) -> Result<Option<MsFlags>> {
+    Ok(Some(match name {
+        "" => return Ok(None),
+        "shared" | "rshared" => MsFlags::MS_SHARED,
+        "slave" | "rslave" => MsFlags::MS_SLAVE,
+        "private" | "rprivate" => MsFlags::MS_PRIVATE,
+        "unbindable" | "runbindable" => MsFlags::MS_UNBINDABLE,
+        other => {
+            return Err(Error::Usage(format!("unknown rootfsPropagation {other:?}")));
+        }
+    }))
+}
+
+/// Where the shim will find `command` (runc's lookup along the process's $PATH).
+fn candidates(command: &str, env: &[String]) -> Result<Vec<CString>> {
+    if command.contains('/') {
+        return Ok(vec![cstring(command, "process.args[0]")?]);
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    path.split(':')
+        .map(|dir| if dir.is_empty() { "." } else { dir })
+        .map(|dir| cstring(&format!("{dir}/{command}"), "process.args[0]"))
+        .collect()
+}
+
+/// What one mount option does.
+enum MountOption {
+    /// `MOUNT_ATTR_*` bits to set and to clear.
+    Attr(u64, u64),
+    Bind {
+        recursive: bool,
+    },
+    Propagation(u64),
+    /// Handled elsewhere or meaningless here (`defaults`, `rw`, `sync`, ...).
+    Nothing,
+    IdMap {
+        recursive: bool,
+    },
+    /// For the file system itself (fsconfig): `key` or `key=value`.
+    Data(String),
+}
+
+fn mount_option(option: &str) -> MountOption {
+    use MountOption::*;
+    const ATIME: u64 = libc::MOUNT_ATTR__ATIME;
+    match option {
+        "defaults" | "rw" | "suid" | "dev" | "exec" | "async" | "nomand" | "norelatime"
+        | "nostrictatime" | "nodiratime_off" | "remount" | "sync" | "dirsync" | "mand"
+        | "atime" | "diratime" | "loud" | "silent" | "iversion" | "noiversion" | "tmpcopyup"
+        | "lazytime" | "nolazytime" => Nothing,
+        "ro" => Attr(libc::MOUNT_ATTR_RDONLY, 0),
+        "nosuid" => Attr(libc::MOUNT_ATTR_NOSUID, 0),
+        "nodev" => Attr(libc::MOUNT_ATTR_NODEV, 0),
+        "noexec" => Attr(libc::MOUNT_ATTR_NOEXEC, 0),
+        "noatime" => Attr(libc::MOUNT_ATTR_NOATIME, ATIME),
+        "relatime" => Attr(libc::MOUNT_ATTR_RELATIME, ATIME),
+        "strictatime" => Attr(libc::MOUNT_ATTR_STRICTATIME, ATIME),
+        "nodiratime" => Attr(libc::MOUNT_ATTR_NODIRATIME, 0),
+        "bind" => Bind { recursive: false },
+        "rbind" => Bind { recursive: true },
+        "private" | "rprivate" => Propagation(libc::MS_PRIVATE),
+        "shared" | "rshared" => Propagation(libc::MS_SHARED),
+        "slave" | "rslave" => Propagation(libc::MS_SLAVE),
+        "unbindable" | "runbindable" => Propagation(libc::MS_UNBINDABLE),
+        "idmap" => IdMap { recursive: false },
+        "ridmap" => IdMap { recursive: true },
+        other => Data(other.to_owned()),
+    }
+}
+
+/// The steps of one of the bundle's mounts: its mount point made (a directory, or a
+/// file for a bind of a file), then the mount.
+fn mount_steps(
+    steps: &mut Vec<Step>,
+    mount: &spec::Mount,
+    bundle: &Path,
+    userns: Option<&OwnedFd>,
+) -> Result<()> {
+    let target = GuestPath::following(&mount.destination)
+        .ok_or_else(|| Error::Usage(format!("bad mount destination {:?}", mount.destination)))?;
+    let (mut set, mut clear, mut bind, mut propagation, mut idmap) = (0, 0, None, 0, None);
+    let mut data = Vec::new();
+    for option in &mount.options {
+        match mount_option(option) {
+            MountOption::Attr(s, c) => {
+                set |= s;
+                clear |= c;
+            }
+            MountOption::Bind { recursive } => bind = Some(recursive || bind == Some(true)),
+            MountOption::Propagation(p) => propagation = p,
+            MountOption::IdMap { recursive } => idmap = Some(recursive),
+            MountOption::Nothing => {}
+            MountOption::Data(d) => data.push(d),
+        }
+    }
+    if mount.kind == "bind" && bind.is_none() {
+        bind = Some(false);
+    }
+    let mut ancestry = target.ancestry();
+    let last = ancestry.pop().expect("a path has itself");
+    steps.extend(ancestry.into_iter().map(Step::MkdirAny));
+    match bind {
+        Some(recursive) => {
+            let source = if Path::new(&mount.source).is_absolute() {
+                PathBuf::from(&mount.source)
+            } else {
+                bundle.join(&mount.source)
+            };
+            let meta = fs::metadata(&source)
+                .map_err(|e| Error::host(format!("bind source {}", source.display()), e))?;
+            // a mount's own id maps (an idmapped mount), in a user namespace of their own
+            let own_userns = if mount.uid_mappings.is_empty() && mount.gid_mappings.is_empty() {
+                None
+            } else {
+                let threads = SingleThreaded::check().map_err(|e| Error::host("threads", e))?;
+                let (user, _) = userns::create_owned(
+                    &threads,
+                    &id_map(&mount.uid_mappings),
+                    &id_map(&mount.gid_mappings),
+                    &[],
+                )?;
+                idmap = Some(idmap.unwrap_or(recursive));
+                Some(user)
+            };
+            let userns = own_userns.as_ref().or(userns);
+            let tree = bind_tree(&source, recursive, set, clear, propagation, idmap, userns)?;
+            steps.push(if meta.is_dir() {
+                Step::MkdirAny(last)
+            } else {
+                Step::EnsureFile(last)
+            });
+            steps.push(Step::Bind {
+                target: GuestPath::following(&mount.destination).expect("checked above"),
+                source: Source::new(source.display().to_string(), tree),
+            });
+        }
+        None => {
+            let fstype = match mount.kind.as_str() {
+                // the v2 hierarchy, as runc mounts it on a unified host
+                "cgroup" | "cgroup2" => "cgroup2",
+                "" => {
+                    return Err(Error::Usage(format!(
+                        "mount {} has no type",
+                        mount.destination
+                    )));
+                }
+                other => other,
+            };
+            // cgroup2 takes none of the v1 options a spec may carry
+            let data = if fstype == "cgroup2" {
+                &[][..]
+            } else {
+                &data[..]
+            };
+            let options = data
+                .iter()
+                .map(|d| {
+                    let (key, value) = match d.split_once('=') {
+                        Some((k, v)) => (k, Some(v)),
+                        None => (d.as_str(), None),
+                    };
+                    Ok((
+                        cstring(key, "mount option")?,
+                        value.map(|v| cstring(v, "mount option")).transpose()?,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut options = options;
+            if !mount.source.is_empty() {
+                // what mountinfo shows as the mount's source, as mount(8) would have it
+                options.insert(
+                    0,
+                    (
+                        c"source".to_owned(),
+                        Some(cstring(&mount.source, "mount source")?),
+                    ),
+                );
+            }
+            steps.push(Step::MkdirAny(last));
+            steps.push(Step::Mount {
+                target: GuestPath::following(&mount.destination).expect("checked above"),
+                fs: Filesystem::new(cstring(fstype, "mount type")?, options, set),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A detached bind of the host path `source` (with what is mounted below it when
+/// `recursive`), with the mount flags and propagation of its options, id-mapped through
+/// `userns` for `idmap`.
+fn bind_tree(
+    source: &Path,
+    recursive: bool,
+    set: u64,
+    clear: u64,
+    propagation: u64,
+    idmap: Option<bool>,
+    userns: Option<&OwnedFd>,
+) -> Result<OwnedFd> {
+    let what = || format!("bind {}", source.display());
+    let path = cstring(&source.to_string_lossy(), "bind source")?;
+    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as u32;
+    }
+    let tree =
+        sys::open_tree(nix::fcntl::AT_FDCWD, &path, flags).map_err(|e| Error::setup(what(), e))?;
+    let at_flags = libc::AT_EMPTY_PATH as u32
+        | if recursive {
+            libc::AT_RECURSIVE as u32
+        } else {
+            0
+        };
+    let attr = libc::mount_attr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: if propagation == 0 {
+            libc::MS_PRIVATE
+        } else {
+            propagation
+        },
+        userns_fd: 0,
+    };
+    sys::mount_setattr(tree.as_fd(), c"", at_flags, &attr).map_err(|e| Error::setup(what(), e))?;
+    if let Some(recursive_map) = idmap {
+        let userns = userns.ok_or_else(|| {
+            Error::Usage(format!(
+                "{}: an idmap mount needs a new user namespace",
+                source.display()
+            ))
+        })?;
+        let attr = libc::mount_attr {
+            attr_set: libc::MOUNT_ATTR_IDMAP,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: userns.as_raw_fd() as u64,
+        };
+        let at_flags = libc::AT_EMPTY_PATH as u32
+            | if recursive_map {
+                libc::AT_RECURSIVE as u32
+            } else {
+                0
+            };
+        sys::mount_setattr(tree.as_fd(), c"", at_flags, &attr)
+            .map_err(|e| Error::setup(format!("id-map {}", source.display()), e))?;
+    }
+    Ok(tree)
+}
+
+/// The devices every container gets (runc's default list), with their numbers.
+const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+/// The symlinks of /dev, made when the bundle mounts a tmpfs there.
+const DEV_LINKS: [(&str, &str); 5] = [
+    ("dev/fd", "/proc/self/fd"),
+    ("dev/stdin", "/proc/self/fd/0"),
+    ("dev/stdout", "/proc/self/fd/1"),
+    ("dev/stderr", "/proc/self/fd/2"),
+    ("dev/ptmx", "pts/ptmx"),
+];
+
+/// The default devices and the spec's: created with mknod, or, in a new user namespace
+/// (where mknod is refused), bound from the host's nodes of the same path.
+fn device_steps(
+    steps: &mut Vec<Step>,
+    spec: &Spec,
+    userns: bool,
+    dev_is_tmpfs: bool,
+) -> Result<()> {
+    let mut nodes: Vec<(String, u32, u64, u32, u32)> = Vec::new();
+    for (path, major, minor) in DEFAULT_DEVICES {
+        nodes.push((
+            path.to_owned(),
+            libc::S_IFCHR | 0o666,
+            libc::makedev(major as u32, minor as u32),
+            0,
+            0,
+        ));
+    }
+    for device in &spec.linux().devices {
+        let kind = match device.kind.as_str() {
+            "c" | "u" => libc::S_IFCHR,
+            "b" => libc::S_IFBLK,
+            "p" => libc::S_IFIFO,
+            other => {
+                return Err(Error::Usage(format!(
+                    "device {}: unknown type {other:?}",
+                    device.path
+                )));
+            }
+        };
+        let mode = kind | device.file_mode.unwrap_or(0o666) & 0o7777;
+        let dev = libc::makedev(device.major as u32, device.minor as u32);
+        nodes.retain(|n| n.0 != device.path);
+        nodes.push((
+            device.path.clone(),
+            mode,
+            dev,
+            device.uid.unwrap_or(0),
+            device.gid.unwrap_or(0),
+        ));
+    }
+    for (path, mode, dev, uid, gid) in nodes {
+        let target = GuestPath::following(&path)
+            .ok_or_else(|| Error::Usage(format!("bad device path {path:?}")))?;
+        let mut ancestry = target.ancestry();
+        let last = ancestry.pop().expect("a path has itself");
+        steps.extend(ancestry.into_iter().map(Step::MkdirAny));
+        if userns {
+            let host = cstring(&path, "device path")?;
+            let meta = fs::metadata(&path);
+            let same = meta.as_ref().is_ok_and(|m| {
+                (m.file_type().is_char_device() || m.file_type().is_block_device())
+                    && m.rdev() == dev
+            });
+            if !same {
+                return Err(Error::Usage(format!(
+                    "device {path}: in a user namespace devices are bound from the host's, \
+                     and the host has no such node there"
+                )));
+            }
+            let tree = cradle_core::container::rootfs::clone_host_file(&host)
+                .map_err(|e| Error::setup(format!("bind {path}"), e))?;
+            steps.push(Step::EnsureFile(last));
+            steps.push(Step::Bind {
+                target: GuestPath::following(&path).expect("checked above"),
+                source: Source::new(path.clone(), tree),
+            });
+        } else {
+            steps.push(Step::Mknod {
+                path: last,
+                mode,
+                dev,
+                owner: (uid, gid),
+            });
+        }
+    }
+    if dev_is_tmpfs {
+        for (path, target) in DEV_LINKS {
+            steps.push(Step::Symlink {
+                target: cstring(target, "link")?,
+                path: GuestPath::following(path).expect("a fixed path"),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_paths_are_below_the_root_and_systemds_are_laid_out_as_systemd_does() {
+        assert_eq!(
+            cgroup_path(None, "a", false).unwrap(),
+            Path::new("cradle-oci/a")
+        );
+        assert_eq!(
+            cgroup_path(Some("/x/y"), "a", false).unwrap(),
+            Path::new("x/y")
+        );
+        assert_eq!(
+            cgroup_path(Some("machine.slice:libpod:abc"), "a", true).unwrap(),
+            Path::new("machine.slice/libpod-abc.scope")
+        );
+        assert_eq!(
+            cgroup_path(Some("a-b.slice:p:n"), "x", true).unwrap(),
+            Path::new("a.slice/a-b.slice/p-n.scope")
+        );
+        for bad in ["/x/../../etc", "..", "/"] {
+            assert!(cgroup_path(Some(bad), "a", false).is_err(), "{bad}");
+        }
+        assert!(cgroup_path(Some("x/y"), "a", true).is_err());
+    }
+
+    #[test]
+    fn resources_become_limits_with_swap_apart_from_memory() {
+        let resources: spec::Resources = serde_json::from_str(
+            r#"{"memory":{"limit":1048576,"swap":3145728},"pids":{"limit":10},
+                "cpu":{"quota":50000,"period":100000,"shares":1024}}"#,
+        )
+        .unwrap();
+        let limits = limits_of(Some(&resources)).unwrap();
+        assert_eq!(limits.memory, Some(1 << 20));
+        assert_eq!(limits.swap, Some(2 << 20));
+        assert_eq!(limits.pids, Some(10));
+        assert_eq!(limits.cpus, Some(0.5));
+        assert_eq!(limits.cpu_weight, Some(39));
+        let unlimited: spec::Resources =
+            serde_json::from_str(r#"{"memory":{"limit":-1},"pids":{"limit":0}}"#).unwrap();
+        assert_eq!(limits_of(Some(&unlimited)).unwrap(), Limits::default());
+    }
+
+    #[test]
+    fn capability_and_rlimit_names_are_checked() {
+        assert!(cap_set(&["CAP_KILL".into(), "CAP_CHOWN".into()]).is_ok());
+        assert!(cap_set(&["CAP_TEST".into()]).is_err());
+        assert!(cap_set(&["KILL".into()]).is_err());
+        assert_eq!(
+            rlimit_resource("RLIMIT_NOFILE").unwrap(),
+            libc::RLIMIT_NOFILE as i32
+        );
+        assert!(rlimit_resource("RLIMIT_BOGUS").is_err());
+    }
+
+    #[test]
+    fn the_command_is_looked_up_along_the_process_path() {
+        let env = ["PATH=/bin:/usr/bin".to_owned()];
+        assert_eq!(
+            candidates("sh", &env).unwrap(),
+            [c"/bin/sh".to_owned(), c"/usr/bin/sh".to_owned()]
+        );
+        assert_eq!(candidates("/x/y", &env).unwrap(), [c"/x/y".to_owned()]);
+        assert_eq!(candidates("sh", &[]).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn ids_are_checked_as_runc_checks_them() {
+        for good in ["a", "abc-1_2+3.4"] {
+            assert!(check_id(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b"] {
+            assert!(check_id(bad).is_err(), "{bad}");
+        }
+    }
+}

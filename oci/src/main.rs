@@ -1,0 +1,482 @@
+//! `cradle-oci`: an OCI runtime with runc's command line (as containerd's go-runc,
+//! podman's conmon and the runtime-tools suite call it), on cradle's container core, with
+//! `cradle-shim` as PID 1 of every container.
+//!
+//! `main` parses the command line, sets up the log (`--log FILE`, `--log-format
+//! text|json`: containerd reads the JSON lines back), runs the command, and is the one
+//! place that prints an error and turns it into an exit code (cradle's table).
+#![deny(unsafe_code)]
+
+mod commands;
+mod create;
+mod hooks;
+mod spec;
+mod state;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use cradle_core::error::{Code, Error, Result};
+use cradle_core::sys::SingleThreaded;
+
+/// An OCI runtime (runc's command line) on cradle's container core; cradle-shim is PID 1
+/// of every container.
+#[derive(FromArgs)]
+struct Cli {
+    /// where containers' state lives (default /run/cradle-oci)
+    #[argh(option)]
+    root: Option<PathBuf>,
+    /// append errors and warnings to FILE
+    #[argh(option)]
+    log: Option<PathBuf>,
+    /// the log's format: text or json
+    #[argh(option, default = "String::from(\"text\")")]
+    log_format: String,
+    /// log debug messages too
+    #[argh(switch)]
+    debug: bool,
+    /// read cgroupsPath as systemd's slice:prefix:name (laid out as systemd does; no unit
+    /// is made)
+    #[argh(switch)]
+    systemd_cgroup: bool,
+    /// run containers whose spec has a seccomp profile without it (with a warning):
+    /// profiles are not supported yet, and are refused without this
+    #[argh(switch)]
+    ignore_seccomp: bool,
+    /// the version
+    #[argh(switch, short = 'v')]
+    version: bool,
+    #[argh(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Create(CreateCmd),
+    Start(StartCmd),
+    State(StateCmd),
+    Kill(KillCmd),
+    Delete(DeleteCmd),
+    Run(RunCmd),
+    List(ListCmd),
+    Ps(PsCmd),
+    Pause(PauseCmd),
+    Resume(ResumeCmd),
+    Spec(SpecCmd),
+    Features(FeaturesCmd),
+}
+
+/// make a container from a bundle; its process waits for `start`
+#[derive(FromArgs)]
+#[argh(subcommand, name = "create")]
+struct CreateCmd {
+    /// the bundle directory (default: the current one)
+    #[argh(option, short = 'b', default = "PathBuf::from(\".\")")]
+    bundle: PathBuf,
+    /// write the container's pid (its PID 1's, on the host) to FILE
+    #[argh(option)]
+    pid_file: Option<PathBuf>,
+    /// a Unix socket to send the terminal's pty to (process.terminal)
+    #[argh(option)]
+    console_socket: Option<PathBuf>,
+    /// move the root over / instead of pivot_root
+    #[argh(switch)]
+    no_pivot: bool,
+    /// accepted for runc's callers: no keyring is made
+    #[argh(switch)]
+    no_new_keyring: bool,
+    /// pass N descriptors above 2 on to the process (not supported yet: must be 0)
+    #[argh(option, default = "0")]
+    preserve_fds: u32,
+    /// the container's id
+    #[argh(positional)]
+    id: String,
+}
+
+/// create and start a container, then wait for it (unless --detach) and delete it
+#[derive(FromArgs)]
+#[argh(subcommand, name = "run")]
+struct RunCmd {
+    /// the bundle directory (default: the current one)
+    #[argh(option, short = 'b', default = "PathBuf::from(\".\")")]
+    bundle: PathBuf,
+    /// write the container's pid to FILE
+    #[argh(option)]
+    pid_file: Option<PathBuf>,
+    /// a Unix socket to send the terminal's pty to
+    #[argh(option)]
+    console_socket: Option<PathBuf>,
+    /// return once started, leaving the container running
+    #[argh(switch, short = 'd')]
+    detach: bool,
+    /// move the root over / instead of pivot_root
+    #[argh(switch)]
+    no_pivot: bool,
+    /// accepted for runc's callers: no keyring is made
+    #[argh(switch)]
+    no_new_keyring: bool,
+    /// pass N descriptors above 2 on (not supported yet: must be 0)
+    #[argh(option, default = "0")]
+    preserve_fds: u32,
+    /// the container's id
+    #[argh(positional)]
+    id: String,
+}
+
+/// let a created container's process run
+#[derive(FromArgs)]
+#[argh(subcommand, name = "start")]
+struct StartCmd {
+    /// the container's id
+    #[argh(positional)]
+    id: String,
+}
+
+/// print the container's state (the spec's JSON)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "state")]
+struct StateCmd {
+    /// the container's id
+    #[argh(positional)]
+    id: String,
+}
+
+/// freeze every process of the container
+#[derive(FromArgs)]
+#[argh(subcommand, name = "pause")]
+struct PauseCmd {
+    /// the container's id
+    #[argh(positional)]
+    id: String,
+}
+
+/// thaw a paused container
+#[derive(FromArgs)]
+#[argh(subcommand, name = "resume")]
+struct ResumeCmd {
+    /// the container's id
+    #[argh(positional)]
+    id: String,
+}
+
+/// send a signal to the container's process (default SIGTERM)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "kill")]
+struct KillCmd {
+    /// send it to every process of the container
+    #[argh(switch, short = 'a')]
+    all: bool,
+    /// the container's id
+    #[argh(positional)]
+    id: String,
+    /// a signal name (KILL, SIGKILL) or number
+    #[argh(positional, default = "String::from(\"SIGTERM\")")]
+    signal: String,
+}
+
+/// remove a container (its processes with --force), its cgroup and its state
+#[derive(FromArgs)]
+#[argh(subcommand, name = "delete")]
+struct DeleteCmd {
+    /// kill it first if it runs; no error if it does not exist
+    #[argh(switch, short = 'f')]
+    force: bool,
+    /// the container's id
+    #[argh(positional)]
+    id: String,
+}
+
+/// list the containers
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+struct ListCmd {
+    /// table or json
+    #[argh(option, short = 'f', default = "String::from(\"table\")")]
+    format: String,
+    /// ids only
+    #[argh(switch, short = 'q')]
+    quiet: bool,
+}
+
+/// the processes of a container (json: their pids)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "ps")]
+struct PsCmd {
+    /// table or json
+    #[argh(option, short = 'f', default = "String::from(\"table\")")]
+    format: String,
+    /// the container's id
+    #[argh(positional)]
+    id: String,
+    /// options for ps(1) (default -ef)
+    #[argh(positional, greedy)]
+    ps_args: Vec<String>,
+}
+
+/// write an example config.json into the bundle
+#[derive(FromArgs)]
+#[argh(subcommand, name = "spec")]
+struct SpecCmd {
+    /// the bundle directory (default: the current one)
+    #[argh(option, short = 'b', default = "PathBuf::from(\".\")")]
+    bundle: PathBuf,
+}
+
+/// print what this runtime supports (the spec's features document)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "features")]
+struct FeaturesCmd {}
+
+/// Where errors and warnings go besides standard error.
+struct Log {
+    file: Option<fs::File>,
+    json: bool,
+}
+
+impl Log {
+    fn open(path: Option<&Path>, format: &str) -> std::result::Result<Self, String> {
+        let json = match format {
+            "json" => true,
+            "text" => false,
+            other => return Err(format!("bad --log-format {other:?}: use text or json")),
+        };
+        let file = path
+            .map(|p| {
+                fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| format!("--log {}: {e}", p.display()))
+            })
+            .transpose()?;
+        Ok(Log { file, json })
+    }
+
+    fn write(&self, level: &str, msg: &str) {
+        let Some(mut file) = self.file.as_ref() else {
+            return;
+        };
+        let level = match level {
+            "warn" => "warning",
+            other => other,
+        };
+        let time = state::now_rfc3339();
+        let line = if self.json {
+            format!(
+                "{}\n",
+                serde_json::json!({"level": level, "msg": msg, "time": time})
+            )
+        } else {
+            format!("time=\"{time}\" level={level} msg={msg:?}\n")
+        };
+        let _ = file.write_all(line.as_bytes());
+    }
+}
+
+/// The log, as the `log` crate's logger: standard error, and the `--log` file.
+static LOG: std::sync::OnceLock<Log> = std::sync::OnceLock::new();
+
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let msg = record.args().to_string();
+        let level = record.level().as_str().to_ascii_lowercase();
+        eprintln!("cradle-oci: {level}: {msg}");
+        if let Some(log) = LOG.get() {
+            log.write(&level, &msg);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// runc's callers write `--opt=value` as often as `--opt value`: argh takes the second.
+fn split_equals(args: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    for arg in args {
+        match arg.split_once('=') {
+            Some((opt, value)) if opt.starts_with("--") && opt.len() > 2 => {
+                out.push(opt.to_owned());
+                out.push(value.to_owned());
+            }
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
+fn parse_cli() -> std::result::Result<Cli, ExitCode> {
+    let mut args = Vec::new();
+    for arg in std::env::args_os().skip(1) {
+        match arg.into_string() {
+            Ok(arg) => args.push(arg),
+            Err(arg) => {
+                eprintln!("cradle-oci: error: argument {arg:?} is not valid UTF-8");
+                return Err(ExitCode::from(Code::Usage as u8));
+            }
+        }
+    }
+    let args = split_equals(args);
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    if matches!(words.as_slice(), ["--version"] | ["-v"] | ["-V"]) {
+        println!(
+            "cradle-oci version {}\nspec: 1.2.0",
+            env!("CARGO_PKG_VERSION")
+        );
+        return Err(ExitCode::SUCCESS);
+    }
+    Cli::from_args(&["cradle-oci"], &words).map_err(|early| match early.status {
+        Ok(()) => {
+            print!("{}", early.output);
+            ExitCode::SUCCESS
+        }
+        Err(()) => {
+            eprint!("{}", early.output);
+            eprintln!("Run cradle-oci --help for how to use it.");
+            ExitCode::from(Code::Usage as u8)
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let log = match Log::open(cli.log.as_deref(), &cli.log_format) {
+        Ok(log) => log,
+        Err(msg) => {
+            eprintln!("cradle-oci: error: {msg}");
+            return ExitCode::from(Code::Usage as u8);
+        }
+    };
+    let level = if cli.debug {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Warn
+    };
+    let log = LOG.get_or_init(|| log);
+    if log::set_logger(&Logger).is_ok() {
+        log::set_max_level(level);
+    }
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            let msg = error.to_string();
+            log.write("error", &msg);
+            eprintln!("cradle-oci: error: {msg}");
+            ExitCode::from(error.code() as u8)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    if cli.version {
+        println!(
+            "cradle-oci version {}\nspec: 1.2.0",
+            env!("CARGO_PKG_VERSION")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let root = state::Root::new(
+        cli.root
+            .as_deref()
+            .unwrap_or(Path::new(state::DEFAULT_ROOT)),
+    );
+    let Some(command) = cli.command else {
+        return Err(Error::Usage(
+            "no command: run cradle-oci --help for the list".into(),
+        ));
+    };
+    let threads = || SingleThreaded::check().map_err(|e| Error::host("check threads", e));
+    match command {
+        Command::Create(c) => {
+            no_preserved_fds(c.preserve_fds)?;
+            // cradle-oci never makes a session keyring: there is none to leave out
+            log::debug!("--no-new-keyring: {}", c.no_new_keyring);
+            create::create(
+                &threads()?,
+                &root,
+                &create::Options {
+                    id: &c.id,
+                    bundle: &c.bundle,
+                    pid_file: c.pid_file.as_deref(),
+                    console_socket: c.console_socket.as_deref(),
+                    no_pivot: c.no_pivot,
+                    systemd_cgroup: cli.systemd_cgroup,
+                    ignore_seccomp: cli.ignore_seccomp,
+                },
+            )?;
+        }
+        Command::Run(c) => {
+            no_preserved_fds(c.preserve_fds)?;
+            log::debug!("--no-new-keyring: {}", c.no_new_keyring);
+            let record = create::create(
+                &threads()?,
+                &root,
+                &create::Options {
+                    id: &c.id,
+                    bundle: &c.bundle,
+                    pid_file: c.pid_file.as_deref(),
+                    console_socket: c.console_socket.as_deref(),
+                    no_pivot: c.no_pivot,
+                    systemd_cgroup: cli.systemd_cgroup,
+                    ignore_seccomp: cli.ignore_seccomp,
+                },
+            )?;
+            if let Err(e) = commands::start(&root, &c.id) {
+                let _ = commands::delete(&root, &c.id, true);
+                return Err(e);
+            }
+            if c.detach {
+                return Ok(ExitCode::SUCCESS);
+            }
+            // ours to reap: create made it our child
+            let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(record.pid), None);
+            commands::delete(&root, &c.id, true)?;
+            return Ok(match status {
+                Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => ExitCode::from(code as u8),
+                Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => {
+                    ExitCode::from(128 + sig as u8)
+                }
+                _ => ExitCode::from(Code::Setup as u8),
+            });
+        }
+        Command::Start(c) => commands::start(&root, &c.id)?,
+        Command::State(c) => commands::state(&root, &c.id)?,
+        Command::Kill(c) => {
+            let signal = commands::parse_signal(&c.signal)?;
+            commands::kill(&root, &c.id, signal, c.all)?
+        }
+        Command::Delete(c) => commands::delete(&root, &c.id, c.force)?,
+        Command::List(c) => commands::list(&root, &c.format, c.quiet)?,
+        Command::Ps(c) => commands::ps(&root, &c.id, &c.format, &c.ps_args)?,
+        Command::Pause(c) => commands::freeze(&root, &c.id, true)?,
+        Command::Resume(c) => commands::freeze(&root, &c.id, false)?,
+        Command::Spec(c) => commands::spec(&c.bundle)?,
+        Command::Features(_) => commands::features()?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn no_preserved_fds(n: u32) -> Result<()> {
+    if n == 0 {
+        Ok(())
+    } else {
+        Err(Error::Usage(
+            "--preserve-fds is not supported yet by cradle-oci".into(),
+        ))
+    }
+}

@@ -1,0 +1,485 @@
+//! `cradle-oci`, the OCI runtime, driven as runc's callers drive it: bundles of a busybox
+//! root and a config.json (runc's example, changed per test), `create`/`start`/`state`/
+//! `kill`/`delete` and `run`, a console socket for a terminal. Each test has its own
+//! `--root` and ids, and checks that what it made (state, cgroups) is gone after `delete`.
+
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use integration_tests::{Finished, Sandbox, dist, run, secs};
+use serde_json::{Value, json};
+
+/// A bundle in a sandbox: `root/` is busybox, `config.json` runc's example with
+/// `change` applied; `--root` is the sandbox's state directory.
+struct Bundle {
+    sb: Sandbox,
+    config: Value,
+}
+
+impl Bundle {
+    fn new(test: &str, args: &[&str]) -> Self {
+        let sb = Sandbox::busybox(test);
+        let spec = cradle(&sb, &["spec", "--bundle", sb.dir.to_str().unwrap()]);
+        assert!(spec.status.success(), "{spec:?}");
+        let text = fs::read_to_string(sb.dir.join("config.json")).unwrap();
+        let mut config: Value = serde_json::from_str(&text).unwrap();
+        config["root"]["path"] = json!("root");
+        config["process"]["terminal"] = json!(false);
+        config["process"]["args"] = json!(args);
+        Bundle { sb, config }
+    }
+
+    fn save(&self) {
+        fs::write(
+            self.sb.dir.join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    fn oci(&self, args: &[&str]) -> Finished {
+        self.save();
+        cradle(&self.sb, args)
+    }
+
+    /// `create`, its output (and the container's: it inherits them, as it inherits a
+    /// caller's pipes or fifos) in files, read once `create` has exited.
+    fn create(&self, id: &str, extra: &[&str]) -> Finished {
+        self.save();
+        let file = id.replace('/', "_");
+        let out = self.sb.dir.join(format!("{file}.out"));
+        let err = self.sb.dir.join(format!("{file}.err"));
+        let mut command = Command::new(dist("cradle-oci"));
+        command
+            .arg("--root")
+            .arg(self.state_dir())
+            .args(["create", "--bundle", self.sb.dir.to_str().unwrap()])
+            .args(extra)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out).unwrap())
+            .stderr(fs::File::create(&err).unwrap());
+        let what = format!("{command:?}");
+        let status = command.status().unwrap();
+        Finished {
+            what,
+            status,
+            stdout: fs::read_to_string(&out).unwrap(),
+            stderr: fs::read_to_string(&err).unwrap(),
+        }
+    }
+
+    fn state(&self, id: &str) -> Value {
+        let done = self.oci(&["state", id]);
+        assert!(done.status.success(), "{done:?}");
+        assert_eq!(done.stderr, "", "state prints nothing on stderr");
+        serde_json::from_str(&done.stdout).unwrap()
+    }
+
+    fn run(&self, id: &str) -> Finished {
+        let bundle = self.sb.dir.to_str().unwrap().to_owned();
+        self.oci(&["run", "--bundle", &bundle, id])
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.sb.dir.join("oci-state")
+    }
+}
+
+fn cradle(sb: &Sandbox, args: &[&str]) -> Finished {
+    let mut command = Command::new(dist("cradle-oci"));
+    command
+        .arg("--root")
+        .arg(sb.dir.join("oci-state"))
+        .args(args);
+    run(command, secs(60))
+}
+
+/// The container's cgroup (its `cgroupsPath`, below the v2 root).
+fn cgroup_of(id: &str) -> PathBuf {
+    integration_tests::cgroup_v2_root()
+        .join("cradle-oci")
+        .join(id)
+}
+
+/// Be a child subreaper, as containerd's shim and conmon are: the container's first
+/// process is re-parented to us when `create` exits, and we reap it.
+fn become_subreaper() {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer and changes only this process.
+    #[allow(unsafe_code)]
+    let ret = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(ret, 0);
+}
+
+/// Waits for process `pid` (our child by re-parenting) and returns its exit code.
+fn reap(pid: i32) -> i32 {
+    let mut status = 0;
+    // SAFETY: waitpid writes one int through the pointer.
+    #[allow(unsafe_code)]
+    let got = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(got, pid);
+    assert!(libc::WIFEXITED(status), "status {status:#x}");
+    libc::WEXITSTATUS(status)
+}
+
+#[test]
+fn the_lifecycle_is_runcs_create_waits_start_runs_kill_reaches_delete_removes() {
+    become_subreaper();
+    let mut b = Bundle::new(
+        "oci-lifecycle",
+        &[
+            "sh",
+            "-c",
+            "touch /tmp/started; trap 'exit 7' TERM; while :; do sleep 0.1; done",
+        ],
+    );
+    b.config["root"]["readonly"] = json!(false);
+    let pid_file = b.sb.dir.join("init.pid");
+    let created = b.create("life", &["--pid-file", pid_file.to_str().unwrap()]);
+    assert!(created.status.success(), "{created:?}");
+    let state = b.state("life");
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["id"], "life");
+    let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert_eq!(state["pid"], pid, "the pid file names the state's pid");
+    // re-parented to us: no cradle process stays between the caller and the container
+    let ppid = integration_tests::proc_status(pid, "PPid");
+    assert_eq!(
+        ppid,
+        std::process::id().to_string(),
+        "the caller is its parent"
+    );
+    assert!(
+        !b.sb.path("/tmp/started").exists(),
+        "process.args ran before start"
+    );
+    let started = b.oci(&["start", "life"]);
+    assert!(started.status.success(), "{started:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.sb.path("/tmp/started").exists() {
+        assert!(Instant::now() < deadline, "the process never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(b.state("life")["status"], "running");
+    let again = b.oci(&["start", "life"]);
+    again.assert_one_line_error(3, "not created");
+    let paused = b.oci(&["pause", "life"]);
+    assert!(paused.status.success(), "{paused:?}");
+    assert_eq!(b.state("life")["status"], "paused");
+    assert!(b.oci(&["resume", "life"]).status.success());
+    assert_eq!(b.state("life")["status"], "running");
+    let ps = b.oci(&["ps", "--format", "json", "life"]);
+    let pids: Vec<i32> = serde_json::from_str(&ps.stdout).unwrap();
+    assert!(pids.contains(&pid) && pids.len() >= 2, "{ps:?}");
+    let refused = b.oci(&["delete", "life"]);
+    refused.assert_one_line_error(3, "running");
+    let killed = b.oci(&["kill", "life", "TERM"]);
+    assert!(killed.status.success(), "{killed:?}");
+    assert_eq!(reap(pid), 7, "the process's own status, through the shim");
+    assert_eq!(b.state("life")["status"], "stopped");
+    let cgroup = cgroup_of("life");
+    assert!(cgroup.exists());
+    let deleted = b.oci(&["delete", "life"]);
+    assert!(deleted.status.success(), "{deleted:?}");
+    assert!(!b.state_dir().join("life").exists(), "state left behind");
+    assert!(!cgroup.exists(), "cgroup left behind");
+    b.oci(&["state", "life"])
+        .assert_one_line_error(4, "does not exist");
+    assert!(b.oci(&["delete", "--force", "life"]).status.success());
+}
+
+#[test]
+fn run_passes_the_output_and_exit_status_and_leaves_nothing() {
+    let b = Bundle::new("oci-run", &["sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let done = b.run("r1");
+    assert_eq!(done.code(), Some(3), "{done:?}");
+    assert_eq!(done.stdout, "out\n");
+    assert_eq!(done.stderr, "err\n");
+    assert!(!b.state_dir().join("r1").exists());
+    assert!(!cgroup_of("r1").exists());
+    let list = b.oci(&["list", "--format", "json"]);
+    assert_eq!(list.stdout.trim(), "[]", "{list:?}");
+}
+
+#[test]
+fn the_specs_process_and_container_fields_are_honoured() {
+    let mut b = Bundle::new(
+        "oci-fields",
+        &[
+            "sh",
+            "-c",
+            "echo host=$(hostname); echo id=$(id -u):$(id -g):$(id -G); echo cwd=$(pwd); \
+             echo env=$GREETING; echo nofile=$(ulimit -n); echo umask=$(umask); \
+             echo oom=$(cat /proc/self/oom_score_adj); \
+             grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status; \
+             echo fwd=$(cat /proc/sys/net/ipv4/ip_forward); \
+             touch /rootfile 2>/dev/null && echo root=rw || echo root=ro; \
+             echo data > /data/f && echo tmpfs=rw; \
+             cat /host/marker; \
+             echo masked=$(wc -c < /proc/timer_list); \
+             (echo 1 > /proc/sysrq-trigger) 2>/dev/null && echo sysrq=rw || echo sysrq=ro; \
+             echo pids=$(cat /sys/fs/cgroup/pids.max 2>/dev/null || echo v1)",
+        ],
+    );
+    let host_dir = b.sb.dir.join("shared");
+    fs::create_dir(&host_dir).unwrap();
+    fs::write(host_dir.join("marker"), "marker=seen\n").unwrap();
+    let c = &mut b.config;
+    c["hostname"] = json!("fields-host");
+    c["process"]["user"] =
+        json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 20], "umask": 63});
+    c["process"]["cwd"] = json!("/tmp");
+    c["process"]["env"] = json!(["PATH=/bin:/usr/bin", "GREETING=hello"]);
+    c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 321}]);
+    c["process"]["oomScoreAdj"] = json!(500);
+    c["process"]["noNewPrivileges"] = json!(true);
+    c["process"]["capabilities"] = json!({
+        "bounding": ["CAP_KILL", "CAP_CHOWN"], "effective": [], "permitted": [],
+        "inheritable": [], "ambient": []
+    });
+    c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    c["linux"]["resources"]["pids"] = json!({"limit": 42});
+    let mounts = c["mounts"].as_array_mut().unwrap();
+    mounts.push(
+        json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid", "size=1m", "mode=1777"]}),
+    );
+    mounts.push(json!({"destination": "/host", "type": "bind",
+        "source": host_dir.to_str().unwrap(), "options": ["rbind", "ro"]}));
+    let done = b.run("f1");
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    let out = &done.stdout;
+    for want in [
+        "host=fields-host",
+        "id=1000:1000:1000 10 20",
+        "cwd=/tmp",
+        "env=hello",
+        "nofile=321",
+        "umask=0077",
+        "oom=500",
+        "CapBnd:\t0000000000000021",
+        "CapEff:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "fwd=1",
+        "root=ro",
+        "tmpfs=rw",
+        "marker=seen",
+        "masked=0",
+        "sysrq=ro",
+    ] {
+        assert!(out.lines().any(|l| l == want), "{want:?} missing: {done:?}");
+    }
+    // the pids limit, where the v2 hierarchy has it (a hybrid host keeps it in v1)
+    let pids = out.lines().find_map(|l| l.strip_prefix("pids=")).unwrap();
+    assert!(pids == "42" || pids == "v1" || pids == "max", "{done:?}");
+}
+
+#[test]
+fn the_device_cgroup_denies_devices_the_spec_does_not_allow() {
+    let mut b = Bundle::new(
+        "oci-devices",
+        &[
+            "sh",
+            "-c",
+            "mknod /tmp/disk b 7 0 && (head -c1 /tmp/disk >/dev/null 2>&1 && echo disk=open || echo disk=denied); \
+             head -c1 /dev/zero | wc -c",
+        ],
+    );
+    b.config["root"]["readonly"] = json!(false);
+    // creating the node is allowed, using it is not
+    b.config["linux"]["resources"]["devices"] = json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "b", "major": 7, "minor": 0, "access": "m"}
+    ]);
+    b.config["process"]["capabilities"]["bounding"] = json!(["CAP_MKNOD", "CAP_DAC_OVERRIDE"]);
+    b.config["process"]["capabilities"]["effective"] = json!(["CAP_MKNOD", "CAP_DAC_OVERRIDE"]);
+    b.config["process"]["capabilities"]["permitted"] = json!(["CAP_MKNOD", "CAP_DAC_OVERRIDE"]);
+    let done = b.run("d1");
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    assert!(done.stdout.contains("disk=denied"), "{done:?}");
+    assert!(
+        done.stdout.contains("\n1\n") || done.stdout.ends_with("1\n"),
+        "{done:?}"
+    );
+}
+
+#[test]
+fn a_user_namespace_maps_the_containers_root() {
+    let mut b = Bundle::new("oci-userns", &["sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    let c = &mut b.config;
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    // a sysfs mount needs a network namespace the user namespace owns: runc's example has one
+    let done = b.run("u1");
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    let mut lines = done.stdout.lines();
+    assert_eq!(lines.next(), Some("0"));
+    let map: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(map, ["0", "200000", "65536"]);
+}
+
+#[test]
+fn a_terminal_goes_to_the_console_socket() {
+    let mut b = Bundle::new("oci-tty", &["sh", "-c", "tty; echo hello-tty"]);
+    b.config["process"]["terminal"] = json!(true);
+    let socket_path = b.sb.dir.join("console.sock");
+    let listener = UnixListener::bind(&socket_path).unwrap();
+    become_subreaper();
+    let created = b.create("t1", &["--console-socket", socket_path.to_str().unwrap()]);
+    assert!(created.status.success(), "{created:?}");
+    let (stream, _) = listener.accept().unwrap();
+    let (name, main) = receive_fd(&stream);
+    assert!(name.starts_with("/dev/pts/"), "{name}");
+    let pid = b.state("t1")["pid"].as_i64().unwrap() as i32;
+    assert!(b.oci(&["start", "t1"]).status.success());
+    let mut file = fs::File::from(main);
+    let mut text = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&text).contains("hello-tty") {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            String::from_utf8_lossy(&text)
+        );
+        let mut buf = [0u8; 256];
+        match std::io::Read::read(&mut file, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains(&name), "tty names the pty: {text:?}");
+    assert!(text.contains("hello-tty"), "{text:?}");
+    assert_eq!(reap(pid), 0);
+    assert!(b.oci(&["delete", "t1"]).status.success());
+}
+
+/// One message of the console socket: its payload and the descriptor it carries.
+fn receive_fd(stream: &std::os::unix::net::UnixStream) -> (String, OwnedFd) {
+    let mut payload = [0u8; 256];
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut control = Control([0; 64]);
+    let mut iov = libc::iovec {
+        iov_base: payload.as_mut_ptr().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: msghdr is plain data; zero is valid for every field.
+    #[allow(unsafe_code)]
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len() as _;
+    // SAFETY: msg points to buffers that outlive the call; the header read after it is
+    // inside `control`, which the kernel filled.
+    #[allow(unsafe_code)]
+    let fd = unsafe {
+        let n = libc::recvmsg(stream.as_raw_fd(), &mut msg, 0);
+        assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
+        let header = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!header.is_null(), "no descriptor came");
+        assert_eq!((*header).cmsg_type, libc::SCM_RIGHTS);
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(header).cast::<i32>());
+        let name = String::from_utf8_lossy(&payload[..n as usize]).into_owned();
+        (name, OwnedFd::from_raw_fd(fd))
+    };
+    fd
+}
+
+#[test]
+fn bad_input_gets_one_line_and_its_own_code() {
+    let b = Bundle::new("oci-bad", &["true"]);
+    b.oci(&["state", "nosuch"])
+        .assert_one_line_error(4, "nosuch");
+    b.oci(&["kill", "nosuch", "KILL"])
+        .assert_one_line_error(4, "nosuch");
+    b.oci(&["kill", "nosuch", "BOGUS"])
+        .assert_one_line_error(2, "BOGUS");
+    b.oci(&["create", "--bundle", "/nonexistent", "x"])
+        .assert_one_line_error(2, "/nonexistent");
+    b.create("bad/id", &[]).assert_one_line_error(2, "bad/id");
+    b.oci(&["--log-format", "yaml", "list"])
+        .assert_one_line_error(2, "yaml");
+    let mut missing = b.config.clone();
+    missing["process"]["args"] = json!(["/no/such/program"]);
+    let b2 = Bundle {
+        sb: Sandbox::new("oci-bad-2"),
+        config: missing,
+    };
+    fs::remove_dir(&b2.sb.root).unwrap();
+    std::os::unix::fs::symlink(&b.sb.root, &b2.sb.root).unwrap();
+    b2.create("m1", &[])
+        .assert_one_line_error(7, "/no/such/program");
+    assert!(
+        !b2.state_dir().join("m1").exists(),
+        "a failed create leaves no state"
+    );
+    assert!(
+        !cgroup_of("m1").exists(),
+        "a failed create leaves no cgroup"
+    );
+    let mut unknown = b.config.clone();
+    unknown["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "bogus"}]);
+    fs::write(
+        b2.sb.dir.join("config.json"),
+        serde_json::to_vec(&unknown).unwrap(),
+    )
+    .unwrap();
+    let done = cradle(
+        &b2.sb,
+        &["create", "--bundle", b2.sb.dir.to_str().unwrap(), "m2"],
+    );
+    done.assert_one_line_error(2, "bogus");
+    // the id is taken while a container has it
+    become_subreaper();
+    let first = b.create("dup", &[]);
+    assert!(first.status.success(), "{first:?}");
+    b.create("dup", &[]).assert_one_line_error(3, "dup");
+    assert!(b.oci(&["delete", "dup"]).status.success());
+    // the log in JSON, as containerd reads it back
+    let log = b.sb.dir.join("log.json");
+    let logged = b.oci(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "gone",
+    ]);
+    assert_eq!(logged.code(), Some(4));
+    let line: Value = serde_json::from_str(fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert!(line["msg"].as_str().unwrap().contains("gone"));
+}
+
+#[test]
+fn every_binary_answers_help_and_version() {
+    let sb = Sandbox::new("oci-help");
+    let help = cradle(&sb, &["--help"]);
+    assert!(
+        help.status.success() && help.stdout.contains("create"),
+        "{help:?}"
+    );
+    let version = cradle(&sb, &["--version"]);
+    assert!(
+        version.stdout.starts_with("cradle-oci version "),
+        "{version:?}"
+    );
+    let features = cradle(&sb, &["features"]);
+    let doc: Value = serde_json::from_str(&features.stdout).unwrap();
+    assert!(
+        doc["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("user"))
+    );
+}
