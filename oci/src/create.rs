@@ -13,7 +13,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -119,11 +119,19 @@ fn make(
     // the cgroup, with its limits
     let host = Host::probe()?;
     let limits = limits_of(linux.resources.as_ref())?;
-    let relative = cgroup_path(linux.cgroups_path.as_deref(), opts.id, opts.systemd_cgroup)?;
+    let (relative, below_own) =
+        cgroup_path(linux.cgroups_path.as_deref(), opts.id, opts.systemd_cgroup)?;
     let v2_root = cradle_core::cgroups::v2_root().ok_or_else(cradle_core::cgroups::no_v2)?;
-    host.enable_v2_down_to(&relative, &limits.set_knobs())?;
-    let cgroup = Cgroup::create_at(v2_root.join(&relative), false, dir)?
-        .with_v1(host.v1_dirs_at(&relative), host.needs_v1(&limits))?;
+    let v2_path = if below_own {
+        cradle_core::cgroups::own_v2().join(&relative)
+    } else {
+        relative.clone()
+    };
+    host.enable_v2_down_to(&v2_path, &limits.set_knobs())?;
+    let cgroup = Cgroup::create_at(v2_root.join(&v2_path), false, dir)?.with_v1(
+        host.v1_dirs_at(&relative, below_own),
+        host.needs_v1(&limits),
+    )?;
     v1::apply(
         &host,
         cgroup.path(),
@@ -211,7 +219,13 @@ fn make(
         userns_fd = Some(user);
     }
 
-    let mut steps = vec![Step::NewSession];
+    // the v1 cgroups of the limits (a hybrid host's), which clone3 cannot put it in
+    let mut steps: Vec<Step> = cgroup
+        .open_v1_procs()?
+        .into_iter()
+        .map(|(hierarchy, procs)| Step::JoinCgroup { hierarchy, procs })
+        .collect();
+    steps.push(Step::NewSession);
     steps.extend(early);
     steps.push(Step::MakePrivate);
     let tree = root.clone_tree(None)?;
@@ -598,19 +612,24 @@ fn id_map(mappings: &[spec::IdMapping]) -> String {
         .collect()
 }
 
-/// The cgroup's path relative to the v2 hierarchy's root: the spec's `cgroupsPath`
-/// (absolute, or relative: both below the root, as runc without systemd), or
-/// `cradle-oci/ID`; with `--systemd-cgroup`, `slice:prefix:name` as systemd lays it out
+/// The cgroup's path, and whether it is below our own cgroup (true) or the hierarchy's
+/// root: the spec's `cgroupsPath` as runc reads it without systemd (an absolute path
+/// from the root, a relative one from our own cgroup), or `cradle-oci/ID` from the root;
+/// with `--systemd-cgroup`, `slice:prefix:name` as systemd lays it out
 /// (`machine.slice/prefix-name.scope`), made by us in the hierarchy (no unit is made).
-pub fn cgroup_path(given: Option<&str>, id: &str, systemd: bool) -> Result<PathBuf> {
+pub fn cgroup_path(given: Option<&str>, id: &str, systemd: bool) -> Result<(PathBuf, bool)> {
     let bad = |why: &str| Error::Usage(format!("bad cgroupsPath {given:?}: {why}"));
     let Some(given) = given.filter(|g| !g.is_empty()) else {
-        return Ok(if systemd {
-            PathBuf::from(format!("system.slice/cradle-oci-{id}.scope"))
-        } else {
-            PathBuf::from(format!("cradle-oci/{id}"))
-        });
+        return Ok((
+            if systemd {
+                PathBuf::from(format!("system.slice/cradle-oci-{id}.scope"))
+            } else {
+                PathBuf::from(format!("cradle-oci/{id}"))
+            },
+            false,
+        ));
     };
+    let below_own = !systemd && !given.starts_with('/');
     let path = if systemd {
         let parts: Vec<&str> = given.split(':').collect();
         let [slice, prefix, name] = parts[..] else {
@@ -651,7 +670,7 @@ pub fn cgroup_path(given: Option<&str>, id: &str, systemd: bool) -> Result<PathB
     {
         return Err(bad("it must name a cgroup below the root, without .."));
     }
-    Ok(path)
+    Ok((path, below_own))
 }
 
 /// The limits of the spec's resources, in the core's terms.
@@ -853,20 +872,42 @@ fn mount_steps(
                     &id_map(&mount.gid_mappings),
                     &[],
                 )?;
-                idmap = Some(idmap.unwrap_or(recursive));
                 Some(user)
             };
-            let userns = own_userns.as_ref().or(userns);
-            let tree = bind_tree(&source, recursive, set, clear, propagation, idmap, userns)?;
+            let idmap =
+                match (own_userns, idmap.is_some(), userns) {
+                    (Some(own), _, _) => Some(own),
+                    (None, true, Some(userns)) => Some(userns.try_clone().map_err(|e| {
+                        Error::host("duplicate the user namespace's descriptor", e)
+                    })?),
+                    (None, true, None) => {
+                        return Err(Error::Usage(format!(
+                            "{}: an idmap mount needs a new user namespace or its own id maps",
+                            mount.destination
+                        )));
+                    }
+                    (None, false, _) => None,
+                };
             steps.push(if meta.is_dir() {
                 Step::MkdirAny(last)
             } else {
                 Step::EnsureFile(last)
             });
-            steps.push(Step::Bind {
+            steps.push(Step::BindPath {
+                source: cstring(&source.to_string_lossy(), "bind source")?,
                 target: GuestPath::following(&mount.destination).expect("checked above"),
-                source: Source::new(source.display().to_string(), tree),
+                recursive,
+                set,
+                clear,
+                idmap,
             });
+            if propagation != 0 {
+                steps.push(Step::Propagation {
+                    target: GuestPath::following(&mount.destination).expect("checked above"),
+                    flags: propagation,
+                    recursive,
+                });
+            }
         }
         None => {
             let fstype = match mount.kind.as_str() {
@@ -915,71 +956,16 @@ fn mount_steps(
                 target: GuestPath::following(&mount.destination).expect("checked above"),
                 fs: Filesystem::new(cstring(fstype, "mount type")?, options, set),
             });
+            if propagation != 0 {
+                steps.push(Step::Propagation {
+                    target: GuestPath::following(&mount.destination).expect("checked above"),
+                    flags: propagation,
+                    recursive: false,
+                });
+            }
         }
     }
     Ok(())
-}
-
-/// A detached bind of the host path `source` (with what is mounted below it when
-/// `recursive`), with the mount flags and propagation of its options, id-mapped through
-/// `userns` for `idmap`.
-fn bind_tree(
-    source: &Path,
-    recursive: bool,
-    set: u64,
-    clear: u64,
-    propagation: u64,
-    idmap: Option<bool>,
-    userns: Option<&OwnedFd>,
-) -> Result<OwnedFd> {
-    let what = || format!("bind {}", source.display());
-    let path = cstring(&source.to_string_lossy(), "bind source")?;
-    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
-    if recursive {
-        flags |= libc::AT_RECURSIVE as u32;
-    }
-    let tree =
-        sys::open_tree(nix::fcntl::AT_FDCWD, &path, flags).map_err(|e| Error::setup(what(), e))?;
-    let at_flags = libc::AT_EMPTY_PATH as u32
-        | if recursive {
-            libc::AT_RECURSIVE as u32
-        } else {
-            0
-        };
-    let attr = libc::mount_attr {
-        attr_set: set,
-        attr_clr: clear,
-        propagation: if propagation == 0 {
-            libc::MS_PRIVATE
-        } else {
-            propagation
-        },
-        userns_fd: 0,
-    };
-    sys::mount_setattr(tree.as_fd(), c"", at_flags, &attr).map_err(|e| Error::setup(what(), e))?;
-    if let Some(recursive_map) = idmap {
-        let userns = userns.ok_or_else(|| {
-            Error::Usage(format!(
-                "{}: an idmap mount needs a new user namespace",
-                source.display()
-            ))
-        })?;
-        let attr = libc::mount_attr {
-            attr_set: libc::MOUNT_ATTR_IDMAP,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: userns.as_raw_fd() as u64,
-        };
-        let at_flags = libc::AT_EMPTY_PATH as u32
-            | if recursive_map {
-                libc::AT_RECURSIVE as u32
-            } else {
-                0
-            };
-        sys::mount_setattr(tree.as_fd(), c"", at_flags, &attr)
-            .map_err(|e| Error::setup(format!("id-map {}", source.display()), e))?;
-    }
-    Ok(tree)
 }
 
 /// The devices every container gets (runc's default list), with their numbers.
@@ -1094,21 +1080,20 @@ mod tests {
 
     #[test]
     fn cgroup_paths_are_below_the_root_and_systemds_are_laid_out_as_systemd_does() {
+        let path = |given, id, systemd| {
+            let (path, below_own) = cgroup_path(given, id, systemd).unwrap();
+            (path.to_string_lossy().into_owned(), below_own)
+        };
+        assert_eq!(path(None, "a", false), ("cradle-oci/a".into(), false));
+        assert_eq!(path(Some("/x/y"), "a", false), ("x/y".into(), false));
+        assert_eq!(path(Some("x/y"), "a", false), ("x/y".into(), true));
         assert_eq!(
-            cgroup_path(None, "a", false).unwrap(),
-            Path::new("cradle-oci/a")
+            path(Some("machine.slice:libpod:abc"), "a", true),
+            ("machine.slice/libpod-abc.scope".into(), false)
         );
         assert_eq!(
-            cgroup_path(Some("/x/y"), "a", false).unwrap(),
-            Path::new("x/y")
-        );
-        assert_eq!(
-            cgroup_path(Some("machine.slice:libpod:abc"), "a", true).unwrap(),
-            Path::new("machine.slice/libpod-abc.scope")
-        );
-        assert_eq!(
-            cgroup_path(Some("a-b.slice:p:n"), "x", true).unwrap(),
-            Path::new("a.slice/a-b.slice/p-n.scope")
+            path(Some("a-b.slice:p:n"), "x", true),
+            ("a.slice/a-b.slice/p-n.scope".into(), false)
         );
         for bad in ["/x/../../etc", "..", "/"] {
             assert!(cgroup_path(Some(bad), "a", false).is_err(), "{bad}");

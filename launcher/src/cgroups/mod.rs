@@ -37,6 +37,18 @@ pub fn v2_root() -> Option<PathBuf> {
         .find(|path| statfs(path).is_ok_and(|fs| fs.filesystem_type() == CGROUP2_SUPER_MAGIC))
 }
 
+/// The calling process's own cgroup in the v2 hierarchy, relative to its root (the `0::`
+/// line of /proc/self/cgroup); empty at the root.
+pub fn own_v2() -> PathBuf {
+    fs::read_to_string("/proc/self/cgroup")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .map_or_else(PathBuf::new, |path| {
+            PathBuf::from(path.trim_start_matches('/'))
+        })
+}
+
 /// The error of a host without a cgroup v2 hierarchy.
 pub fn no_v2() -> Error {
     Error::host(

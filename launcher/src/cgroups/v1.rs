@@ -227,10 +227,17 @@ impl Host {
         self.v1_dirs_where(|h| h.mount.join(&h.own).join(cgroups::name_for(name)))
     }
 
-    /// The cgroups at `path` (relative to each hierarchy's root: an OCI bundle's
-    /// `cgroupsPath`) in the v1 hierarchies of the limits' controllers.
-    pub fn v1_dirs_at(&self, path: &Path) -> Vec<V1Dir> {
-        self.v1_dirs_where(|h| h.mount.join(path))
+    /// The cgroups at `path` (an OCI bundle's `cgroupsPath`) in the v1 hierarchies of the
+    /// limits' controllers: relative to each hierarchy's root, or with `below_own`, to the
+    /// launcher's own cgroup there (runc's reading of a relative path).
+    pub fn v1_dirs_at(&self, path: &Path, below_own: bool) -> Vec<V1Dir> {
+        self.v1_dirs_where(|h| {
+            if below_own {
+                h.mount.join(&h.own).join(path)
+            } else {
+                h.mount.join(path)
+            }
+        })
     }
 
     /// One cgroup per v1 hierarchy that provides a controller of the limits, where

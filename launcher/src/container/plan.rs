@@ -33,7 +33,7 @@
 
 use std::ffi::{CStr, CString, NulError};
 use std::fmt;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use cradle_common::guest::{Mask, PROC_BINDS, PROC_MASKS, SYS_MASKS};
@@ -340,6 +340,27 @@ pub enum Step {
     Domainname(CString),
     /// The root's mount read-only (its submounts keep their own flags).
     ReadOnlyRoot,
+    /// Binds the host's path `source` (absolute; resolved in the child's copy of the
+    /// host's mounts, before the switch) on `target`, with what is mounted below it when
+    /// `recursive`, `MOUNT_ATTR_*` flags `set` and `clear`, id-mapped through the user
+    /// namespace `idmap` if given. Made in the child, in its turn, so that the container's
+    /// mount table lists its mounts in the order the bundle gives them.
+    BindPath {
+        source: CString,
+        target: GuestPath,
+        recursive: bool,
+        set: u64,
+        clear: u64,
+        idmap: Option<OwnedFd>,
+    },
+    /// The propagation (`MS_SHARED`, `MS_SLAVE`, `MS_PRIVATE`, `MS_UNBINDABLE`) of the
+    /// mount at a path, with the mounts below it when `recursive`: set once the mount is
+    /// attached, as mount(8) sets it.
+    Propagation {
+        target: GuestPath,
+        flags: u64,
+        recursive: bool,
+    },
     /// The propagation of every mount from the root down (`MS_SHARED`, `MS_SLAVE`,
     /// `MS_PRIVATE`, `MS_UNBINDABLE`).
     RootPropagation(MsFlags),
@@ -716,6 +737,10 @@ impl fmt::Display for Step {
             Step::Domainname(name) => write!(f, "set domainname {}", name.to_string_lossy()),
             Step::ReadOnlyRoot => f.write_str("make the root read-only"),
             Step::RootPropagation(_) => f.write_str("set the root's propagation"),
+            Step::Propagation { target, .. } => write!(f, "set the propagation of {target}"),
+            Step::BindPath { source, target, .. } => {
+                write!(f, "bind {} on {target}", source.to_string_lossy())
+            }
             Step::Bounding(_) => f.write_str("cut the capability bounding set"),
             Step::Identity(id) => write!(
                 f,
@@ -1092,6 +1117,68 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             MsFlags::MS_REC | *flags,
             None::<&CStr>,
         ),
+        Step::BindPath {
+            source,
+            target,
+            recursive,
+            set,
+            clear,
+            idmap,
+        } => {
+            let target = in_root(root)?.path(target)?;
+            let (clone_flags, at_flags) = if *recursive {
+                (libc::AT_RECURSIVE as u32, libc::AT_RECURSIVE as u32)
+            } else {
+                (0, 0)
+            };
+            let tree = sys::open_tree(
+                AT_FDCWD,
+                source,
+                libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | clone_flags,
+            )?;
+            let attr = libc::mount_attr {
+                attr_set: *set,
+                attr_clr: *clear,
+                propagation: libc::MS_PRIVATE,
+                userns_fd: 0,
+            };
+            let empty = libc::AT_EMPTY_PATH as u32;
+            sys::mount_setattr(tree.as_fd(), c"", empty | at_flags, &attr)?;
+            if let Some(userns) = idmap {
+                let attr = libc::mount_attr {
+                    attr_set: libc::MOUNT_ATTR_IDMAP,
+                    attr_clr: 0,
+                    propagation: 0,
+                    userns_fd: userns.as_raw_fd() as u64,
+                };
+                sys::mount_setattr(tree.as_fd(), c"", empty | at_flags, &attr)?;
+            }
+            attach(tree.as_fd(), target.as_fd())
+        }
+        Step::Propagation {
+            target,
+            flags,
+            recursive,
+        } => {
+            let target = in_root(root)?.path(target)?;
+            let attr = libc::mount_attr {
+                attr_set: 0,
+                attr_clr: 0,
+                propagation: *flags,
+                userns_fd: 0,
+            };
+            let recursive = if *recursive {
+                libc::AT_RECURSIVE as u32
+            } else {
+                0
+            };
+            sys::mount_setattr(
+                target.as_fd(),
+                c"",
+                libc::AT_EMPTY_PATH as u32 | recursive,
+                &attr,
+            )
+        }
         Step::Bounding(keep) => sys::drop_bounding_set(keep.bits()),
         Step::Identity(id) => {
             nix::sys::prctl::set_keepcaps(true)?;
