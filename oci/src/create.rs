@@ -288,61 +288,7 @@ fn make(
         steps.push(Step::Join(Namespace::User, user));
         steps.push(Step::Unshare(Namespace::Mount));
     }
-    if let Some(adj) = process.oom_score_adj {
-        steps.push(Step::WriteExisting {
-            path: c"/proc/self/oom_score_adj".to_owned(),
-            contents: adj.to_string().into_bytes(),
-        });
-    }
-    for rlimit in &process.rlimits {
-        steps.push(Step::Rlimit {
-            resource: rlimit_resource(&rlimit.kind)?,
-            soft: rlimit.soft,
-            hard: rlimit.hard,
-        });
-    }
-    if process.terminal {
-        let socket = opts.console_socket.ok_or_else(|| {
-            Error::Usage("process.terminal is true but no --console-socket was given".into())
-        })?;
-        let stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
-            Error::host(
-                format!("connect to the console socket {}", socket.display()),
-                e,
-            )
-        })?;
-        steps.push(Step::Terminal {
-            socket: OwnedFd::from(stream),
-            size: process.console_size.map(|s| (s.height, s.width)),
-        });
-    }
-    let capabilities = process.capabilities.clone().unwrap_or_default();
-    steps.push(Step::Bounding(cap_set(&capabilities.bounding)?));
-    steps.push(Step::Identity(Identity {
-        uid: process.user.uid,
-        gid: process.user.gid,
-        groups: process
-            .user
-            .additional_gids
-            .iter()
-            .map(|&g| Gid::from_raw(g))
-            .collect(),
-    }));
-    steps.push(Step::SetCapabilities(Capabilities {
-        effective: cap_set(&capabilities.effective)?.bits(),
-        permitted: cap_set(&capabilities.permitted)?.bits(),
-        inheritable: cap_set(&capabilities.inheritable)?.bits(),
-        ambient: cap_set(&capabilities.ambient)?.bits(),
-    }));
-    if process.no_new_privileges {
-        steps.push(Step::NoNewPrivileges);
-    }
-    steps.push(Step::Chdir(cstring(&process.cwd, "process.cwd")?));
-    steps.push(Step::FindExecutable(candidates(
-        &process.args[0],
-        &process.env,
-    )?));
-    steps.push(Step::Umask(process.user.umask.unwrap_or(0o022)));
+    steps.extend(process_steps(process, opts.console_socket)?);
 
     // the fifo `start` opens, and the pipe that says the setup is done
     let fifo_path = dir.join(state::FIFO);
@@ -410,6 +356,70 @@ fn make(
         write_pid_file(path, pid)?;
     }
     Ok(record)
+}
+
+/// The steps that make the container's first process, or a process `exec` adds, what
+/// `process` says: its OOM score, rlimits, terminal (over `console_socket`), bounding
+/// set, user, capabilities, no_new_privs, working directory, the lookup of its
+/// executable, its umask. Run as the container's root, in all its namespaces.
+pub fn process_steps(process: &spec::Process, console_socket: Option<&Path>) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    if let Some(adj) = process.oom_score_adj {
+        steps.push(Step::WriteExisting {
+            path: c"/proc/self/oom_score_adj".to_owned(),
+            contents: adj.to_string().into_bytes(),
+        });
+    }
+    for rlimit in &process.rlimits {
+        steps.push(Step::Rlimit {
+            resource: rlimit_resource(&rlimit.kind)?,
+            soft: rlimit.soft,
+            hard: rlimit.hard,
+        });
+    }
+    if process.terminal {
+        let socket = console_socket.ok_or_else(|| {
+            Error::Usage("process.terminal is true but no --console-socket was given".into())
+        })?;
+        let stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
+            Error::host(
+                format!("connect to the console socket {}", socket.display()),
+                e,
+            )
+        })?;
+        steps.push(Step::Terminal {
+            socket: OwnedFd::from(stream),
+            size: process.console_size.map(|s| (s.height, s.width)),
+        });
+    }
+    let capabilities = process.capabilities.clone().unwrap_or_default();
+    steps.push(Step::Bounding(cap_set(&capabilities.bounding)?));
+    steps.push(Step::Identity(Identity {
+        uid: process.user.uid,
+        gid: process.user.gid,
+        groups: process
+            .user
+            .additional_gids
+            .iter()
+            .map(|&g| Gid::from_raw(g))
+            .collect(),
+    }));
+    steps.push(Step::SetCapabilities(Capabilities {
+        effective: cap_set(&capabilities.effective)?.bits(),
+        permitted: cap_set(&capabilities.permitted)?.bits(),
+        inheritable: cap_set(&capabilities.inheritable)?.bits(),
+        ambient: cap_set(&capabilities.ambient)?.bits(),
+    }));
+    if process.no_new_privileges {
+        steps.push(Step::NoNewPrivileges);
+    }
+    steps.push(Step::Chdir(cstring(&process.cwd, "process.cwd")?));
+    steps.push(Step::FindExecutable(candidates(
+        &process.args[0],
+        &process.env,
+    )?));
+    steps.push(Step::Umask(process.user.umask.unwrap_or(0o022)));
+    Ok(steps)
 }
 
 /// What the spec asks that this runtime does not do, refused by name rather than ignored;

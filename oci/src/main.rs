@@ -9,6 +9,7 @@
 
 mod commands;
 mod create;
+mod exec;
 mod hooks;
 mod spec;
 mod state;
@@ -62,6 +63,7 @@ enum Command {
     Kill(KillCmd),
     Delete(DeleteCmd),
     Run(RunCmd),
+    Exec(ExecCmd),
     List(ListCmd),
     Ps(PsCmd),
     Pause(PauseCmd),
@@ -161,6 +163,51 @@ struct ResumeCmd {
     /// the container's id
     #[argh(positional)]
     id: String,
+}
+
+/// run another process in a running container
+#[derive(FromArgs)]
+#[argh(subcommand, name = "exec")]
+struct ExecCmd {
+    /// the process as JSON (the spec's process object), instead of CMD and the options
+    #[argh(option, short = 'p')]
+    process: Option<PathBuf>,
+    /// give it a terminal (sent to --console-socket)
+    #[argh(switch, short = 't')]
+    tty: bool,
+    /// a Unix socket to send the terminal's pty to
+    #[argh(option)]
+    console_socket: Option<PathBuf>,
+    /// write its pid (its shim's, on the host) to FILE
+    #[argh(option)]
+    pid_file: Option<PathBuf>,
+    /// return once it runs
+    #[argh(switch, short = 'd')]
+    detach: bool,
+    /// UID[:GID] to run it as
+    #[argh(option, short = 'u')]
+    user: Option<String>,
+    /// add NAME=VALUE to its environment (repeatable)
+    #[argh(option, short = 'e')]
+    env: Vec<String>,
+    /// its working directory
+    #[argh(option)]
+    cwd: Option<String>,
+    /// add a capability (CAP_NAME) to its sets (repeatable)
+    #[argh(option, short = 'c')]
+    cap: Vec<String>,
+    /// set no_new_privs for it
+    #[argh(switch)]
+    no_new_privs: bool,
+    /// a supplementary group id (repeatable)
+    #[argh(option, short = 'g')]
+    additional_gids: Vec<u32>,
+    /// the container's id
+    #[argh(positional)]
+    id: String,
+    /// the command and its arguments (after the id)
+    #[argh(positional, greedy)]
+    args: Vec<String>,
 }
 
 /// send a signal to the container's process (default SIGTERM)
@@ -453,6 +500,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 _ => ExitCode::from(Code::Setup as u8),
             });
+        }
+        Command::Exec(c) => {
+            let code = exec::exec(
+                &threads()?,
+                &root,
+                &exec::Options {
+                    id: &c.id,
+                    process_file: c.process.as_deref(),
+                    args: &c.args,
+                    tty: c.tty,
+                    console_socket: c.console_socket.as_deref(),
+                    pid_file: c.pid_file.as_deref(),
+                    detach: c.detach,
+                    user: c.user.as_deref(),
+                    env: &c.env,
+                    cwd: c.cwd.as_deref(),
+                    caps: &c.cap,
+                    no_new_privs: c.no_new_privs,
+                    additional_gids: &c.additional_gids,
+                },
+            )?;
+            return Ok(ExitCode::from(code));
         }
         Command::Start(c) => commands::start(&root, &c.id)?,
         Command::State(c) => commands::state(&root, &c.id)?,

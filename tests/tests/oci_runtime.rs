@@ -396,6 +396,66 @@ fn receive_fd(stream: &std::os::unix::net::UnixStream) -> (String, OwnedFd) {
 }
 
 #[test]
+fn exec_runs_a_process_in_the_containers_namespaces_and_cgroup() {
+    become_subreaper();
+    let mut b = Bundle::new("oci-exec", &["sh", "-c", "while :; do sleep 0.1; done"]);
+    b.config["root"]["readonly"] = json!(false);
+    b.config["hostname"] = json!("exec-host");
+    let created = b.create("x1", &[]);
+    assert!(created.status.success(), "{created:?}");
+    b.oci(&["exec", "x1", "true"])
+        .assert_one_line_error(3, "created");
+    let pid = b.state("x1")["pid"].as_i64().unwrap() as i32;
+    assert!(b.oci(&["start", "x1"]).status.success());
+    let done = b.oci(&[
+        "exec", "--user", "1000:1000", "--cwd", "/tmp", "--env", "EXTRA=yes", "x1", "sh", "-c",
+        "echo $(hostname) $(id -u):$(id -g) $(pwd) $EXTRA; cat /proc/1/cmdline | tr '\\0' ' '; echo; \
+         cat /proc/self/cgroup; exit 4",
+    ]);
+    assert_eq!(done.code(), Some(4), "{done:?}");
+    let mut lines = done.stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("exec-host 1000:1000 /tmp yes"),
+        "{done:?}"
+    );
+    assert!(
+        lines.next().unwrap().contains("cradle-shim"),
+        "PID 1 is the container's: {done:?}"
+    );
+    // in the container's cgroup namespace, at its root
+    assert!(done.stdout.lines().any(|l| l == "0::/"), "{done:?}");
+    let missing = b.oci(&["exec", "x1", "/no/such/program"]);
+    missing.assert_one_line_error(127, "/no/such/program");
+    let pid_file = b.sb.dir.join("exec.pid");
+    let detached = b.oci(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "x1",
+        "sh",
+        "-c",
+        "exit 6",
+    ]);
+    assert!(detached.status.success(), "{detached:?}");
+    let exec_pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert_eq!(
+        reap(exec_pid),
+        6,
+        "the detached process is the caller's to reap"
+    );
+    assert!(b.oci(&["kill", "x1", "KILL"]).status.success());
+    let mut status = 0;
+    // SAFETY: waitpid writes one int through the pointer.
+    #[allow(unsafe_code)]
+    let got = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(got, pid);
+    assert!(b.oci(&["delete", "x1"]).status.success());
+    assert!(!cgroup_of("x1").exists());
+}
+
+#[test]
 fn bad_input_gets_one_line_and_its_own_code() {
     let b = Bundle::new("oci-bad", &["true"]);
     b.oci(&["state", "nosuch"])
@@ -418,7 +478,7 @@ fn bad_input_gets_one_line_and_its_own_code() {
     fs::remove_dir(&b2.sb.root).unwrap();
     std::os::unix::fs::symlink(&b.sb.root, &b2.sb.root).unwrap();
     b2.create("m1", &[])
-        .assert_one_line_error(7, "/no/such/program");
+        .assert_one_line_error(127, "/no/such/program");
     assert!(
         !b2.state_dir().join("m1").exists(),
         "a failed create leaves no state"

@@ -253,6 +253,12 @@ pub enum Step {
     },
     NewSession,
     Join(Namespace, OwnedFd),
+    /// Joins the namespaces `flags` of the process behind `pidfd` at once (setns with a
+    /// pidfd, Linux 5.8): how a process enters a running container (`cradle-oci exec`).
+    JoinProcess {
+        pidfd: OwnedFd,
+        flags: CloneFlags,
+    },
     Unshare(Namespace),
     /// Every mount inherited from the host private, recursively (pivot_root needs it).
     MakePrivate,
@@ -693,6 +699,7 @@ impl fmt::Display for Step {
                 )
             }
             Step::NewSession => f.write_str("setsid"),
+            Step::JoinProcess { .. } => f.write_str("join the container's namespaces"),
             Step::Join(ns, _) => write!(f, "join the guest's {} namespace", ns.name()),
             Step::Unshare(Namespace::Mount) => {
                 f.write_str("lock the guest's mounts (a mount namespace in its user namespace)")
@@ -764,6 +771,10 @@ impl fmt::Display for Step {
         }
     }
 }
+
+/// How [`Step::FindExecutable`] names itself, before the command: `spawn` reports its
+/// failure as the command's (exit codes 127 and 126), not as a setup step's.
+pub const FIND_EXECUTABLE: &str = "find the executable ";
 
 /// Where paths below the root are resolved from, once it is attached.
 struct Root<'a>(BorrowedFd<'a>);
@@ -884,6 +895,7 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
         }
         Step::NewSession => setsid().map(drop),
         Step::Join(ns, fd) => setns(fd, ns.flag()),
+        Step::JoinProcess { pidfd, flags } => setns(pidfd, *flags),
         Step::Unshare(ns) => unshare(ns.flag()),
         Step::MakePrivate => mount(
             None::<&CStr>,

@@ -630,6 +630,12 @@ impl Container {
         let detail = failure.detail as usize;
         match failure.stage {
             Stage::Setup => match self.steps.get(detail) {
+                Some(step) if step.starts_with(crate::container::plan::FIND_EXECUTABLE) => {
+                    Error::Exec {
+                        command: step[crate::container::plan::FIND_EXECUTABLE.len()..].to_owned(),
+                        errno,
+                    }
+                }
                 Some(step) if errno == Errno::ELOOP => {
                     Error::setup(format!("{step} (a symlink on the way is refused)"), errno)
                 }

@@ -1,0 +1,266 @@
+//! `exec`: another process in a running container, as runc's `exec` makes it (what
+//! podman's `exec` and containerd's exec'd tasks run). Its process is the container's
+//! spec's, changed by the options, or `--process FILE` whole.
+//!
+//! We make ourselves undumpable first (the child is born so, and stays so until it execs:
+//! a process of the container cannot ptrace it, read its memory or reach its root while
+//! it is still the host's), join the container's PID namespace (for the child), and clone
+//! the child into the container's cgroup. The child joins every other namespace of the
+//! container's first process at once (setns with its pidfd), and then takes the
+//! process's rlimits, terminal, bounding set, user, capabilities and directory, and execs
+//! `cradle-shim`, which runs the command as its child, reaps and forwards signals. With
+//! `--detach` we return once the command runs, the shim re-parented to our caller;
+//! otherwise we wait for it and exit with its status.
+
+use std::fs;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use cradle_common::outcome::Status;
+use cradle_core::container::plan::Step;
+use cradle_core::container::spawn::{self, Report, ShimBinary, Spawn};
+use cradle_core::error::{Error, Result};
+use cradle_core::process::signals::Signals;
+use cradle_core::sys::{self, SingleThreaded};
+use nix::fcntl::{OFlag, open};
+use nix::sched::{CloneFlags, setns};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+
+use crate::commands;
+use crate::create::{self, write_pid_file};
+use crate::spec::{self, Process};
+use crate::state::{Root, Status as State};
+
+/// What `exec` is given.
+pub struct Options<'a> {
+    pub id: &'a str,
+    pub process_file: Option<&'a Path>,
+    pub args: &'a [String],
+    pub tty: bool,
+    pub console_socket: Option<&'a Path>,
+    pub pid_file: Option<&'a Path>,
+    pub detach: bool,
+    pub user: Option<&'a str>,
+    pub env: &'a [String],
+    pub cwd: Option<&'a str>,
+    pub caps: &'a [String],
+    pub no_new_privs: bool,
+    pub additional_gids: &'a [u32],
+}
+
+/// The namespaces `exec` joins, with their names under /proc/PID/ns.
+const JOINED: [(CloneFlags, &str); 6] = [
+    (CloneFlags::CLONE_NEWUSER, "user"),
+    (CloneFlags::CLONE_NEWNS, "mnt"),
+    (CloneFlags::CLONE_NEWNET, "net"),
+    (CloneFlags::CLONE_NEWIPC, "ipc"),
+    (CloneFlags::CLONE_NEWUTS, "uts"),
+    (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
+];
+
+/// Runs the process; its exit code (ours to exit with), 0 with `--detach`.
+pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8> {
+    // before anything else: the child inherits it (see the module's comment)
+    nix::sys::prctl::set_dumpable(false).map_err(|e| Error::host("PR_SET_DUMPABLE", e))?;
+    let record = commands::load(root, opts.id)?;
+    match record.status(&root.dir(opts.id)) {
+        State::Running => {}
+        other => {
+            return Err(Error::Conflict(format!(
+                "container {} is {}: exec needs it running",
+                opts.id,
+                other.name()
+            )));
+        }
+    }
+    let process = process_of(&record.bundle, opts)?;
+    let pid = Pid::from_raw(record.pid);
+    let pidfd = sys::pidfd_open(pid)
+        .map_err(|_| Error::Missing(format!("container {} is not running", opts.id)))?;
+    if !record.alive() {
+        return Err(Error::Missing(format!(
+            "container {} is not running",
+            opts.id
+        )));
+    }
+    // the namespaces it has of its own (a user namespace equal to ours cannot be joined)
+    let differs = |name: &str| {
+        let ours = fs::metadata(format!("/proc/self/ns/{name}"));
+        let theirs = fs::metadata(format!("/proc/{pid}/ns/{name}"));
+        match (ours, theirs) {
+            (Ok(a), Ok(b)) => {
+                use std::os::unix::fs::MetadataExt;
+                (a.dev(), a.ino()) != (b.dev(), b.ino())
+            }
+            _ => false,
+        }
+    };
+    let flags = JOINED
+        .iter()
+        .filter(|(_, name)| differs(name))
+        .fold(CloneFlags::empty(), |all, (flag, _)| all | *flag);
+    if differs("pid") {
+        setns(&pidfd, CloneFlags::CLONE_NEWPID)
+            .map_err(|e| Error::setup("join the container's PID namespace", e))?;
+    }
+    let cgroup = open(
+        &record.cgroup,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::host(format!("open cgroup {}", record.cgroup.display()), e))?;
+    let mut steps = vec![Step::NewSession];
+    if !flags.is_empty() {
+        steps.push(Step::JoinProcess {
+            pidfd: pidfd
+                .try_clone()
+                .map_err(|e| Error::host("duplicate a pidfd", e))?,
+            flags,
+        });
+    }
+    steps.extend(create::process_steps(&process, opts.console_socket)?);
+    let shim = ShimBinary::sealed(None)?;
+    let mut args = vec!["-s".to_owned(), "--".to_owned()];
+    args.extend(process.args.iter().cloned());
+    let signals = if opts.detach {
+        None
+    } else {
+        Some(Signals::catch(&[
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGWINCH,
+        ])?)
+    };
+    let mut container = spawn::spawn(
+        &Spawn {
+            threads,
+            shim: &shim,
+            cwd: None,
+            namespaces: CloneFlags::empty(),
+            cgroup: Some(cgroup.as_fd()),
+            keep: &[],
+            args: &args,
+            env: &process.env,
+            outlives_launcher: opts.detach,
+        },
+        steps,
+    )?;
+    if opts.detach {
+        // the command runs once the report pipe closes without a record
+        loop {
+            let mut fds = vec![nix::poll::PollFd::new(
+                container.errpipe().expect("just spawned"),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            sys::poll_ready(&mut fds, nix::poll::PollTimeout::NONE)
+                .map_err(|e| Error::host("poll", e))?;
+            drop(fds);
+            match container.read_report() {
+                Report::Pending => continue,
+                Report::Started => break,
+                Report::Failed(failure) => {
+                    return Err(container.failure_error(failure, &process.args[0]));
+                }
+            }
+        }
+        let pid = container.release().as_raw();
+        if let Some(path) = opts.pid_file {
+            write_pid_file(path, pid)?;
+        }
+        return Ok(0);
+    }
+    if let Some(path) = opts.pid_file {
+        let (pid, _) = container.handoff_ids();
+        write_pid_file(path, pid.as_raw())?;
+    }
+    let mut signals = signals;
+    let status = container.supervise(signals.as_mut(), &process.args[0], None, None)?;
+    Ok(match status {
+        Status::Exited(code) => code,
+        Status::Signaled(sig) => 128u8.wrapping_add(sig as u8),
+    })
+}
+
+/// The process to run: `--process FILE` whole, or the container's spec's process with
+/// the options' arguments, environment, directory, user, capabilities and terminal.
+fn process_of(bundle: &Path, opts: &Options) -> Result<Process> {
+    let mut process: Process = match opts.process_file {
+        Some(path) => {
+            let text = fs::read_to_string(path)
+                .map_err(|e| Error::Usage(format!("--process {}: {e}", path.display())))?;
+            serde_json::from_str(&text)
+                .map_err(|e| Error::Usage(format!("--process {}: {e}", path.display())))?
+        }
+        None => {
+            if opts.args.is_empty() {
+                return Err(Error::Usage(
+                    "exec: give the command to run, or --process FILE".into(),
+                ));
+            }
+            let spec = spec::load(bundle).map_err(Error::Usage)?;
+            let mut process = spec.process.expect("checked by load");
+            process.args = opts.args.to_vec();
+            process.terminal = opts.tty;
+            process
+        }
+    };
+    if opts.process_file.is_some() && process.args.is_empty() {
+        return Err(Error::Usage("--process: args is empty".into()));
+    }
+    process.env.extend(opts.env.iter().cloned());
+    if let Some(cwd) = opts.cwd {
+        process.cwd = cwd.to_owned();
+    }
+    if process.cwd.is_empty() {
+        process.cwd = "/".to_owned();
+    }
+    if let Some(user) = opts.user {
+        let (uid, gid) = match user.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (user, None),
+        };
+        let number = |text: &str| {
+            text.parse::<u32>()
+                .map_err(|_| Error::Usage(format!("--user {user:?}: give numeric ids, UID[:GID]")))
+        };
+        process.user.uid = number(uid)?;
+        process.user.gid = gid.map(number).transpose()?.unwrap_or(0);
+    }
+    process
+        .user
+        .additional_gids
+        .extend_from_slice(opts.additional_gids);
+    if !opts.caps.is_empty() {
+        let caps = process.capabilities.get_or_insert_with(Default::default);
+        for cap in opts.caps {
+            for set in [
+                &mut caps.bounding,
+                &mut caps.effective,
+                &mut caps.permitted,
+                &mut caps.inheritable,
+                &mut caps.ambient,
+            ] {
+                if !set.contains(cap) {
+                    set.push(cap.clone());
+                }
+            }
+        }
+    }
+    if opts.no_new_privs {
+        process.no_new_privileges = true;
+    }
+    if opts.tty {
+        process.terminal = true;
+    }
+    if process.terminal && opts.console_socket.is_none() {
+        return Err(Error::Usage(
+            "a terminal needs --console-socket (cradle-oci gives the pty to its caller)".into(),
+        ));
+    }
+    Ok(process)
+}
