@@ -638,12 +638,14 @@ pub fn inherit_for_tests(caps: u64) -> nix::Result<()> {
 }
 
 /// Installs the classic BPF `program` as a seccomp filter on the calling thread:
-/// seccomp(SECCOMP_SET_MODE_FILTER) with no flags and *without* PR_SET_NO_NEW_PRIVS, so
-/// set-user-ID programs (su, passwd) keep working under it. The kernel then requires
-/// CAP_SYS_ADMIN in the caller's user namespace (EACCES otherwise). Filters stack: the
-/// kernel runs every installed filter and the most restrictive answer wins. The kernel
-/// copies the program; nothing is allocated here.
-pub fn install_seccomp(program: &[libc::sock_filter]) -> nix::Result<()> {
+/// seccomp(SECCOMP_SET_MODE_FILTER) with the SECCOMP_FILTER_FLAG_* bits `flags` (LOG,
+/// SPEC_ALLOW; not NEW_LISTENER, whose descriptor would be lost) and *without*
+/// PR_SET_NO_NEW_PRIVS, so set-user-ID programs (su, passwd) keep working under it. The
+/// kernel then requires CAP_SYS_ADMIN in the caller's user namespace (EACCES otherwise),
+/// and refuses flags it does not know with EINVAL. Filters stack: the kernel runs every
+/// installed filter and the most restrictive answer wins. The kernel copies the program;
+/// nothing is allocated here.
+pub fn install_seccomp(program: &[libc::sock_filter], flags: u32) -> nix::Result<()> {
     let len = u16::try_from(program.len()).map_err(|_| Errno::EINVAL)?;
     let prog = libc::sock_fprog {
         len,
@@ -655,7 +657,7 @@ pub fn install_seccomp(program: &[libc::sock_filter]) -> nix::Result<()> {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            0,
+            flags,
             &prog as *const libc::sock_fprog,
         )
     };

@@ -6,6 +6,7 @@
 
 pub mod caps;
 pub mod devices;
+pub mod profile;
 pub mod seccomp;
 pub mod userns;
 

@@ -269,11 +269,18 @@ pub const DENIED_WITHOUT_USERNS: &[Denied] = &[
 #[derive(Clone)]
 pub struct Filter {
     program: Vec<libc::sock_filter>,
+    /// SECCOMP_FILTER_FLAG_* to install it with: none for cradle's own filter.
+    flags: u32,
 }
 
 impl std::fmt::Debug for Filter {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "Filter({} instructions)", self.program.len())
+        write!(
+            f,
+            "Filter({} instructions, flags {:#x})",
+            self.program.len(),
+            self.flags
+        )
     }
 }
 
@@ -291,7 +298,14 @@ impl Filter {
         let [native, compat] = abis.map(|abi| body(abi, extra));
         let program = assemble(abis, &native?, &compat?)
             .map_err(|why| Error::host("compile the seccomp filter", io::Error::other(why)))?;
-        Ok(Filter { program })
+        Ok(Filter { program, flags: 0 })
+    }
+
+    /// A filter compiled elsewhere (`profile`: an OCI runtime-spec profile), installed
+    /// with the SECCOMP_FILTER_FLAG_* bits `flags`. The kernel checks the program when
+    /// [`install`](Self::install) hands it over, and refuses a bad one with EINVAL.
+    pub fn from_program(program: Vec<libc::sock_filter>, flags: u32) -> Filter {
+        Filter { program, flags }
     }
 
     #[cfg(test)]
@@ -299,11 +313,11 @@ impl Filter {
         &self.program
     }
 
-    /// Installs the filter on the calling thread (`sys::install_seccomp`: no
-    /// no_new_privs, so it needs CAP_SYS_ADMIN in the caller's user namespace).
+    /// Installs the filter on the calling thread, with its flags (`sys::install_seccomp`:
+    /// no no_new_privs, so it needs CAP_SYS_ADMIN in the caller's user namespace).
     /// Allocation-free: for the container's first process, before it execs.
     pub fn install(&self) -> nix::Result<()> {
-        sys::install_seccomp(&self.program)
+        sys::install_seccomp(&self.program, self.flags)
     }
 }
 
@@ -655,7 +669,7 @@ fn assemble(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::testing::{in_child, require_root};
     use nix::errno::Errno;
@@ -689,8 +703,9 @@ mod tests {
     }
 
     /// What the kernel would answer: a classic BPF interpreter for the instructions
-    /// seccompiler and [`assemble`] emit, over a seccomp_data of `arch`, `nr`, `args`.
-    fn run(program: &[libc::sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+    /// seccompiler and [`assemble`] emit (and `profile`'s), over a seccomp_data of
+    /// `arch`, `nr`, `args`.
+    pub(crate) fn run(program: &[libc::sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
         let mut data = [0u32; 16];
         data[0] = nr;
         data[1] = arch;
