@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use cradle_core::cgroups::container::Cgroup;
 use cradle_core::cgroups::limits::Limits;
-use cradle_core::cgroups::v1::{self, Host};
+use cradle_core::cgroups::v1::{self, Host, Provider};
 use cradle_core::container::mountinfo::RootSwitch;
 use cradle_core::container::plan::{
     Capabilities, Filesystem, GuestPath, Identity, Namespace, Source, Step,
@@ -50,9 +50,6 @@ pub struct Options<'a> {
     pub console_socket: Option<&'a Path>,
     pub no_pivot: bool,
     pub systemd_cgroup: bool,
-    /// `--ignore-seccomp`: a spec's seccomp profile is left out (with a warning), not
-    /// refused.
-    pub ignore_seccomp: bool,
 }
 
 /// How long the container may take to be ready (its setup done, waiting for `start`).
@@ -111,7 +108,7 @@ fn make(
 ) -> Result<Record> {
     let linux = spec.linux();
     let process = spec.process();
-    refuse_unsupported(spec, opts.ignore_seccomp)?;
+    refuse_unsupported(spec)?;
     let rootfs = bundle.join(&spec.root().path);
     let root = RootDir::open_as_given(&rootfs)?;
     let shim = ShimBinary::sealed(None)?;
@@ -127,11 +124,29 @@ fn make(
     } else {
         relative.clone()
     };
-    host.enable_v2_down_to(&v2_path, &limits.set_knobs())?;
-    let cgroup = Cgroup::create_at(v2_root.join(&v2_path), false, dir)?.with_v1(
-        host.v1_dirs_at(&relative, below_own),
-        host.needs_v1(&limits),
-    )?;
+    let cpu_files = match linux.resources.as_ref() {
+        Some(r) => resource_files(r, |name| host.provider_named(name) == Some(Provider::V2))?,
+        None => Vec::new(),
+    };
+    let mut controllers: Vec<&str> = limits
+        .set_knobs()
+        .iter()
+        .map(|k| k.controller().name())
+        .collect();
+    controllers.extend(cpu_files.iter().map(|f| f.controller));
+    host.enable_v2_down_to(&v2_path, &controllers)?;
+    let mut v1_dirs = host.v1_dirs_at(&relative, below_own);
+    let cpuset = cpu_files.iter().any(|f| f.controller == "cpuset");
+    let cpuset_v1 = cpuset
+        .then(|| host.v1_dir_named("cpuset", &relative, below_own))
+        .flatten();
+    v1_dirs.extend(cpuset_v1.clone());
+    let join_v1 = host.needs_v1(&limits)
+        || cpu_files
+            .iter()
+            .any(|f| matches!(host.provider_named(f.controller), Some(Provider::V1(_))));
+    let cgroup =
+        Cgroup::create_at(v2_root.join(&v2_path), false, dir)?.with_v1(v1_dirs, join_v1)?;
     v1::apply(
         &host,
         cgroup.path(),
@@ -139,6 +154,42 @@ fn make(
         &limits,
         &limits.set_knobs(),
     )?;
+    if let Some(cpuset) = &cpuset_v1 {
+        inherit_cpuset(&cpuset.path)?;
+    }
+    for file in &cpu_files {
+        let dir = match host.provider_named(file.controller) {
+            Some(Provider::V2) => cgroup.path().to_owned(),
+            Some(Provider::V1(_)) => cgroup
+                .v1()
+                .iter()
+                .find(|d| d.controllers.split(',').any(|c| c == file.controller))
+                .map(|d| d.path.clone())
+                .ok_or_else(|| {
+                    Error::host(
+                        format!("the {} cgroup", file.controller),
+                        io::Error::other("the container has none in its v1 hierarchy"),
+                    )
+                })?,
+            None => {
+                return Err(Error::Usage(format!(
+                    "linux.resources: this host has no {} controller",
+                    file.controller
+                )));
+            }
+        };
+        let path = dir.join(file.name);
+        fs::write(&path, &file.text).map_err(|e| {
+            Error::host(
+                format!(
+                    "linux.resources.cpu: write {} to {}",
+                    file.text,
+                    path.display()
+                ),
+                e,
+            )
+        })?;
+    }
     // before any process is born in it
     devices::Policy::load(&device_rules(spec)?)?.attach(cgroup.dir())?;
 
@@ -150,6 +201,7 @@ fn make(
     let new_user = spec.namespace("user").is_some_and(|n| n.path.is_empty());
     let mut owned_kinds = Vec::new();
     let mut join_pid = None;
+    let mut joined_mount = false;
     for ns in &linux.namespaces {
         let (flag, proc_name, kind) = match ns.kind.as_str() {
             "pid" => (CloneFlags::CLONE_NEWPID, "pid", None),
@@ -178,10 +230,10 @@ fn make(
             .map_err(|e| Error::setup(format!("open the {} namespace {}", ns.kind, ns.path), e))?;
             match kind {
                 None => join_pid = Some(fd),
+                // joined first: the root is set up in it, as runc does
                 Some(Namespace::Mount) => {
-                    return Err(Error::Usage(
-                        "joining a mount namespace by path is not supported".into(),
-                    ));
+                    joined_mount = true;
+                    early.insert(0, Step::Join(Namespace::Mount, fd));
                 }
                 Some(Namespace::User) => late.push(Step::Join(Namespace::User, fd)),
                 Some(kind) => early.push(Step::Join(kind, fd)),
@@ -199,9 +251,11 @@ fn make(
             _ => clone_flags |= flag,
         }
     }
-    if !clone_flags.contains(CloneFlags::CLONE_NEWNS) {
+    if !clone_flags.contains(CloneFlags::CLONE_NEWNS) && !joined_mount {
         return Err(Error::Usage(
-            "the spec has no new mount namespace, which this runtime needs".into(),
+            "the spec has no mount namespace (new or by path): the container would be set \
+             up in the runtime's own, which this runtime refuses"
+                .into(),
         ));
     }
     let mut userns_fd = None;
@@ -288,7 +342,9 @@ fn make(
         steps.push(Step::Join(Namespace::User, user));
         steps.push(Step::Unshare(Namespace::Mount));
     }
-    steps.extend(process_steps(process, opts.console_socket)?);
+    let (process_steps, late_filter) =
+        process_steps(process, opts.console_socket, linux.seccomp.as_ref())?;
+    steps.extend(process_steps);
 
     // the fifo `start` opens, and the pipe that says the setup is done
     let fifo_path = dir.join(state::FIFO);
@@ -304,6 +360,7 @@ fn make(
         ready: ready_write,
         fifo,
     });
+    steps.extend(late_filter);
 
     // the shim runs the process: PID 1 of a new PID namespace, a subreaper otherwise
     let mut args = Vec::new();
@@ -362,8 +419,22 @@ fn make(
 /// `process` says: its OOM score, rlimits, terminal (over `console_socket`), bounding
 /// set, user, capabilities, no_new_privs, working directory, the lookup of its
 /// executable, its umask. Run as the container's root, in all its namespaces.
-pub fn process_steps(process: &spec::Process, console_socket: Option<&Path>) -> Result<Vec<Step>> {
+///
+/// The seccomp filter, if any, comes as late as it can: with `noNewPrivileges` after
+/// everything (the second of the pair returned, for the caller to put last), else just
+/// before the user changes, while CAP_SYS_ADMIN still allows the install (runc's order).
+pub fn process_steps(
+    process: &spec::Process,
+    console_socket: Option<&Path>,
+    seccomp: Option<&spec::Seccomp>,
+) -> Result<(Vec<Step>, Option<Step>)> {
     let mut steps = Vec::new();
+    let filter = seccomp.map(crate::seccomp::filter).transpose()?;
+    let (early_filter, late_filter) = match filter {
+        Some(f) if process.no_new_privileges => (None, Some(Step::Seccomp(f))),
+        Some(f) => (Some(Step::Seccomp(f)), None),
+        None => (None, None),
+    };
     if let Some(adj) = process.oom_score_adj {
         steps.push(Step::WriteExisting {
             path: c"/proc/self/oom_score_adj".to_owned(),
@@ -394,6 +465,7 @@ pub fn process_steps(process: &spec::Process, console_socket: Option<&Path>) -> 
     }
     let capabilities = process.capabilities.clone().unwrap_or_default();
     steps.push(Step::Bounding(cap_set(&capabilities.bounding)?));
+    steps.extend(early_filter);
     steps.push(Step::Identity(Identity {
         uid: process.user.uid,
         gid: process.user.gid,
@@ -419,27 +491,14 @@ pub fn process_steps(process: &spec::Process, console_socket: Option<&Path>) -> 
         &process.env,
     )?));
     steps.push(Step::Umask(process.user.umask.unwrap_or(0o022)));
-    Ok(steps)
+    Ok((steps, late_filter))
 }
 
 /// What the spec asks that this runtime does not do, refused by name rather than ignored;
 /// and what this host cannot do, handled as runc handles it there.
-fn refuse_unsupported(spec: &Spec, ignore_seccomp: bool) -> Result<()> {
+fn refuse_unsupported(spec: &Spec) -> Result<()> {
     let process = spec.process();
     let linux = spec.linux();
-    match (&linux.seccomp, ignore_seccomp) {
-        (None, _) => {}
-        (Some(_), true) => {
-            log::warn!("linux.seccomp left out (--ignore-seccomp): the container runs unfiltered")
-        }
-        (Some(_), false) => {
-            return Err(Error::Usage(
-                "linux.seccomp: seccomp profiles are not supported by cradle-oci yet \
-                 (--ignore-seccomp runs the container without it)"
-                    .into(),
-            ));
-        }
-    }
     if let Some(hooks) = &spec.hooks {
         for (kind, list) in [
             ("prestart", &hooks.prestart),
@@ -683,7 +742,171 @@ pub fn cgroup_path(given: Option<&str>, id: &str, systemd: bool) -> Result<(Path
     Ok((path, below_own))
 }
 
-/// The limits of the spec's resources, in the core's terms.
+/// One file of the resources written as given: its controller, name and text.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CpuFile {
+    pub controller: &'static str,
+    pub name: &'static str,
+    pub text: String,
+}
+
+/// The spec's CPU settings as runc writes them: the exact values into a v1 hierarchy's
+/// files (the period before the quota, the realtime period before its runtime), their
+/// equivalents into cgroup v2's (`cpu.max`, `cpu.weight` from the shares by runc's
+/// conversion, `cpuset.*`). `on_v2` says whether v2 provides a controller.
+pub fn cpu_files(cpu: &spec::Cpu, on_v2: impl Fn(&str) -> bool) -> Result<Vec<CpuFile>> {
+    let mut files = Vec::new();
+    let v2 = on_v2("cpu");
+    if let Some(shares) = cpu.shares.filter(|&s| s > 0) {
+        files.push(if v2 {
+            // runc's conversion of v1 shares (2–262144) to a v2 weight (1–10000)
+            let shares = shares.clamp(2, 262_144);
+            file(
+                "cpu",
+                "cpu.weight",
+                (1 + ((shares - 2) * 9999) / 262_142).to_string(),
+            )
+        } else {
+            file("cpu", "cpu.shares", shares.to_string())
+        });
+    }
+    if cpu.quota.is_some() || cpu.period.is_some() {
+        if cpu.period == Some(0) {
+            return Err(Error::Usage("linux.resources.cpu.period is 0".into()));
+        }
+        let quota = cpu.quota.filter(|&q| q > 0);
+        if v2 {
+            let quota = quota.map_or_else(|| "max".to_owned(), |q| q.to_string());
+            let period = cpu
+                .period
+                .unwrap_or(cradle_core::cgroups::limits::CPU_PERIOD_US);
+            files.push(file("cpu", "cpu.max", format!("{quota} {period}")));
+        } else {
+            if let Some(period) = cpu.period {
+                files.push(file("cpu", "cpu.cfs_period_us", period.to_string()));
+            }
+            if cpu.quota.is_some() {
+                let quota = quota.map_or_else(|| "-1".to_owned(), |q| q.to_string());
+                files.push(file("cpu", "cpu.cfs_quota_us", quota));
+            }
+        }
+    }
+    if cpu.realtime_runtime.is_some() || cpu.realtime_period.is_some() {
+        if v2 {
+            return Err(Error::Usage(
+                "linux.resources.cpu.realtimeRuntime/realtimePeriod: cgroup v2 has no \
+                 realtime CPU settings"
+                    .into(),
+            ));
+        }
+        if let Some(period) = cpu.realtime_period {
+            files.push(file("cpu", "cpu.rt_period_us", period.to_string()));
+        }
+        if let Some(runtime) = cpu.realtime_runtime {
+            files.push(file("cpu", "cpu.rt_runtime_us", runtime.to_string()));
+        }
+    }
+    for (value, name) in [(&cpu.cpus, "cpuset.cpus"), (&cpu.mems, "cpuset.mems")] {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+            files.push(file("cpuset", name, value.to_owned()));
+        }
+    }
+    Ok(files)
+}
+
+fn file(controller: &'static str, name: &'static str, text: String) -> CpuFile {
+    CpuFile {
+        controller,
+        name,
+        text,
+    }
+}
+
+/// The files of the resources that the core's limits do not cover, written as given: the
+/// CPU's ([`cpu_files`]), and of the memory's, the reservation (`memory.soft_limit_in_bytes`,
+/// v2's `memory.low`), the swappiness and the OOM killer's switch (cgroup v1 only).
+pub fn resource_files(
+    resources: &spec::Resources,
+    on_v2: impl Fn(&str) -> bool,
+) -> Result<Vec<CpuFile>> {
+    let mut files = match &resources.cpu {
+        Some(cpu) => cpu_files(cpu, &on_v2)?,
+        None => Vec::new(),
+    };
+    let Some(memory) = &resources.memory else {
+        return Ok(files);
+    };
+    let v2 = on_v2("memory");
+    let v1_only = |what: &str| {
+        Error::Usage(format!(
+            "linux.resources.memory.{what}: cgroup v2 has no such setting"
+        ))
+    };
+    if let Some(reservation) = memory.reservation.filter(|&r| r != 0) {
+        let text = if reservation < 0 {
+            if v2 {
+                "max".to_owned()
+            } else {
+                "-1".to_owned()
+            }
+        } else {
+            reservation.to_string()
+        };
+        let name = if v2 {
+            "memory.low"
+        } else {
+            "memory.soft_limit_in_bytes"
+        };
+        files.push(file("memory", name, text));
+    }
+    if let Some(swappiness) = memory.swappiness {
+        if v2 {
+            return Err(v1_only("swappiness"));
+        }
+        if swappiness > 100 {
+            return Err(Error::Usage(format!(
+                "linux.resources.memory.swappiness {swappiness} is over 100"
+            )));
+        }
+        files.push(file("memory", "memory.swappiness", swappiness.to_string()));
+    }
+    if memory.disable_oom_killer == Some(true) {
+        if v2 {
+            return Err(v1_only("disableOOMKiller"));
+        }
+        files.push(file("memory", "memory.oom_control", "1".to_owned()));
+    }
+    Ok(files)
+}
+
+/// A v1 cpuset cgroup takes tasks only once it has CPUs and memory nodes: the cgroups on
+/// the way down to `dir` that have none (those just made) get their parent's, as runc
+/// gives them.
+fn inherit_cpuset(dir: &Path) -> Result<()> {
+    let mut chain = vec![dir.to_owned()];
+    while let Some(parent) = chain.last().and_then(|d| d.parent()) {
+        if !parent.join("cpuset.cpus").exists() {
+            break;
+        }
+        chain.push(parent.to_owned());
+    }
+    for pair in chain.iter().rev().collect::<Vec<_>>().windows(2) {
+        let (parent, child) = (pair[0], pair[1]);
+        for name in ["cpuset.cpus", "cpuset.mems"] {
+            let own = fs::read_to_string(child.join(name)).unwrap_or_default();
+            if own.trim().is_empty() {
+                let theirs = fs::read_to_string(parent.join(name))
+                    .map_err(|e| Error::host(format!("read {}", parent.join(name).display()), e))?;
+                fs::write(child.join(name), theirs.trim())
+                    .map_err(|e| Error::host(format!("write {}", child.join(name).display()), e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The memory and pids limits of the spec's resources, in the core's terms (the CPU's
+/// are written as given: [`cpu_files`]).
 pub fn limits_of(resources: Option<&spec::Resources>) -> Result<Limits> {
     let mut limits = Limits::default();
     let Some(r) = resources else {
@@ -700,19 +923,6 @@ pub fn limits_of(resources: Option<&spec::Resources>) -> Result<Limits> {
     }
     if let Some(pids) = &r.pids {
         limits.pids = positive(Some(pids.limit));
-    }
-    if let Some(cpu) = &r.cpu {
-        if let (Some(quota), period) = (positive(cpu.quota), cpu.period.unwrap_or(100_000)) {
-            if period == 0 {
-                return Err(Error::Usage("cpu.period is 0".into()));
-            }
-            limits.cpus = Some(quota as f64 / period as f64);
-        }
-        if let Some(shares) = cpu.shares.filter(|&s| s > 0) {
-            // runc's conversion of cgroup v1 shares (2–262144) to v2 weight (1–10000)
-            let shares = shares.clamp(2, 262_144);
-            limits.cpu_weight = Some((1 + ((shares - 2) * 9999) / 262_142) as u32);
-        }
     }
     Ok(limits)
 }
@@ -1122,8 +1332,27 @@ mod tests {
         assert_eq!(limits.memory, Some(1 << 20));
         assert_eq!(limits.swap, Some(2 << 20));
         assert_eq!(limits.pids, Some(10));
-        assert_eq!(limits.cpus, Some(0.5));
-        assert_eq!(limits.cpu_weight, Some(39));
+        assert_eq!(limits.cpus, None, "written as given, see cpu_files");
+        let cpu = resources.cpu.as_ref().unwrap();
+        let v1 = cpu_files(cpu, |_| false).unwrap();
+        let names: Vec<(&str, &str)> = v1.iter().map(|f| (f.name, f.text.as_str())).collect();
+        assert_eq!(
+            names,
+            [
+                ("cpu.shares", "1024"),
+                ("cpu.cfs_period_us", "100000"),
+                ("cpu.cfs_quota_us", "50000")
+            ]
+        );
+        let v2 = cpu_files(cpu, |_| true).unwrap();
+        let names: Vec<(&str, &str)> = v2.iter().map(|f| (f.name, f.text.as_str())).collect();
+        assert_eq!(names, [("cpu.weight", "39"), ("cpu.max", "50000 100000")]);
+        let rt: spec::Cpu = serde_json::from_str(r#"{"realtimeRuntime":950000}"#).unwrap();
+        assert!(cpu_files(&rt, |_| true).is_err());
+        assert_eq!(
+            cpu_files(&rt, |_| false).unwrap()[0].name,
+            "cpu.rt_runtime_us"
+        );
         let unlimited: spec::Resources =
             serde_json::from_str(r#"{"memory":{"limit":-1},"pids":{"limit":0}}"#).unwrap();
         assert_eq!(limits_of(Some(&unlimited)).unwrap(), Limits::default());

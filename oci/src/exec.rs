@@ -119,7 +119,14 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
             flags,
         });
     }
-    steps.extend(create::process_steps(&process, opts.console_socket)?);
+    let seccomp = spec::load(&record.bundle)
+        .map_err(Error::Usage)?
+        .linux
+        .and_then(|linux| linux.seccomp);
+    let (process_steps, late_filter) =
+        create::process_steps(&process, opts.console_socket, seccomp.as_ref())?;
+    steps.extend(process_steps);
+    steps.extend(late_filter);
     let shim = ShimBinary::sealed(None)?;
     let mut args = vec!["-s".to_owned(), "--".to_owned()];
     args.extend(process.args.iter().cloned());

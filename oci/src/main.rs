@@ -11,6 +11,7 @@ mod commands;
 mod create;
 mod exec;
 mod hooks;
+mod seccomp;
 mod spec;
 mod state;
 
@@ -43,10 +44,6 @@ struct Cli {
     /// is made)
     #[argh(switch)]
     systemd_cgroup: bool,
-    /// run containers whose spec has a seccomp profile without it (with a warning):
-    /// profiles are not supported yet, and are refused without this
-    #[argh(switch)]
-    ignore_seccomp: bool,
     /// the version
     #[argh(switch, short = 'v')]
     version: bool,
@@ -463,7 +460,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     console_socket: c.console_socket.as_deref(),
                     no_pivot: c.no_pivot,
                     systemd_cgroup: cli.systemd_cgroup,
-                    ignore_seccomp: cli.ignore_seccomp,
                 },
             )?;
         }
@@ -480,7 +476,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     console_socket: c.console_socket.as_deref(),
                     no_pivot: c.no_pivot,
                     systemd_cgroup: cli.systemd_cgroup,
-                    ignore_seccomp: cli.ignore_seccomp,
                 },
             )?;
             if let Err(e) = commands::start(&root, &c.id) {

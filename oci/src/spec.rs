@@ -162,9 +162,47 @@ pub struct Linux {
     pub readonly_paths: Vec<String>,
     #[serde(default)]
     pub rootfs_propagation: String,
-    pub seccomp: Option<serde_json::Value>,
+    pub seccomp: Option<Seccomp>,
     #[serde(default)]
     pub mount_label: String,
+}
+
+/// `linux.seccomp`, as runc reads it.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Seccomp {
+    pub default_action: String,
+    pub default_errno_ret: Option<u32>,
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    #[serde(default)]
+    pub listener_path: String,
+    #[serde(default)]
+    pub syscalls: Vec<SyscallRule>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyscallRule {
+    #[serde(default)]
+    pub names: Vec<String>,
+    pub action: String,
+    pub errno_ret: Option<u32>,
+    #[serde(default)]
+    pub args: Vec<SyscallArg>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyscallArg {
+    pub index: u32,
+    #[serde(default)]
+    pub value: u64,
+    #[serde(default)]
+    pub value_two: u64,
+    pub op: String,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -228,6 +266,7 @@ pub struct DeviceRule {
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Memory {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,
@@ -235,9 +274,14 @@ pub struct Memory {
     pub reservation: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub swap: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swappiness: Option<u64>,
+    #[serde(rename = "disableOOMKiller", skip_serializing_if = "Option::is_none")]
+    pub disable_oom_killer: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Cpu {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shares: Option<u64>,
@@ -249,6 +293,10 @@ pub struct Cpu {
     pub cpus: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mems: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realtime_runtime: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realtime_period: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize, Serialize)]

@@ -456,6 +456,154 @@ fn exec_runs_a_process_in_the_containers_namespaces_and_cgroup() {
 }
 
 #[test]
+fn the_specs_seccomp_profile_is_in_force_with_or_without_no_new_privileges() {
+    for nnp in [true, false] {
+        let mut b = Bundle::new(
+            &format!("oci-seccomp-{nnp}"),
+            &[
+                "sh",
+                "-c",
+                "mkdir /tmp/d 2>/dev/null; echo mkdir=$?; \
+                 grep Seccomp: /proc/self/status; echo getpid=$$",
+            ],
+        );
+        b.config["root"]["readonly"] = json!(false);
+        b.config["process"]["noNewPrivileges"] = json!(nnp);
+        // deny by default, as podman's and Docker's profiles do: the shim and sh need
+        // only what is listed
+        b.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 1,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]},
+                {"names": ALLOWED, "action": "SCMP_ACT_ALLOW"}
+            ]
+        });
+        let done = b.run(&format!("s{nnp}"));
+        assert_eq!(done.code(), Some(0), "{done:?}");
+        assert!(done.stdout.contains("mkdir=1\n"), "{done:?}");
+        assert!(done.stdout.contains("Seccomp:\t2"), "{done:?}");
+        assert!(!b.sb.path("/tmp/d").exists());
+    }
+}
+
+/// What the shim, busybox's sh, mkdir and grep call, for a profile that denies the rest;
+/// and, for a process without noNewPrivileges (whose filter is installed before it takes
+/// its user, as runc installs it), the calls that change the user and capabilities.
+const ALLOWED: &[&str] = &[
+    "setgroups",
+    "setgroups32",
+    "setresuid",
+    "setresuid32",
+    "setresgid",
+    "setresgid32",
+    "capset",
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "open",
+    "openat",
+    "close",
+    "stat",
+    "fstat",
+    "lstat",
+    "newfstatat",
+    "statx",
+    "fstatat64",
+    "stat64",
+    "lstat64",
+    "fstat64",
+    "poll",
+    "ppoll",
+    "lseek",
+    "_llseek",
+    "mmap",
+    "mmap2",
+    "mprotect",
+    "munmap",
+    "brk",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "sigreturn",
+    "ioctl",
+    "access",
+    "faccessat",
+    "faccessat2",
+    "pipe",
+    "pipe2",
+    "dup",
+    "dup2",
+    "dup3",
+    "getpid",
+    "getppid",
+    "gettid",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "getuid32",
+    "geteuid32",
+    "getgid32",
+    "getegid32",
+    "getpgrp",
+    "getpgid",
+    "setpgid",
+    "setsid",
+    "getsid",
+    "clone",
+    "clone3",
+    "fork",
+    "vfork",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+    "wait4",
+    "waitid",
+    "kill",
+    "tgkill",
+    "uname",
+    "fcntl",
+    "fcntl64",
+    "getcwd",
+    "chdir",
+    "fchdir",
+    "set_tid_address",
+    "set_robust_list",
+    "rseq",
+    "prlimit64",
+    "getrlimit",
+    "ugetrlimit",
+    "arch_prctl",
+    "prctl",
+    "getdents64",
+    "getrandom",
+    "signalfd4",
+    "sigaltstack",
+    "nanosleep",
+    "clock_nanosleep",
+    "clock_gettime",
+    "gettimeofday",
+    "sched_yield",
+    "readlink",
+    "readlinkat",
+    "sysinfo",
+    "umask",
+    "capget",
+    "set_thread_area",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "restart_syscall",
+    "madvise",
+    "futex",
+];
+
+#[test]
 fn bad_input_gets_one_line_and_its_own_code() {
     let b = Bundle::new("oci-bad", &["true"]);
     b.oci(&["state", "nosuch"])

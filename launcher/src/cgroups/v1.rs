@@ -37,12 +37,6 @@ pub struct V1Hierarchy {
     pub own: PathBuf,
 }
 
-impl V1Hierarchy {
-    fn has(&self, controller: Controller) -> bool {
-        self.controllers.split(',').any(|c| c == controller.name())
-    }
-}
-
 /// Which hierarchy provides a controller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Provider<'a> {
@@ -175,10 +169,7 @@ impl Host {
     }
 
     pub fn provider(&self, controller: Controller) -> Option<Provider<'_>> {
-        if self.v2_controllers.iter().any(|c| c == controller.name()) {
-            return Some(Provider::V2);
-        }
-        self.v1.iter().find(|h| h.has(controller)).map(Provider::V1)
+        self.provider_named(controller.name())
     }
 
     /// A limit this host cannot enforce is an error, never a no-op.
@@ -257,16 +248,17 @@ impl Host {
         dirs
     }
 
-    /// Enables the controllers of `knobs` that the v2 hierarchy provides in the
-    /// `cgroup.subtree_control` of the v2 root and of every cgroup on the way down to
-    /// `path` (relative to the root), so that the cgroup at `path` has their files.
-    pub fn enable_v2_down_to(&self, path: &Path, knobs: &[Knob]) -> Result<()> {
+    /// Enables the controllers named (`memory`, `cpuset`, ...) that the v2 hierarchy
+    /// provides in the `cgroup.subtree_control` of the v2 root and of every cgroup on the
+    /// way down to `path` (relative to the root), so that the cgroup at `path` has their
+    /// files.
+    pub fn enable_v2_down_to(&self, path: &Path, controllers: &[&str]) -> Result<()> {
         let mut dir = self.v2.clone();
-        self.enable_v2_in(&dir, knobs)?;
+        self.enable_v2_in(&dir, controllers)?;
         let parts: Vec<_> = path.components().collect();
         for part in parts.iter().take(parts.len().saturating_sub(1)) {
             dir.push(part);
-            self.enable_v2_in(&dir, knobs)?;
+            self.enable_v2_in(&dir, controllers)?;
         }
         Ok(())
     }
@@ -274,19 +266,44 @@ impl Host {
     /// Enables, in the v2 root's `cgroup.subtree_control`, the controllers of `knobs` that
     /// the v2 hierarchy provides, so that the container's cgroup has their files.
     pub fn enable_v2(&self, knobs: &[Knob]) -> Result<()> {
-        self.enable_v2_in(&self.v2, knobs)
+        let names: Vec<&str> = knobs.iter().map(|k| k.controller().name()).collect();
+        self.enable_v2_in(&self.v2, &names)
     }
 
-    fn enable_v2_in(&self, dir: &Path, knobs: &[Knob]) -> Result<()> {
-        if knobs.is_empty() {
-            return Ok(());
+    /// The hierarchy that provides the controller named `name` (`cpuset`, say, which
+    /// the limits do not use), if any.
+    pub fn provider_named(&self, name: &str) -> Option<Provider<'_>> {
+        if self.v2_controllers.iter().any(|c| c == name) {
+            return Some(Provider::V2);
         }
+        self.v1
+            .iter()
+            .find(|h| h.controllers.split(',').any(|c| c == name))
+            .map(Provider::V1)
+    }
+
+    /// The cgroup at `path` in the v1 hierarchy of the controller named `name`, as
+    /// [`Host::v1_dirs_at`] places it; None where v2 provides it, or nothing does.
+    pub fn v1_dir_named(&self, name: &str, path: &Path, below_own: bool) -> Option<V1Dir> {
+        match self.provider_named(name)? {
+            Provider::V2 => None,
+            Provider::V1(h) => Some(V1Dir {
+                controllers: h.controllers.clone(),
+                path: if below_own {
+                    h.mount.join(&h.own).join(path)
+                } else {
+                    h.mount.join(path)
+                },
+            }),
+        }
+    }
+
+    fn enable_v2_in(&self, dir: &Path, controllers: &[&str]) -> Result<()> {
         let file = dir.join("cgroup.subtree_control");
         let enabled = read(&file).unwrap_or_default();
         let mut wanted: Vec<&str> = Vec::new();
-        for knob in knobs {
-            let name = knob.controller().name();
-            if self.provider(knob.controller()) == Some(Provider::V2)
+        for &name in controllers {
+            if self.provider_named(name) == Some(Provider::V2)
                 && !enabled.split_whitespace().any(|c| c == name)
                 && !wanted.contains(&name)
             {
@@ -629,7 +646,7 @@ mod tests {
         let found = v1_hierarchies(mountinfo, "3:cpu,cpuacct:/system.slice\n0::/\n");
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].controllers, "cpu,cpuacct");
-        assert!(found[0].has(Controller::Cpu));
+        assert!(found[0].controllers.split(',').any(|c| c == "cpu"));
     }
 
     #[test]

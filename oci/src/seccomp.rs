@@ -1,0 +1,191 @@
+//! The spec's `linux.seccomp` in the core's terms (`security::profile`), with runc's
+//! defaults: an errno action without `errnoRet` answers EPERM; SCMP_ACT_KILL is the
+//! thread's kill; the architectures this build has no ABI for are left out, as
+//! libseccomp leaves out an arch it is not running on.
+
+use cradle_common::arch::{Abi, SECCOMP_ABIS};
+use cradle_core::error::{Error, Result};
+use cradle_core::security::profile::{Action, Condition, Op, Profile, Rule};
+use cradle_core::security::seccomp::Filter;
+
+use crate::spec::Seccomp;
+
+/// SECCOMP_FILTER_FLAG_LOG and SECCOMP_FILTER_FLAG_SPEC_ALLOW (linux/seccomp.h).
+const FLAG_LOG: u32 = 1 << 1;
+const FLAG_SPEC_ALLOW: u32 = 1 << 2;
+
+fn action(name: &str, errno: Option<u32>) -> Result<Action> {
+    let errno = || u16::try_from(errno.unwrap_or(libc::EPERM as u32)).unwrap_or(u16::MAX);
+    Ok(match name {
+        "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => Action::KillThread,
+        "SCMP_ACT_KILL_PROCESS" => Action::KillProcess,
+        "SCMP_ACT_TRAP" => Action::Trap,
+        "SCMP_ACT_ERRNO" => Action::Errno(errno()),
+        "SCMP_ACT_TRACE" => Action::Trace(errno()),
+        "SCMP_ACT_ALLOW" => Action::Allow,
+        "SCMP_ACT_LOG" => Action::Log,
+        "SCMP_ACT_NOTIFY" => {
+            return Err(Error::Usage(
+                "linux.seccomp: SCMP_ACT_NOTIFY (a seccomp agent) is not supported by cradle-oci yet"
+                    .into(),
+            ));
+        }
+        other => {
+            return Err(Error::Usage(format!(
+                "linux.seccomp: unknown action {other:?}"
+            )));
+        }
+    })
+}
+
+fn op(name: &str) -> Result<Op> {
+    Ok(match name {
+        "SCMP_CMP_NE" => Op::NotEqual,
+        "SCMP_CMP_LT" => Op::LessThan,
+        "SCMP_CMP_LE" => Op::LessEqual,
+        "SCMP_CMP_EQ" => Op::EqualTo,
+        "SCMP_CMP_GE" => Op::GreaterEqual,
+        "SCMP_CMP_GT" => Op::GreaterThan,
+        "SCMP_CMP_MASKED_EQ" => Op::MaskedEqual,
+        other => {
+            return Err(Error::Usage(format!(
+                "linux.seccomp: unknown operator {other:?}"
+            )));
+        }
+    })
+}
+
+fn abi(name: &str) -> Option<Abi> {
+    let abi = match name {
+        "SCMP_ARCH_X86_64" => Abi::X86_64,
+        "SCMP_ARCH_X86" => Abi::I386,
+        "SCMP_ARCH_AARCH64" => Abi::Aarch64,
+        "SCMP_ARCH_ARM" => Abi::Arm,
+        _ => return None,
+    };
+    SECCOMP_ABIS.contains(&abi).then_some(abi)
+}
+
+/// The profile in the core's terms.
+pub fn profile(seccomp: &Seccomp) -> Result<Profile> {
+    if !seccomp.listener_path.is_empty() {
+        return Err(Error::Usage(
+            "linux.seccomp.listenerPath: a seccomp agent is not supported by cradle-oci yet".into(),
+        ));
+    }
+    let mut flags = 0;
+    for flag in &seccomp.flags {
+        flags |= match flag.as_str() {
+            "SECCOMP_FILTER_FLAG_LOG" => FLAG_LOG,
+            "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => FLAG_SPEC_ALLOW,
+            // one thread does the setup: there is nothing to synchronise
+            "SECCOMP_FILTER_FLAG_TSYNC" => 0,
+            other => {
+                return Err(Error::Usage(format!(
+                    "linux.seccomp: flag {other:?} is not supported"
+                )));
+            }
+        };
+    }
+    let mut abis: Vec<Abi> = seccomp
+        .architectures
+        .iter()
+        .filter_map(|a| abi(a))
+        .collect();
+    abis.dedup();
+    if !seccomp.architectures.is_empty() && abis.is_empty() {
+        return Err(Error::Usage(format!(
+            "linux.seccomp: none of the architectures {:?} is this machine's",
+            seccomp.architectures
+        )));
+    }
+    let rules = seccomp
+        .syscalls
+        .iter()
+        .map(|rule| {
+            Ok(Rule {
+                names: rule.names.clone(),
+                action: action(&rule.action, rule.errno_ret)?,
+                conditions: rule
+                    .args
+                    .iter()
+                    .map(|arg| {
+                        Ok(Condition {
+                            index: u8::try_from(arg.index).map_err(|_| {
+                                Error::Usage(format!(
+                                    "linux.seccomp: argument index {} is out of range",
+                                    arg.index
+                                ))
+                            })?,
+                            value: arg.value,
+                            value_two: arg.value_two,
+                            op: op(&arg.op)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Profile {
+        default: action(&seccomp.default_action, seccomp.default_errno_ret)?,
+        abis,
+        rules,
+        flags,
+    })
+}
+
+/// The spec's profile compiled, ready to install.
+pub fn filter(seccomp: &Seccomp) -> Result<Filter> {
+    profile(seccomp)?.compile()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Profile> {
+        profile(&serde_json::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn runcs_defaults_are_kept() {
+        let p = parse(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32","SCMP_ARCH_AARCH64","SCMP_ARCH_ARM"],
+                "flags":["SECCOMP_FILTER_FLAG_LOG"],
+                "syscalls":[{"names":["getpid"],"action":"SCMP_ACT_ALLOW"},
+                            {"names":["personality"],"action":"SCMP_ACT_ALLOW",
+                             "args":[{"index":0,"value":8,"op":"SCMP_CMP_EQ"}]},
+                            {"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":38}]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.default, Action::Errno(libc::EPERM as u16));
+        assert_eq!(p.flags, FLAG_LOG);
+        assert_eq!(p.abis, SECCOMP_ABIS.to_vec());
+        assert_eq!(p.rules[1].conditions[0].op, Op::EqualTo);
+        assert_eq!(p.rules[2].action, Action::Errno(38));
+        assert!(p.compile().is_ok());
+    }
+
+    #[test]
+    fn what_cannot_be_honoured_is_named() {
+        for (text, want) in [
+            (r#"{"defaultAction":"SCMP_ACT_BOGUS"}"#, "SCMP_ACT_BOGUS"),
+            (r#"{"defaultAction":"SCMP_ACT_NOTIFY"}"#, "NOTIFY"),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/agent.sock"}"#,
+                "listenerPath",
+            ),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_MIPS"]}"#,
+                "MIPS",
+            ),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"op":"SCMP_CMP_LIKE"}]}]}"#,
+                "SCMP_CMP_LIKE",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+}
