@@ -442,8 +442,10 @@ pub fn process_steps(
         });
     }
     for rlimit in &process.rlimits {
+        let (name, resource) = rlimit_resource(&rlimit.kind)?;
         steps.push(Step::Rlimit {
-            resource: rlimit_resource(&rlimit.kind)?,
+            name,
+            resource,
             soft: rlimit.soft,
             hard: rlimit.hard,
         });
@@ -486,10 +488,10 @@ pub fn process_steps(
         steps.push(Step::NoNewPrivileges);
     }
     steps.push(Step::Chdir(cstring(&process.cwd, "process.cwd")?));
-    steps.push(Step::FindExecutable(candidates(
-        &process.args[0],
-        &process.env,
-    )?));
+    steps.push(Step::FindExecutable {
+        name: cstring(&process.args[0], "process.args[0]")?,
+        candidates: candidates(&process.args[0], &process.env)?,
+    });
     steps.push(Step::Umask(process.user.umask.unwrap_or(0o022)));
     Ok((steps, late_filter))
 }
@@ -942,7 +944,7 @@ fn cap_set(names: &[String]) -> Result<CapSet> {
     })
 }
 
-fn rlimit_resource(name: &str) -> Result<i32> {
+fn rlimit_resource(name: &str) -> Result<(&'static str, i32)> {
     const RLIMITS: [(&str, u32); 16] = [
         ("RLIMIT_CPU", libc::RLIMIT_CPU),
         ("RLIMIT_FSIZE", libc::RLIMIT_FSIZE),
@@ -964,7 +966,7 @@ fn rlimit_resource(name: &str) -> Result<i32> {
     RLIMITS
         .iter()
         .find(|(n, _)| *n == name)
-        .map(|&(_, r)| r as i32)
+        .map(|&(n, r)| (n, r as i32))
         .ok_or_else(|| Error::Usage(format!("unknown rlimit {name:?}")))
 }
 
@@ -1365,7 +1367,7 @@ mod tests {
         assert!(cap_set(&["KILL".into()]).is_err());
         assert_eq!(
             rlimit_resource("RLIMIT_NOFILE").unwrap(),
-            libc::RLIMIT_NOFILE as i32
+            ("RLIMIT_NOFILE", libc::RLIMIT_NOFILE as i32)
         );
         assert!(rlimit_resource("RLIMIT_BOGUS").is_err());
     }

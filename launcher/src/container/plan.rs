@@ -376,8 +376,9 @@ pub enum Step {
     /// for `Step::SetCapabilities` to cut.
     Identity(Identity),
     SetCapabilities(Capabilities),
-    /// setrlimit(resource, soft, hard).
+    /// setrlimit(resource, soft, hard); `name` for messages (`RLIMIT_NOFILE`).
     Rlimit {
+        name: &'static str,
         resource: i32,
         soft: u64,
         hard: u64,
@@ -387,10 +388,13 @@ pub enum Step {
     Chdir(CString),
     /// The umask the shim and the command start with (instead of 022).
     Umask(u32),
-    /// Succeeds when one of these paths (the command's candidates along $PATH) is an
+    /// Succeeds when one of `candidates` (the command `name`'s paths along $PATH) is an
     /// executable file: runc's lookup before the container waits to be started, so a
     /// missing command fails `create`, not the later `start`.
-    FindExecutable(Vec<CString>),
+    FindExecutable {
+        name: CString,
+        candidates: Vec<CString>,
+    },
     /// The pty of an OCI terminal: opened on the container's /dev/ptmx, its main side
     /// sent with its name over the console socket (SCM_RIGHTS), its other side made the
     /// standard streams and the controlling terminal, with the window size if given.
@@ -755,17 +759,15 @@ impl fmt::Display for Step {
                 id.uid, id.gid, id.groups
             ),
             Step::SetCapabilities(_) => f.write_str("set the process's capabilities"),
-            Step::Rlimit { resource, .. } => write!(f, "set rlimit {resource}"),
+            Step::Rlimit {
+                name, soft, hard, ..
+            } => write!(f, "set {name} to {soft}:{hard}"),
             Step::NoNewPrivileges => f.write_str("set no_new_privs"),
             Step::Chdir(dir) => write!(f, "chdir to {}", dir.to_string_lossy()),
             Step::Umask(mask) => write!(f, "set umask {mask:04o}"),
-            Step::FindExecutable(candidates) => write!(
-                f,
-                "find the executable {}",
-                candidates
-                    .first()
-                    .map_or(String::new(), |c| c.to_string_lossy().into_owned())
-            ),
+            Step::FindExecutable { name, .. } => {
+                write!(f, "{FIND_EXECUTABLE}{}", name.to_string_lossy())
+            }
             Step::Terminal { .. } => f.write_str("set up the terminal (console socket)"),
             Step::AwaitStart { .. } => f.write_str("wait to be started"),
         }
@@ -1217,11 +1219,12 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             resource,
             soft,
             hard,
+            ..
         } => sys::set_rlimit(*resource, *soft, *hard),
         Step::NoNewPrivileges => nix::sys::prctl::set_no_new_privs(),
         Step::Chdir(dir) => chdir(dir.as_c_str()),
         Step::Umask(_) => Ok(()),
-        Step::FindExecutable(candidates) => {
+        Step::FindExecutable { candidates, .. } => {
             let mut seen = Errno::ENOENT;
             for candidate in candidates {
                 match nix::sys::stat::stat(candidate.as_c_str()) {

@@ -1,0 +1,348 @@
+//! `cradle-oci` under the real clients that drive runc: Debian's podman (with conmon) and
+//! containerd (`ctr`, through containerd's runc shim v2 with the runtime's `BinaryName`,
+//! the path a Kubernetes RuntimeClass takes). Each test keeps everything in its sandbox:
+//! podman's storage and run directories, containerd's root, state and socket, and no
+//! network (`--network none`; ctr's default has none). The podman image is made without a
+//! registry, by `podman import` of the busybox root.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use integration_tests::{Finished, Launcher, Sandbox, busybox_template, dist, run, secs};
+
+/// podman with its storage in the sandbox and cradle-oci as its runtime.
+struct Podman {
+    sb: Sandbox,
+}
+
+impl Podman {
+    fn new(test: &str) -> Self {
+        let podman = Podman {
+            sb: Sandbox::new(test),
+        };
+        let tar = podman.sb.dir.join("root.tar");
+        let mut pack = Command::new("tar");
+        pack.arg("-C")
+            .arg(busybox_template())
+            .args(["-cf"])
+            .arg(&tar)
+            .arg(".");
+        assert!(run(pack, secs(120)).status.success());
+        let imported = podman.run(&["import", tar.to_str().unwrap(), "localhost/cradle-bb"]);
+        assert!(imported.status.success(), "{imported:?}");
+        podman
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("podman");
+        command
+            .arg("--root")
+            .arg(self.sb.dir.join("storage"))
+            .arg("--runroot")
+            .arg(self.sb.dir.join("run"))
+            .arg("--runtime")
+            .arg(dist("cradle-oci"))
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "none"])
+            .args(args);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Finished {
+        run(self.command(args), secs(120))
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        // its containers, then its storage's mounts: the sandbox is removed after this
+        let _ = run(self.command(&["rm", "-a", "-f"]), secs(60));
+        let _ = run(self.command(&["system", "reset", "-f"]), secs(60));
+    }
+}
+
+/// The options every container gets: no network, and rlimits below the host's (these
+/// machines' root has no CAP_SYS_RESOURCE, which podman's default 1048576 open files
+/// need, with runc and crun as with cradle-oci).
+const CONTAINED: &[&str] = &[
+    "--network",
+    "none",
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=4096:4096",
+];
+
+fn args<'a>(head: &[&'a str], tail: &[&'a str]) -> Vec<&'a str> {
+    head.iter().chain(CONTAINED).chain(tail).copied().collect()
+}
+
+#[test]
+fn podman_runs_a_container_with_its_options_and_default_seccomp_profile() {
+    let p = Podman::new("podman-run");
+    let done = p.run(&args(
+        &["run", "--rm"],
+        &[
+            "-e",
+            "GREETING=hello",
+            "--user",
+            "1000:1000",
+            "-w",
+            "/tmp",
+            "localhost/cradle-bb",
+            "sh",
+            "-c",
+            "echo $GREETING $(id -u):$(id -g) $(pwd); grep Seccomp: /proc/self/status; \
+             cat /proc/1/cmdline | tr '\\0' ' '; echo; exit 3",
+        ],
+    ));
+    assert_eq!(done.code(), Some(3), "{done:?}");
+    let mut lines = done.stdout.lines();
+    assert_eq!(lines.next(), Some("hello 1000:1000 /tmp"), "{done:?}");
+    assert_eq!(
+        lines.next(),
+        Some("Seccomp:\t2"),
+        "podman's profile: {done:?}"
+    );
+    assert!(
+        lines.next().unwrap().starts_with("cradle-shim"),
+        "the shim is PID 1: {done:?}"
+    );
+    let missing = p.run(&args(
+        &["run", "--rm"],
+        &["localhost/cradle-bb", "nosuchcmd"],
+    ));
+    assert_eq!(missing.code(), Some(127), "{missing:?}");
+    let ro = p.run(&args(
+        &["run", "--rm"],
+        &["--read-only", "localhost/cradle-bb", "touch", "/x"],
+    ));
+    assert_ne!(ro.code(), Some(0), "{ro:?}");
+    let shared = p.sb.dir.join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::write(shared.join("f"), "from the host\n").unwrap();
+    let volume = format!("{}:/data", shared.display());
+    let caps = p.run(&args(
+        &["run", "--rm"],
+        &[
+            "-v",
+            &volume,
+            "--cap-drop",
+            "all",
+            "localhost/cradle-bb",
+            "sh",
+            "-c",
+            "cat /data/f; grep CapEff /proc/self/status",
+        ],
+    ));
+    assert_eq!(
+        caps.stdout, "from the host\nCapEff:\t0000000000000000\n",
+        "{caps:?}"
+    );
+    let tty = p.run(&args(
+        &["run", "--rm", "-t"],
+        &["localhost/cradle-bb", "tty"],
+    ));
+    assert!(tty.stdout.starts_with("/dev/pts/"), "{tty:?}");
+}
+
+#[test]
+fn podman_detaches_execs_stops_kills_and_limits() {
+    let p = Podman::new("podman-detach");
+    let started = p.run(&args(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "d1",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "50",
+        ],
+        &[
+            "localhost/cradle-bb",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 0' TERM; echo started; while :; do sleep 0.1; done",
+        ],
+    ));
+    assert!(started.status.success(), "{started:?}");
+    let id = started.stdout.trim().to_owned();
+    let exec = p.run(&["exec", "d1", "sh", "-c", "echo in-exec; exit 5"]);
+    assert_eq!(exec.code(), Some(5), "{exec:?}");
+    assert_eq!(exec.stdout, "in-exec\n");
+    // the limits, where this host keeps them (its v1 hierarchies, or v2)
+    let memory = read_limit(&id, "memory", "memory.limit_in_bytes", "memory.max");
+    assert_eq!(memory.as_deref(), Some("67108864"), "the memory limit");
+    let pids = read_limit(&id, "pids", "pids.max", "pids.max");
+    assert_eq!(pids.as_deref(), Some("50"), "the pids limit");
+    let stopped = p.run(&["stop", "-t", "10", "d1"]);
+    assert!(stopped.status.success(), "{stopped:?}");
+    let logs = p.run(&["logs", "d1"]);
+    assert_eq!(logs.stdout, "started\ngot-term\n", "{logs:?}");
+    let code = p.run(&["inspect", "d1", "--format", "{{.State.ExitCode}}"]);
+    assert_eq!(code.stdout.trim(), "0", "a graceful stop: {code:?}");
+    assert!(p.run(&["rm", "d1"]).status.success());
+    let killed = p.run(&args(
+        &["run", "-d", "--name", "k1"],
+        &["localhost/cradle-bb", "sleep", "100"],
+    ));
+    assert!(killed.status.success(), "{killed:?}");
+    assert!(p.run(&["kill", "k1"]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = p.run(&[
+            "inspect",
+            "k1",
+            "--format",
+            "{{.State.Status}} {{.State.ExitCode}}",
+        ]);
+        if state.stdout.trim() == "exited 137" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{state:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A limit of container `id` under podman's cgroupfs parent: in the controller's v1
+/// hierarchy where the host has one, else in the v2 one.
+fn read_limit(id: &str, controller: &str, v1_file: &str, v2_file: &str) -> Option<String> {
+    let v1 = PathBuf::from("/sys/fs/cgroup")
+        .join(controller)
+        .join("libpod_parent")
+        .join(format!("libpod-{id}"))
+        .join(v1_file);
+    let v2 = integration_tests::cgroup_v2_root()
+        .join("libpod_parent")
+        .join(format!("libpod-{id}"))
+        .join(v2_file);
+    [v1, v2]
+        .iter()
+        .find_map(|path| fs::read_to_string(path).ok())
+        .map(|text| text.trim().to_owned())
+}
+
+/// containerd with its root, state and socket in the sandbox, stopped when dropped.
+struct Containerd {
+    sb: Sandbox,
+    daemon: Option<Launcher>,
+}
+
+impl Containerd {
+    fn start(test: &str) -> Self {
+        let sb = Sandbox::new(test);
+        let socket = sb.dir.join("containerd.sock");
+        let config = sb.dir.join("config.toml");
+        // no plugin reaches the network, the host's image store or a CRI
+        fs::write(
+            &config,
+            "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
+        )
+        .unwrap();
+        let mut command = Command::new("containerd");
+        command
+            .arg("--config")
+            .arg(&config)
+            .arg("--root")
+            .arg(sb.dir.join("root"))
+            .arg("--state")
+            .arg(sb.dir.join("state"))
+            .arg("--address")
+            .arg(&socket);
+        let daemon = Launcher::spawn(command);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "containerd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Containerd {
+            sb,
+            daemon: Some(daemon),
+        }
+    }
+
+    fn ctr(&self, args: &[&str]) -> Finished {
+        let mut command = Command::new("ctr");
+        command
+            .arg("--address")
+            .arg(self.sb.dir.join("containerd.sock"))
+            .args(args);
+        run(command, secs(60))
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if let Some(daemon) = self.daemon.take() {
+            daemon.signal(libc::SIGTERM);
+            let _ = daemon.wait(secs(30));
+        }
+    }
+}
+
+#[test]
+fn containerd_runs_cradle_oci_as_the_runc_shims_binary() {
+    let c = Containerd::start("containerd-ctr");
+    let runtime = dist("cradle-oci");
+    let runtime = runtime.to_str().unwrap();
+    let rootfs = busybox_template();
+    let rootfs = rootfs.to_str().unwrap();
+    let done = c.ctr(&[
+        "run",
+        "--rm",
+        "--runc-binary",
+        runtime,
+        "--rootfs",
+        rootfs,
+        "c1",
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline | tr '\\0' ' '; echo; exit 4",
+    ]);
+    assert_eq!(done.code(), Some(4), "{done:?}");
+    assert!(done.stdout.starts_with("cradle-shim"), "{done:?}");
+    let detached = c.ctr(&[
+        "run",
+        "-d",
+        "--runc-binary",
+        runtime,
+        "--rootfs",
+        rootfs,
+        "c2",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+    ]);
+    assert!(detached.status.success(), "{detached:?}");
+    let exec = c.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "c2",
+        "sh",
+        "-c",
+        "echo in-exec; exit 3",
+    ]);
+    assert_eq!(exec.code(), Some(3), "{exec:?}");
+    assert_eq!(exec.stdout, "in-exec\n");
+    assert!(c.ctr(&["task", "kill", "c2"]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tasks = c.ctr(&["task", "ls"]);
+        if tasks
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("c2") && l.contains("STOPPED"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{tasks:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(c.ctr(&["task", "delete", "c2"]).status.success());
+    assert!(c.ctr(&["container", "delete", "c2"]).status.success());
+}
