@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use cradle_core::cgroups::container::Cgroup;
 use cradle_core::cgroups::limits::Limits;
-use cradle_core::cgroups::v1::{self, Host, Provider};
+use cradle_core::cgroups::v1::{self, Host, Provider, V1Dir};
 use cradle_core::container::mountinfo::RootSwitch;
 use cradle_core::container::plan::{
     Capabilities, Filesystem, GuestPath, Identity, Namespace, Source, Step,
@@ -157,39 +157,7 @@ fn make(
     if let Some(cpuset) = &cpuset_v1 {
         inherit_cpuset(&cpuset.path)?;
     }
-    for file in &cpu_files {
-        let dir = match host.provider_named(file.controller) {
-            Some(Provider::V2) => cgroup.path().to_owned(),
-            Some(Provider::V1(_)) => cgroup
-                .v1()
-                .iter()
-                .find(|d| d.controllers.split(',').any(|c| c == file.controller))
-                .map(|d| d.path.clone())
-                .ok_or_else(|| {
-                    Error::host(
-                        format!("the {} cgroup", file.controller),
-                        io::Error::other("the container has none in its v1 hierarchy"),
-                    )
-                })?,
-            None => {
-                return Err(Error::Usage(format!(
-                    "linux.resources: this host has no {} controller",
-                    file.controller
-                )));
-            }
-        };
-        let path = dir.join(file.name);
-        fs::write(&path, &file.text).map_err(|e| {
-            Error::host(
-                format!(
-                    "linux.resources.cpu: write {} to {}",
-                    file.text,
-                    path.display()
-                ),
-                e,
-            )
-        })?;
-    }
+    write_files(&host, cgroup.path(), cgroup.v1(), &cpu_files)?;
     // before any process is born in it
     devices::Policy::load(&device_rules(spec)?)?.attach(cgroup.dir())?;
 
@@ -746,7 +714,7 @@ pub fn cgroup_path(given: Option<&str>, id: &str, systemd: bool) -> Result<(Path
 
 /// One file of the resources written as given: its controller, name and text.
 #[derive(Debug, PartialEq, Eq)]
-pub struct CpuFile {
+pub struct ResourceFile {
     pub controller: &'static str,
     pub name: &'static str,
     pub text: String,
@@ -756,7 +724,7 @@ pub struct CpuFile {
 /// files (the period before the quota, the realtime period before its runtime), their
 /// equivalents into cgroup v2's (`cpu.max`, `cpu.weight` from the shares by runc's
 /// conversion, `cpuset.*`). `on_v2` says whether v2 provides a controller.
-pub fn cpu_files(cpu: &spec::Cpu, on_v2: impl Fn(&str) -> bool) -> Result<Vec<CpuFile>> {
+pub fn cpu_files(cpu: &spec::Cpu, on_v2: impl Fn(&str) -> bool) -> Result<Vec<ResourceFile>> {
     let mut files = Vec::new();
     let v2 = on_v2("cpu");
     if let Some(shares) = cpu.shares.filter(|&s| s > 0) {
@@ -816,8 +784,8 @@ pub fn cpu_files(cpu: &spec::Cpu, on_v2: impl Fn(&str) -> bool) -> Result<Vec<Cp
     Ok(files)
 }
 
-fn file(controller: &'static str, name: &'static str, text: String) -> CpuFile {
-    CpuFile {
+fn file(controller: &'static str, name: &'static str, text: String) -> ResourceFile {
+    ResourceFile {
         controller,
         name,
         text,
@@ -830,7 +798,7 @@ fn file(controller: &'static str, name: &'static str, text: String) -> CpuFile {
 pub fn resource_files(
     resources: &spec::Resources,
     on_v2: impl Fn(&str) -> bool,
-) -> Result<Vec<CpuFile>> {
+) -> Result<Vec<ResourceFile>> {
     let mut files = match &resources.cpu {
         Some(cpu) => cpu_files(cpu, &on_v2)?,
         None => Vec::new(),
@@ -881,10 +849,44 @@ pub fn resource_files(
     Ok(files)
 }
 
+/// Writes `files` into the container's cgroups: `v2`, or the v1 one of the file's
+/// controller (`v1`).
+pub fn write_files(host: &Host, v2: &Path, v1: &[V1Dir], files: &[ResourceFile]) -> Result<()> {
+    for file in files {
+        let dir = match host.provider_named(file.controller) {
+            Some(Provider::V2) => v2.to_owned(),
+            Some(Provider::V1(_)) => v1
+                .iter()
+                .find(|d| d.controllers.split(',').any(|c| c == file.controller))
+                .map(|d| d.path.clone())
+                .ok_or_else(|| {
+                    Error::host(
+                        format!("the {} cgroup", file.controller),
+                        io::Error::other("the container has none in its v1 hierarchy"),
+                    )
+                })?,
+            None => {
+                return Err(Error::Usage(format!(
+                    "linux.resources: this host has no {} controller",
+                    file.controller
+                )));
+            }
+        };
+        let path = dir.join(file.name);
+        fs::write(&path, &file.text).map_err(|e| {
+            Error::host(
+                format!("linux.resources: write {} to {}", file.text, path.display()),
+                e,
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// A v1 cpuset cgroup takes tasks only once it has CPUs and memory nodes: the cgroups on
 /// the way down to `dir` that have none (those just made) get their parent's, as runc
 /// gives them.
-fn inherit_cpuset(dir: &Path) -> Result<()> {
+pub fn inherit_cpuset(dir: &Path) -> Result<()> {
     let mut chain = vec![dir.to_owned()];
     while let Some(parent) = chain.last().and_then(|d| d.parent()) {
         if !parent.join("cpuset.cpus").exists() {
@@ -907,6 +909,39 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The resources cradle-oci does not set yet, refused by name; and the kernel memory
+/// limits, which no kernel cradle runs on has any more, ignored with a warning as runc
+/// ignores them.
+pub fn check_resources(resources: &spec::Resources) -> Result<()> {
+    for (given, name) in [
+        (&resources.block_io, "blockIO"),
+        (&resources.hugepage_limits, "hugepageLimits"),
+        (&resources.network, "network"),
+        (&resources.rdma, "rdma"),
+        (&resources.unified, "unified"),
+    ] {
+        let set = given.as_ref().is_some_and(|v| match v {
+            serde_json::Value::Null => false,
+            serde_json::Value::Object(fields) => !fields.is_empty(),
+            serde_json::Value::Array(items) => !items.is_empty(),
+            _ => true,
+        });
+        if set {
+            return Err(Error::Usage(format!(
+                "linux.resources.{name}: not supported by cradle-oci yet"
+            )));
+        }
+    }
+    if let Some(memory) = &resources.memory {
+        if memory.kernel.is_some() || memory.kernel_tcp.is_some() {
+            log::warn!(
+                "linux.resources.memory.kernel and kernelTCP are ignored, as runc ignores them"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The memory and pids limits of the spec's resources, in the core's terms (the CPU's
 /// are written as given: [`cpu_files`]).
 pub fn limits_of(resources: Option<&spec::Resources>) -> Result<Limits> {
@@ -914,6 +949,7 @@ pub fn limits_of(resources: Option<&spec::Resources>) -> Result<Limits> {
     let Some(r) = resources else {
         return Ok(limits);
     };
+    check_resources(r)?;
     let positive = |v: Option<i64>| v.filter(|&v| v > 0).map(|v| v as u64);
     if let Some(memory) = &r.memory {
         limits.memory = positive(memory.limit);
@@ -1355,6 +1391,13 @@ mod tests {
             cpu_files(&rt, |_| false).unwrap()[0].name,
             "cpu.rt_runtime_us"
         );
+        let refused: spec::Resources =
+            serde_json::from_str(r#"{"blockIO":{"weight":10}}"#).unwrap();
+        let err = limits_of(Some(&refused)).unwrap_err().to_string();
+        assert!(err.contains("blockIO"), "{err}");
+        let empty: spec::Resources =
+            serde_json::from_str(r#"{"blockIO":{},"unified":null}"#).unwrap();
+        assert!(limits_of(Some(&empty)).is_ok());
         let unlimited: spec::Resources =
             serde_json::from_str(r#"{"memory":{"limit":-1},"pids":{"limit":0}}"#).unwrap();
         assert_eq!(limits_of(Some(&unlimited)).unwrap(), Limits::default());

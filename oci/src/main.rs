@@ -14,6 +14,7 @@ mod hooks;
 mod seccomp;
 mod spec;
 mod state;
+mod update;
 
 use std::fs;
 use std::io::Write;
@@ -61,6 +62,7 @@ enum Command {
     Delete(DeleteCmd),
     Run(RunCmd),
     Exec(ExecCmd),
+    Update(UpdateCmd),
     List(ListCmd),
     Ps(PsCmd),
     Pause(PauseCmd),
@@ -205,6 +207,45 @@ struct ExecCmd {
     /// the command and its arguments (after the id)
     #[argh(positional, greedy)]
     args: Vec<String>,
+}
+
+/// change a container's resources
+#[derive(FromArgs)]
+#[argh(subcommand, name = "update")]
+struct UpdateCmd {
+    /// the spec's linux.resources object as JSON (- for standard input)
+    #[argh(option, short = 'r')]
+    resources: Option<PathBuf>,
+    /// memory limit (bytes, or with K, M, G; -1 for none)
+    #[argh(option, short = 'm')]
+    memory: Option<String>,
+    /// memory and swap together
+    #[argh(option)]
+    memory_swap: Option<String>,
+    /// memory reservation (soft limit)
+    #[argh(option)]
+    memory_reservation: Option<String>,
+    /// most processes (0 or -1: none)
+    #[argh(option)]
+    pids_limit: Option<i64>,
+    /// CPU time per period (microseconds; -1: none)
+    #[argh(option)]
+    cpu_quota: Option<i64>,
+    /// CPU period (microseconds)
+    #[argh(option)]
+    cpu_period: Option<u64>,
+    /// CPU shares (cgroup v1's; a weight on v2)
+    #[argh(option)]
+    cpu_share: Option<u64>,
+    /// the CPUs it may use (0-3,5)
+    #[argh(option)]
+    cpuset_cpus: Option<String>,
+    /// the memory nodes it may use
+    #[argh(option)]
+    cpuset_mems: Option<String>,
+    /// the container's id
+    #[argh(positional)]
+    id: String,
 }
 
 /// send a signal to the container's process (default SIGTERM)
@@ -518,6 +559,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             )?;
             return Ok(ExitCode::from(code));
         }
+        Command::Update(c) => update::update(
+            &root,
+            &c.id,
+            &update::Flags {
+                resources: c.resources.as_deref(),
+                memory: c.memory.as_deref(),
+                memory_swap: c.memory_swap.as_deref(),
+                memory_reservation: c.memory_reservation.as_deref(),
+                pids_limit: c.pids_limit,
+                cpu_quota: c.cpu_quota,
+                cpu_period: c.cpu_period,
+                cpu_share: c.cpu_share,
+                cpuset_cpus: c.cpuset_cpus.as_deref(),
+                cpuset_mems: c.cpuset_mems.as_deref(),
+            },
+        )?,
         Command::Start(c) => commands::start(&root, &c.id)?,
         Command::State(c) => commands::state(&root, &c.id)?,
         Command::Kill(c) => {

@@ -249,6 +249,17 @@ pub struct Resources {
     pub cpu: Option<Cpu>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pids: Option<Pids>,
+    /// What cradle-oci does not set yet: refused by name when given (see `create`).
+    #[serde(rename = "blockIO", default, skip_serializing)]
+    pub block_io: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub hugepage_limits: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub network: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub rdma: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub unified: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -278,6 +289,12 @@ pub struct Memory {
     pub swappiness: Option<u64>,
     #[serde(rename = "disableOOMKiller", skip_serializing_if = "Option::is_none")]
     pub disable_oom_killer: Option<bool>,
+    /// Kernel memory limits: gone from the kernels cradle runs on; ignored with a warning,
+    /// as runc ignores them.
+    #[serde(default, skip_serializing)]
+    pub kernel: Option<i64>,
+    #[serde(rename = "kernelTCP", default, skip_serializing)]
+    pub kernel_tcp: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]

@@ -603,6 +603,70 @@ const ALLOWED: &[&str] = &[
     "futex",
 ];
 
+/// A limit of container `id`: in the controller's v1 hierarchy where the host has one, else
+/// in the v2 one.
+fn read_limit(id: &str, controller: &str, v1_file: &str, v2_file: &str) -> Option<String> {
+    let v1 = PathBuf::from("/sys/fs/cgroup")
+        .join(controller)
+        .join("cradle-oci")
+        .join(id)
+        .join(v1_file);
+    let v2 = cgroup_of(id).join(v2_file);
+    [v1, v2]
+        .iter()
+        .find_map(|path| fs::read_to_string(path).ok())
+        .map(|text| text.trim().to_owned())
+}
+
+#[test]
+fn update_changes_a_running_containers_limits() {
+    become_subreaper();
+    let b = Bundle::new("oci-update", &["sleep", "100"]);
+    let created = b.create("up1", &[]);
+    assert!(created.status.success(), "{created:?}");
+    let pid = b.state("up1")["pid"].as_i64().unwrap() as i32;
+    assert!(b.oci(&["start", "up1"]).status.success());
+    let updated = b.oci(&["update", "--memory", "64M", "--pids-limit", "20", "up1"]);
+    assert!(updated.status.success(), "{updated:?}");
+    assert_eq!(
+        read_limit("up1", "memory", "memory.limit_in_bytes", "memory.max").as_deref(),
+        Some("67108864")
+    );
+    assert_eq!(
+        read_limit("up1", "pids", "pids.max", "pids.max").as_deref(),
+        Some("20")
+    );
+    // the container's processes are where the limits are (moved into the v1 cgroups of
+    // a hybrid host, which they had not joined without a limit)
+    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in cgroups
+        .lines()
+        .filter(|l| l.contains(":memory:") || l.contains(":pids:"))
+    {
+        assert!(line.ends_with("/cradle-oci/up1"), "{cgroups}");
+    }
+    let resources = b.sb.dir.join("resources.json");
+    fs::write(&resources, r#"{"pids":{"limit":30}}"#).unwrap();
+    let from_file = b.oci(&["update", "--resources", resources.to_str().unwrap(), "up1"]);
+    assert!(from_file.status.success(), "{from_file:?}");
+    assert_eq!(
+        read_limit("up1", "pids", "pids.max", "pids.max").as_deref(),
+        Some("30")
+    );
+    b.oci(&["update", "--memory", "lots", "up1"])
+        .assert_one_line_error(2, "lots");
+    assert!(b.oci(&["kill", "up1", "KILL"]).status.success());
+    let mut status = 0;
+    // SAFETY: waitpid writes one int through the pointer.
+    #[allow(unsafe_code)]
+    let got = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(got, pid);
+    b.oci(&["update", "--pids-limit", "5", "up1"])
+        .assert_one_line_error(3, "stopped");
+    assert!(b.oci(&["delete", "up1"]).status.success());
+    assert!(!cgroup_of("up1").exists());
+}
+
 #[test]
 fn bad_input_gets_one_line_and_its_own_code() {
     let b = Bundle::new("oci-bad", &["true"]);
