@@ -128,13 +128,7 @@ fn make(
         Some(r) => resource_files(r, |name| host.provider_named(name) == Some(Provider::V2))?,
         None => Vec::new(),
     };
-    let mut controllers: Vec<&str> = limits
-        .set_knobs()
-        .iter()
-        .map(|k| k.controller().name())
-        .collect();
-    controllers.extend(cpu_files.iter().map(|f| f.controller));
-    host.enable_v2_down_to(&v2_path, &controllers)?;
+    host.enable_v2_down_to(&v2_path, &controllers(&limits, &cpu_files))?;
     let mut v1_dirs = host.v1_dirs_at(&relative, below_own);
     let cpuset = cpu_files.iter().any(|f| f.controller == "cpuset");
     let cpuset_v1 = cpuset
@@ -849,6 +843,17 @@ pub fn resource_files(
     Ok(files)
 }
 
+/// The controllers of `limits` and `files`, by name.
+pub fn controllers<'a>(limits: &Limits, files: &'a [ResourceFile]) -> Vec<&'a str> {
+    let mut names: Vec<&str> = limits
+        .set_knobs()
+        .iter()
+        .map(|k| k.controller().name())
+        .collect();
+    names.extend(files.iter().map(|f| f.controller));
+    names
+}
+
 /// Writes `files` into the container's cgroups: `v2`, or the v1 one of the file's
 /// controller (`v1`).
 pub fn write_files(host: &Host, v2: &Path, v1: &[V1Dir], files: &[ResourceFile]) -> Result<()> {
@@ -1109,7 +1114,7 @@ fn mount_steps(
     }
     let mut ancestry = target.ancestry();
     let last = ancestry.pop().expect("a path has itself");
-    steps.extend(ancestry.into_iter().map(Step::MkdirAny));
+    steps.extend(ancestry.into_iter().map(Step::Mkdir));
     match bind {
         Some(recursive) => {
             let source = if Path::new(&mount.source).is_absolute() {
@@ -1147,7 +1152,7 @@ fn mount_steps(
                     (None, false, _) => None,
                 };
             steps.push(if meta.is_dir() {
-                Step::MkdirAny(last)
+                Step::Mkdir(last)
             } else {
                 Step::EnsureFile(last)
             });
@@ -1209,7 +1214,7 @@ fn mount_steps(
                     ),
                 );
             }
-            steps.push(Step::MkdirAny(last));
+            steps.push(Step::Mkdir(last));
             steps.push(Step::Mount {
                 target: GuestPath::following(&mount.destination).expect("checked above"),
                 fs: Filesystem::new(cstring(fstype, "mount type")?, options, set),
@@ -1291,7 +1296,7 @@ fn device_steps(
             .ok_or_else(|| Error::Usage(format!("bad device path {path:?}")))?;
         let mut ancestry = target.ancestry();
         let last = ancestry.pop().expect("a path has itself");
-        steps.extend(ancestry.into_iter().map(Step::MkdirAny));
+        steps.extend(ancestry.into_iter().map(Step::Mkdir));
         if userns {
             let host = cstring(&path, "device path")?;
             let meta = fs::metadata(&path);

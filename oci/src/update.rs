@@ -12,7 +12,7 @@ use cradle_core::cgroups::v1::{self, Host, Provider};
 use cradle_core::error::{Error, Result};
 
 use crate::commands;
-use crate::create::{inherit_cpuset, limits_of, resource_files, write_files};
+use crate::create::{controllers, inherit_cpuset, limits_of, resource_files, write_files};
 use crate::spec::{Cpu, Memory, Pids, Resources};
 use crate::state::{Root, Status};
 
@@ -143,13 +143,7 @@ pub fn update(root: &Root, id: &str, flags: &Flags) -> Result<()> {
         .strip_prefix(&host.v2)
         .unwrap_or(&record.cgroup)
         .to_owned();
-    let mut controllers: Vec<&str> = limits
-        .set_knobs()
-        .iter()
-        .map(|k| k.controller().name())
-        .collect();
-    controllers.extend(files.iter().map(|f| f.controller));
-    host.enable_v2_down_to(&relative, &controllers)?;
+    host.enable_v2_down_to(&relative, &controllers(&limits, &files))?;
     v1::apply(
         &host,
         &record.cgroup,

@@ -264,7 +264,8 @@ pub enum Step {
     MakePrivate,
     /// Attaches the detached root tree on the working directory and enters it.
     AttachRoot(OwnedFd),
-    /// mkdir, where the directory does not exist yet.
+    /// mkdir, where nothing exists at the path yet (an existing directory, or file, is
+    /// kept).
     Mkdir(GuestPath),
     /// An empty regular file (a mount point for a file).
     EmptyFile(GuestPath),
@@ -322,8 +323,6 @@ pub enum Step {
     DropCapabilities(CapSet),
     Seccomp(Filter),
     // The steps an OCI bundle's configuration adds (cradle-oci); each as runc does it.
-    /// mkdir, where nothing exists at the path yet (an existing file or directory is kept).
-    MkdirAny(GuestPath),
     /// A regular file, where nothing exists at the path yet (a mount point for a file).
     EnsureFile(GuestPath),
     /// A device node: `mode` with its type bits (`S_IFCHR`), `dev` its number; owned by
@@ -740,7 +739,6 @@ impl fmt::Display for Step {
             Step::DropCapabilities(_) => f.write_str("limit the capabilities to the guest's"),
             Step::Streams(_) => f.write_str("connect the command's standard streams"),
             Step::Seccomp(_) => f.write_str("install the seccomp filter"),
-            Step::MkdirAny(path) => write!(f, "create directory {path}"),
             Step::EnsureFile(path) => write!(f, "create file {path}"),
             Step::Mknod { path, .. } => write!(f, "create device {path}"),
             Step::MaskAny(path) => write!(f, "mask {path}"),
@@ -921,7 +919,7 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             Ok(())
         }
         Step::Mkdir(path) => {
-            let parent = in_root(root)?.resolve(&path.parent)?;
+            let parent = in_root(root)?.parent(path)?;
             match mkdirat(
                 &parent,
                 path.name.as_c_str(),
@@ -1053,17 +1051,6 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
         }
         Step::DropCapabilities(keep) => keep.restrict(),
         Step::Seccomp(filter) => filter.install(),
-        Step::MkdirAny(path) => {
-            let parent = in_root(root)?.parent(path)?;
-            match mkdirat(
-                &parent,
-                path.name.as_c_str(),
-                Mode::from_bits_truncate(0o755),
-            ) {
-                Err(Errno::EEXIST) => Ok(()),
-                other => other,
-            }
-        }
         Step::EnsureFile(path) => {
             let parent = in_root(root)?.parent(path)?;
             match create_new(&parent, &path.name, 0o644) {

@@ -61,7 +61,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use cradle_common::arch::{Abi, SECCOMP_ABIS};
 
 use crate::error::{Error, Result};
-use crate::security::seccomp::{Filter, X32_SYSCALL_BIT};
+use crate::security::seccomp::{
+    ALU_AND_K, ARCH_OFFSET, Filter, JA, JEQ_K, JGE_K, JGT_K, LD_W_ABS, MAX_INSNS, NR_OFFSET, RET_K,
+    X32_SYSCALL_BIT, insn,
+};
 
 /// What the kernel does with a call a rule (or the default) matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -507,27 +510,11 @@ const X32_GUARD: [libc::sock_filter; 3] = [
     insn(RET_K, 0, 0, Action::KillProcess.ret()),
 ];
 
-// Classic BPF as seccomp runs it (linux/filter.h, linux/seccomp.h).
-const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
-const JGT_K: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
-const ALU_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
-const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
-const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-/// Offsets in struct seccomp_data: the number, the arch, the first argument (each
-/// argument 64 bits, the low word first on the little-endian ABIs cradle knows).
-const NR_OFFSET: u32 = 0;
-const ARCH_OFFSET: u32 = 4;
+/// The offset of the first argument in struct seccomp_data (each argument 64 bits, the
+/// low word first on the little-endian ABIs cradle knows).
 const ARGS_OFFSET: u32 = 16;
 /// A system call's arguments.
 const ARGS: u8 = 6;
-/// The kernel's limit on a filter's length (BPF_MAXINSNS).
-const MAX_INSNS: usize = 4096;
-
-const fn insn(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
-    libc::sock_filter { code, jt, jf, k }
-}
 
 fn insn_of(insn: &Insn, jt: u8, jf: u8) -> libc::sock_filter {
     libc::sock_filter {

@@ -604,22 +604,23 @@ fn by_argument(abi: Abi) -> Vec<libc::sock_filter> {
     ]
 }
 
-// Classic BPF as seccomp runs it (linux/filter.h, linux/seccomp.h).
-const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
-const JGT_K: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
-const ALU_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
-const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
-const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+// Classic BPF as seccomp runs it (linux/filter.h, linux/seccomp.h), for this filter and
+// for the OCI profiles' (`profile`).
+pub(crate) const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+pub(crate) const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+pub(crate) const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+pub(crate) const JGT_K: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
+pub(crate) const ALU_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+pub(crate) const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
+pub(crate) const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 /// Offsets in struct seccomp_data.
-const NR_OFFSET: u32 = 0;
-const ARCH_OFFSET: u32 = 4;
+pub(crate) const NR_OFFSET: u32 = 0;
+pub(crate) const ARCH_OFFSET: u32 = 4;
 /// The kernel's limit on a filter's length (BPF_MAXINSNS).
-const MAX_INSNS: usize = 4096;
+pub(crate) const MAX_INSNS: usize = 4096;
 const RET_EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
 
-const fn insn(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+pub(crate) const fn insn(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
