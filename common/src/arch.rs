@@ -98,10 +98,16 @@ pub const SYS_SETRESGID: libc::c_long = libc::SYS_setresgid32;
 #[cfg(target_arch = "arm")]
 pub const SYS_SETGROUPS: libc::c_long = libc::SYS_setgroups32;
 
-/// `MS_PRIVATE` for `mount_attr.propagation`, which is 64 bits wide where the `libc`
-/// crate's `MS_*` are `c_ulong`: 32 bits on 32-bit ARM.
+/// `MS_PRIVATE` (and the other propagations) for `mount_attr.propagation`, which is 64
+/// bits wide where the `libc` crate's `MS_*` are `c_ulong`: 32 bits on 32-bit ARM.
 #[allow(clippy::unnecessary_cast)]
 pub const MS_PRIVATE: u64 = libc::MS_PRIVATE as u64;
+#[allow(clippy::unnecessary_cast)]
+pub const MS_SHARED: u64 = libc::MS_SHARED as u64;
+#[allow(clippy::unnecessary_cast)]
+pub const MS_SLAVE: u64 = libc::MS_SLAVE as u64;
+#[allow(clippy::unnecessary_cast)]
+pub const MS_UNBINDABLE: u64 = libc::MS_UNBINDABLE as u64;
 
 /// `CLONE_INTO_CGROUP` (linux/sched.h, Linux 5.7), the same on every architecture; the
 /// `libc` crate does not have it.

@@ -17,6 +17,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use cradle_common::arch;
 use cradle_core::cgroups::container::Cgroup;
 use cradle_core::cgroups::limits::Limits;
 use cradle_core::cgroups::v1::{self, Host, Provider, V1Dir};
@@ -1074,10 +1075,10 @@ fn mount_option(option: &str) -> MountOption {
         "nodiratime" => Attr(libc::MOUNT_ATTR_NODIRATIME, 0),
         "bind" => Bind { recursive: false },
         "rbind" => Bind { recursive: true },
-        "private" | "rprivate" => Propagation(libc::MS_PRIVATE),
-        "shared" | "rshared" => Propagation(libc::MS_SHARED),
-        "slave" | "rslave" => Propagation(libc::MS_SLAVE),
-        "unbindable" | "runbindable" => Propagation(libc::MS_UNBINDABLE),
+        "private" | "rprivate" => Propagation(arch::MS_PRIVATE),
+        "shared" | "rshared" => Propagation(arch::MS_SHARED),
+        "slave" | "rslave" => Propagation(arch::MS_SLAVE),
+        "unbindable" | "runbindable" => Propagation(arch::MS_UNBINDABLE),
         "idmap" => IdMap { recursive: false },
         "ridmap" => IdMap { recursive: true },
         other => Data(other.to_owned()),

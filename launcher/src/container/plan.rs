@@ -1140,7 +1140,7 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             let attr = libc::mount_attr {
                 attr_set: *set,
                 attr_clr: *clear,
-                propagation: libc::MS_PRIVATE,
+                propagation: cradle_common::arch::MS_PRIVATE,
                 userns_fd: 0,
             };
             let empty = libc::AT_EMPTY_PATH as u32;
