@@ -6,7 +6,8 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Duration;
 
-use cradle_core::cgroups::{self, v1};
+use cradle_core::cgroups::container::Cgroup;
+use cradle_core::cgroups::v1;
 use cradle_core::error::{Error, Result};
 use cradle_core::sys::{self, Deadline};
 use nix::errno::Errno;
@@ -145,20 +146,10 @@ fn signal_of(n: i32) -> Result<Option<nix::sys::signal::Signal>> {
 
 /// The pids of the container's cgroup and its cgroups below, by the v2 hierarchy.
 pub fn pids(record: &Record) -> Vec<i32> {
-    let mut found = Vec::new();
-    collect_pids(&record.cgroup, &mut found);
-    found
-}
-
-fn collect_pids(dir: &Path, found: &mut Vec<i32>) {
-    if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
-        found.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-    }
-    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            collect_pids(&entry.path(), found);
-        }
-    }
+    v1::processes_below(&record.cgroup)
+        .iter()
+        .filter_map(|pid| pid.trim().parse().ok())
+        .collect()
 }
 
 /// `delete`: the container's processes killed (`--force`, or a container that was never
@@ -213,18 +204,14 @@ fn kill_and_wait(record: &Record) {
     }
 }
 
+/// Removes the container's cgroups as the core removes one it made: what is still in the
+/// v2 one killed and waited for, the tree removed, then the v1 ones.
 fn remove_cgroups(record: &Record) {
-    let deadline = Deadline::after(Duration::from_secs(10));
-    while cgroups::is_populated(&record.cgroup) && !deadline.passed() {
-        let _ = fs::write(record.cgroup.join("cgroup.kill"), "1");
-        std::thread::sleep(Duration::from_millis(10));
+    match Cgroup::take_back_at(record.cgroup.clone(), record.cgroups_v1.clone()) {
+        Ok(cgroup) => drop(cgroup),
+        // gone already (a removal that was cut short): the v1 ones may be left
+        Err(_) => v1::remove_v1(&record.cgroups_v1),
     }
-    if let Err(e) = cgroups::remove_tree(&record.cgroup) {
-        if e.kind() != io::ErrorKind::NotFound {
-            log::warn!("cannot remove cgroup {}: {e}", record.cgroup.display());
-        }
-    }
-    v1::remove_v1(&record.cgroups_v1);
 }
 
 /// `pause` (true) and `resume` (false): the cgroup's freezer.

@@ -252,7 +252,7 @@ fn make(
         if mount.destination == "/dev" && mount.kind == "tmpfs" {
             dev_is_tmpfs = true;
         }
-        mount_steps(&mut steps, mount, bundle, userns_fd.as_ref())?;
+        mount_steps(threads, &mut steps, mount, bundle, userns_fd.as_ref())?;
     }
     device_steps(&mut steps, spec, userns_fd.is_some(), dev_is_tmpfs)?;
     match (opts.no_pivot, root.switch()?) {
@@ -632,9 +632,7 @@ fn wait_ready(mut container: Container, ready: OwnedFd) -> Result<i32> {
 }
 
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_extension("cradle-oci.tmp");
-    fs::write(&tmp, pid.to_string())
-        .and_then(|()| fs::rename(&tmp, path))
+    cradle_core::guest::state::write_atomic_mode(path, pid.to_string().as_bytes(), 0o644)
         .map_err(|e| Error::host(format!("write the pid file {}", path.display()), e))
 }
 
@@ -1088,6 +1086,7 @@ fn mount_option(option: &str) -> MountOption {
 /// The steps of one of the bundle's mounts: its mount point made (a directory, or a
 /// file for a bind of a file), then the mount.
 fn mount_steps(
+    threads: &SingleThreaded,
     steps: &mut Vec<Step>,
     mount: &spec::Mount,
     bundle: &Path,
@@ -1129,9 +1128,8 @@ fn mount_steps(
             let own_userns = if mount.uid_mappings.is_empty() && mount.gid_mappings.is_empty() {
                 None
             } else {
-                let threads = SingleThreaded::check().map_err(|e| Error::host("threads", e))?;
                 let (user, _) = userns::create_owned(
-                    &threads,
+                    threads,
                     &id_map(&mount.uid_mappings),
                     &id_map(&mount.gid_mappings),
                     &[],

@@ -20,6 +20,7 @@ use cradle_common::outcome::Status;
 use cradle_core::container::plan::Step;
 use cradle_core::container::spawn::{self, Report, ShimBinary, Spawn};
 use cradle_core::error::{Error, Result};
+use cradle_core::guest::ns_inode;
 use cradle_core::process::signals::Signals;
 use cradle_core::sys::{self, SingleThreaded};
 use nix::fcntl::{OFlag, open};
@@ -74,7 +75,12 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
             )));
         }
     }
-    let process = process_of(&record.bundle, opts)?;
+    // the container's spec: the process to change (unless --process gives one whole), and
+    // the seccomp profile every process of the container gets
+    let mut spec = spec::load(&record.bundle).map_err(Error::Usage)?;
+    let base = spec.process.take().expect("checked by load");
+    let seccomp = spec.linux.take().and_then(|linux| linux.seccomp);
+    let process = process_of(base, opts)?;
     let pid = Pid::from_raw(record.pid);
     let pidfd = sys::pidfd_open(pid)
         .map_err(|_| Error::Missing(format!("container {} is not running", opts.id)))?;
@@ -86,15 +92,9 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
     }
     // the namespaces it has of its own (a user namespace equal to ours cannot be joined)
     let differs = |name: &str| {
-        let ours = fs::metadata(format!("/proc/self/ns/{name}"));
-        let theirs = fs::metadata(format!("/proc/{pid}/ns/{name}"));
-        match (ours, theirs) {
-            (Ok(a), Ok(b)) => {
-                use std::os::unix::fs::MetadataExt;
-                (a.dev(), a.ino()) != (b.dev(), b.ino())
-            }
-            _ => false,
-        }
+        let ours = ns_inode(&format!("/proc/self/ns/{name}"));
+        let theirs = ns_inode(&format!("/proc/{pid}/ns/{name}"));
+        matches!((ours, theirs), (Some(a), Some(b)) if a != b)
     };
     let flags = JOINED
         .iter()
@@ -119,10 +119,6 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
             flags,
         });
     }
-    let seccomp = spec::load(&record.bundle)
-        .map_err(Error::Usage)?
-        .linux
-        .and_then(|linux| linux.seccomp);
     let (process_steps, late_filter) =
         create::process_steps(&process, opts.console_socket, seccomp.as_ref())?;
     steps.extend(process_steps);
@@ -195,7 +191,7 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
 
 /// The process to run: `--process FILE` whole, or the container's spec's process with
 /// the options' arguments, environment, directory, user, capabilities and terminal.
-fn process_of(bundle: &Path, opts: &Options) -> Result<Process> {
+fn process_of(base: Process, opts: &Options) -> Result<Process> {
     let mut process: Process = match opts.process_file {
         Some(path) => {
             let text = fs::read_to_string(path)
@@ -209,8 +205,7 @@ fn process_of(bundle: &Path, opts: &Options) -> Result<Process> {
                     "exec: give the command to run, or --process FILE".into(),
                 ));
             }
-            let spec = spec::load(bundle).map_err(Error::Usage)?;
-            let mut process = spec.process.expect("checked by load");
+            let mut process = base;
             process.args = opts.args.to_vec();
             process.terminal = opts.tty;
             process

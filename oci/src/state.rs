@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -106,18 +106,8 @@ impl Record {
     /// Writes the record into `dir` (a new file renamed over the old: a reader never sees
     /// half of it).
     pub fn save(&self, dir: &Path) -> io::Result<()> {
-        let tmp = dir.join(".state.json.new");
         let text = serde_json::to_vec(self).map_err(io::Error::other)?;
-        {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            io::Write::write_all(&mut file, &text)?;
-        }
-        fs::rename(&tmp, dir.join(RECORD))
+        cradle_core::guest::state::write_atomic_mode(&dir.join(RECORD), &text, 0o600)
     }
 
     /// True while its first process is the one `create` made, and has not ended (a

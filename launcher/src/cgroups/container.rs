@@ -122,7 +122,12 @@ impl Cgroup {
     /// `handoff`), with its v1 cgroups `v1`: removed when dropped, as ever.
     pub fn take_back(name: &str, v1: Vec<V1Dir>) -> Result<Self> {
         let root = v2_root().ok_or_else(no_v2)?;
-        let path = path_for(&root, name);
+        Self::take_back_at(path_for(&root, name), v1)
+    }
+
+    /// As [`Cgroup::take_back`], the cgroup at `path` in the v2 hierarchy (one an OCI
+    /// runtime's `create` kept, for its `delete`).
+    pub fn take_back_at(path: PathBuf, v1: Vec<V1Dir>) -> Result<Self> {
         let dir = open_dir(&path)?;
         Ok(Cgroup {
             path,

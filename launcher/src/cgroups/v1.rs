@@ -438,7 +438,7 @@ fn open_tree_dir(dir: &Path) -> Option<OwnedFd> {
 }
 
 /// Every process (pid) in the v2 cgroup `dir` and below.
-fn processes_below(dir: &Path) -> Vec<String> {
+pub fn processes_below(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
     if let Some(fd) = open_tree_dir(dir) {
         let _ = cgroups::tree::visit(fd.as_fd(), &mut |cgroup| {

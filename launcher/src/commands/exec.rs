@@ -14,24 +14,12 @@ use cradle_core::container::spawn::ShimBinary;
 use cradle_core::error::{Error, Result};
 use cradle_core::guest::state::{Observed, validate_name};
 use cradle_core::guest::{Enter, Guest};
-use cradle_core::process::signals::Signals;
+use cradle_core::process::signals::{FORWARDED, Signals};
 use cradle_core::sys::{Deadline, SingleThreaded};
 
 /// How long exec waits for a guest that is still booting, and then for the command to
 /// start in it, unless `--timeout` says.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Passed on to the command (the shim forwards them).
-const FORWARDED: [i32; 8] = [
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-    libc::SIGALRM,
-];
 
 pub fn exec(
     threads: &SingleThreaded,

@@ -17,7 +17,7 @@ use cradle_core::guest::sweep;
 use cradle_core::net::Request;
 use cradle_core::net::lease::Holder;
 use cradle_core::net::setup as net_setup;
-use cradle_core::process::signals::Signals;
+use cradle_core::process::signals::{FORWARDED, Signals};
 use cradle_core::security::Security;
 use cradle_core::security::devices;
 use cradle_core::security::userns::{self, UsernsMode};
@@ -36,18 +36,6 @@ pub struct Options {
     pub limits: Limits,
     pub net: Request,
 }
-
-/// Signals passed on to the command (through the shim, which forwards them).
-const FORWARDED: [i32; 8] = [
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-    libc::SIGALRM,
-];
 
 /// The command's environment: a PATH, HOME=/, the host's TERM, container=NAME, then the
 /// user's variables (which may override any of them).

@@ -77,7 +77,9 @@ pub struct Guest {
     v1: Vec<V1Dir>,
 }
 
-fn ns_inode(path: &str) -> Option<u64> {
+/// The inode of the namespace file at `path` (`/proc/PID/ns/net`): two are the same
+/// namespace when their inodes are.
+pub fn ns_inode(path: &str) -> Option<u64> {
     fs::metadata(path).ok().map(|m| m.ino())
 }
 

@@ -152,8 +152,8 @@ fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     write_atomic_mode(path, contents, 0o644)
 }
 
-/// [`write_atomic`] with the file mode `mode`.
-fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+/// [`write_atomic`] with the file mode `mode` (through `PATH.tmp`, renamed over `path`).
+pub fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     // a left-over temporary file would keep its own mode

@@ -10,6 +10,19 @@ use signal_hook::iterator::exfiltrator::SignalOnly;
 
 use crate::error::{Error, Result};
 
+/// The signals a launcher passes on to the command it runs (`cradle run`, `cradle exec`,
+/// `cradle-oci exec`), through the shim, which forwards them.
+pub const FORWARDED: [i32; 8] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+    libc::SIGALRM,
+];
+
 pub struct Signals {
     delivery: SignalDelivery<UnixStream, SignalOnly>,
 }
