@@ -9,13 +9,14 @@ use std::time::Duration;
 use cradle_core::cgroups::container::Cgroup;
 use cradle_core::cgroups::v1;
 use cradle_core::error::{Error, Result};
-use cradle_core::sys::{self, Deadline};
+use cradle_core::sys::{self, Deadline, SingleThreaded};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::poll::{PollFd, PollFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{Pid, read};
 
+use crate::hooks::{self, Place};
 use crate::state::{self, Record, Root, Status};
 
 /// The container's record, or the error that says there is no such container.
@@ -45,7 +46,7 @@ pub fn state(root: &Root, id: &str) -> Result<()> {
 }
 
 /// `start`: opens the fifo the container waits on, which lets it exec its process.
-pub fn start(root: &Root, id: &str) -> Result<()> {
+pub fn start(threads: &SingleThreaded, root: &Root, id: &str) -> Result<()> {
     let record = load(root, id)?;
     let dir = root.dir(id);
     match record.status(&dir) {
@@ -55,6 +56,28 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
                 "container {id} is {}, not created: it cannot be started",
                 other.name()
             )));
+        }
+    }
+    // before its process runs, in the container: its startContainer hooks; one failing
+    // stops the container (`delete` runs its poststop hooks)
+    if !record.start_container.is_empty() {
+        let pidfd = sys::pidfd_open(Pid::from_raw(record.pid))
+            .map_err(|_| Error::Missing(format!("container {id} is not running")))?;
+        let state = record.state_json(Status::Created);
+        let place = Place::Container {
+            pid: record.pid,
+            pidfd: pidfd.as_fd(),
+        };
+        let ran = hooks::run_all(
+            threads,
+            "startContainer",
+            &record.start_container,
+            &state,
+            place,
+        );
+        if let Err(e) = ran {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            return Err(e);
         }
     }
     let fifo_path = dir.join(state::FIFO);
@@ -89,12 +112,13 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     }
     fs::remove_file(&fifo_path)
         .map_err(|e| Error::host(format!("remove {}", fifo_path.display()), e))?;
-    crate::hooks::run_all(
+    let state = record.state_json(Status::Running);
+    hooks::run_all(
+        threads,
         "poststart",
         &record.poststart,
-        &record,
-        Status::Running,
-        false,
+        &state,
+        Place::Runtime,
     )
 }
 
@@ -154,7 +178,7 @@ pub fn pids(record: &Record) -> Vec<i32> {
 
 /// `delete`: the container's processes killed (`--force`, or a container that was never
 /// started), its cgroups removed, its state directory removed, its poststop hooks run.
-pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+pub fn delete(threads: &SingleThreaded, root: &Root, id: &str, force: bool) -> Result<()> {
     let record = match load(root, id) {
         Err(Error::Missing(_)) if force => {
             // a half-made container (a create killed midway) leaves a directory alone
@@ -183,7 +207,8 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     }
     remove_cgroups(&record);
     fs::remove_dir_all(&dir).map_err(|e| Error::host(format!("remove {}", dir.display()), e))?;
-    crate::hooks::run_all("poststop", &record.poststop, &record, Status::Stopped, true)
+    hooks::run_poststop(threads, &record);
+    Ok(())
 }
 
 /// Kills every process of the container (thawed first: a frozen one cannot die) and
@@ -348,7 +373,10 @@ pub fn features() -> Result<()> {
     let features = serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",
-        "hooks": ["poststart", "poststop"],
+        "hooks": [
+            "prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+            "poststop"
+        ],
         "mountOptions": [
             "bind", "rbind", "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec",
             "noatime", "relatime", "strictatime", "nodiratime", "private", "rprivate",

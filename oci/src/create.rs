@@ -23,7 +23,7 @@ use cradle_core::cgroups::limits::Limits;
 use cradle_core::cgroups::v1::{self, Host, Provider, V1Dir};
 use cradle_core::container::mountinfo::RootSwitch;
 use cradle_core::container::plan::{
-    Capabilities, Filesystem, GuestPath, Identity, Namespace, Source, Step,
+    Capabilities, Filesystem, GuestPath, Identity, Namespace, PAUSED, Source, Step,
 };
 use cradle_core::container::rootfs::RootDir;
 use cradle_core::container::spawn::{self, Container, Report, ShimBinary, Spawn};
@@ -40,8 +40,9 @@ use nix::sched::{CloneFlags, setns};
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, read};
 
+use crate::hooks::{self, Place};
 use crate::spec::{self, Spec};
-use crate::state::{self, Record, Root};
+use crate::state::{self, Record, Root, Status};
 
 /// What `create` (and `run`) are given besides the bundle.
 pub struct Options<'a> {
@@ -51,6 +52,8 @@ pub struct Options<'a> {
     pub console_socket: Option<&'a Path>,
     pub no_pivot: bool,
     pub systemd_cgroup: bool,
+    /// `--preserve-fds`: our descriptors 3 and up that the process gets as they are.
+    pub preserved: &'a [OwnedFd],
 }
 
 /// How long the container may take to be ready (its setup done, waiting for `start`).
@@ -252,9 +255,31 @@ fn make(
         if mount.destination == "/dev" && mount.kind == "tmpfs" {
             dev_is_tmpfs = true;
         }
-        mount_steps(threads, &mut steps, mount, bundle, userns_fd.as_ref())?;
+        let maps = (&linux.uid_mappings[..], &linux.gid_mappings[..]);
+        let new_userns = userns_fd.as_ref().map(|fd| (fd, maps));
+        mount_steps(threads, &mut steps, mount, bundle, new_userns)?;
     }
     device_steps(&mut steps, spec, userns_fd.is_some(), dev_is_tmpfs)?;
+    // the pause where the hooks of `create` run, with its mounts made and before the
+    // switch to its root (runc's place for them)
+    let hooks = spec.hooks.clone().unwrap_or_default();
+    let (ready_read, ready_write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::host("ready pipe", e))?;
+    let mut pause = None;
+    if !(hooks.prestart.is_empty()
+        && hooks.create_runtime.is_empty()
+        && hooks.create_container.is_empty())
+    {
+        let (resume_read, resume_write) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::host("resume pipe", e))?;
+        steps.push(Step::Pause {
+            tell: ready_write
+                .try_clone()
+                .map_err(|e| Error::host("ready pipe", e))?,
+            resume: resume_read,
+        });
+        pause = Some(resume_write);
+    }
     match (opts.no_pivot, root.switch()?) {
         (false, RootSwitch::Pivot) => steps.push(Step::PivotRoot),
         (_, RootSwitch::Move { detach }) => {
@@ -317,8 +342,6 @@ fn make(
         .map_err(|e| Error::host(format!("chmod {}", fifo_path.display()), e))?;
     let fifo = open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| Error::host(format!("open {}", fifo_path.display()), e))?;
-    let (ready_read, ready_write) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::host("ready pipe", e))?;
     steps.push(Step::AwaitStart {
         ready: ready_write,
         fifo,
@@ -343,32 +366,74 @@ fn make(
             cwd: Some(root.fd()),
             namespaces: clone_flags,
             cgroup: Some(cgroup.first_process_dir()),
-            keep: &[],
+            keep: &opts
+                .preserved
+                .iter()
+                .map(|fd| fd.as_fd())
+                .collect::<Vec<_>>(),
             args: &args,
             env: &process.env,
             outlives_launcher: true,
         },
         steps,
     )?;
-    let pid = wait_ready(container, ready_read)?;
-    let started = state::start_time(pid)
-        .ok_or_else(|| Error::setup("the container's first process", Errno::ESRCH))?;
-    let (cgroup_path, cgroups_v1) = cgroup.keep();
-    let hooks = spec.hooks.clone().unwrap_or_default();
-    let record = Record {
+    let mut record = Record {
         id: opts.id.to_owned(),
-        pid,
-        started,
+        pid: container.handoff_ids().0.as_raw(),
+        started: 0,
         bundle: bundle.to_owned(),
         rootfs: root.path().to_owned(),
         created: state::now_rfc3339(),
         annotations: spec.annotations.clone(),
-        cgroup: cgroup_path,
-        cgroups_v1,
+        cgroup: cgroup.path().to_owned(),
+        cgroups_v1: Vec::new(),
+        start_container: hooks.start_container,
         poststart: hooks.poststart,
         poststop: hooks.poststop,
         oci_version: spec.oci_version.clone(),
     };
+    // prestart and createRuntime in our namespaces, createContainer in the container's;
+    // when one fails, the spec's lifecycle goes on at `delete`: the poststop hooks run
+    let at_pause = |container: &Container| {
+        let state = record.state_json(Status::Creating);
+        let place = Place::Container {
+            pid: record.pid,
+            pidfd: container.pidfd(),
+        };
+        let ran = hooks::run_all(threads, "prestart", &hooks.prestart, &state, Place::Runtime)
+            .and_then(|()| {
+                hooks::run_all(
+                    threads,
+                    "createRuntime",
+                    &hooks.create_runtime,
+                    &state,
+                    Place::Runtime,
+                )
+            })
+            .and_then(|()| {
+                hooks::run_all(
+                    threads,
+                    "createContainer",
+                    &hooks.create_container,
+                    &state,
+                    place,
+                )
+            });
+        if ran.is_err() {
+            hooks::run_poststop(threads, &record);
+        }
+        ran
+    };
+    let pid = wait_ready(
+        container,
+        ready_read,
+        pause.map(|resume| (resume, at_pause)),
+    )?;
+    record.started = state::start_time(pid)
+        .ok_or_else(|| Error::setup("the container's first process", Errno::ESRCH))?;
+    let (cgroup_path, cgroups_v1) = cgroup.keep();
+    record.cgroup = cgroup_path;
+    record.cgroups_v1 = cgroups_v1;
     record
         .save(dir)
         .map_err(|e| Error::host(format!("write the state in {}", dir.display()), e))?;
@@ -464,20 +529,6 @@ pub fn process_steps(
 fn refuse_unsupported(spec: &Spec) -> Result<()> {
     let process = spec.process();
     let linux = spec.linux();
-    if let Some(hooks) = &spec.hooks {
-        for (kind, list) in [
-            ("prestart", &hooks.prestart),
-            ("createRuntime", &hooks.create_runtime),
-            ("createContainer", &hooks.create_container),
-            ("startContainer", &hooks.start_container),
-        ] {
-            if !list.is_empty() {
-                return Err(Error::Usage(format!(
-                    "hooks.{kind}: not supported by cradle-oci yet (poststart and poststop are)"
-                )));
-            }
-        }
-    }
     if let Some(profile) = process
         .apparmor_profile
         .as_deref()
@@ -591,7 +642,14 @@ pub fn device_rules(spec: &Spec) -> Result<Vec<devices::Rule>> {
 
 /// Waits until the container says it is ready (its setup done, waiting for `start`), or
 /// fails; then lets it go on without us. Its first process's pid.
-fn wait_ready(mut container: Container, ready: OwnedFd) -> Result<i32> {
+/// Waits until the container is ready (its setup done, waiting for `start`); runs `pause`'s
+/// work when its setup pauses (`Step::Pause`), and lets it go on through `pause`'s
+/// descriptor. Its first process's pid, released to outlive us.
+fn wait_ready(
+    mut container: Container,
+    ready: OwnedFd,
+    mut pause: Option<(OwnedFd, impl FnOnce(&Container) -> Result<()>)>,
+) -> Result<i32> {
     let errpipe_failure = |container: &mut Container| match container.read_report() {
         Report::Failed(failure) => Some(container.failure_error(failure, "the container")),
         _ => None,
@@ -617,6 +675,15 @@ fn wait_ready(mut container: Container, ready: OwnedFd) -> Result<i32> {
         if ready_now[0] {
             let mut byte = [0u8];
             match read(&ready, &mut byte) {
+                Ok(1) if byte[0] == PAUSED => {
+                    let (resume, work) = pause
+                        .take()
+                        .ok_or_else(|| Error::setup("set up the container", Errno::EPROTO))?;
+                    work(&container)?;
+                    if nix::unistd::write(&resume, b"1") != Ok(1) {
+                        return Err(Error::setup("resume the container's setup", Errno::EPIPE));
+                    }
+                }
                 Ok(1) => return Ok(container.release().as_raw()),
                 Ok(_) => {
                     // the container ended before it was ready: its report says why
@@ -1090,8 +1157,9 @@ fn mount_steps(
     steps: &mut Vec<Step>,
     mount: &spec::Mount,
     bundle: &Path,
-    userns: Option<&OwnedFd>,
+    new_userns: Option<(&OwnedFd, IdMaps)>,
 ) -> Result<()> {
+    let userns = new_userns.map(|(fd, _)| fd);
     let target = GuestPath::following(&mount.destination)
         .ok_or_else(|| Error::Usage(format!("bad mount destination {:?}", mount.destination)))?;
     let (mut set, mut clear, mut bind, mut propagation, mut idmap) = (0, 0, None, 0, None);
@@ -1185,9 +1253,11 @@ fn mount_steps(
             };
             // cgroup2 takes none of the v1 options a spec may carry
             let data = if fstype == "cgroup2" {
-                &[][..]
+                Vec::new()
+            } else if let Some((_, maps)) = new_userns {
+                owners_in_host_terms(fstype, &mount.destination, data, maps)?
             } else {
-                &data[..]
+                data
             };
             let options = data
                 .iter()
@@ -1228,6 +1298,64 @@ fn mount_steps(
         }
     }
     Ok(())
+}
+
+/// The spec's uid and gid maps, of a user namespace the container gets.
+type IdMaps<'a> = (&'a [spec::IdMapping], &'a [spec::IdMapping]);
+
+/// The host's id for the container's `id` in `maps`.
+fn host_id(maps: &[spec::IdMapping], id: u32) -> Option<u32> {
+    maps.iter()
+        .find(|m| id >= m.container_id && id - m.container_id < m.size)
+        .map(|m| m.host_id + (id - m.container_id))
+}
+
+/// A file system's options as the container means them, for a mount made (as ours are)
+/// before the container enters its new user namespace: the owners a tmpfs or devpts is
+/// given (`uid=`, `gid=`) are the container's ids, so they become the host's through the
+/// maps, and a tmpfs given none belongs to the container's root, as one its root mounted
+/// in its namespace would (runc's).
+fn owners_in_host_terms(
+    fstype: &str,
+    destination: &str,
+    data: Vec<String>,
+    (uids, gids): IdMaps,
+) -> Result<Vec<String>> {
+    if !matches!(fstype, "tmpfs" | "devpts") {
+        return Ok(data);
+    }
+    let mut out = Vec::with_capacity(data.len() + 2);
+    let (mut uid_given, mut gid_given) = (false, false);
+    for option in data {
+        let (key, maps) = match option.split_once('=') {
+            Some(("uid", _)) => ("uid", uids),
+            Some(("gid", _)) => ("gid", gids),
+            _ => {
+                out.push(option);
+                continue;
+            }
+        };
+        let value = &option[key.len() + 1..];
+        let id: u32 = value
+            .parse()
+            .map_err(|_| Error::Usage(format!("mount {destination}: bad option {option:?}")))?;
+        let host = host_id(maps, id).ok_or_else(|| {
+            Error::Usage(format!(
+                "mount {destination}: {key} {id} is not mapped in the user namespace"
+            ))
+        })?;
+        uid_given |= key == "uid";
+        gid_given |= key == "gid";
+        out.push(format!("{key}={host}"));
+    }
+    if fstype == "tmpfs" {
+        for (given, key, maps) in [(uid_given, "uid", uids), (gid_given, "gid", gids)] {
+            if let (false, Some(root)) = (given, host_id(maps, 0)) {
+                out.push(format!("{key}={root}"));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The devices every container gets (runc's default list), with their numbers.
@@ -1339,6 +1467,37 @@ fn device_steps(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tmpfs_or_devpts_made_before_the_user_namespace_gets_its_owners_in_host_terms() {
+        let map = |c, h, size| spec::IdMapping {
+            container_id: c,
+            host_id: h,
+            size,
+        };
+        let uids = [map(0, 100_000, 1000), map(1000, 5000, 1)];
+        let gids = [map(0, 200_000, 65536)];
+        let opts = |fstype, given: &[&str]| {
+            let given = given.iter().map(|s| s.to_string()).collect();
+            owners_in_host_terms(fstype, "/x", given, (&uids, &gids))
+        };
+        assert_eq!(
+            opts("tmpfs", &["mode=755"]).unwrap(),
+            ["mode=755", "uid=100000", "gid=200000"]
+        );
+        assert_eq!(
+            opts("tmpfs", &["uid=1000", "size=1m"]).unwrap(),
+            ["uid=5000", "size=1m", "gid=200000"]
+        );
+        assert_eq!(
+            opts("devpts", &["newinstance", "gid=5", "mode=620"]).unwrap(),
+            ["newinstance", "gid=200005", "mode=620"]
+        );
+        assert_eq!(opts("mqueue", &["uid=7"]).unwrap(), ["uid=7"]);
+        let unmapped = opts("tmpfs", &["uid=1001"]).unwrap_err().to_string();
+        assert!(unmapped.contains("uid 1001 is not mapped"), "{unmapped}");
+        assert!(opts("devpts", &["gid=x"]).is_err());
+    }
 
     #[test]
     fn cgroup_paths_are_below_the_root_and_systemds_are_laid_out_as_systemd_does() {

@@ -1,62 +1,252 @@
-//! The spec's hooks that run in the runtime's namespaces: each gets the container's state
-//! on its standard input, runs with its own arguments and environment, and is killed
-//! after its timeout.
+//! The spec's hooks: each gets the container's state on its standard input, runs with its
+//! own arguments and environment (nothing of ours), its output discarded and its errors on
+//! our standard error, and is killed after its timeout (120 s when the spec gives none).
+//!
+//! Where they run, as runc runs them:
+//! - `prestart` and `createRuntime`: in our namespaces, once the container's namespaces
+//!   and mounts are made and before it switches to its root (the setup's pause);
+//! - `createContainer`: at the same pause, in the container's namespaces (its mount
+//!   namespace not yet switched to its root, so the path is the host's);
+//! - `startContainer`: on `start`, before the container's process runs, in its namespaces
+//!   and root (the path is the container's), as the container's root;
+//! - `poststart` (after `start`) and `poststop` (on `delete`): in ours, failures only
+//!   logged.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use cradle_core::error::{Error, Result};
+use cradle_core::guest::ns_inode;
 use cradle_core::process::child::Child;
+use cradle_core::sys::{self, SingleThreaded};
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sched::{CloneFlags, setns};
+use nix::sys::stat::Mode;
+use nix::unistd::{Gid, Uid, dup2_stdin, dup2_stdout, execve, pipe2, setresgid, setresuid, write};
 
 use crate::spec::Hook;
 use crate::state::{Record, Status};
 
-/// Runs `hooks` of `kind` in order with the state of `record` as `status`. A failing hook
-/// fails the call, unless `warn_only` (poststart and poststop: the spec says to log and go
-/// on).
+/// Where hooks run: in our namespaces, or in those of the container's process (`pid`,
+/// behind `pidfd`).
+#[derive(Clone, Copy)]
+pub enum Place<'a> {
+    Runtime,
+    Container { pid: i32, pidfd: BorrowedFd<'a> },
+}
+
+/// The namespaces a hook joins in the container, with their names under /proc/PID/ns (the
+/// PID namespace is joined apart: only children are born in it).
+const JOINED: [(CloneFlags, &str); 6] = [
+    (CloneFlags::CLONE_NEWUSER, "user"),
+    (CloneFlags::CLONE_NEWNS, "mnt"),
+    (CloneFlags::CLONE_NEWNET, "net"),
+    (CloneFlags::CLONE_NEWIPC, "ipc"),
+    (CloneFlags::CLONE_NEWUTS, "uts"),
+    (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
+];
+
+/// Runs `hooks` of `kind` in order at `place`, `state` (the spec's state JSON) on each
+/// one's input; the first that fails fails the call.
 pub fn run_all(
+    threads: &SingleThreaded,
     kind: &str,
     hooks: &[Hook],
-    record: &Record,
-    status: Status,
-    warn_only: bool,
+    state: &serde_json::Value,
+    place: Place,
 ) -> Result<()> {
-    let state = serde_json::to_vec(&record.state_json(status)).expect("a JSON value");
-    for hook in hooks {
-        if let Err(e) = run(hook, &state) {
-            let error = Error::Usage(format!("{kind} hook {}: {e}", hook.path));
-            if !warn_only {
-                return Err(error);
-            }
-            log::warn!("{error}");
-        }
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let state = serde_json::to_vec(state).expect("a JSON value");
+    for (i, hook) in hooks.iter().enumerate() {
+        run(threads, hook, &state, place).map_err(|e| failed(kind, i, hook, &e))?;
     }
     Ok(())
 }
 
-fn run(hook: &Hook, state: &[u8]) -> std::result::Result<(), String> {
-    let mut command = Command::new(&hook.path);
-    if let Some((first, rest)) = hook.args.split_first() {
-        std::os::unix::process::CommandExt::arg0(&mut command, first);
-        command.args(rest);
+fn failed(kind: &str, i: usize, hook: &Hook, why: &str) -> Error {
+    Error::Usage(format!("{kind} hook #{i} {}: {why}", hook.path))
+}
+
+/// The poststop hooks of the container `record`, with its state "stopped", in our
+/// namespaces: each that fails is logged, and the rest run (the spec's rule).
+pub fn run_poststop(threads: &SingleThreaded, record: &Record) {
+    let state = serde_json::to_vec(&record.state_json(Status::Stopped)).expect("a JSON value");
+    for (i, hook) in record.poststop.iter().enumerate() {
+        if let Err(e) = run(threads, hook, &state, Place::Runtime) {
+            log::warn!("{}", failed("poststop", i, hook, &e));
+        }
     }
-    command
-        .env_clear()
-        .envs(hook.env.iter().filter_map(|e| e.split_once('=')))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null());
-    let mut spawned = command.spawn().map_err(|e| e.to_string())?;
-    let input = spawned.stdin.take();
-    let mut child = Child::spawn_from(spawned).map_err(|e| e.to_string())?;
-    if let Some(mut input) = input {
-        // a hook that does not read its input is no error
-        let _ = input.write_all(state);
+}
+
+/// What a hook's process is given, made before the fork.
+struct Prepared<'a> {
+    path: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    input: OwnedFd,
+    null: OwnedFd,
+    /// The container's process and the namespaces of it to join.
+    join: Option<(BorrowedFd<'a>, CloneFlags)>,
+}
+
+fn cstring(text: &str, what: &str) -> std::result::Result<CString, String> {
+    CString::new(text).map_err(|_| format!("its {what} {text:?} holds a NUL byte"))
+}
+
+fn run(
+    threads: &SingleThreaded,
+    hook: &Hook,
+    state: &[u8],
+    place: Place,
+) -> std::result::Result<(), String> {
+    if !hook.path.starts_with('/') {
+        return Err("the path is not absolute".into());
     }
+    let path = cstring(&hook.path, "path")?;
+    let argv = match hook.args.is_empty() {
+        true => vec![path.clone()],
+        false => (hook.args.iter())
+            .map(|a| cstring(a, "argument"))
+            .collect::<std::result::Result<_, _>>()?,
+    };
+    let env = (hook.env.iter())
+        .map(|e| cstring(e, "variable"))
+        .collect::<std::result::Result<_, _>>()?;
+    let (input, feed) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let null = open(
+        c"/dev/null",
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("open /dev/null: {e}"))?;
     let timeout = Duration::from_secs(hook.timeout.filter(|&t| t > 0).unwrap_or(120));
-    match child.wait_for(timeout) {
+    let deadline = Instant::now() + timeout;
+    let mut prepared = Prepared {
+        path,
+        argv,
+        env,
+        input,
+        null,
+        join: None,
+    };
+    let mut child = match place {
+        Place::Runtime => fork(threads, prepared)?,
+        Place::Container { pid, pidfd } => {
+            // the namespaces it has of its own (a user namespace equal to ours cannot be
+            // joined)
+            let differs = |name: &str| {
+                let ours = ns_inode(&format!("/proc/self/ns/{name}"));
+                let theirs = ns_inode(&format!("/proc/{pid}/ns/{name}"));
+                matches!((ours, theirs), (Some(a), Some(b)) if a != b)
+            };
+            let flags = (JOINED.iter())
+                .filter(|(_, name)| differs(name))
+                .fold(CloneFlags::empty(), |all, (flag, _)| all | *flag);
+            prepared.join = Some((pidfd, flags));
+            if differs("pid") {
+                in_pid_namespace(pidfd, || fork(threads, prepared))?
+            } else {
+                fork(threads, prepared)?
+            }
+        }
+    };
+    feed_input(feed, state, &child, deadline);
+    let left = deadline.saturating_duration_since(Instant::now());
+    match child.wait_for(left) {
         Some(cradle_common::outcome::Status::Exited(0)) => Ok(()),
         Some(status) => Err(format!("ended with {status}")),
         None => Err(format!("timed out after {} s", timeout.as_secs())),
+    }
+}
+
+/// Runs `then` with the PID namespace of the process behind `pidfd` as the one our
+/// children are born in, and puts ours back after.
+fn in_pid_namespace<T>(
+    pidfd: BorrowedFd,
+    then: impl FnOnce() -> std::result::Result<T, String>,
+) -> std::result::Result<T, String> {
+    let ours = open(
+        c"/proc/self/ns/pid",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("open our PID namespace: {e}"))?;
+    setns(pidfd, CloneFlags::CLONE_NEWPID)
+        .map_err(|e| format!("join the container's PID namespace: {e}"))?;
+    let result = then();
+    // our own active namespace may always be joined again
+    setns(&ours, CloneFlags::CLONE_NEWPID).expect("rejoin our own PID namespace");
+    result
+}
+
+fn fork(threads: &SingleThreaded, prepared: Prepared) -> std::result::Result<Child, String> {
+    Child::fork(threads, move || {
+        let error = exec(prepared);
+        eprintln!("cradle-oci: hook: {error}");
+        127
+    })
+    .map_err(|e| format!("fork: {e}"))
+}
+
+/// In the hook's process: its input and output, the container's namespaces (as its root),
+/// and exec. Returns only on failure.
+fn exec(prepared: Prepared) -> String {
+    if let Err(e) = dup2_stdin(&prepared.input).and_then(|()| dup2_stdout(&prepared.null)) {
+        return format!("standard streams: {e}");
+    }
+    if let Some((pidfd, flags)) = prepared.join {
+        if !flags.is_empty() {
+            if let Err(e) = setns(pidfd, flags) {
+                return format!("join the container's namespaces: {e}");
+            }
+        }
+        if flags.contains(CloneFlags::CLONE_NEWUSER) {
+            let root = (Gid::from_raw(0), Uid::from_raw(0));
+            if let Err(e) =
+                setresgid(root.0, root.0, root.0).and_then(|()| setresuid(root.1, root.1, root.1))
+            {
+                return format!("become the container's root: {e}");
+            }
+        }
+    }
+    let e = execve(&prepared.path, &prepared.argv, &prepared.env).unwrap_err();
+    format!("exec {}: {e}", prepared.path.to_string_lossy())
+}
+
+/// Writes `state` to the hook's input and closes it; gives up when the hook ends or the
+/// deadline passes (a hook need not read its input).
+fn feed_input(feed: OwnedFd, state: &[u8], child: &Child, deadline: Instant) {
+    if fcntl(&feed, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).is_err() {
+        return;
+    }
+    let mut left = state;
+    while !left.is_empty() {
+        match write(&feed, left) {
+            Ok(n) => left = &left[n..],
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if remaining.is_zero() {
+                    return;
+                }
+                let mut fds = [
+                    PollFd::new(feed.as_fd(), PollFlags::POLLOUT),
+                    PollFd::new(child.pidfd(), PollFlags::POLLIN),
+                ];
+                let ms = remaining.as_millis().min(60_000) as u16;
+                match sys::poll_ready(&mut fds, PollTimeout::from(ms)) {
+                    Ok(ready) if ready[1] => return,
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(_) => return,
+                }
+            }
+            // the hook closed its input: no error
+            Err(_) => return,
+        }
     }
 }

@@ -18,12 +18,13 @@ mod update;
 
 use std::fs;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use argh::FromArgs;
 use cradle_core::error::{Code, Error, Result};
-use cradle_core::sys::SingleThreaded;
+use cradle_core::sys::{self, SingleThreaded};
 
 /// An OCI runtime (runc's command line) on cradle's container core; cradle-shim is PID 1
 /// of every container.
@@ -90,7 +91,7 @@ struct CreateCmd {
     /// accepted for runc's callers: no keyring is made
     #[argh(switch)]
     no_new_keyring: bool,
-    /// pass N descriptors above 2 on to the process (not supported yet: must be 0)
+    /// pass descriptors 3 to N+2 on to the process, as they are
     #[argh(option, default = "0")]
     preserve_fds: u32,
     /// the container's id
@@ -120,7 +121,7 @@ struct RunCmd {
     /// accepted for runc's callers: no keyring is made
     #[argh(switch)]
     no_new_keyring: bool,
-    /// pass N descriptors above 2 on (not supported yet: must be 0)
+    /// pass descriptors 3 to N+2 on to the process, as they are
     #[argh(option, default = "0")]
     preserve_fds: u32,
     /// the container's id
@@ -440,6 +441,13 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    let preserved = match take_descriptors(&cli) {
+        Ok(preserved) => preserved,
+        Err(msg) => {
+            eprintln!("cradle-oci: error: {msg}");
+            return ExitCode::from(Code::Usage as u8);
+        }
+    };
     let log = match Log::open(cli.log.as_deref(), &cli.log_format) {
         Ok(log) => log,
         Err(msg) => {
@@ -456,7 +464,7 @@ fn main() -> ExitCode {
     if log::set_logger(&Logger).is_ok() {
         log::set_max_level(level);
     }
-    match run(cli) {
+    match run(cli, &preserved) {
         Ok(code) => code,
         Err(error) => {
             let msg = error.to_string();
@@ -467,7 +475,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
+fn run(cli: Cli, preserved: &[OwnedFd]) -> Result<ExitCode> {
     if cli.version {
         println!(
             "cradle-oci version {}\nspec: 1.2.0",
@@ -488,7 +496,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let threads = || SingleThreaded::check().map_err(|e| Error::host("check threads", e));
     match command {
         Command::Create(c) => {
-            no_preserved_fds(c.preserve_fds)?;
             // cradle-oci never makes a session keyring: there is none to leave out
             log::debug!("--no-new-keyring: {}", c.no_new_keyring);
             create::create(
@@ -501,11 +508,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     console_socket: c.console_socket.as_deref(),
                     no_pivot: c.no_pivot,
                     systemd_cgroup: cli.systemd_cgroup,
+                    preserved,
                 },
             )?;
         }
         Command::Run(c) => {
-            no_preserved_fds(c.preserve_fds)?;
             log::debug!("--no-new-keyring: {}", c.no_new_keyring);
             let record = create::create(
                 &threads()?,
@@ -517,10 +524,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     console_socket: c.console_socket.as_deref(),
                     no_pivot: c.no_pivot,
                     systemd_cgroup: cli.systemd_cgroup,
+                    preserved,
                 },
             )?;
-            if let Err(e) = commands::start(&root, &c.id) {
-                let _ = commands::delete(&root, &c.id, true);
+            if let Err(e) = commands::start(&threads()?, &root, &c.id) {
+                let _ = commands::delete(&threads()?, &root, &c.id, true);
                 return Err(e);
             }
             if c.detach {
@@ -528,7 +536,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             // ours to reap: create made it our child
             let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(record.pid), None);
-            commands::delete(&root, &c.id, true)?;
+            commands::delete(&threads()?, &root, &c.id, true)?;
             return Ok(match status {
                 Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => ExitCode::from(code as u8),
                 Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => {
@@ -575,13 +583,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 cpuset_mems: c.cpuset_mems.as_deref(),
             },
         )?,
-        Command::Start(c) => commands::start(&root, &c.id)?,
+        Command::Start(c) => commands::start(&threads()?, &root, &c.id)?,
         Command::State(c) => commands::state(&root, &c.id)?,
         Command::Kill(c) => {
             let signal = commands::parse_signal(&c.signal)?;
             commands::kill(&root, &c.id, signal, c.all)?
         }
-        Command::Delete(c) => commands::delete(&root, &c.id, c.force)?,
+        Command::Delete(c) => commands::delete(&threads()?, &root, &c.id, c.force)?,
         Command::List(c) => commands::list(&root, &c.format, c.quiet)?,
         Command::Ps(c) => commands::ps(&root, &c.id, &c.format, &c.ps_args)?,
         Command::Pause(c) => commands::freeze(&root, &c.id, true)?,
@@ -592,12 +600,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn no_preserved_fds(n: u32) -> Result<()> {
-    if n == 0 {
-        Ok(())
-    } else {
-        Err(Error::Usage(
-            "--preserve-fds is not supported yet by cradle-oci".into(),
-        ))
+/// The descriptors `--preserve-fds N` hands the container's process as they are (3 to
+/// N+2, each checked open), taken before we open anything; every other descriptor we
+/// inherited is made close-on-exec, so that none leaks into a container.
+fn take_descriptors(cli: &Cli) -> std::result::Result<Vec<OwnedFd>, String> {
+    let n = match &cli.command {
+        Some(Command::Create(c)) => c.preserve_fds,
+        Some(Command::Run(c)) => c.preserve_fds,
+        _ => 0,
+    };
+    if n > 65_536 {
+        return Err(format!(
+            "--preserve-fds {n}: more descriptors than a process may hold"
+        ));
     }
+    let preserved = (3..3 + n as i32)
+        .map(|fd| {
+            sys::adopt_fd(fd)
+                .map_err(|e| format!("--preserve-fds {n}: descriptor {fd} is not open ({e})"))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    // close_range is Linux 5.11: older kernels pass on what the caller left open
+    if let Err(e) = sys::cloexec_from(3 + n) {
+        log::debug!("close_range: {e}");
+    }
+    Ok(preserved)
 }

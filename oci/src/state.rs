@@ -29,6 +29,8 @@ pub struct Record {
     pub cgroup: PathBuf,
     pub cgroups_v1: Vec<cradle_core::cgroups::v1::V1Dir>,
     /// The hooks to run on `start` and `delete`.
+    #[serde(default)]
+    pub start_container: Vec<crate::spec::Hook>,
     pub poststart: Vec<crate::spec::Hook>,
     pub poststop: Vec<crate::spec::Hook>,
     pub oci_version: String,
@@ -37,6 +39,8 @@ pub struct Record {
 /// A container's status, as the spec names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// Being made: what the hooks of `create` are told (never a saved container's).
+    Creating,
     Created,
     Running,
     Paused,
@@ -46,6 +50,7 @@ pub enum Status {
 impl Status {
     pub fn name(self) -> &'static str {
         match self {
+            Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
             Status::Paused => "paused",

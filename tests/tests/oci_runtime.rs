@@ -309,7 +309,14 @@ fn the_device_cgroup_denies_devices_the_spec_does_not_allow() {
 
 #[test]
 fn a_user_namespace_maps_the_containers_root() {
-    let mut b = Bundle::new("oci-userns", &["sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    let mut b = Bundle::new(
+        "oci-userns",
+        &[
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; cat /dev/hook-id",
+        ],
+    );
     let c = &mut b.config;
     c["linux"]["namespaces"]
         .as_array_mut()
@@ -317,13 +324,20 @@ fn a_user_namespace_maps_the_containers_root() {
         .push(json!({"type": "user"}));
     c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
     c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    // a hook in the container runs as its root, in its user namespace (and its /dev)
+    c["hooks"] = json!({"startContainer": [{
+        "path": "/bin/sh",
+        "args": ["sh", "-c", "{ id -u; cat /proc/self/uid_map; } > /dev/hook-id"],
+    }]});
     // a sysfs mount needs a network namespace the user namespace owns: runc's example has one
     let done = b.run("u1");
     assert_eq!(done.code(), Some(0), "{done:?}");
     let mut lines = done.stdout.lines();
-    assert_eq!(lines.next(), Some("0"));
-    let map: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-    assert_eq!(map, ["0", "200000", "65536"]);
+    for who in ["the process", "the startContainer hook"] {
+        assert_eq!(lines.next(), Some("0"), "{who}: {done:?}");
+        let map: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        assert_eq!(map, ["0", "200000", "65536"], "{who}");
+    }
 }
 
 #[test]
@@ -665,6 +679,243 @@ fn update_changes_a_running_containers_limits() {
         .assert_one_line_error(3, "stopped");
     assert!(b.oci(&["delete", "up1"]).status.success());
     assert!(!cgroup_of("up1").exists());
+}
+
+/// A hook as a shell script: it appends its kind, the namespaces it runs in, the status
+/// it was given on its input and a variable of its own environment to `log`.
+fn hook(script: &str, kind: &str, log: &str) -> Value {
+    json!({
+        "path": script,
+        "args": ["hook", kind, log],
+        "env": ["PATH=/usr/bin:/bin", "HOOKVAR=only-mine"],
+    })
+}
+
+const HOOK_SCRIPT: &str = r#"#!/bin/sh
+state=$(cat)
+status=$(echo "$state" | sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p')
+echo "$1 uts=$(readlink /proc/self/ns/uts) mnt=$(readlink /proc/self/ns/mnt) status=$status var=$HOOKVAR path=${PATH:-unset}" >> "$2"
+"#;
+
+/// What each hook's line in `log` says, by kind, in order.
+fn hook_lines(log: &std::path::Path) -> Vec<(String, String)> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let (kind, rest) = l.split_once(' ').unwrap_or((l, ""));
+            (kind.to_owned(), rest.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_six_kinds_of_hooks_run_in_order_where_the_spec_says_with_the_state_on_stdin() {
+    become_subreaper();
+    let mut b = Bundle::new(
+        "oci-hooks",
+        &["sh", "-c", "echo process >> /hooks.log; sleep 30"],
+    );
+    b.config["root"]["readonly"] = json!(false);
+    let host_script = b.sb.dir.join("hook.sh");
+    fs::write(&host_script, HOOK_SCRIPT).unwrap();
+    fs::set_permissions(
+        &host_script,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // startContainer's path is the container's: the same script in its root
+    b.sb.write("/hook.sh", HOOK_SCRIPT, 0o755);
+    let host_log = b.sb.dir.join("hooks.log");
+    let (script, log) = (host_script.to_str().unwrap(), host_log.to_str().unwrap());
+    b.config["hooks"] = json!({
+        "prestart": [hook(script, "prestart", log)],
+        "createRuntime": [hook(script, "createRuntime", log)],
+        "createContainer": [hook(script, "createContainer", log)],
+        "startContainer": [hook("/hook.sh", "startContainer", "/hooks.log")],
+        "poststart": [hook(script, "poststart", log)],
+        "poststop": [hook(script, "poststop", log)],
+    });
+    let created = b.create("h1", &[]);
+    assert!(created.status.success(), "{created:?}");
+    let kinds =
+        |lines: &[(String, String)]| lines.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        kinds(&hook_lines(&host_log)),
+        ["prestart", "createRuntime", "createContainer"],
+        "create runs its three kinds, in order"
+    );
+    let pid = b.state("h1")["pid"].as_i64().unwrap();
+    assert!(b.oci(&["start", "h1"]).status.success());
+    let deleted_at = Instant::now() + secs(10);
+    while !fs::read_to_string(b.sb.path("/hooks.log"))
+        .unwrap_or_default()
+        .contains("process")
+    {
+        assert!(Instant::now() < deleted_at, "the process did not run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let in_container = hook_lines(&b.sb.path("/hooks.log"));
+    assert_eq!(
+        kinds(&in_container),
+        ["startContainer", "process"],
+        "startContainer runs in the container's root before its process"
+    );
+    let ns = |pid: &str, name: &str| {
+        fs::read_link(format!("/proc/{pid}/ns/{name}"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let (host_uts, host_mnt) = (ns("self", "uts"), ns("self", "mnt"));
+    let (ct_uts, ct_mnt) = (ns(&pid.to_string(), "uts"), ns(&pid.to_string(), "mnt"));
+    let kill = b.oci(&["kill", "h1", "TERM"]);
+    assert!(kill.status.success(), "{kill:?}");
+    reap(pid as i32);
+    let deleted = b.oci(&["delete", "h1"]);
+    assert!(deleted.status.success(), "{deleted:?}");
+    let mut lines = hook_lines(&host_log);
+    lines.insert(3, in_container[0].clone());
+    assert_eq!(
+        kinds(&lines),
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ]
+    );
+    for (kind, line) in &lines {
+        let (status, inside) = match kind.as_str() {
+            "prestart" | "createRuntime" => ("creating", false),
+            "createContainer" => ("creating", true),
+            "startContainer" => ("created", true),
+            "poststart" => ("running", false),
+            _ => ("stopped", false),
+        };
+        assert!(
+            line.contains(&format!("status={status} ")),
+            "{kind}: {line}"
+        );
+        assert!(
+            line.contains("var=only-mine path=/usr/bin:/bin"),
+            "{kind} has its own environment: {line}"
+        );
+        let uts = if inside { &ct_uts } else { &host_uts };
+        assert!(
+            line.contains(&format!("uts={uts} ")),
+            "{kind} runs in the {} UTS namespace: {line}",
+            if inside { "container's" } else { "runtime's" }
+        );
+        if kind == "createContainer" {
+            // in the container's mount namespace, before the switch to its root
+            assert!(line.contains(&format!("mnt={ct_mnt}")), "{kind}: {line}");
+        } else if !inside {
+            assert!(line.contains(&format!("mnt={host_mnt}")), "{kind}: {line}");
+        }
+    }
+    assert!(!cgroup_of("h1").exists());
+}
+
+#[test]
+fn a_failing_create_hook_fails_create_in_one_line_runs_poststop_and_leaves_nothing() {
+    let mut b = Bundle::new("oci-hook-fail", &["true"]);
+    let log = b.sb.dir.join("hooks.log");
+    let script = b.sb.dir.join("hook.sh");
+    fs::write(&script, HOOK_SCRIPT).unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (script, log_s) = (script.to_str().unwrap(), log.to_str().unwrap());
+    b.config["hooks"] = json!({
+        "prestart": [hook(script, "prestart", log_s)],
+        "createRuntime": [{"path": "/bin/false"}],
+        "createContainer": [hook(script, "createContainer", log_s)],
+        "poststop": [hook(script, "poststop", log_s)],
+    });
+    let done = b.create("f1", &[]);
+    done.assert_one_line_error(2, "createRuntime hook #0 /bin/false");
+    let lines = hook_lines(&log);
+    assert_eq!(
+        lines.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        ["prestart", "poststop"],
+        "the failing hook stops create; poststop still runs"
+    );
+    assert!(!b.state_dir().join("f1").exists(), "no state left");
+    assert!(!cgroup_of("f1").exists(), "no cgroup left");
+    // a hook that outlives its timeout is killed, and fails create
+    b.config["hooks"] =
+        json!({"createContainer": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    let started = Instant::now();
+    let done = b.create("f2", &[]);
+    done.assert_one_line_error(2, "timed out after 1 s");
+    assert!(
+        started.elapsed() < secs(20),
+        "the hook was killed at its timeout"
+    );
+    assert!(!b.state_dir().join("f2").exists());
+    // a failing startContainer hook fails start, and the container's process never runs
+    become_subreaper();
+    b.config["hooks"] = json!({"startContainer": [{"path": "/bin/false"}]});
+    b.config["process"]["args"] = json!(["touch", "/ran"]);
+    b.config["root"]["readonly"] = json!(false);
+    let created = b.create("f3", &[]);
+    assert!(created.status.success(), "{created:?}");
+    let pid = b.state("f3")["pid"].as_i64().unwrap() as i32;
+    b.oci(&["start", "f3"])
+        .assert_one_line_error(2, "startContainer hook #0 /bin/false");
+    let mut status = 0;
+    // SAFETY: waitpid writes one int through the pointer.
+    #[allow(unsafe_code)]
+    let got = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(got, pid);
+    assert_eq!(b.state("f3")["status"], "stopped");
+    assert!(!b.sb.path("/ran").exists(), "the process did not run");
+    assert!(b.oci(&["delete", "f3"]).status.success());
+    assert!(!cgroup_of("f3").exists());
+}
+
+#[test]
+fn preserve_fds_hands_those_descriptors_on_and_no_other() {
+    let b = Bundle::new(
+        "oci-preserve",
+        &[
+            "sh",
+            "-c",
+            "echo three >&3; echo four >&4; if [ -e /proc/$$/fd/5 ]; then echo leaked >&3; fi",
+        ],
+    );
+    b.save();
+    let dir = b.sb.dir.to_str().unwrap();
+    let script = format!(
+        "exec 3>{dir}/f3 4>{dir}/f4 5>{dir}/f5; exec {} --root {dir}/oci-state run --preserve-fds 2 --bundle {dir} p1",
+        dist("cradle-oci").display()
+    );
+    let done = run(
+        {
+            let mut c = Command::new("sh");
+            c.args(["-c", &script]);
+            c
+        },
+        secs(60),
+    );
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    assert_eq!(fs::read_to_string(b.sb.dir.join("f3")).unwrap(), "three\n");
+    assert_eq!(fs::read_to_string(b.sb.dir.join("f4")).unwrap(), "four\n");
+    // descriptors not named are not open, and a descriptor that is not open is refused
+    let script = format!(
+        "exec 3>{dir}/f3; exec {} --root {dir}/oci-state run --preserve-fds 2 --bundle {dir} p2",
+        dist("cradle-oci").display()
+    );
+    let done = run(
+        {
+            let mut c = Command::new("sh");
+            c.args(["-c", &script]);
+            c
+        },
+        secs(60),
+    );
+    done.assert_one_line_error(2, "descriptor 4 is not open");
 }
 
 #[test]

@@ -408,7 +408,17 @@ pub enum Step {
         ready: OwnedFd,
         fifo: OwnedFd,
     },
+    /// Says "paused" on `tell` (one byte, `PAUSED`), then waits for one byte on `resume`:
+    /// the caller's turn in the middle of the setup (an OCI runtime runs its hooks there).
+    /// `resume` closed without a byte fails the step (ECANCELED).
+    Pause {
+        tell: OwnedFd,
+        resume: OwnedFd,
+    },
 }
+
+/// What [`Step::Pause`] says on its `tell` descriptor (`AwaitStart` says `1`).
+pub const PAUSED: u8 = b'p';
 
 fn c(s: &str) -> CString {
     CString::new(s).expect("literal without NUL")
@@ -768,6 +778,7 @@ impl fmt::Display for Step {
             }
             Step::Terminal { .. } => f.write_str("set up the terminal (console socket)"),
             Step::AwaitStart { .. } => f.write_str("wait to be started"),
+            Step::Pause { .. } => f.write_str("wait for the runtime's hooks"),
         }
     }
 }
@@ -1236,6 +1247,20 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
                 return Err(Errno::EIO);
             }
             sys::await_fifo_reader(fifo.as_fd())
+        }
+        Step::Pause { tell, resume } => {
+            if write(tell, &[PAUSED])? != 1 {
+                return Err(Errno::EIO);
+            }
+            let mut byte = [0u8];
+            loop {
+                match nix::unistd::read(resume, &mut byte) {
+                    Ok(1) => return Ok(()),
+                    Ok(_) => return Err(Errno::ECANCELED),
+                    Err(Errno::EINTR) => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
     }
 }
