@@ -34,6 +34,10 @@ pub enum Stage {
     /// `cradle-shim --enter` could not enter a running guest; `detail` is the step:
     /// [`ENTER_STEPS`] names them.
     EnterGuest = 11,
+    /// A system container's init could not take on its process's restrictions
+    /// (`cradle-shim --system`): no_new_privs (`detail` 0), the seccomp filter (1), the
+    /// bounding set (2), the capabilities (3).
+    Restrict = 12,
 }
 
 /// The steps of entering a running guest, by the `detail` of a [`Stage::EnterGuest`]
@@ -50,7 +54,7 @@ pub const ENTER_STEPS: [&str; 8] = [
 ];
 
 impl Stage {
-    const ALL: [Stage; 11] = [
+    const ALL: [Stage; 12] = [
         Stage::Setup,
         Stage::ExecShim,
         Stage::FindInit,
@@ -62,6 +66,7 @@ impl Stage {
         Stage::SpawnCommand,
         Stage::ExecCommand,
         Stage::EnterGuest,
+        Stage::Restrict,
     ];
 
     /// The stage with this wire number, if there is one.
@@ -83,6 +88,7 @@ impl Stage {
             Stage::SpawnCommand => "fork the command",
             Stage::ExecCommand => "exec the command",
             Stage::EnterGuest => "enter the guest",
+            Stage::Restrict => "restrict the init (no_new_privs, seccomp, capabilities)",
         }
     }
 }

@@ -13,7 +13,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -330,8 +330,14 @@ fn make(
         steps.push(Step::Join(Namespace::User, user));
         steps.push(Step::Unshare(Namespace::Mount));
     }
-    let (process_steps, late_filter) =
-        process_steps(process, opts.console_socket, linux.seccomp.as_ref())?;
+    // a system container's shim keeps what it needs to boot its init again at each
+    // reboot: the init's process takes on the restrictions itself (see the shim's
+    // system mode)
+    let system = boots_as_system(spec)?;
+    let (process_steps, late_filter) = match system {
+        true => process_steps(process, opts.console_socket, None, false)?,
+        false => process_steps(process, opts.console_socket, linux.seccomp.as_ref(), true)?,
+    };
     steps.extend(process_steps);
 
     // the fifo `start` opens, and the pipe that says the setup is done
@@ -348,9 +354,34 @@ fn make(
     });
     steps.extend(late_filter);
 
-    // the shim runs the process: PID 1 of a new PID namespace, a subreaper otherwise
+    // the shim runs the process: PID 1 of a new PID namespace, a subreaper otherwise; a
+    // system container's init it boots
     let mut args = Vec::new();
-    if join_pid.is_some() || !clone_flags.contains(CloneFlags::CLONE_NEWPID) {
+    let mut keep: Vec<_> = opts.preserved.iter().map(|fd| fd.as_fd()).collect();
+    let filter_fd;
+    if system {
+        // the init may reboot(2), which ends its own PID namespace (see
+        // `seccomp::for_system_init`)
+        let caps = process.capabilities.clone().unwrap_or_default();
+        let boot = caps::parse("SYS_BOOT").expect("a capability");
+        let bounding = cap_set(&caps.bounding)?.bits() | boot.bits();
+        args.push("--system".to_owned());
+        args.push(format!("--caps={bounding:x}"));
+        if process.no_new_privileges {
+            args.push("--no-new-privs".to_owned());
+        }
+        let profile = crate::seccomp::for_system_init(linux.seccomp.as_ref());
+        filter_fd = filter_memfd(&crate::seccomp::filter(&profile)?)?;
+        args.push(format!("--seccomp-fd={}", filter_fd.as_raw_fd()));
+        keep.push(filter_fd.as_fd());
+        let below_proc = |p: &&String| p.starts_with("/proc/") && !p.contains("/../");
+        for path in linux.masked_paths.iter().filter(below_proc) {
+            args.push(format!("--proc-mask={path}"));
+        }
+        for path in linux.readonly_paths.iter().filter(below_proc) {
+            args.push(format!("--proc-ro={path}"));
+        }
+    } else if join_pid.is_some() || !clone_flags.contains(CloneFlags::CLONE_NEWPID) {
         args.push("-s".to_owned());
     }
     args.push("--".to_owned());
@@ -366,11 +397,7 @@ fn make(
             cwd: Some(root.fd()),
             namespaces: clone_flags,
             cgroup: Some(cgroup.first_process_dir()),
-            keep: &opts
-                .preserved
-                .iter()
-                .map(|fd| fd.as_fd())
-                .collect::<Vec<_>>(),
+            keep: &keep,
             args: &args,
             env: &process.env,
             outlives_launcher: true,
@@ -455,6 +482,7 @@ pub fn process_steps(
     process: &spec::Process,
     console_socket: Option<&Path>,
     seccomp: Option<&spec::Seccomp>,
+    restrict: bool,
 ) -> Result<(Vec<Step>, Option<Step>)> {
     let mut steps = Vec::new();
     let filter = seccomp.map(crate::seccomp::filter).transpose()?;
@@ -494,7 +522,9 @@ pub fn process_steps(
         });
     }
     let capabilities = process.capabilities.clone().unwrap_or_default();
-    steps.push(Step::Bounding(cap_set(&capabilities.bounding)?));
+    if restrict {
+        steps.push(Step::Bounding(cap_set(&capabilities.bounding)?));
+    }
     steps.extend(early_filter);
     steps.push(Step::Identity(Identity {
         uid: process.user.uid,
@@ -506,14 +536,16 @@ pub fn process_steps(
             .map(|&g| Gid::from_raw(g))
             .collect(),
     }));
-    steps.push(Step::SetCapabilities(Capabilities {
-        effective: cap_set(&capabilities.effective)?.bits(),
-        permitted: cap_set(&capabilities.permitted)?.bits(),
-        inheritable: cap_set(&capabilities.inheritable)?.bits(),
-        ambient: cap_set(&capabilities.ambient)?.bits(),
-    }));
-    if process.no_new_privileges {
-        steps.push(Step::NoNewPrivileges);
+    if restrict {
+        steps.push(Step::SetCapabilities(Capabilities {
+            effective: cap_set(&capabilities.effective)?.bits(),
+            permitted: cap_set(&capabilities.permitted)?.bits(),
+            inheritable: cap_set(&capabilities.inheritable)?.bits(),
+            ambient: cap_set(&capabilities.ambient)?.bits(),
+        }));
+        if process.no_new_privileges {
+            steps.push(Step::NoNewPrivileges);
+        }
     }
     steps.push(Step::Chdir(cstring(&process.cwd, "process.cwd")?));
     steps.push(Step::FindExecutable {
@@ -522,6 +554,50 @@ pub fn process_steps(
     });
     steps.push(Step::Umask(process.user.umask.unwrap_or(0o022)));
     Ok((steps, late_filter))
+}
+
+/// The annotation that says whether the container's process boots as a system's init.
+pub const SYSTEM_ANNOTATION: &str = "run.cradle.system";
+
+/// The commands taken for a system's init, as podman takes them for its systemd mode.
+const INITS: [&str; 3] = ["/sbin/init", "/usr/sbin/init", "/usr/local/sbin/init"];
+
+/// Whether the container's process boots as a system's init, under `cradle-shim
+/// --system`: the annotation [`SYSTEM_ANNOTATION`] says so (`true` or `false`), or else
+/// its command is an init by podman's rule (one of [`INITS`], or a `systemd`), run as
+/// root in a PID namespace of its own. One that cannot (asked for, but not root, or in
+/// the runtime's PID namespace) is refused.
+fn boots_as_system(spec: &Spec) -> Result<bool> {
+    let process = spec.process();
+    let own_pid_ns = spec.namespace("pid").is_some_and(|n| n.path.is_empty());
+    let can = own_pid_ns && process.user.uid == 0;
+    let command = process.args[0].as_str();
+    let is_init = INITS.contains(&command) || command.rsplit('/').next() == Some("systemd");
+    match spec.annotations.get(SYSTEM_ANNOTATION).map(String::as_str) {
+        Some("true") if !can => Err(Error::Usage(format!(
+            "{SYSTEM_ANNOTATION}: a system container's init runs as root (uid 0) in a PID \
+             namespace of its own"
+        ))),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(Error::Usage(format!(
+            "{SYSTEM_ANNOTATION}: {other:?} is neither true nor false"
+        ))),
+        None => Ok(is_init && can),
+    }
+}
+
+/// The seccomp filter in a memfd for the shim to read (`--seccomp-fd`).
+fn filter_memfd(filter: &cradle_core::security::seccomp::Filter) -> Result<OwnedFd> {
+    use std::io::{Seek, Write};
+    let fd =
+        nix::sys::memfd::memfd_create(c"cradle-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| Error::host("memfd for the seccomp filter", e))?;
+    let mut file = fs::File::from(fd);
+    file.write_all(&filter.to_bytes())
+        .and_then(|()| file.rewind())
+        .map_err(|e| Error::host("memfd for the seccomp filter", e))?;
+    Ok(OwnedFd::from(file))
 }
 
 /// What the spec asks that this runtime does not do, refused by name rather than ignored;

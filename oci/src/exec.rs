@@ -81,7 +81,9 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
     let base = spec.process.take().expect("checked by load");
     let seccomp = spec.linux.take().and_then(|linux| linux.seccomp);
     let process = process_of(base, opts)?;
-    let pid = Pid::from_raw(record.pid);
+    // in a system container, its init's namespaces (its PID and mount ones are below the
+    // shim's, and change at each reboot)
+    let pid = Pid::from_raw(system_init(record.pid).unwrap_or(record.pid));
     let pidfd = sys::pidfd_open(pid)
         .map_err(|_| Error::Missing(format!("container {} is not running", opts.id)))?;
     if !record.alive() {
@@ -120,7 +122,7 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
         });
     }
     let (process_steps, late_filter) =
-        create::process_steps(&process, opts.console_socket, seccomp.as_ref())?;
+        create::process_steps(&process, opts.console_socket, seccomp.as_ref(), true)?;
     steps.extend(process_steps);
     steps.extend(late_filter);
     let shim = ShimBinary::sealed(None)?;
@@ -187,6 +189,17 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
         Status::Exited(code) => code,
         Status::Signaled(sig) => 128u8.wrapping_add(sig as u8),
     })
+}
+
+/// The init a system container's shim (`shim`) booted: its child in a PID namespace of
+/// its own. None for any other container.
+pub fn system_init(shim: i32) -> Option<i32> {
+    let shim_ns = ns_inode(&format!("/proc/{shim}/ns/pid"))?;
+    let children = fs::read_to_string(format!("/proc/{shim}/task/{shim}/children")).ok()?;
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<i32>().ok())
+        .find(|c| ns_inode(&format!("/proc/{c}/ns/pid")).is_some_and(|ns| ns != shim_ns))
 }
 
 /// The process to run: `--process FILE` whole, or the container's spec's process with

@@ -8,7 +8,7 @@ use cradle_core::error::{Error, Result};
 use cradle_core::security::profile::{Action, Condition, Op, Profile, Rule};
 use cradle_core::security::seccomp::Filter;
 
-use crate::spec::Seccomp;
+use crate::spec::{Seccomp, SyscallRule};
 
 /// SECCOMP_FILTER_FLAG_LOG and SECCOMP_FILTER_FLAG_SPEC_ALLOW (linux/seccomp.h).
 const FLAG_LOG: u32 = 1 << 1;
@@ -139,12 +139,75 @@ pub fn filter(seccomp: &Seccomp) -> Result<Filter> {
     profile(seccomp)?.compile()
 }
 
+/// The calls CAP_SYS_BOOT allows: reboot(2), and loading a kernel to boot into.
+const BOOT_CALLS: [&str; 3] = ["reboot", "kexec_load", "kexec_file_load"];
+
+/// A system container's init's profile: the spec's (or one that allows everything), with
+/// reboot(2) allowed and kexec_load and kexec_file_load refused (EPERM). The init is
+/// given CAP_SYS_BOOT for reboot(2), which in its own PID namespace (the shim's system
+/// mode) only ends that namespace: it is how the guest halts and reboots. The capability
+/// would also let a container without a user namespace load a new kernel into the host:
+/// that is what the rule keeps out, whatever the spec's profile said of those calls.
+pub fn for_system_init(given: Option<&Seccomp>) -> Seccomp {
+    let mut profile = given.cloned().unwrap_or_else(|| Seccomp {
+        default_action: "SCMP_ACT_ALLOW".into(),
+        ..Seccomp::default()
+    });
+    for rule in &mut profile.syscalls {
+        rule.names
+            .retain(|name| !BOOT_CALLS.contains(&name.as_str()));
+    }
+    profile.syscalls.retain(|rule| !rule.names.is_empty());
+    profile.syscalls.push(SyscallRule {
+        names: vec!["reboot".into()],
+        action: "SCMP_ACT_ALLOW".into(),
+        ..SyscallRule::default()
+    });
+    profile.syscalls.push(SyscallRule {
+        names: vec!["kexec_load".into(), "kexec_file_load".into()],
+        action: "SCMP_ACT_ERRNO".into(),
+        errno_ret: Some(libc::EPERM as u32),
+        ..SyscallRule::default()
+    });
+    profile
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Profile> {
         profile(&serde_json::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn a_system_init_may_reboot_and_never_load_a_kernel() {
+        let given: Seccomp = serde_json::from_str(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO",
+                "syscalls":[{"names":["getpid","kexec_load"],"action":"SCMP_ACT_ALLOW"},
+                            {"names":["reboot"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        )
+        .unwrap();
+        let names = |p: &Seccomp| {
+            (p.syscalls.iter())
+                .map(|r| (r.names.join(","), r.action.clone()))
+                .collect::<Vec<_>>()
+        };
+        let system = for_system_init(Some(&given));
+        assert_eq!(system.default_action, "SCMP_ACT_ERRNO");
+        assert_eq!(
+            names(&system),
+            [
+                ("getpid".into(), "SCMP_ACT_ALLOW".into()),
+                ("reboot".into(), "SCMP_ACT_ALLOW".into()),
+                ("kexec_load,kexec_file_load".into(), "SCMP_ACT_ERRNO".into()),
+            ]
+        );
+        assert!(filter(&system).is_ok());
+        let none = for_system_init(None);
+        assert_eq!(none.default_action, "SCMP_ACT_ALLOW");
+        assert_eq!(names(&none).len(), 2);
+        assert!(filter(&none).is_ok());
     }
 
     #[test]

@@ -17,6 +17,9 @@ usage: cradle-shim [OPTIONS] [--] CMD [ARGS]...
        cradle-shim --boot [-v]... [--report-fd FD] [--cgroup-fd FD]
        cradle-shim --enter PIDFD [--userns] [--cgroup-fd FD] [--caps HEX] [--tty]
                    [--report-fd FD] (--power-off | [--] CMD [ARGS]...)
+       cradle-shim --system [--caps HEX] [--no-new-privs] [--seccomp-fd FD]
+                   [--proc-mask PATH]... [--proc-ro PATH]... [--report-fd FD]
+                   [-v]... [--] INIT [ARGS]...
        cradle-shim --monitor FDS -- LAUNCHER...   (cradle start --detach's, internal)
 
 Runs CMD as its child in a session of its own (with the terminal, if there is
@@ -53,6 +56,10 @@ session of its own, with every descriptor above 2 closed; or, with
 --power-off, reboot(2) POWER_OFF in its PID namespace. With --tty, the first
 of its standard streams that is a terminal (the launcher's pty) becomes its
 controlling terminal.
+
+system mode (cradle-oci's, for an init): INIT as PID 1 of a nested PID
+namespace with its own /proc, restricted as the options say; booted again when
+it reboots, halted (halt, else init 0) on SIGTERM, SIGPWR or SIGRTMIN+3.
 
 monitor mode (what a detached cradle start execs once its guest is up): serves
 the guest's console until the guest halts, reboots or is asked to stop, then
@@ -138,6 +145,22 @@ pub enum Mode<'a> {
     },
     /// Enter the running guest whose init the pidfd `init` is.
     Enter(Enter<'a>),
+    /// Boot the command as a system's init, again at each reboot (an OCI runtime's).
+    System(System<'a>),
+}
+
+/// What `--system` runs, and the restrictions its init takes on at each boot.
+#[derive(Debug, PartialEq, Eq)]
+pub struct System<'a> {
+    pub argv: &'a [&'a CStr],
+    /// The capabilities kept in the bounding set; all when `None`.
+    pub caps: Option<u64>,
+    pub no_new_privs: bool,
+    /// A descriptor holding the seccomp filter: its flags (u32), then its instructions.
+    pub seccomp: Option<Fd>,
+    /// Paths of /proc masked and made read-only on each boot's new /proc.
+    pub proc_masks: alloc::vec::Vec<&'a CStr>,
+    pub proc_read_only: alloc::vec::Vec<&'a CStr>,
 }
 
 /// What `--enter` does, and how.
@@ -184,6 +207,8 @@ pub enum ArgError<'a> {
     CommandOptionWithEnter,
     EnterOptionWithoutEnter,
     PowerOffWithCommand,
+    SystemWithOtherMode,
+    SystemOptionWithoutSystem,
 }
 
 impl fmt::Display for ArgError<'_> {
@@ -206,6 +231,8 @@ impl fmt::Display for ArgError<'_> {
                 f.write_str("--userns, --caps, --tty and --power-off need --enter")
             }
             ArgError::PowerOffWithCommand => f.write_str("--power-off takes no command"),
+            ArgError::SystemWithOtherMode => f.write_str("--system takes no other mode's options"),
+            ArgError::SystemOptionWithoutSystem => f.write_str("option needs --system"),
         }
     }
 }
@@ -220,6 +247,18 @@ fn parse_fd(s: &CStr) -> Option<Fd> {
         .filter(|fd| *fd > 2)
 }
 
+/// A path below /proc for `--proc-mask` and `--proc-ro`, absolute.
+fn proc_path<'a>(s: &'a CStr, opt: &'static str) -> Result<&'a CStr, ArgError<'a>> {
+    let path = s.to_bytes();
+    let below =
+        path.starts_with(b"/proc/") && path.len() > 6 && !path.windows(2).any(|w| w == b"..");
+    if below {
+        Ok(s)
+    } else {
+        Err(ArgError::BadValue(opt, s))
+    }
+}
+
 /// `S:R` of `-r`: two signals, R may be 0 (drop).
 fn parse_rewrite(s: &CStr) -> Option<(c_int, c_int)> {
     let text = s.to_str().ok()?;
@@ -232,12 +271,15 @@ fn parse_rewrite(s: &CStr) -> Option<(c_int, c_int)> {
 /// The short options that take a value.
 const SHORT_WITH_VALUE: [&str; 3] = ["-e", "-p", "-r"];
 /// The long options that take a value.
-const LONG_WITH_VALUE: [&str; 5] = [
+const LONG_WITH_VALUE: [&str; 8] = [
     "--rewrite",
     "--report-fd",
     "--cgroup-fd",
     "--enter",
     "--caps",
+    "--seccomp-fd",
+    "--proc-mask",
+    "--proc-ro",
 ];
 
 /// `name` as it is written in [`LONG_WITH_VALUE`], when it takes a value.
@@ -282,6 +324,11 @@ pub fn parse<'a, 'e>(
     let mut tty = false;
     let mut caps = None;
     let mut power_off = false;
+    let mut system = false;
+    let mut no_new_privs = false;
+    let mut seccomp_fd = None;
+    let mut proc_masks = alloc::vec::Vec::new();
+    let mut proc_read_only = alloc::vec::Vec::new();
     let mut verbosity: u8 = 1;
     let mut command_option = false;
     let mut i = 0;
@@ -358,6 +405,13 @@ pub fn parse<'a, 'e>(
                 Opt::Long(b"--userns", _) => userns = true,
                 Opt::Long(b"--tty", _) => tty = true,
                 Opt::Long(b"--power-off", _) => power_off = true,
+                Opt::Long(b"--system", _) => system = true,
+                Opt::Long(b"--no-new-privs", _) => no_new_privs = true,
+                Opt::Long(b"--seccomp-fd", Some(v)) => {
+                    seccomp_fd = Some(parse_fd(v).ok_or(ArgError::BadValue("--seccomp-fd", v))?);
+                }
+                Opt::Long(b"--proc-mask", Some(v)) => proc_masks.push(proc_path(v, "--proc-mask")?),
+                Opt::Long(b"--proc-ro", Some(v)) => proc_read_only.push(proc_path(v, "--proc-ro")?),
                 Opt::Long(b"--caps", Some(v)) => {
                     let hex = v
                         .to_str()
@@ -412,6 +466,36 @@ pub fn parse<'a, 'e>(
     }
     apply_env(&mut options, &mut verbosity, &getenv);
     let rest = &args[i..];
+    let system_option = no_new_privs
+        || seccomp_fd.is_some()
+        || !proc_masks.is_empty()
+        || !proc_read_only.is_empty();
+    if system {
+        if boot || enter.is_some() || cgroup_fd.is_some() || command_option {
+            return Err(ArgError::SystemWithOtherMode);
+        }
+        if userns || tty || power_off {
+            return Err(ArgError::EnterOptionWithoutEnter);
+        }
+        if rest.is_empty() {
+            return Err(ArgError::NoCommand);
+        }
+        return Ok(Parsed::Run(Config {
+            mode: Mode::System(System {
+                argv: rest,
+                caps,
+                no_new_privs,
+                seccomp: seccomp_fd,
+                proc_masks,
+                proc_read_only,
+            }),
+            report_fd,
+            verbosity,
+        }));
+    }
+    if system_option {
+        return Err(ArgError::SystemOptionWithoutSystem);
+    }
     let enter_option = userns || tty || caps.is_some() || power_off;
     let mode = if let Some(init) = enter {
         if boot {
@@ -619,6 +703,49 @@ mod tests {
         assert!(o.setsid);
         let (_, _, verbosity) = command(&["x"], &[("DUMB_INIT_DEBUG", "1")]);
         assert_eq!(verbosity, 3);
+    }
+
+    #[test]
+    fn system_mode_takes_an_init_and_its_restrictions() {
+        let args = [
+            "--system",
+            "--caps=20400420",
+            "--no-new-privs",
+            "--seccomp-fd",
+            "7",
+            "--proc-mask=/proc/kcore",
+            "--proc-ro",
+            "/proc/sys",
+            "--",
+            "/sbin/init",
+            "splash",
+        ];
+        with_args(&args, &[], |r| match r {
+            Ok(Parsed::Run(Config {
+                mode: Mode::System(how),
+                ..
+            })) => {
+                assert_eq!(words(how.argv), ["/sbin/init", "splash"]);
+                assert_eq!(how.caps, Some(0x20400420));
+                assert!(how.no_new_privs);
+                assert_eq!(how.seccomp, Some(7));
+                assert_eq!(words(&how.proc_masks), ["/proc/kcore"]);
+                assert_eq!(words(&how.proc_read_only), ["/proc/sys"]);
+            }
+            other => panic!("{other:?}"),
+        });
+        for bad in [
+            &["--system"][..],
+            &["--system", "--boot", "x"],
+            &["--system", "-s", "x"],
+            &["--system", "--tty", "x"],
+            &["--system", "--proc-mask=/etc/x", "x"],
+            &["--system", "--proc-ro=/proc/../etc", "x"],
+            &["--no-new-privs", "x"],
+            &["--seccomp-fd=5", "x"],
+        ] {
+            with_args(bad, &[], |r| assert!(r.is_err(), "{bad:?}: {r:?}"));
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod report;
 mod signals;
 mod supervise;
 mod sys;
+mod system;
 
 use core::ffi::CStr;
 
@@ -107,5 +108,6 @@ pub fn main(args: &[&CStr], environment: Environment) -> u8 {
         Mode::Boot { cgroup } => boot::run(&signals, &mut reporter, environment, cgroup),
         Mode::Command { argv, options } => command::run(&signals, &mut reporter, argv, options),
         Mode::Enter(how) => enter::run(&signals, &mut reporter, how),
+        Mode::System(how) => system::run(&signals, &mut reporter, how),
     }
 }

@@ -27,7 +27,7 @@ pub trait Supervisor {
 
 /// Reaps every child that has ended, without blocking. Returns the status of `main` if it
 /// was among them.
-fn reap_ready(main: Pid, supervisor: &mut impl Supervisor) -> Option<Status> {
+fn reap_ready(main: Pid, supervisor: &mut dyn Supervisor) -> Option<Status> {
     let mut main_status = None;
     loop {
         match sys::wait_any(true) {
@@ -52,7 +52,7 @@ pub fn reap_all() {
 }
 
 /// Runs until `main` ends and returns how it ended.
-pub fn until_exit(signals: &Signals, main: Pid, supervisor: &mut impl Supervisor) -> Status {
+pub fn until_exit(signals: &Signals, main: Pid, supervisor: &mut dyn Supervisor) -> Status {
     // the child may have ended before its SIGCHLD was queued to us
     if let Some(status) = reap_ready(main, supervisor) {
         return status;

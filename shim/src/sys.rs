@@ -198,20 +198,18 @@ pub fn kill(pid: Pid, sig: c_int) -> Result<()> {
 }
 
 /// The child's side of [`spawn`]: what it runs, and where it leaves its failure.
-struct Job<F> {
-    child: Option<F>,
+struct Job<'a> {
+    child: &'a mut dyn FnMut() -> Failure,
     failure: Option<Failure>,
 }
 
 /// Runs the child of [`spawn`] on its own stack: the closure either execs (and never
 /// returns) or returns the step that failed, which is left in the parent's memory.
-extern "C" fn run_job<F: FnOnce() -> Failure>(job: *mut c_void) -> c_int {
-    // SAFETY: `job` is the Job<F> that spawn passed to clone; the parent is suspended
+extern "C" fn run_job(job: *mut c_void) -> c_int {
+    // SAFETY: `job` is the Job that spawn passed to clone; the parent is suspended
     // (CLONE_VFORK) until we exec or exit, so nothing else touches it meanwhile.
-    let job = unsafe { &mut *job.cast::<Job<F>>() };
-    if let Some(child) = job.child.take() {
-        job.failure = Some(child());
-    }
+    let job = unsafe { &mut *job.cast::<Job>() };
+    job.failure = Some((job.child)());
     exit(127)
 }
 
@@ -242,18 +240,24 @@ pub fn spawn<F: FnOnce() -> Failure>(
     cgroup: Option<Fd>,
     child: F,
 ) -> Result<(Pid, Option<Failure>)> {
+    // one body for every closure (the shim is small): called once, in the child
+    let mut child = Some(child);
+    let mut once = || match child.take() {
+        Some(child) => child(),
+        None => Failure::new(cradle_common::stage::Stage::SpawnCommand, 0, libc::EINVAL),
+    };
     match cgroup {
-        None => spawn_sharing_memory(flags, child),
-        Some(cgroup) => spawn_into_cgroup(flags, cgroup, child),
+        None => spawn_sharing_memory(flags, &mut once),
+        Some(cgroup) => spawn_into_cgroup(flags, cgroup, &mut once),
     }
 }
 
-fn spawn_sharing_memory<F: FnOnce() -> Failure>(
+fn spawn_sharing_memory(
     flags: c_int,
-    child: F,
+    child: &mut dyn FnMut() -> Failure,
 ) -> Result<(Pid, Option<Failure>)> {
     let mut job = Job {
-        child: Some(child),
+        child,
         failure: None,
     };
     // SAFETY: the stack is a static that only spawned children use, one at a time (we are
@@ -264,20 +268,20 @@ fn spawn_sharing_memory<F: FnOnce() -> Failure>(
         let stack = &raw mut CHILD_STACK_MEMORY;
         let top = stack.cast::<u8>().add(CHILD_STACK).cast::<c_void>();
         libc::clone(
-            run_job::<F>,
+            run_job,
             top,
             flags | libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            (&mut job as *mut Job<F>).cast::<c_void>(),
+            (&mut job as *mut Job).cast::<c_void>(),
         )
     };
     let pid = check(pid)?;
     Ok((pid, job.failure))
 }
 
-fn spawn_into_cgroup<F: FnOnce() -> Failure>(
+fn spawn_into_cgroup(
     flags: c_int,
     cgroup: Fd,
-    child: F,
+    child: &mut dyn FnMut() -> Failure,
 ) -> Result<(Pid, Option<Failure>)> {
     let size = core::mem::size_of::<Option<Failure>>();
     // SAFETY: a new anonymous shared mapping, ours alone until the child is started. By
@@ -357,6 +361,27 @@ pub fn wait_any(nohang: bool) -> Result<Option<Reaped>> {
     }
 }
 
+/// The file type bits (S_IFMT) of `path`, following symlinks.
+pub fn file_type(path: &CStr) -> Result<u32> {
+    let mut st = MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: as in is_executable_file.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_statx,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            0 as c_int,
+            libc::STATX_TYPE,
+            st.as_mut_ptr(),
+        )
+    };
+    if ret != 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: statx succeeded, so it filled st (the type at least, which was asked for).
+    Ok(u32::from(unsafe { st.assume_init() }.stx_mode) & libc::S_IFMT)
+}
+
 /// True when `path` is a regular file (following symlinks) that we may execute.
 pub fn is_executable_file(path: &CStr) -> bool {
     let mut st = MaybeUninit::<libc::statx>::zeroed();
@@ -388,14 +413,25 @@ fn opt_ptr(s: Option<&CStr>) -> *const c_char {
 
 /// Makes one mount(2) call.
 pub fn mount(call: &MountCall) -> Result<()> {
+    mount_with(call.source, call.target, call.fstype, call.flags, call.data)
+}
+
+/// mount(2) with the arguments as given.
+pub fn mount_with(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> Result<()> {
     // SAFETY: every pointer is a NUL-terminated string or null, as mount accepts.
     check(unsafe {
         libc::mount(
-            opt_ptr(call.source),
-            call.target.as_ptr(),
-            opt_ptr(call.fstype),
-            call.flags,
-            opt_ptr(call.data).cast(),
+            opt_ptr(source),
+            target.as_ptr(),
+            opt_ptr(fstype),
+            flags,
+            opt_ptr(data).cast(),
         )
     })
     .map(drop)
@@ -719,6 +755,33 @@ pub fn poll(fds: &mut [libc::pollfd]) -> Result<()> {
         Ok(_) | Err(Errno(libc::EINTR)) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// PR_SET_NO_NEW_PRIVS: no exec from now on gains privileges.
+pub fn set_no_new_privs() -> Result<()> {
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes integers.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) }).map(drop)
+}
+
+/// Installs the classic BPF program `program` (struct sock_filter instructions, 8 bytes
+/// each in the kernel's layout) as a seccomp filter with SECCOMP_FILTER_FLAG_* `flags`.
+pub fn install_seccomp(program: &[u8], flags: u32) -> Result<()> {
+    let len = u16::try_from(program.len() / 8).map_err(|_| Errno(libc::EINVAL))?;
+    // the kernel copies the instructions from this address, whatever its alignment
+    let prog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr().cast_mut().cast(),
+    };
+    // SAFETY: prog points to `program`, valid for the call; the kernel copies it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    check(ret as c_int).map(drop)
 }
 
 /// One read(2) into `buf`.

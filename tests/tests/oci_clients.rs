@@ -207,6 +207,72 @@ fn podman_detaches_execs_stops_kills_and_limits() {
     }
 }
 
+/// busybox's init, noting each boot and shutdown in /boots, with a service running.
+const SYSTEM_INITTAB: &str = "::sysinit:/bin/sh -c 'echo boot >> /boots'
+::respawn:/bin/sleep 1000
+::shutdown:/bin/sh -c 'echo shutdown >> /boots'
+";
+
+#[test]
+fn podman_boots_a_system_container_that_reboots_in_place_and_stops_cleanly() {
+    let p = Podman::new("podman-system");
+    // an image whose init is busybox's, told what to do by its inittab
+    let dockerfile = p.sb.dir.join("Containerfile");
+    fs::write(p.sb.dir.join("inittab"), SYSTEM_INITTAB).unwrap();
+    fs::write(
+        &dockerfile,
+        "FROM localhost/cradle-bb\nCOPY inittab /etc/inittab\n",
+    )
+    .unwrap();
+    let built = p.run(&[
+        "build",
+        "--network",
+        "none",
+        "-t",
+        "localhost/cradle-bb-init",
+        "-f",
+        dockerfile.to_str().unwrap(),
+        p.sb.dir.to_str().unwrap(),
+    ]);
+    assert!(built.status.success(), "{built:?}");
+    // podman's systemd mode wants a systemd's cgroup layout: not for busybox's init
+    let started = p.run(&args(
+        &["run", "-d", "--name", "s1", "--systemd", "false"],
+        &["localhost/cradle-bb-init", "/sbin/init"],
+    ));
+    assert!(started.status.success(), "{started:?}");
+    let boots = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let seen = p.run(&["exec", "s1", "cat", "/boots"]);
+            if seen.stdout == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{seen:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    boots("boot\n");
+    assert!(p.run(&["exec", "s1", "reboot"]).status.success());
+    boots("boot\nshutdown\nboot\n");
+    let state = p.run(&["inspect", "s1", "--format", "{{.State.Status}}"]);
+    assert_eq!(
+        state.stdout.trim(),
+        "running",
+        "rebooted in place: {state:?}"
+    );
+    // a clean halt, well before podman's 10 s would have it killed
+    let begun = Instant::now();
+    let stopped = p.run(&["stop", "s1"]);
+    assert!(stopped.status.success(), "{stopped:?}");
+    assert!(
+        begun.elapsed() < Duration::from_secs(8),
+        "halted, not killed"
+    );
+    let code = p.run(&["inspect", "s1", "--format", "{{.State.ExitCode}}"]);
+    assert_eq!(code.stdout.trim(), "0", "{code:?}");
+}
+
 /// A limit of container `id` under podman's cgroupfs parent: in the controller's v1
 /// hierarchy where the host has one, else in the v2 one.
 fn read_limit(id: &str, controller: &str, v1_file: &str, v2_file: &str) -> Option<String> {

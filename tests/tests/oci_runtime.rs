@@ -90,6 +90,17 @@ impl Bundle {
     }
 }
 
+/// A test that fails midway leaves no container running: every one of its `--root` is
+/// deleted by force.
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        for entry in fs::read_dir(self.state_dir()).into_iter().flatten().flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let _ = cradle(&self.sb, &["delete", "--force", &id]);
+        }
+    }
+}
+
 fn cradle(sb: &Sandbox, args: &[&str]) -> Finished {
     let mut command = Command::new(dist("cradle-oci"));
     command
@@ -916,6 +927,116 @@ fn preserve_fds_hands_those_descriptors_on_and_no_other() {
         secs(60),
     );
     done.assert_one_line_error(2, "descriptor 4 is not open");
+}
+
+/// busybox's init, told to note each boot and shutdown in /boots and to keep a service
+/// running.
+const SYSTEM_INITTAB: &str = "::sysinit:/bin/sh -c 'echo boot >> /boots'
+::respawn:/bin/sleep 1000
+::shutdown:/bin/sh -c 'echo shutdown >> /boots'
+";
+
+/// Waits until the guest's /boots reads `want`.
+fn wait_boots(b: &Bundle, want: &str) {
+    let deadline = Instant::now() + secs(20);
+    loop {
+        let boots = fs::read_to_string(b.sb.path("/boots")).unwrap_or_default();
+        if boots == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/boots is {boots:?}, not {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_system_container_boots_its_init_reboots_in_place_and_halts_on_sigterm() {
+    become_subreaper();
+    let mut b = Bundle::new("oci-system", &["/sbin/init"]);
+    b.config["root"]["readonly"] = json!(false);
+    b.sb.write("/etc/inittab", SYSTEM_INITTAB, 0o644);
+    let created = b.create("s1", &[]);
+    assert!(created.status.success(), "{created:?}");
+    let pid = b.state("s1")["pid"].as_i64().unwrap() as i32;
+    assert!(b.oci(&["start", "s1"]).status.success());
+    wait_boots(&b, "boot\n");
+    // the init is PID 1 of its own namespace, with its own /proc, where exec runs too
+    let ps = b.oci(&["exec", "s1", "ps", "-o", "pid,args"]);
+    assert!(ps.status.success(), "{ps:?}");
+    assert!(
+        ps.stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "init"]),
+        "{}",
+        ps.stdout
+    );
+    // the spec's restrictions hold in it: runc's example's bounding set (and CAP_SYS_BOOT,
+    // for reboot(2)), no_new_privs, /proc's masked and read-only paths
+    let status = b.oci(&[
+        "exec",
+        "s1",
+        "cat",
+        "/proc/1/status",
+        "/proc/self/mountinfo",
+    ]);
+    assert!(
+        status.stdout.contains("CapBnd:\t0000000020400420"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("NoNewPrivs:\t1"),
+        "{}",
+        status.stdout
+    );
+    let mounts: Vec<&str> = status
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" /proc/"))
+        .collect();
+    for (path, ro) in [
+        ("/proc/keys", false),
+        ("/proc/timer_list", false),
+        ("/proc/sys", true),
+    ] {
+        let line = mounts.iter().find(|l| l.split(' ').nth(4) == Some(path));
+        let line = line.unwrap_or_else(|| panic!("{path} is not covered: {mounts:#?}"));
+        assert!(
+            !ro || line.split(' ').nth(5).unwrap().starts_with("ro"),
+            "{line}"
+        );
+    }
+    // a reboot inside: the guest boots again in the same container
+    let rebooted = b.oci(&["exec", "s1", "reboot"]);
+    assert!(rebooted.status.success(), "{rebooted:?}");
+    wait_boots(&b, "boot\nshutdown\nboot\n");
+    let state = b.state("s1");
+    assert_eq!(
+        (state["status"].as_str(), state["pid"].as_i64()),
+        (Some("running"), Some(pid as i64))
+    );
+    // SIGTERM (what containerd and Kubernetes send, and podman without a stop signal)
+    // halts it: its shutdown runs, and the shim exits 0
+    assert!(b.oci(&["kill", "s1", "TERM"]).status.success());
+    assert_eq!(reap(pid), 0);
+    assert_eq!(
+        fs::read_to_string(b.sb.path("/boots")).unwrap(),
+        "boot\nshutdown\nboot\nshutdown\n"
+    );
+    assert!(b.oci(&["delete", "s1"]).status.success());
+    assert!(!cgroup_of("s1").exists());
+    // the annotation turns it off (or on for another command), and is checked
+    b.config["annotations"] = json!({"run.cradle.system": "false"});
+    let plain = b.run("s2");
+    assert!(
+        plain.stderr.contains("must be run as PID 1"),
+        "busybox's init is then the shim's child, not PID 1 of its namespace: {plain:?}"
+    );
+    b.config["annotations"] = json!({"run.cradle.system": "yes"});
+    b.run("s3").assert_one_line_error(2, "run.cradle.system");
 }
 
 #[test]

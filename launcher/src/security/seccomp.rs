@@ -319,6 +319,20 @@ impl Filter {
     pub fn install(&self) -> nix::Result<()> {
         sys::install_seccomp(&self.program, self.flags)
     }
+
+    /// The filter as data for another program to install (`cradle-shim --seccomp-fd`):
+    /// its flags (u32), then its instructions as the kernel lays them out, in this
+    /// machine's byte order.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(4 + 8 * self.program.len());
+        bytes.extend_from_slice(&self.flags.to_ne_bytes());
+        for insn in &self.program {
+            bytes.extend_from_slice(&insn.code.to_ne_bytes());
+            bytes.extend_from_slice(&[insn.jt, insn.jf]);
+            bytes.extend_from_slice(&insn.k.to_ne_bytes());
+        }
+        bytes
+    }
 }
 
 /// The rows of the deny list: [`DENIED`], then `extra`.
