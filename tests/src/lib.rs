@@ -1006,6 +1006,20 @@ impl Pty {
         }
     }
 
+    /// Waits until every holder of the slave has closed it (what the terminal showed is
+    /// then all it will show), failing the test after `timeout`.
+    pub fn wait_closed(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.output.is_closed() {
+            assert!(
+                Instant::now() < deadline,
+                "the terminal is still open after {timeout:?}:\n{}",
+                self.text()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The terminal's local modes (c_lflag): ICANON and ECHO are on unless a program put
     /// it in raw mode.
     pub fn local_modes(&self) -> libc::tcflag_t {

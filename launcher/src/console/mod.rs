@@ -35,9 +35,10 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
 use nix::poll::{PollFd, PollFlags};
 use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
-use nix::sys::stat::Mode;
+use nix::sys::socket::{MsgFlags, send};
+use nix::sys::stat::{Mode, SFlag, fstat};
 use nix::sys::termios::{self, SetArg, Termios};
-use nix::unistd::{read, write};
+use nix::unistd::{isatty, read, write};
 
 use cradle_common::console::{self, Frame, Frames, RING, Ring, Wrote};
 use nix::sys::memfd::{MFdFlags, memfd_create};
@@ -179,7 +180,7 @@ pub struct Console {
     /// The ring's bytes ([`RING`] of them).
     storage: Vec<u8>,
     /// Our standard output, when the launcher runs in the foreground.
-    stdout: Option<Sink<File>>,
+    stdout: Option<Sink<Stdout>>,
     /// Our terminal, when the launcher runs in the foreground on one: what is typed on it
     /// goes to the guest.
     terminal: Option<RawTerminal>,
@@ -190,21 +191,81 @@ pub struct Console {
     ring_memfd: Option<File>,
 }
 
-/// Our standard output as a descriptor of our own, non-blocking: opened again through
-/// /proc (a new open file description, so that the flag is ours alone and the shell gets
-/// its terminal back as it was), or, where it cannot be (a socket), a copy.
-fn own_stdout() -> Option<File> {
-    let reopened = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open("/proc/self/fd/1");
-    match reopened {
-        Ok(file) => Some(file),
-        Err(_) => {
-            let fd = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
-            let _ = fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-            Some(File::from(fd))
+/// Our standard output, where a foreground guest's console goes, written as the
+/// descriptor we were given would be: what the guest prints lands where a write of ours
+/// lands (a file's offset, which `>file 2>&1` shares with our standard error, so the
+/// launcher's own lines follow the console and never overwrite it; a file's end for
+/// `>>`), and no write of it waits for a reader (see [`Stdout::given`]).
+struct Stdout {
+    fd: OwnedFd,
+    /// A socket: written by send(2) with `MSG_DONTWAIT`.
+    socket: bool,
+}
+
+impl Stdout {
+    /// Our standard output, when it is open, as the module needs it: a write that cannot
+    /// be taken now is "would block", and nothing is changed that the shell and our
+    /// standard error share with us (`O_NONBLOCK` is a flag of the open file, not of
+    /// the descriptor).
+    ///
+    /// - A file, /dev/null or another device that is no terminal: a copy of the
+    ///   descriptor. A write to it never waits on a reader.
+    /// - A socket (a service's journal): a copy, written with `MSG_DONTWAIT`.
+    /// - A terminal, a pipe or a FIFO, which have no offset: opened again through /proc,
+    ///   a new open file of the same terminal or pipe whose `O_NONBLOCK` is ours alone;
+    ///   where that cannot be done, a copy, whose writes may then wait.
+    fn given() -> Option<Self> {
+        let given = sys::std_stream(1);
+        let kind = SFlag::from_bits_truncate(fstat(given).ok()?.st_mode) & SFlag::S_IFMT;
+        let copy = |socket| {
+            let fd = given.try_clone_to_owned().ok()?;
+            Some(Stdout { fd, socket })
+        };
+        let paced_by_a_reader = match kind {
+            SFlag::S_IFSOCK => return copy(true),
+            SFlag::S_IFIFO => true,
+            SFlag::S_IFCHR => isatty(given).unwrap_or(false),
+            _ => false,
+        };
+        if !paced_by_a_reader {
+            return copy(false);
         }
+        let reopened = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open("/proc/self/fd/1");
+        match reopened {
+            Ok(file) => Some(Stdout {
+                fd: file.into(),
+                socket: false,
+            }),
+            Err(e) => {
+                log::debug!("standard output cannot be opened again ({e}): written as given");
+                copy(false)
+            }
+        }
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let written = if self.socket {
+            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+            send(self.fd.as_raw_fd(), bytes, flags)
+        } else {
+            write(&self.fd, bytes)
+        };
+        written.map_err(io::Error::from)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for Stdout {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -266,7 +327,7 @@ impl Console {
             ring: Ring::default(),
             storage: vec![0; RING],
             stdout: if foreground {
-                own_stdout().map(|out| Sink { out, sent: 0 })
+                Stdout::given().map(|out| Sink { out, sent: 0 })
             } else {
                 None
             },
