@@ -156,6 +156,52 @@ fn console_on_a_pipe_is_all_there_then_the_launchers_lines() {
     sb.assert_clean();
 }
 
+/// A pipe of one page (4 KiB): its read end, and its write end.
+fn small_pipe() -> (File, OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [-1; 2];
+    // SAFETY: pipe2 writes two descriptors to an array of two ints.
+    #[allow(unsafe_code)]
+    let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(made, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: pipe2 succeeded: both are open descriptors that nothing else owns.
+    #[allow(unsafe_code)]
+    let (read, write) = unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: F_SETPIPE_SZ takes an int and changes nothing in our memory.
+    #[allow(unsafe_code)]
+    let size = unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert_eq!(
+        size,
+        4096,
+        "F_SETPIPE_SZ: {}",
+        std::io::Error::last_os_error()
+    );
+    (read, write)
+}
+
+/// A reader slower than the guest: the launcher is still writing the console to the pipe
+/// (one page of it) when the guest halts, and its line that the guest halted still comes
+/// after all of it.
+#[test]
+fn console_on_a_pipe_read_slowly_is_all_there_then_the_launchers_lines() {
+    use std::io::Read;
+    let (sb, console) = talking_guest("stdout-slow-pipe");
+    let (mut read, write) = small_pipe();
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 512];
+        while let Ok(n @ 1..) = read.read(&mut chunk) {
+            bytes.extend_from_slice(&chunk[..n]);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        bytes
+    });
+    run_onto(start(&sb), write);
+    let bytes = reader.join().unwrap();
+    assert_console_then_launcher(&bytes, b"", &console, &sb);
+    sb.assert_clean();
+}
+
 #[test]
 fn console_to_a_file_truncated_is_all_there_then_the_launchers_lines() {
     let (sb, console) = talking_guest("stdout-file");

@@ -49,6 +49,12 @@ use crate::sys;
 
 pub use cradle_common::console::{FRAME_INPUT, FRAME_WINSIZE};
 
+/// At a boot's end, how long our standard output may take nothing before what it has not
+/// taken of the console is left behind, and how long it may take in all (see
+/// [`Console::drain`]).
+const CATCH_UP_QUIET_MS: u16 = 1000;
+const CATCH_UP_MOST: Duration = Duration::from_secs(5);
+
 /// The byte Ctrl-] sends, and how many within [`ESCAPE_WINDOW`] make the escape.
 pub const ESCAPE_KEY: u8 = 0x1d;
 pub const ESCAPE_PRESSES: usize = 3;
@@ -440,6 +446,39 @@ impl Console {
     pub fn drain(&mut self) {
         self.read_guest(usize::MAX);
         self.flush();
+        self.catch_up_stdout();
+    }
+
+    /// Gives our standard output, when it is behind (a slow reader of a pipe or a
+    /// terminal), what it has not taken yet of what the guest printed, before the
+    /// launcher says anything of the boot's end there: for as long as it takes more within
+    /// [`CATCH_UP_QUIET_MS`] each time, [`CATCH_UP_MOST`] in all. A reader that stalls is
+    /// left behind, as ever; the guest is down, so there is at most one ring to send.
+    fn catch_up_stdout(&mut self) {
+        let deadline = Instant::now() + CATCH_UP_MOST;
+        while let Some(stdout) = &mut self.stdout {
+            if !stdout.behind(&self.ring) || Instant::now() >= deadline {
+                return;
+            }
+            let mut fds = [PollFd::new(stdout.out.as_fd(), PollFlags::POLLOUT)];
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(CATCH_UP_QUIET_MS)) {
+                Ok(1..) => {}
+                Err(Errno::EINTR) => continue,
+                Ok(_) | Err(_) => {
+                    log::debug!("standard output takes no more; the rest of the console is left");
+                    return;
+                }
+            }
+            let sent = stdout.sent;
+            if !stdout.flush(&self.ring, &self.storage) {
+                log::debug!("standard output is gone; the console is no longer relayed there");
+                self.stdout = None;
+            } else if stdout.sent == sent {
+                // ready, yet it took nothing (an error that is not "would block" did not
+                // come either): no progress to wait for
+                return;
+            }
+        }
     }
 
     /// Reads at most about `budget` bytes of what the guest wrote, or what there is: a
