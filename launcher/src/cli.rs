@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 
+use cradle_core::container::ownership::Ownership;
 use cradle_core::security::userns::UsernsMode;
 
 /// A timeout in whole seconds, at most a day: a deadline that far is no deadline, and a
@@ -192,6 +193,11 @@ pub struct Start {
     /// guest's root is the host's root: not a security boundary)
     #[argh(option)]
     pub userns: Option<UsernsMode>,
+    /// who owns the root's files on disk, with a user namespace: auto (the default: map
+    /// where the file system allows it, else chown), map (an id-mapped mount; nothing is
+    /// chowned), or chown (the owners are shifted into the guest's range, once)
+    #[argh(option)]
+    pub ownership: Option<Ownership>,
     /// keep this capability in the bounding set besides the default ones (repeatable, or a
     /// comma-separated list; e.g. CAP_SYS_TIME, net_admin, all)
     #[argh(option)]
@@ -316,6 +322,11 @@ pub struct Run {
     /// guest's root is the host's root: not a security boundary)
     #[argh(option, default = "UsernsMode::Pick")]
     pub userns: UsernsMode,
+    /// who owns the root's files on disk, with a user namespace: auto (the default: map
+    /// where the file system allows it, else chown), map (an id-mapped mount; nothing is
+    /// chowned), or chown (the owners are shifted into the guest's range, once)
+    #[argh(option, default = "Ownership::Auto")]
+    pub ownership: Ownership,
     /// keep this capability in the bounding set besides the default ones (repeatable, or a
     /// comma-separated list; e.g. CAP_SYS_TIME, net_admin, all)
     #[argh(option)]
@@ -459,6 +470,9 @@ pub struct Create {
     /// the guest's user namespace: pick, a host uid BASE, or off (as start takes it)
     #[argh(option)]
     pub userns: Option<UsernsMode>,
+    /// who owns the root's files on disk: auto, map or chown (as start takes it)
+    #[argh(option)]
+    pub ownership: Option<Ownership>,
     /// keep this capability in the bounding set besides the default ones (repeatable)
     #[argh(option)]
     pub capability: Vec<String>,
@@ -641,6 +655,35 @@ mod tests {
             parse(&["list"]).unwrap().command,
             Command::List(List { json: false })
         ));
+    }
+
+    #[test]
+    fn ownership_modes() {
+        let cli = parse(&["run", "--root", "/r", "--ownership", "chown", "--", "true"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Run(Run {
+                ownership: Ownership::Chown,
+                ..
+            })
+        ));
+        let cli = parse(&["run", "--root", "/r", "--", "true"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Run(Run {
+                ownership: Ownership::Auto,
+                ..
+            })
+        ));
+        let cli = parse(&["start", "a", "--ownership", "map"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Start(Start {
+                ownership: Some(Ownership::Map),
+                ..
+            })
+        ));
+        assert!(parse(&["start", "a", "--ownership", "copy"]).is_err());
     }
 
     #[test]

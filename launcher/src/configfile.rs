@@ -2,7 +2,7 @@
 //! directory is `--config-dir` or `$CRADLE_CONFIG_DIR`).
 //!
 //! Every key is the name of the `start` option it stands for (`root`, `hostname`, `env`,
-//! `shim`, `timeout`, `userns`, `capability`, `drop-capability`, `seccomp`, `memory`,
+//! `shim`, `timeout`, `userns`, `ownership`, `capability`, `drop-capability`, `seccomp`, `memory`,
 //! `swap`, `pids`, `cpus`, `cpu-weight`, `net`, `ip`, `gateway`, `dns`, `mac`, `mtu`,
 //! `port`), with the value that option takes; `onboot` and
 //! `bootorder` are for `autostart`. Values are checked as the options' are, when the file
@@ -30,6 +30,7 @@ use cradle_core::error::{Error, Result};
 use cradle_core::guest::state::validate_name;
 use cradle_core::net::{Given, Request};
 use cradle_core::security::caps::{self, CapSet};
+use cradle_core::container::ownership::Ownership;
 use cradle_core::security::userns::UsernsMode;
 
 /// Where config files live unless `--config-dir` or `$CRADLE_CONFIG_DIR` says otherwise.
@@ -59,6 +60,8 @@ pub struct GuestConfig {
     pub timeout: Option<Seconds>,
     #[serde(default, deserialize_with = "de_userns")]
     pub userns: Option<UsernsMode>,
+    #[serde(default, deserialize_with = "de_ownership")]
+    pub ownership: Option<Ownership>,
     #[serde(default, deserialize_with = "de_capability")]
     pub capability: Vec<String>,
     #[serde(default, deserialize_with = "de_drop_capability")]
@@ -248,6 +251,7 @@ pub struct NewFile<'a> {
     pub shim: Option<&'a Path>,
     pub timeout: Option<Seconds>,
     pub userns: Option<UsernsMode>,
+    pub ownership: Option<Ownership>,
     pub capability: &'a [String],
     pub drop_capability: &'a [String],
     pub seccomp: Option<Switch>,
@@ -282,6 +286,9 @@ impl NewFile<'_> {
                 UsernsMode::Base(base) => base.to_string(),
             };
             entries.push(("userns", value));
+        }
+        if let Some(ownership) = self.ownership {
+            entries.push(("ownership", string(ownership.word())));
         }
         if !self.capability.is_empty() {
             entries.push(("capability", strings(self.capability)));
@@ -476,6 +483,15 @@ fn de_userns<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<User
     })
 }
 
+fn de_ownership<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Ownership>, D::Error> {
+    checked(d, |t| {
+        <Ownership as argh::FromArgValue>::from_arg_value(t)
+            .map_err(|e| as_key(e, "--ownership", "ownership"))
+    })
+}
+
 fn de_caps<'de, D: Deserializer<'de>>(
     d: D,
     key: &str,
@@ -538,6 +554,7 @@ env = ["LANG=C.UTF-8", "TZ=UTC"]
 shim = "/usr/local/lib/cradle/cradle-shim"
 timeout = 30
 userns = "pick"
+ownership = "chown"
 capability = ["CAP_SYS_TIME"]
 drop-capability = ["net_admin"]
 seccomp = "on"
@@ -567,6 +584,7 @@ bootorder = 10
         assert_eq!(conf.env, ["LANG=C.UTF-8", "TZ=UTC"]);
         assert_eq!(conf.timeout, Some(Seconds(30)));
         assert_eq!(conf.userns, Some(UsernsMode::Pick));
+        assert_eq!(conf.ownership, Some(Ownership::Chown));
         assert_eq!(conf.seccomp, Some(Switch::On));
         assert_eq!(conf.memory, Some(Setting::To(1 << 30)));
         assert_eq!(conf.pids, Some(Setting::To(512)));
@@ -613,6 +631,7 @@ bootorder = 10
             ("env = [\"A\"]", 1, "bad env \"A\""),
             ("timeout = 90000", 1, "bad timeout \"90000\""),
             ("userns = 1000", 1, "bad userns 1000"),
+            ("ownership = \"copy\"", 1, "bad ownership"),
             (
                 "capability = [\"fly\"]",
                 1,
@@ -682,6 +701,7 @@ bootorder = 10
             shim: None,
             timeout: Some(Seconds(5)),
             userns: Some(UsernsMode::Off),
+            ownership: Some(Ownership::Map),
             capability: &caps,
             drop_capability: &[],
             seccomp: Some(Switch::Off),
@@ -704,6 +724,7 @@ bootorder = 10
         assert_eq!(conf.root, Some(PathBuf::from("/srv/a b")));
         assert_eq!(conf.env, env);
         assert_eq!(conf.userns, Some(UsernsMode::Off));
+        assert_eq!(conf.ownership, Some(Ownership::Map));
         assert_eq!(conf.capability, caps);
         assert_eq!(conf.seccomp, Some(Switch::Off));
         assert_eq!(conf.memory, Some(Setting::To(3 << 30)));

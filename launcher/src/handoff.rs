@@ -39,6 +39,9 @@ pub struct Handoff {
     pub state_lock: RawFd,
     pub root: PathBuf,
     pub root_fd: RawFd,
+    /// Whether the root's mounts are id-mapped at every boot (else its owners were shifted:
+    /// see `container::ownership`).
+    pub id_map: bool,
     /// The user-namespace range and its locks.
     pub lease: Option<LeaseFds>,
     pub hostname: String,

@@ -180,6 +180,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                     shim: run.shim,
                     command: run.command,
                     userns: run.userns,
+                    ownership: run.ownership,
                     security: security(&run.capability, &run.drop_capability, run.seccomp)?,
                     limits,
                     net,

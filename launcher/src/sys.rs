@@ -481,6 +481,92 @@ pub fn get_xattr(path: &CStr, name: &CStr) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// What a read of an extended attribute returned: its length in `buf`, `None` when the
+/// file has no such attribute (ENODATA; a file system without any is EOPNOTSUPP).
+fn xattr_read(n: libc::ssize_t) -> nix::Result<Option<usize>> {
+    match Errno::result(n) {
+        Ok(n) => Ok(Some(n as usize)),
+        Err(Errno::ENODATA) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The extended attribute `name` of the file open on `fd`, read into `buf` (its length),
+/// or `None` when it has none (see [`xattr_read`]).
+pub fn fget_xattr(fd: BorrowedFd, name: &CStr, buf: &mut [u8]) -> nix::Result<Option<usize>> {
+    // SAFETY: name is NUL-terminated; buf is writable for buf.len() bytes.
+    xattr_read(unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    })
+}
+
+/// The extended attribute `name` of `path` itself (a symlink is not followed), read into
+/// `buf` (its length), or `None` when it has none (see [`xattr_read`]).
+pub fn lget_xattr(path: &CStr, name: &CStr, buf: &mut [u8]) -> nix::Result<Option<usize>> {
+    // SAFETY: path and name are NUL-terminated; buf is writable for buf.len() bytes.
+    xattr_read(unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    })
+}
+
+/// Sets the extended attribute `name` of `path` itself (a symlink is not followed).
+pub fn lset_xattr(path: &CStr, name: &CStr, value: &[u8]) -> nix::Result<()> {
+    // SAFETY: path and name are NUL-terminated; value is a live slice of value.len() bytes.
+    Errno::result(unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Removes the extended attribute `name` of the file open on `fd`; one it does not have
+/// is no error.
+pub fn fremove_xattr(fd: BorrowedFd, name: &CStr) -> nix::Result<()> {
+    // SAFETY: name is NUL-terminated.
+    match Errno::result(unsafe { libc::fremovexattr(fd.as_raw_fd(), name.as_ptr()) }) {
+        Ok(_) | Err(Errno::ENODATA) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The id of the mount the file open on `fd` is on (statx `STATX_MNT_ID`, Linux 5.8): two
+/// directories of one file system bound in two places have one `st_dev` but two of these.
+pub fn mount_id(fd: BorrowedFd) -> nix::Result<u64> {
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: the path is an empty NUL-terminated string (AT_EMPTY_PATH: fd itself); stx is
+    // writable memory of the struct's size, which the kernel fills in.
+    Errno::result(unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_MNT_ID,
+            stx.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: zeroed is a valid statx, and the call succeeded.
+    let stx = unsafe { stx.assume_init() };
+    if stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(Errno::ENOSYS);
+    }
+    Ok(stx.stx_mnt_id)
+}
+
 /// The window size of the terminal on `fd` (TIOCGWINSZ), if it is one.
 pub fn window_size(fd: BorrowedFd) -> Option<libc::winsize> {
     let mut size = libc::winsize {

@@ -47,6 +47,7 @@ pub fn create(config_dir: &Path, args: &Create) -> Result<()> {
         shim: shim.as_deref(),
         timeout: args.timeout,
         userns: args.userns,
+        ownership: args.ownership,
         capability: &args.capability,
         drop_capability: &args.drop_capability,
         seccomp: args.seccomp,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use cradle_core::cgroups::limits::Limits;
 use cradle_core::cgroups::v1::Host;
 use cradle_core::config;
+use cradle_core::container::ownership::{self, Ownership};
 use cradle_core::container::rootfs::RootDir;
 use cradle_core::container::spawn::ShimBinary;
 use cradle_core::container::{Blueprint, Kind};
@@ -32,6 +33,8 @@ pub struct Options {
     pub shim: Option<PathBuf>,
     pub command: Vec<String>,
     pub userns: UsernsMode,
+    /// Who owns the root's files on disk (see `ownership`).
+    pub ownership: Ownership,
     pub security: Security,
     pub limits: Limits,
     pub net: Request,
@@ -63,7 +66,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     config::check_env(&opts.env)?;
     let hostname = opts.hostname.clone().unwrap_or_else(|| name.clone());
     config::check_hostname(&hostname)?;
-    let root = RootDir::open(&opts.root)?;
+    let mut root = RootDir::open(&opts.root)?;
     // the name is this container's while it runs, as for `start`: its cgroup too
     let state = StateDir::acquire(&opts.state_base, &name)?;
     let host = Host::probe()?;
@@ -71,6 +74,12 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     sweep::sweep_leftovers(&host);
     let shim = ShimBinary::sealed(opts.shim.as_deref())?;
     let lease = userns::acquire(&name, opts.userns)?;
+    let prepared = ownership::prepare(
+        threads,
+        &mut root,
+        lease.as_ref().map(|l| l.base),
+        opts.ownership,
+    )?;
     let holder = Holder {
         name: name.clone(),
         lock: state.lock_path(),
@@ -91,6 +100,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
         hostname: &hostname,
         shim: &shim,
         owner: lease.as_ref().map(|l| l.base),
+        id_map: prepared.id_map,
         devices: &devices,
         caps: opts.security.caps,
         seccomp: filter.as_ref(),

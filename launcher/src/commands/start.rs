@@ -31,6 +31,7 @@ use cradle_core::cgroups::{self, container::Cgroup};
 use cradle_core::config;
 use cradle_core::console::notify::{self, NotifySocket};
 use cradle_core::console::{self, Console, Event};
+use cradle_core::container::ownership::{self, Ownership};
 use cradle_core::container::rootfs::{self, RootDir};
 use cradle_core::container::runhost::{self, RunHost};
 use cradle_core::container::spawn::{Container, Report, ShimBinary, pointers};
@@ -63,6 +64,8 @@ pub struct Options {
     /// Detached (`start --detach`): no terminal; the console is for `cradle console` alone.
     pub detached: bool,
     pub userns: UsernsMode,
+    /// Who owns the root's files on disk (see `ownership`).
+    pub ownership: Ownership,
     pub security: Security,
     pub limits: Limits,
     pub net: Request,
@@ -123,6 +126,8 @@ struct Launcher<'a> {
     opts: &'a Options,
     threads: &'a SingleThreaded,
     root: RootDir,
+    /// Whether every boot's copy of the root's mounts is id-mapped (`ownership`).
+    id_map: bool,
     /// The guest's user-namespace range, held for the launcher's whole life (every boot of
     /// the guest gets the same one).
     lease: Option<Lease>,
@@ -178,13 +183,19 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
     config::check_env(&opts.env)?;
     let hostname = opts.hostname.clone().unwrap_or_else(|| opts.name.clone());
     config::check_hostname(&hostname)?;
-    let root = RootDir::open(&opts.root)?;
+    let mut root = RootDir::open(&opts.root)?;
     let host = Host::probe()?;
     host.check(&opts.limits)?;
     // first taken, last released: the state directory outlives everything below
     let state = StateDir::acquire(&opts.state_base, &opts.name)?;
     sweep::sweep_leftovers(&host);
     let lease = userns::acquire(&opts.name, opts.userns)?;
+    let prepared = ownership::prepare(
+        threads,
+        &mut root,
+        lease.as_ref().map(|l| l.base),
+        opts.ownership,
+    )?;
     let holder = Holder {
         name: opts.name.clone(),
         lock: state.lock_path(),
@@ -236,6 +247,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
         opts,
         threads,
         root,
+        id_map: prepared.id_map,
         lease,
         hostname,
         state: &state,
@@ -272,7 +284,7 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
     let pidfd = taken.take(handoff.shim_pidfd, "the shim's pidfd")?;
     let container =
         Container::take_back(Pid::from_raw(handoff.shim_pid), pidfd, handoff.shim.clone());
-    let root = RootDir::take_back(taken.take(handoff.root_fd, "root")?, handoff.root.clone());
+    let mut root = RootDir::take_back(taken.take(handoff.root_fd, "root")?, handoff.root.clone());
     let shim = ShimBinary::take_back(taken.take(handoff.shim_fd, "shim")?, handoff.shim.clone());
     let console = Console::take_back(&handoff.console, console, &mut taken)?;
     let notify = match &handoff.notify {
@@ -294,6 +306,9 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
         dir: state.path().to_owned(),
     };
     let owner = lease.as_ref().map(|l| l.base);
+    if let (Some(owner), false) = (owner, handoff.id_map) {
+        root.set_dirs_owner(owner);
+    }
     // what the options were for is done (the environment and limits are the state
     // directory's, read at each boot); these are the ones the launcher goes on using
     let opts = Options {
@@ -306,6 +321,11 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
         state_base: handoff.state_base,
         detached: true,
         userns: owner.map_or(UsernsMode::Off, UsernsMode::Base),
+        ownership: if handoff.id_map {
+            Ownership::Map
+        } else {
+            Ownership::Chown
+        },
         security: Security {
             caps: CapSet::from_bits(handoff.caps),
             seccomp: handoff.seccomp,
@@ -334,6 +354,7 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
         opts: &opts,
         threads,
         root,
+        id_map: handoff.id_map,
         lease,
         hostname: handoff.hostname,
         state: &state,
@@ -465,6 +486,7 @@ impl Launcher<'_> {
             hostname: &self.hostname,
             shim: &self.shim,
             owner: self.lease.as_ref().map(|l| l.base),
+            id_map: self.id_map,
             devices: &self.devices,
             caps: self.opts.security.caps,
             seccomp: self.seccomp.as_ref(),
@@ -625,6 +647,7 @@ impl Launcher<'_> {
             state_lock: self.state.lock_fd(),
             root: self.root.path().to_owned(),
             root_fd: self.root.fd().as_raw_fd(),
+            id_map: self.id_map,
             lease: self.lease.as_ref().map(Lease::handoff),
             hostname: self.hostname.clone(),
             shim: self.shim.path().to_owned(),
@@ -929,6 +952,7 @@ pub fn start_options(
         state_base,
         detached: cli.detach,
         userns: cli.userns.or(file.userns).unwrap_or(UsernsMode::Pick),
+        ownership: cli.ownership.or(file.ownership).unwrap_or_default(),
         security: Security {
             caps,
             seccomp: seccomp == Switch::On,

@@ -8,6 +8,7 @@
 //! process.
 
 pub mod mountinfo;
+pub mod ownership;
 pub mod plan;
 pub mod rootfs;
 pub mod runhost;
@@ -42,6 +43,9 @@ pub struct Blueprint<'a> {
     pub shim: &'a ShimBinary,
     /// The host uid (and gid) of the guest's root, when it has a user namespace.
     pub owner: Option<u32>,
+    /// Whether the root's mounts are id-mapped through the user namespace (`ownership`:
+    /// not for a tree whose owners are shifted).
+    pub id_map: bool,
     pub devices: &'a devices::Policy,
     pub caps: CapSet,
     pub seccomp: Option<&'a Filter>,
@@ -115,9 +119,12 @@ impl Blueprint<'_> {
         }
         let resolv_conf =
             (!self.network.dns.is_empty()).then(|| net::setup::resolv_conf(&self.network.dns));
-        let tree = self
-            .root
-            .clone_tree(namespaces.as_ref().map(Namespaces::user))?;
+        let tree = self.root.clone_tree(
+            namespaces
+                .as_ref()
+                .filter(|_| self.id_map)
+                .map(Namespaces::user),
+        )?;
         let boot_args = ["--boot".to_owned()];
         let (purpose, shim_args, env) = match kind {
             Kind::Boot {

@@ -73,6 +73,10 @@ pub const BOOT_MOUNT_POINTS: [&str; 1] = ["run"];
 pub struct RootDir {
     fd: OwnedFd,
     path: PathBuf,
+    /// Who owns the mount points the launcher makes in it: the guest's root on the host
+    /// for a tree whose owners were shifted (`ownership`), else the host's root (as the
+    /// guest's root's files are stored when the tree is id-mapped).
+    dirs_owner: Option<u32>,
 }
 
 /// Directories of the host's own system, refused as roots with everything below them: a
@@ -177,6 +181,7 @@ impl RootDir {
         let root = RootDir {
             fd,
             path: canonical,
+            dirs_owner: None,
         };
         root.check_mount_points(false)?;
         Ok(root)
@@ -200,12 +205,23 @@ impl RootDir {
         Ok(RootDir {
             fd,
             path: canonical,
+            dirs_owner: None,
         })
     }
 
     /// The root directory a launcher opened before it exec'd itself (see `handoff`).
     pub fn take_back(fd: OwnedFd, path: PathBuf) -> Self {
-        RootDir { fd, path }
+        RootDir {
+            fd,
+            path,
+            dirs_owner: None,
+        }
+    }
+
+    /// Makes the mount points made from now on the host uid (and gid) `owner`'s: the
+    /// guest's root, in a tree whose owners are shifted.
+    pub fn set_dirs_owner(&mut self, owner: u32) {
+        self.dirs_owner = Some(owner);
     }
 
     /// The root's path on the host, as it was opened (for messages and `status`).
@@ -227,7 +243,8 @@ impl RootDir {
             let stat = match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Err(Errno::ENOENT) => {
                     match mkdirat(&self.fd, name, Mode::from_bits_truncate(0o755)) {
-                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Ok(()) => self.chown_made(name)?,
+                        Err(Errno::EEXIST) => {}
                         Err(e) => {
                             return Err(Error::BadRoot {
                                 root: self.path.clone(),
@@ -250,6 +267,25 @@ impl RootDir {
             }
         }
         Ok(())
+    }
+
+    /// Gives the directory `name` the launcher just made in the root to the guest's root,
+    /// in a tree whose owners are shifted.
+    fn chown_made(&self, name: &str) -> Result<()> {
+        let Some(owner) = self.dirs_owner else {
+            return Ok(());
+        };
+        nix::unistd::fchownat(
+            &self.fd,
+            name,
+            Some(nix::unistd::Uid::from_raw(owner)),
+            Some(nix::unistd::Gid::from_raw(owner)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| Error::BadRoot {
+            root: self.path.clone(),
+            why: format!("cannot give /{name} in it to the guest's root: {}", e.desc()),
+        })
     }
 
     /// A detached copy of the root's mount tree (submounts included) for one boot, private
@@ -283,7 +319,7 @@ impl RootDir {
                 root: self.path.clone(),
                 why: format!(
                     "its file system ({}) cannot be id-mapped for the guest's user namespace \
-                     (tmpfs needs Linux 6.3); use --userns off",
+                     (tmpfs needs Linux 6.3); use --ownership chown (or auto), or --userns off",
                     self.fs_type()
                 ),
             },
@@ -310,7 +346,7 @@ impl RootDir {
     }
 
     /// The type of the file system the root is on, as /proc/self/mountinfo names it.
-    fn fs_type(&self) -> String {
+    pub fn fs_type(&self) -> String {
         let mounts =
             mountinfo::parse(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
         self.mount_id()
