@@ -26,11 +26,11 @@ use serde::de::{self, Deserializer, Visitor};
 use crate::cli::{Seconds, Switch};
 use cradle_core::cgroups::limits::{self, Changes, Setting};
 use cradle_core::config;
+use cradle_core::container::ownership::Ownership;
 use cradle_core::error::{Error, Result};
 use cradle_core::guest::state::validate_name;
 use cradle_core::net::{Given, Request};
 use cradle_core::security::caps::{self, CapSet};
-use cradle_core::container::ownership::Ownership;
 use cradle_core::security::userns::UsernsMode;
 
 /// Where config files live unless `--config-dir` or `$CRADLE_CONFIG_DIR` says otherwise.

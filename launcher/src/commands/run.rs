@@ -73,7 +73,8 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     host.check(&opts.limits)?;
     sweep::sweep_leftovers(&host);
     let shim = ShimBinary::sealed(opts.shim.as_deref())?;
-    let lease = userns::acquire(&name, opts.userns)?;
+    let recorded = ownership::recorded_base(&root, opts.ownership)?;
+    let lease = userns::acquire(&name, opts.userns, recorded)?;
     let prepared = ownership::prepare(
         threads,
         &mut root,

@@ -189,7 +189,8 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
     // first taken, last released: the state directory outlives everything below
     let state = StateDir::acquire(&opts.state_base, &opts.name)?;
     sweep::sweep_leftovers(&host);
-    let lease = userns::acquire(&opts.name, opts.userns)?;
+    let recorded = ownership::recorded_base(&root, opts.ownership)?;
+    let lease = userns::acquire(&opts.name, opts.userns, recorded)?;
     let prepared = ownership::prepare(
         threads,
         &mut root,

@@ -78,9 +78,7 @@ impl argh::FromArgValue for Ownership {
             "auto" => Ok(Ownership::Auto),
             "map" => Ok(Ownership::Map),
             "chown" => Ok(Ownership::Chown),
-            other => Err(format!(
-                "bad --ownership {other:?}: use auto, map or chown"
-            )),
+            other => Err(format!("bad --ownership {other:?}: use auto, map or chown")),
         }
     }
 }
@@ -229,7 +227,9 @@ impl Store {
                 match sys::fget_xattr(dir, RECORD_XATTR, &mut buf) {
                     Ok(Some(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
                     Ok(None) => return Ok(None),
-                    Err(e) => return Err(Error::setup("read the root directory's shift record", e)),
+                    Err(e) => {
+                        return Err(Error::setup("read the root directory's shift record", e));
+                    }
                 }
             }
             Store::File(path) => match fs::read_to_string(path) {
@@ -238,10 +238,12 @@ impl Store {
                 Err(e) => return Err(Error::host(format!("read {}", path.display()), e)),
             },
         };
-        Record::parse(text.trim()).map(Some).ok_or_else(|| Error::BadRoot {
-            root: root.to_owned(),
-            why: format!("its shift record {:?} cannot be read", text.trim()),
-        })
+        Record::parse(text.trim())
+            .map(Some)
+            .ok_or_else(|| Error::BadRoot {
+                root: root.to_owned(),
+                why: format!("its shift record {:?} cannot be read", text.trim()),
+            })
     }
 
     /// Writes `record`; with `durable`, on disk before it returns.
@@ -318,6 +320,28 @@ impl Journal for Recorder<'_> {
     }
 }
 
+/// The range the owners of `root`'s tree are shifted (or being shifted) to, if they are:
+/// for `userns::acquire` to try first. `None` for `map`, which wants no shifted tree.
+pub fn recorded_base(root: &RootDir, mode: Ownership) -> Result<Option<u32>> {
+    if mode == Ownership::Map {
+        return Ok(None);
+    }
+    let dir = open_dir(root)?;
+    let store = Store::for_root(dir.as_fd())?;
+    Ok(store.read(dir.as_fd(), root.path())?.map(|r| r.target()))
+}
+
+/// The root directory, open read-only (its descriptor is `O_PATH`).
+fn open_dir(root: &RootDir) -> Result<OwnedFd> {
+    openat(
+        root.fd(),
+        c".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::setup(format!("open {}", root.path().display()), e))
+}
+
 /// What the guest's root tree needs for a boot: whether its mounts are id-mapped.
 pub struct Prepared {
     pub id_map: bool,
@@ -331,13 +355,7 @@ pub fn prepare(
     base: Option<u32>,
     mode: Ownership,
 ) -> Result<Prepared> {
-    let dir = openat(
-        root.fd(),
-        c".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::setup(format!("open {}", root.path().display()), e))?;
+    let dir = open_dir(root)?;
     let store = Store::for_root(dir.as_fd())?;
     let record = store.read(dir.as_fd(), root.path())?;
     let at = record.as_ref().map_or(0, Record::target);
@@ -374,16 +392,14 @@ pub fn prepare(
         return Ok(Prepared { id_map });
     }
     refuse_mounts_below(root)?;
-    let _lock = Flock::lock(
-        dup_dir(&dir, root.path())?,
-        FlockArg::LockExclusiveNonblock,
-    )
-    .map_err(|_| {
-        Error::Conflict(format!(
-            "another launcher is shifting the owners of {}",
-            root.path().display()
-        ))
-    })?;
+    let _lock = Flock::lock(dup_dir(&dir, root.path())?, FlockArg::LockExclusiveNonblock).map_err(
+        |_| {
+            Error::Conflict(format!(
+                "another launcher is shifting the owners of {}",
+                root.path().display()
+            ))
+        },
+    )?;
     // again, now that nobody else can change it
     let mut record = store.read(dir.as_fd(), root.path())?;
     let host_dirs = host_dirs();
@@ -412,14 +428,8 @@ pub fn prepare(
             dir: dir.as_fd(),
             shift,
         };
-        let mut walk = walk::Walk::new(
-            shift,
-            root.path(),
-            mount,
-            &host_dirs,
-            resume,
-            &mut recorder,
-        );
+        let mut walk =
+            walk::Walk::new(shift, root.path(), mount, &host_dirs, resume, &mut recorder);
         let outside = walk.run(dir.as_fd())?;
         let changed = walk.changed;
         sync(dir.as_fd(), root.path())?;
@@ -584,7 +594,15 @@ mod tests {
             assert_eq!(Record::parse(&record.to_text()), Some(record.clone()));
         }
         assert_eq!(Record::parse("2097152"), Some(Record::At(B)));
-        for bad in ["", "x", "1>", ">2", "1>2 keep=", "1>2 keep=1,9,", "1>2 keep=1,7,abc"] {
+        for bad in [
+            "",
+            "x",
+            "1>",
+            ">2",
+            "1>2 keep=",
+            "1>2 keep=1,9,",
+            "1>2 keep=1,7,abc",
+        ] {
             assert_eq!(Record::parse(bad), None, "{bad:?}");
         }
     }

@@ -284,7 +284,10 @@ impl RootDir {
         )
         .map_err(|e| Error::BadRoot {
             root: self.path.clone(),
-            why: format!("cannot give /{name} in it to the guest's root: {}", e.desc()),
+            why: format!(
+                "cannot give /{name} in it to the guest's root: {}",
+                e.desc()
+            ),
         })
     }
 

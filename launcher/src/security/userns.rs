@@ -102,8 +102,10 @@ fn candidates(name: &str) -> impl Iterator<Item = u32> {
     (0..SLOTS).map(move |i| FIRST_BASE + (first + i) % SLOTS * RANGE)
 }
 
-/// The range for container `name` under `mode`: `None` for `off`.
-pub fn acquire(name: &str, mode: UsernsMode) -> Result<Option<Lease>> {
+/// The range for container `name` under `mode`: `None` for `off`. `prefer` (the range a
+/// root's owners were shifted to: see `container::ownership`) is tried first by `pick`,
+/// so that a tree used by `run` under a new name each time is not shifted again.
+pub fn acquire(name: &str, mode: UsernsMode, prefer: Option<u32>) -> Result<Option<Lease>> {
     if mode == UsernsMode::Off {
         return Ok(None);
     }
@@ -113,14 +115,18 @@ pub fn acquire(name: &str, mode: UsernsMode) -> Result<Option<Lease>> {
     match mode {
         UsernsMode::Off => Ok(None),
         UsernsMode::Base(base) => take(&dirs, &host, base).map(Some),
-        UsernsMode::Pick => pick(&dirs, &host, name).map(Some),
+        UsernsMode::Pick => pick(&dirs, &host, name, prefer).map(Some),
     }
 }
 
-/// The first free range for `name`: its own slot while that is free, else the next free
-/// one. Slots that hold host ids are passed over before any lock is tried.
-fn pick(dirs: &LockDirs, host: &HostIds, name: &str) -> Result<Lease> {
-    for base in candidates(name).filter(|&base| host.conflict(base).is_none()) {
+/// The first free range for `name`: `prefer` while that is a free range of the pool, else
+/// its own slot while that is free, else the next free one. Slots that hold host ids are
+/// passed over before any lock is tried.
+fn pick(dirs: &LockDirs, host: &HostIds, name: &str, prefer: Option<u32>) -> Result<Lease> {
+    let prefer =
+        prefer.filter(|&base| (FIRST_BASE..=LAST_BASE).contains(&base) && base % RANGE == 0);
+    let bases = prefer.into_iter().chain(candidates(name));
+    for base in bases.filter(|&base| host.conflict(base).is_none()) {
         if let Ok(lease) = Lease::try_take(dirs, base)? {
             return Ok(lease);
         }
@@ -311,11 +317,22 @@ mod tests {
     fn a_range_holding_a_host_user_or_group_is_never_picked() {
         let t = TestDirs::new("pick-users");
         let (host, slots) = host_with_ids_in_the_first_two_slots_of("web1");
-        let lease = pick(&t.dirs, &host, "web1").unwrap();
+        let lease = pick(&t.dirs, &host, "web1", None).unwrap();
         assert_eq!(lease.base, slots[2]);
         // and, once they are gone, the name gets its own slot back
         drop(lease);
-        let lease = pick(&t.dirs, &HostIds::default(), "web1").unwrap();
+        let lease = pick(&t.dirs, &HostIds::default(), "web1", None).unwrap();
+        assert_eq!(lease.base, slots[0]);
+        drop(lease);
+        // a root's recorded range first, while it is free of host ids
+        let lease = pick(&t.dirs, &HostIds::default(), "web1", Some(slots[2])).unwrap();
+        assert_eq!(lease.base, slots[2]);
+        drop(lease);
+        let lease = pick(&t.dirs, &host, "web1", Some(slots[0])).unwrap();
+        assert_eq!(lease.base, slots[2]);
+        drop(lease);
+        // not a base of the pool: ignored
+        let lease = pick(&t.dirs, &HostIds::default(), "web1", Some(12345)).unwrap();
         assert_eq!(lease.base, slots[0]);
     }
 
@@ -324,7 +341,7 @@ mod tests {
         let t = TestDirs::new("pick-nspawn");
         let slots: Vec<u32> = candidates("db").take(2).collect();
         let nspawn = t.hold_as_nspawn(slots[0]);
-        let lease = pick(&t.dirs, &HostIds::default(), "db").unwrap();
+        let lease = pick(&t.dirs, &HostIds::default(), "db", None).unwrap();
         assert_eq!(lease.base, slots[1]);
         assert!(
             t.nspawn_sees_held(slots[1]),

@@ -178,7 +178,8 @@ impl<'a> Walk<'a> {
         self.check_dir(root, &st, &top)?;
         self.shift_node(&Node::Open(root), &st, &top)?;
         let fd = dup(root).map_err(|e| self.failed("open", &top, e))?;
-        let mut stack = vec![Frame::read(fd, top.clone()).map_err(|e| self.failed("read", &top, e))?];
+        let mut stack =
+            vec![Frame::read(fd, top.clone()).map_err(|e| self.failed("read", &top, e))?];
         while let Some(frame) = stack.last_mut() {
             let Some(name) = frame.names.pop() else {
                 stack.pop();
@@ -221,8 +222,7 @@ impl<'a> Walk<'a> {
             let st = self.same(fd.as_fd(), &st, rel)?;
             self.check_dir(fd.as_fd(), &st, rel)?;
             self.shift_node(&Node::Open(fd.as_fd()), &st, rel)?;
-            let frame =
-                Frame::read(fd, rel.to_owned()).map_err(|e| self.failed("read", rel, e))?;
+            let frame = Frame::read(fd, rel.to_owned()).map_err(|e| self.failed("read", rel, e))?;
             return Ok(Some(frame));
         }
         if st.st_nlink > 1 {
@@ -244,7 +244,13 @@ impl<'a> Walk<'a> {
     }
 
     /// Shifts the non-directory `name` in `dir`, whose stat is `st`.
-    fn shift_entry(&mut self, dir: BorrowedFd, name: &CStr, st: &FileStat, rel: &Path) -> Result<()> {
+    fn shift_entry(
+        &mut self,
+        dir: BorrowedFd,
+        name: &CStr,
+        st: &FileStat,
+        rel: &Path,
+    ) -> Result<()> {
         if kind(st) == SFlag::S_IFREG {
             let fd = openat(
                 dir,
@@ -261,8 +267,8 @@ impl<'a> Walk<'a> {
             let st = self.same(fd.as_fd(), st, rel)?;
             return self.shift_node(&Node::Open(fd.as_fd()), &st, rel);
         }
-        let mut proc = format!("/proc/self/fd/{}/", std::os::fd::AsRawFd::as_raw_fd(&dir))
-            .into_bytes();
+        let mut proc =
+            format!("/proc/self/fd/{}/", std::os::fd::AsRawFd::as_raw_fd(&dir)).into_bytes();
         proc.extend_from_slice(name.to_bytes());
         let proc = CString::new(proc).expect("no NUL in a file name");
         self.shift_node(&Node::At { dir, name, proc }, st, rel)
@@ -327,7 +333,8 @@ impl<'a> Walk<'a> {
             } else {
                 file.dir.as_path()
             };
-            let dir = openat2(root, dir_path, how).map_err(|e| self.failed("open", &file.dir, e))?;
+            let dir =
+                openat2(root, dir_path, how).map_err(|e| self.failed("open", &file.dir, e))?;
             let st = fstatat(&dir, file.name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
                 .map_err(|e| self.failed("stat", &rel, e))?;
             self.shift_entry(dir.as_fd(), &file.name, &st, &rel)?;
