@@ -459,6 +459,33 @@ impl Drop for Launcher {
     }
 }
 
+/// A file system mounted on a directory for the length of a test (`mount -t FSTYPE`, or a
+/// bind), unmounted when dropped (a failed test too).
+pub struct Mounted(PathBuf);
+
+impl Mounted {
+    pub fn new(fstype: &str, on: &Path) -> Self {
+        Mounted::with(&["-t", fstype, fstype], on)
+    }
+
+    /// `from` bound on `on`.
+    pub fn bind(from: &Path, on: &Path) -> Self {
+        Mounted::with(&["--bind", &from.to_string_lossy()], on)
+    }
+
+    fn with(args: &[&str], on: &Path) -> Self {
+        let mount = Command::new("mount").args(args).arg(on).status().unwrap();
+        assert!(mount.success(), "mount {args:?} on {}", on.display());
+        Mounted(on.to_owned())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// One test's world: a guest root, a state directory, a container name.
 pub struct Sandbox {
     pub name: String,

@@ -6,29 +6,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 
-use integration_tests::{Finished, Sandbox, proc_status, secs, status_field};
-
-/// A file system of `fstype` mounted on a directory for the length of a test, unmounted
-/// when dropped (a failed test too).
-struct Mounted(std::path::PathBuf);
-
-impl Mounted {
-    fn new(fstype: &str, on: &std::path::Path) -> Self {
-        let mount = Command::new("mount")
-            .args(["-t", fstype, fstype])
-            .arg(on)
-            .status()
-            .unwrap();
-        assert!(mount.success(), "mount {fstype} on {}", on.display());
-        Mounted(on.to_owned())
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
+use integration_tests::{Finished, Mounted, Sandbox, proc_status, secs, status_field};
 
 /// Capabilities by number (linux/capability.h).
 const CHOWN: u32 = 0;
@@ -233,13 +211,22 @@ fn nothing_of_the_host_shows_in_the_guest_while_exec_runs() {
 fn a_file_system_that_cannot_be_id_mapped_is_a_one_line_error() {
     let sb = Sandbox::new("contain-ramfs");
     let mounted = Mounted::new("ramfs", &sb.root);
+    // asked to map: auto would shift its owners instead (see ownership.rs)
     let done = sb.run_cradle(
-        &["start", &sb.name, "--root", sb.root.to_str().unwrap()],
+        &[
+            "start",
+            &sb.name,
+            "--root",
+            sb.root.to_str().unwrap(),
+            "--ownership",
+            "map",
+        ],
         secs(20),
     );
     drop(mounted);
     done.assert_one_line_error(5, "ramfs");
     assert!(done.stderr.contains("--userns off"), "{done:?}");
+    assert!(done.stderr.contains("--ownership chown"), "{done:?}");
     sb.assert_clean();
 }
 
@@ -644,7 +631,7 @@ fn a_root_on_tmpfs_is_id_mapped_from_linux_6_3_and_refused_in_one_line_before() 
         .status()
         .unwrap();
     assert!(copy.success());
-    let done = sb.run_in(&[], &["id", "-u"]);
+    let done = sb.run_in(&["--ownership", "map"], &["id", "-u"]);
     let kernel = integration_tests::HostShape::current().kernel_version();
     if kernel >= (6, 3) {
         assert_eq!(done.code(), Some(0), "{done:?}");
