@@ -94,7 +94,11 @@ impl Bundle {
 /// deleted by force.
 impl Drop for Bundle {
     fn drop(&mut self) {
-        for entry in fs::read_dir(self.state_dir()).into_iter().flatten().flatten() {
+        for entry in fs::read_dir(self.state_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let id = entry.file_name().to_string_lossy().into_owned();
             let _ = cradle(&self.sb, &["delete", "--force", &id]);
         }
