@@ -129,15 +129,36 @@ pub fn parse_signal(text: &str) -> Result<i32> {
             return Ok(n);
         }
     }
+    let unknown = || Error::Usage(format!("unknown signal {text:?}"));
     let upper = text.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") {
         upper
     } else {
         format!("SIG{upper}")
     };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| Error::Usage(format!("unknown signal {text:?}")))
+    // the real-time ones as runc names them: RTMIN, RTMIN+N, RTMAX-N, RTMAX
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let offset = |rest: &str, sign: char| match rest {
+        "" => Ok(0),
+        _ => (rest.strip_prefix(sign))
+            .and_then(|n| n.parse::<i32>().ok())
+            .ok_or_else(unknown),
+    };
+    let realtime = if let Some(rest) = name.strip_prefix("SIGRTMIN") {
+        Some(min + offset(rest, '+')?)
+    } else if let Some(rest) = name.strip_prefix("SIGRTMAX") {
+        Some(max - offset(rest, '-')?)
+    } else {
+        None
+    };
+    match realtime {
+        Some(n) if (min..=max).contains(&n) => Ok(n),
+        Some(_) => Err(unknown()),
+        None => name
+            .parse::<nix::sys::signal::Signal>()
+            .map(|s| s as i32)
+            .map_err(|_| unknown()),
+    }
 }
 
 pub fn kill(root: &Root, id: &str, signal: i32, all: bool) -> Result<()> {
@@ -594,5 +615,12 @@ mod tests {
         assert!(parse_signal("BOGUS").is_err());
         assert!(parse_signal("0").is_err());
         assert!(parse_signal("99").is_err());
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        assert_eq!(parse_signal("SIGRTMIN+3").unwrap(), min + 3);
+        assert_eq!(parse_signal("rtmin").unwrap(), min);
+        assert_eq!(parse_signal("RTMAX-1").unwrap(), max - 1);
+        for bad in ["RTMIN-1", "RTMIN+99", "RTMAX+1", "RTMINX", "RTMIN+"] {
+            assert!(parse_signal(bad).is_err(), "{bad}");
+        }
     }
 }

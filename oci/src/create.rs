@@ -139,10 +139,21 @@ fn make(
         .then(|| host.v1_dir_named("cpuset", &relative, below_own))
         .flatten();
     v1_dirs.extend(cpuset_v1.clone());
-    let join_v1 = host.needs_v1(&limits)
+    let mut join_v1 = host.needs_v1(&limits)
         || cpu_files
             .iter()
             .any(|f| matches!(host.provider_named(f.controller), Some(Provider::V1(_))));
+    // a spec that mounts the cgroup tree on a v1 or hybrid host gets a cgroup of its own
+    // in every hierarchy, mounted as runc mounts them (see `cgroup_tree_steps`)
+    let mounts_tree = spec.mounts.iter().any(|m| m.kind == "cgroup");
+    let every_v1 = match mounts_tree && !host.is_pure_v2() {
+        true => host.every_v1_dir_at(&relative, below_own),
+        false => Vec::new(),
+    };
+    if !every_v1.is_empty() {
+        v1_dirs = every_v1.iter().map(|(dir, _)| dir.clone()).collect();
+        join_v1 = true;
+    }
     let cgroup =
         Cgroup::create_at(v2_root.join(&v2_path), false, dir)?.with_v1(v1_dirs, join_v1)?;
     v1::apply(
@@ -152,8 +163,16 @@ fn make(
         &limits,
         &limits.set_knobs(),
     )?;
-    if let Some(cpuset) = &cpuset_v1 {
-        inherit_cpuset(&cpuset.path)?;
+    // a new v1 cpuset cgroup has no CPUs and nodes, and takes no process until it has
+    let cpuset_dirs = (cpuset_v1.iter())
+        .chain(cgroup.v1().iter())
+        .filter(|d| d.controllers.split(',').any(|c| c == "cpuset"));
+    let mut inherited = Vec::new();
+    for dir in cpuset_dirs {
+        if !inherited.contains(&dir.path) {
+            inherit_cpuset(&dir.path)?;
+            inherited.push(dir.path.clone());
+        }
     }
     write_files(&host, cgroup.path(), cgroup.v1(), &cpu_files)?;
     // before any process is born in it
@@ -257,6 +276,10 @@ fn make(
         }
         let maps = (&linux.uid_mappings[..], &linux.gid_mappings[..]);
         let new_userns = userns_fd.as_ref().map(|fd| (fd, maps));
+        if mount.kind == "cgroup" && !every_v1.is_empty() {
+            cgroup_tree_steps(&mut steps, mount, &every_v1)?;
+            continue;
+        }
         mount_steps(threads, &mut steps, mount, bundle, new_userns)?;
     }
     device_steps(&mut steps, spec, userns_fd.is_some(), dev_is_tmpfs)?;
@@ -1372,6 +1395,76 @@ fn mount_steps(
                 });
             }
         }
+    }
+    Ok(())
+}
+
+/// A `cgroup` mount on a v1 or hybrid host, as runc makes it: a tmpfs, and in it the
+/// container's cgroup of each hierarchy bound under the name the host mounts that
+/// hierarchy under (`cpu,cpuacct`, `memory`, `systemd`), a symlink for each controller of
+/// a co-mounted one (`cpu` -> `cpu,cpuacct`); the binds read-only when the mount is, and
+/// the tmpfs then too. A hybrid host's cgroup v2 hierarchy is left out, as runc leaves
+/// it: a systemd in the container then keeps its tree in the `systemd` hierarchy (which
+/// podman binds from the host for it), not in a v2 directory it could not reach.
+fn cgroup_tree_steps(
+    steps: &mut Vec<Step>,
+    mount: &spec::Mount,
+    every_v1: &[(V1Dir, String)],
+) -> Result<()> {
+    let read_only = mount.options.iter().any(|o| o == "ro");
+    let attrs = |extra: u64| {
+        libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC | extra
+    };
+    let target = |below: &str| {
+        let path = format!("{}/{below}", mount.destination.trim_end_matches('/'));
+        GuestPath::following(path.trim_end_matches('/'))
+            .ok_or_else(|| Error::Usage(format!("bad mount destination {:?}", mount.destination)))
+    };
+    let mut ancestry = target("")?.ancestry();
+    ancestry.pop();
+    steps.extend(ancestry.into_iter().map(Step::Mkdir));
+    steps.push(Step::Mkdir(target("")?));
+    steps.push(Step::Mount {
+        target: target("")?,
+        fs: Filesystem::new(
+            c"tmpfs".to_owned(),
+            vec![(c"mode".to_owned(), Some(c"755".to_owned()))],
+            attrs(0),
+        ),
+    });
+    let ro = if read_only {
+        libc::MOUNT_ATTR_RDONLY
+    } else {
+        0
+    };
+    let mut named: Vec<&str> = Vec::new();
+    let binds = every_v1
+        .iter()
+        .map(|(dir, name)| (dir.path.as_path(), name.as_str()));
+    for (source, name) in binds {
+        steps.push(Step::Mkdir(target(name)?));
+        steps.push(Step::BindPath {
+            source: cstring(&source.to_string_lossy(), "cgroup")?,
+            target: target(name)?,
+            recursive: false,
+            set: attrs(ro),
+            clear: 0,
+            idmap: None,
+        });
+        named.push(name);
+    }
+    for (_, name) in every_v1.iter().filter(|(_, name)| name.contains(',')) {
+        for controller in name.split(',') {
+            if !named.contains(&controller) {
+                steps.push(Step::Symlink {
+                    target: cstring(name, "cgroup")?,
+                    path: target(controller)?,
+                });
+            }
+        }
+    }
+    if read_only {
+        steps.push(Step::MountReadOnly(target("")?));
     }
     Ok(())
 }

@@ -237,8 +237,11 @@ impl Supervisor for Booted<'_> {
         }
     }
 
+    /// The halt that could not run (exit 127 or 126 from the shell's rule, or any code
+    /// but 0) leaves the guest to be killed; one killed by a signal was most likely
+    /// killed by the shutdown it started (an init's SIGTERM to every process).
     fn reaped(&mut self, pid: Pid, status: Status) {
-        if self.halt == Some(pid) && status != Status::Exited(0) {
+        if self.halt == Some(pid) && matches!(status, Status::Exited(code) if code != 0) {
             self.kill_init();
         }
     }

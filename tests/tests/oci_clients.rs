@@ -273,6 +273,92 @@ fn podman_boots_a_system_container_that_reboots_in_place_and_stops_cleanly() {
     assert_eq!(code.stdout.trim(), "0", "{code:?}");
 }
 
+/// The start time of the container's init (field 22 of /proc/1/stat, as the container
+/// sees it): a new one after each boot.
+fn init_started(p: &Podman, name: &str) -> String {
+    let stat = p.run(&["exec", name, "cat", "/proc/1/stat"]);
+    assert!(stat.status.success(), "{stat:?}");
+    let after = &stat.stdout[stat.stdout.rfind(')').unwrap() + 1..];
+    after.split_whitespace().nth(19).unwrap().to_owned()
+}
+
+/// Waits until systemd in container `name` says the system is `running`.
+fn wait_running(p: &Podman, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = p.run(&["exec", name, "systemctl", "is-system-running"]);
+        match state.stdout.trim() {
+            "running" => return,
+            "degraded" => {
+                let failed = p.run(&["exec", name, "systemctl", "--failed", "--no-legend"]);
+                panic!("systemd is degraded: {}", failed.stdout);
+            }
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            let jobs = p.run(&["exec", name, "systemctl", "list-jobs", "--no-legend"]);
+            let status = p.run(&["inspect", name, "--format", "{{.State.Status}}"]);
+            panic!(
+                "systemd is not running after 60 s: {state:?}\njobs: {jobs:?}\ncontainer: {}",
+                status.stdout
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn podman_boots_debian_with_systemd_reboots_it_in_place_and_stops_it_cleanly() {
+    let p = Podman::new("podman-debian");
+    // a Debian 12 image with systemd, made without a registry
+    let debian = Sandbox::debian("podman-debian-root");
+    let tar = p.sb.dir.join("debian.tar");
+    let mut pack = Command::new("tar");
+    pack.arg("-C")
+        .arg(&debian.root)
+        .args(["-cf"])
+        .arg(&tar)
+        .arg(".");
+    assert!(run(pack, secs(300)).status.success());
+    let imported = p.run(&["import", tar.to_str().unwrap(), "localhost/cradle-debian"]);
+    assert!(imported.status.success(), "{imported:?}");
+    // podman's systemd mode (the command is /sbin/init): its tmpfs mounts, its cgroup
+    // tree, SIGRTMIN+3 as the stop signal
+    let started = p.run(&args(
+        &["run", "-d", "--name", "deb"],
+        &["localhost/cradle-debian", "/sbin/init"],
+    ));
+    assert!(started.status.success(), "{started:?}");
+    wait_running(&p, "deb");
+    let first = init_started(&p, "deb");
+    let rebooted = p.run(&["exec", "deb", "systemctl", "reboot"]);
+    assert!(rebooted.status.success(), "{rebooted:?}");
+    // the same container, a new boot
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while p
+        .run(&["exec", "deb", "cat", "/proc/1/stat"])
+        .stdout
+        .is_empty()
+        || init_started(&p, "deb") == first
+    {
+        assert!(Instant::now() < deadline, "no second boot");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_running(&p, "deb");
+    let state = p.run(&["inspect", "deb", "--format", "{{.State.Status}}"]);
+    assert_eq!(state.stdout.trim(), "running", "{state:?}");
+    let begun = Instant::now();
+    let stopped = p.run(&["stop", "deb"]);
+    assert!(stopped.status.success(), "{stopped:?}");
+    assert!(
+        begun.elapsed() < Duration::from_secs(8),
+        "halted, not killed"
+    );
+    let code = p.run(&["inspect", "deb", "--format", "{{.State.ExitCode}}"]);
+    assert_eq!(code.stdout.trim(), "0", "{code:?}");
+    assert!(p.run(&["rm", "deb"]).status.success());
+}
+
 /// A limit of container `id` under podman's cgroupfs parent: in the controller's v1
 /// hierarchy where the host has one, else in the v2 one.
 fn read_limit(id: &str, controller: &str, v1_file: &str, v2_file: &str) -> Option<String> {

@@ -51,6 +51,8 @@ pub struct Host {
     /// The v2 root's `cgroup.controllers`.
     v2_controllers: Vec<String>,
     v1: Vec<V1Hierarchy>,
+    /// The named v1 hierarchies (`name=systemd`), which have no controller.
+    named: Vec<V1Hierarchy>,
 }
 
 /// A container's cgroup in a v1 hierarchy.
@@ -94,6 +96,43 @@ fn v1_hierarchies(mountinfo: &str, cgroup: &str) -> Vec<V1Hierarchy> {
             if !found.iter().any(|h| h.controllers == controllers) {
                 found.push(V1Hierarchy {
                     controllers,
+                    mount: PathBuf::from(mount),
+                    own: PathBuf::from(own),
+                });
+            }
+        }
+    }
+    found
+}
+
+/// The named v1 hierarchies in `mountinfo` (`name=systemd`: no controller, one a
+/// systemd of a v1 or hybrid host keeps its own tree in), with our cgroup in each from
+/// `cgroup`.
+fn named_hierarchies(mountinfo: &str, cgroup: &str) -> Vec<V1Hierarchy> {
+    let mut found: Vec<V1Hierarchy> = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((head, tail)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut tail = tail.split_whitespace();
+        if tail.next() != Some("cgroup") {
+            continue;
+        }
+        let (Some(mount), Some(options)) = (head.split_whitespace().nth(4), tail.nth(1)) else {
+            continue;
+        };
+        let Some(name) = options.split(',').find(|o| o.starts_with("name=")) else {
+            continue;
+        };
+        let own = cgroup.lines().find_map(|l| {
+            let mut fields = l.splitn(3, ':');
+            let (_, list, path) = (fields.next()?, fields.next()?, fields.next()?);
+            (list == name).then(|| path.trim_start_matches('/').to_owned())
+        });
+        if let Some(own) = own {
+            if !found.iter().any(|h| h.controllers == name) {
+                found.push(V1Hierarchy {
+                    controllers: name.to_owned(),
                     mount: PathBuf::from(mount),
                     own: PathBuf::from(own),
                 });
@@ -161,11 +200,42 @@ impl Host {
         let proc = |file: &str| {
             fs::read_to_string(file).map_err(|e| Error::host(format!("read {file}"), e))
         };
+        let (mountinfo, cgroup) = (proc("/proc/self/mountinfo")?, proc("/proc/self/cgroup")?);
         Ok(Host {
             v2,
             v2_controllers: controllers.split_whitespace().map(str::to_owned).collect(),
-            v1: v1_hierarchies(&proc("/proc/self/mountinfo")?, &proc("/proc/self/cgroup")?),
+            v1: v1_hierarchies(&mountinfo, &cgroup),
+            named: named_hierarchies(&mountinfo, &cgroup),
         })
+    }
+
+    /// The cgroups at `path` in every v1 hierarchy, the named ones too, as
+    /// [`Host::v1_dirs_at`] places them, each with the name its hierarchy is mounted under
+    /// (`cpu,cpuacct`, `systemd`): what an OCI container whose spec mounts the cgroup
+    /// tree is given on a v1 or hybrid host, as runc gives it.
+    pub fn every_v1_dir_at(&self, path: &Path, below_own: bool) -> Vec<(V1Dir, String)> {
+        (self.v1.iter().chain(&self.named))
+            .filter_map(|h| {
+                let name = h.mount.file_name()?.to_string_lossy().into_owned();
+                let path = if below_own {
+                    h.mount.join(&h.own).join(path)
+                } else {
+                    h.mount.join(path)
+                };
+                Some((
+                    V1Dir {
+                        controllers: h.controllers.clone(),
+                        path,
+                    },
+                    name,
+                ))
+            })
+            .collect()
+    }
+
+    /// True when the cgroup v2 hierarchy is the host's only one (not hybrid or v1).
+    pub fn is_pure_v2(&self) -> bool {
+        self.v1.is_empty() && self.named.is_empty()
     }
 
     pub fn provider(&self, controller: Controller) -> Option<Provider<'_>> {
@@ -416,7 +486,9 @@ pub fn ensure_v1(dirs: &[V1Dir]) -> Result<()> {
 pub fn remove_v1(dirs: &[V1Dir]) {
     for dir in dirs {
         for attempt in 0.. {
-            match fs::remove_dir(&dir.path) {
+            // with what the container made below it (an OCI system container's systemd
+            // keeps its tree in the `name=systemd` hierarchy)
+            match cgroups::remove_tree(&dir.path) {
                 Ok(()) => break,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => break,
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < 100 => {
@@ -622,7 +694,28 @@ mod tests {
             v2: "/sys/fs/cgroup/unified".into(),
             v2_controllers: vec![],
             v1: found,
+            named: named_hierarchies(MOUNTINFO, CGROUP),
         };
+        // every hierarchy, the named one too, for a container that mounts the tree
+        let every: Vec<(String, String)> = host
+            .every_v1_dir_at(Path::new("c/x"), true)
+            .into_iter()
+            .map(|(d, name)| (d.path.to_string_lossy().into_owned(), name))
+            .collect();
+        assert_eq!(
+            every,
+            [
+                ("/sys/fs/cgroup/cpu/c/x".into(), "cpu".into()),
+                ("/sys/fs/cgroup/cpuacct/c/x".into(), "cpuacct".into()),
+                (
+                    "/sys/fs/cgroup/memory/outer/job/c/x".into(),
+                    "memory".into()
+                ),
+                ("/sys/fs/cgroup/pids/c/x".into(), "pids".into()),
+                ("/sys/fs/cgroup/systemd/c/x".into(), "systemd".into()),
+            ]
+        );
+        assert!(!host.is_pure_v2());
         let dirs = host.v1_dirs("web1");
         assert_eq!(
             dirs.iter().map(|d| d.path.clone()).collect::<Vec<_>>(),
@@ -655,7 +748,9 @@ mod tests {
             v2: "/sys/fs/cgroup".into(),
             v2_controllers: vec!["memory".into(), "pids".into()],
             v1: vec![],
+            named: vec![],
         };
+        assert!(host.is_pure_v2());
         assert_eq!(host.provider(Controller::Memory), Some(Provider::V2));
         assert!(host.v1_dirs("x").is_empty());
         let cpus = Limits {

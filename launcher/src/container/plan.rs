@@ -366,6 +366,9 @@ pub enum Step {
         flags: u64,
         recursive: bool,
     },
+    /// Makes the mount at a path read-only where it is, the mounts below it untouched
+    /// (a tree of mounts made on a writable file system first).
+    MountReadOnly(GuestPath),
     /// The propagation of every mount from the root down (`MS_SHARED`, `MS_SLAVE`,
     /// `MS_PRIVATE`, `MS_UNBINDABLE`).
     RootPropagation(MsFlags),
@@ -760,6 +763,7 @@ impl fmt::Display for Step {
             Step::BindPath { source, target, .. } => {
                 write!(f, "bind {} on {target}", source.to_string_lossy())
             }
+            Step::MountReadOnly(path) => write!(f, "make the mount on {path} read-only"),
             Step::Bounding(_) => f.write_str("cut the capability bounding set"),
             Step::Identity(id) => write!(
                 f,
@@ -1190,6 +1194,16 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
                 libc::AT_EMPTY_PATH as u32 | recursive,
                 &attr,
             )
+        }
+        Step::MountReadOnly(target) => {
+            let target = in_root(root)?.path(target)?;
+            let attr = libc::mount_attr {
+                attr_set: libc::MOUNT_ATTR_RDONLY,
+                attr_clr: 0,
+                propagation: 0,
+                userns_fd: 0,
+            };
+            sys::mount_setattr(target.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr)
         }
         Step::Bounding(keep) => sys::drop_bounding_set(keep.bits()),
         Step::Identity(id) => {
