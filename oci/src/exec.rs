@@ -50,7 +50,8 @@ pub struct Options<'a> {
     pub additional_gids: &'a [u32],
 }
 
-/// The namespaces `exec` joins, with their names under /proc/PID/ns.
+/// The namespaces `exec` (and a hook in the container) joins, with their names under
+/// /proc/PID/ns; the PID namespace is joined apart (only children are born in it).
 const JOINED: [(CloneFlags, &str); 6] = [
     (CloneFlags::CLONE_NEWUSER, "user"),
     (CloneFlags::CLONE_NEWNS, "mnt"),
@@ -92,17 +93,8 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
             opts.id
         )));
     }
-    // the namespaces it has of its own (a user namespace equal to ours cannot be joined)
-    let differs = |name: &str| {
-        let ours = ns_inode(&format!("/proc/self/ns/{name}"));
-        let theirs = ns_inode(&format!("/proc/{pid}/ns/{name}"));
-        matches!((ours, theirs), (Some(a), Some(b)) if a != b)
-    };
-    let flags = JOINED
-        .iter()
-        .filter(|(_, name)| differs(name))
-        .fold(CloneFlags::empty(), |all, (flag, _)| all | *flag);
-    if differs("pid") {
+    let (flags, other_pid_ns) = namespaces_of(pid.as_raw());
+    if other_pid_ns {
         setns(&pidfd, CloneFlags::CLONE_NEWPID)
             .map_err(|e| Error::setup("join the container's PID namespace", e))?;
     }
@@ -189,6 +181,21 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
         Status::Exited(code) => code,
         Status::Signaled(sig) => 128u8.wrapping_add(sig as u8),
     })
+}
+
+/// The namespaces of [`JOINED`] process `pid` has of its own (a user namespace equal to
+/// ours cannot be joined), and whether its PID namespace is another than ours.
+pub fn namespaces_of(pid: i32) -> (CloneFlags, bool) {
+    let differs = |name: &str| {
+        let ours = ns_inode(&format!("/proc/self/ns/{name}"));
+        let theirs = ns_inode(&format!("/proc/{pid}/ns/{name}"));
+        matches!((ours, theirs), (Some(a), Some(b)) if a != b)
+    };
+    let flags = JOINED
+        .iter()
+        .filter(|(_, name)| differs(name))
+        .fold(CloneFlags::empty(), |all, (flag, _)| all | *flag);
+    (flags, differs("pid"))
 }
 
 /// The init a system container's shim (`shim`) booted: its child in a PID namespace of

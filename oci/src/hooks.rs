@@ -17,7 +17,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use cradle_core::error::{Error, Result};
-use cradle_core::guest::ns_inode;
 use cradle_core::process::child::Child;
 use cradle_core::sys::{self, SingleThreaded};
 use nix::errno::Errno;
@@ -37,17 +36,6 @@ pub enum Place<'a> {
     Runtime,
     Container { pid: i32, pidfd: BorrowedFd<'a> },
 }
-
-/// The namespaces a hook joins in the container, with their names under /proc/PID/ns (the
-/// PID namespace is joined apart: only children are born in it).
-const JOINED: [(CloneFlags, &str); 6] = [
-    (CloneFlags::CLONE_NEWUSER, "user"),
-    (CloneFlags::CLONE_NEWNS, "mnt"),
-    (CloneFlags::CLONE_NEWNET, "net"),
-    (CloneFlags::CLONE_NEWIPC, "ipc"),
-    (CloneFlags::CLONE_NEWUTS, "uts"),
-    (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
-];
 
 /// Runs `hooks` of `kind` in order at `place`, `state` (the spec's state JSON) on each
 /// one's input; the first that fails fails the call.
@@ -137,18 +125,9 @@ fn run(
     let mut child = match place {
         Place::Runtime => fork(threads, prepared)?,
         Place::Container { pid, pidfd } => {
-            // the namespaces it has of its own (a user namespace equal to ours cannot be
-            // joined)
-            let differs = |name: &str| {
-                let ours = ns_inode(&format!("/proc/self/ns/{name}"));
-                let theirs = ns_inode(&format!("/proc/{pid}/ns/{name}"));
-                matches!((ours, theirs), (Some(a), Some(b)) if a != b)
-            };
-            let flags = (JOINED.iter())
-                .filter(|(_, name)| differs(name))
-                .fold(CloneFlags::empty(), |all, (flag, _)| all | *flag);
+            let (flags, other_pid_ns) = crate::exec::namespaces_of(pid);
             prepared.join = Some((pidfd, flags));
-            if differs("pid") {
+            if other_pid_ns {
                 in_pid_namespace(pidfd, || fork(threads, prepared))?
             } else {
                 fork(threads, prepared)?

@@ -364,7 +364,9 @@ pub fn wait_any(nohang: bool) -> Result<Option<Reaped>> {
 /// The file type bits (S_IFMT) of `path`, following symlinks.
 pub fn file_type(path: &CStr) -> Result<u32> {
     let mut st = MaybeUninit::<libc::statx>::zeroed();
-    // SAFETY: as in is_executable_file.
+    // SAFETY: path is NUL-terminated; st is writable and the kernel's struct statx. By the
+    // system call: libc's struct stat is not the same in glibc and musl on 32-bit ARM
+    // (see common::arch).
     let ret = unsafe {
         libc::syscall(
             libc::SYS_statx,
@@ -384,27 +386,8 @@ pub fn file_type(path: &CStr) -> Result<u32> {
 
 /// True when `path` is a regular file (following symlinks) that we may execute.
 pub fn is_executable_file(path: &CStr) -> bool {
-    let mut st = MaybeUninit::<libc::statx>::zeroed();
-    // SAFETY: path is NUL-terminated; st is writable and the kernel's struct statx. By the
-    // system call: libc's struct stat is not the same in glibc and musl on 32-bit ARM
-    // (see common::arch).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_statx,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            0 as c_int,
-            libc::STATX_TYPE,
-            st.as_mut_ptr(),
-        )
-    };
-    if ret != 0 {
-        return false;
-    }
-    // SAFETY: statx succeeded, so it filled st (the type at least, which was asked for).
-    let mode = u32::from(unsafe { st.assume_init() }.stx_mode);
     // SAFETY: path is NUL-terminated.
-    mode & libc::S_IFMT == libc::S_IFREG && unsafe { libc::access(path.as_ptr(), libc::X_OK) } == 0
+    file_type(path) == Ok(libc::S_IFREG) && unsafe { libc::access(path.as_ptr(), libc::X_OK) } == 0
 }
 
 fn opt_ptr(s: Option<&CStr>) -> *const c_char {

@@ -68,21 +68,24 @@ impl V1Dir {
     }
 }
 
+/// The v1 cgroup mounts in `mountinfo` (/proc/self/mountinfo): each one's mount point
+/// and super options.
+fn cgroup_mounts(mountinfo: &str) -> impl Iterator<Item = (&str, &str)> {
+    mountinfo.lines().filter_map(|line| {
+        let (head, tail) = line.split_once(" - ")?;
+        let mut tail = tail.split_whitespace();
+        if tail.next() != Some("cgroup") {
+            return None;
+        }
+        Some((head.split_whitespace().nth(4)?, tail.nth(1)?))
+    })
+}
+
 /// The v1 hierarchies in `mountinfo` (/proc/self/mountinfo) with the launcher's cgroup in
 /// each from `cgroup` (/proc/self/cgroup): one per hierarchy, the first mount of it.
 fn v1_hierarchies(mountinfo: &str, cgroup: &str) -> Vec<V1Hierarchy> {
     let mut found: Vec<V1Hierarchy> = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((head, tail)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut tail = tail.split_whitespace();
-        if tail.next() != Some("cgroup") {
-            continue;
-        }
-        let (Some(mount), Some(options)) = (head.split_whitespace().nth(4), tail.nth(1)) else {
-            continue;
-        };
+    for (mount, options) in cgroup_mounts(mountinfo) {
         let names: BTreeSet<&str> = options.split(',').collect();
         // the line of /proc/self/cgroup whose controller list is this mount's
         let own = cgroup.lines().find_map(|l| {
@@ -110,17 +113,7 @@ fn v1_hierarchies(mountinfo: &str, cgroup: &str) -> Vec<V1Hierarchy> {
 /// `cgroup`.
 fn named_hierarchies(mountinfo: &str, cgroup: &str) -> Vec<V1Hierarchy> {
     let mut found: Vec<V1Hierarchy> = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((head, tail)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut tail = tail.split_whitespace();
-        if tail.next() != Some("cgroup") {
-            continue;
-        }
-        let (Some(mount), Some(options)) = (head.split_whitespace().nth(4), tail.nth(1)) else {
-            continue;
-        };
+    for (mount, options) in cgroup_mounts(mountinfo) {
         let Some(name) = options.split(',').find(|o| o.starts_with("name=")) else {
             continue;
         };

@@ -21,7 +21,7 @@ use cradle_core::net::setup as net_setup;
 use cradle_core::process::signals::{FORWARDED, Signals};
 use cradle_core::security::Security;
 use cradle_core::security::devices;
-use cradle_core::security::userns::{self, UsernsMode};
+use cradle_core::security::userns::UsernsMode;
 use cradle_core::sys::SingleThreaded;
 
 pub struct Options {
@@ -73,14 +73,8 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     host.check(&opts.limits)?;
     sweep::sweep_leftovers(&host);
     let shim = ShimBinary::sealed(opts.shim.as_deref())?;
-    let recorded = ownership::recorded_base(&root, opts.ownership)?;
-    let lease = userns::acquire(&name, opts.userns, recorded)?;
-    let prepared = ownership::prepare(
-        threads,
-        &mut root,
-        lease.as_ref().map(|l| l.base),
-        opts.ownership,
-    )?;
+    let (lease, prepared) =
+        ownership::lease_and_prepare(threads, &mut root, &name, opts.userns, opts.ownership)?;
     let holder = Holder {
         name: name.clone(),
         lock: state.lock_path(),

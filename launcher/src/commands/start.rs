@@ -49,7 +49,7 @@ use cradle_core::security::Security;
 use cradle_core::security::caps::{self, CapSet};
 use cradle_core::security::devices;
 use cradle_core::security::seccomp::Filter;
-use cradle_core::security::userns::{self, Lease, UsernsMode};
+use cradle_core::security::userns::{Lease, UsernsMode};
 use cradle_core::sys::{self, Deadline, SingleThreaded};
 
 pub struct Options {
@@ -189,14 +189,8 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
     // first taken, last released: the state directory outlives everything below
     let state = StateDir::acquire(&opts.state_base, &opts.name)?;
     sweep::sweep_leftovers(&host);
-    let recorded = ownership::recorded_base(&root, opts.ownership)?;
-    let lease = userns::acquire(&opts.name, opts.userns, recorded)?;
-    let prepared = ownership::prepare(
-        threads,
-        &mut root,
-        lease.as_ref().map(|l| l.base),
-        opts.ownership,
-    )?;
+    let (lease, prepared) =
+        ownership::lease_and_prepare(threads, &mut root, &opts.name, opts.userns, opts.ownership)?;
     let holder = Holder {
         name: opts.name.clone(),
         lock: state.lock_path(),

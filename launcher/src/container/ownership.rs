@@ -322,7 +322,7 @@ impl Journal for Recorder<'_> {
 
 /// The range the owners of `root`'s tree are shifted (or being shifted) to, if they are:
 /// for `userns::acquire` to try first. `None` for `map`, which wants no shifted tree.
-pub fn recorded_base(root: &RootDir, mode: Ownership) -> Result<Option<u32>> {
+fn recorded_base(root: &RootDir, mode: Ownership) -> Result<Option<u32>> {
     if mode == Ownership::Map {
         return Ok(None);
     }
@@ -347,9 +347,26 @@ pub struct Prepared {
     pub id_map: bool,
 }
 
+/// The id range of guest `name` (`userns` says whether it has one) and its tree made
+/// ready for it, as every front end gets them: the range the tree's owners were last
+/// shifted to is asked for first (so that a guest started again, or a `run` under a new
+/// name, finds its tree as it left it), then the tree is shifted where `mode` needs it.
+pub fn lease_and_prepare(
+    threads: &SingleThreaded,
+    root: &mut RootDir,
+    name: &str,
+    userns: userns::UsernsMode,
+    mode: Ownership,
+) -> Result<(Option<userns::Lease>, Prepared)> {
+    let recorded = recorded_base(root, mode)?;
+    let lease = userns::acquire(name, userns, recorded)?;
+    let prepared = prepare(threads, root, lease.as_ref().map(|l| l.base), mode)?;
+    Ok((lease, prepared))
+}
+
 /// Gets the tree of `root` ready for a guest whose range is at `base` (`None`: no user
 /// namespace) under `mode`: shifts its owners where needed (see the module's comment).
-pub fn prepare(
+fn prepare(
     threads: &SingleThreaded,
     root: &mut RootDir,
     base: Option<u32>,
