@@ -22,7 +22,11 @@ struct Bundle {
 
 impl Bundle {
     fn new(test: &str, args: &[&str]) -> Self {
-        let sb = Sandbox::busybox(test);
+        Self::in_sandbox(Sandbox::busybox(test), args)
+    }
+
+    /// The same with the root `sb` has.
+    fn in_sandbox(sb: Sandbox, args: &[&str]) -> Self {
         let spec = cradle(&sb, &["spec", "--bundle", sb.dir.to_str().unwrap()]);
         assert!(spec.status.success(), "{spec:?}");
         let text = fs::read_to_string(sb.dir.join("config.json")).unwrap();
@@ -1041,6 +1045,100 @@ fn a_system_container_boots_its_init_reboots_in_place_and_halts_on_sigterm() {
     );
     b.config["annotations"] = json!({"run.cradle.system": "yes"});
     b.run("s3").assert_one_line_error(2, "run.cradle.system");
+}
+
+/// `systemctl is-system-running` in container `id`, until it says `running` (a
+/// `degraded` system names its failed units).
+fn wait_system_running(b: &Bundle, id: &str) {
+    let deadline = Instant::now() + secs(90);
+    loop {
+        let state = b.oci(&["exec", id, "systemctl", "is-system-running"]);
+        match state.stdout.trim() {
+            "running" => return,
+            "degraded" => {
+                let failed = b.oci(&["exec", id, "systemctl", "--failed", "--no-legend"]);
+                panic!("systemd is degraded: {}", failed.stdout);
+            }
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "systemd is not running: {state:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A Debian 12 with systemd as an OCI system container, with what podman's systemd mode
+/// gives one (tmpfs on /run and /tmp, the cgroup tree writable in a cgroup namespace of its
+/// own, podman's default capabilities): it boots to `running`, reboots in place
+/// and halts on SIGRTMIN+3, on this host's cgroup layout whatever it is.
+#[test]
+fn debian_with_systemd_boots_as_a_system_container_reboots_in_place_and_halts() {
+    become_subreaper();
+    let mut b = Bundle::in_sandbox(Sandbox::debian("oci-debian"), &["/sbin/init"]);
+    let c = &mut b.config;
+    c["root"]["readonly"] = json!(false);
+    c["process"]["env"] = json!(["container=oci", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]);
+    // podman's default capabilities (runc's example's three are too few for journald)
+    let caps = json!([
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SETFCAP",
+        "CAP_SETGID",
+        "CAP_SETPCAP",
+        "CAP_SETUID",
+        "CAP_SYS_CHROOT"
+    ]);
+    for set in ["bounding", "effective", "permitted"] {
+        c["process"]["capabilities"][set] = caps.clone();
+    }
+    c["process"]["noNewPrivileges"] = json!(false);
+    // runc's example has a cgroup namespace already
+    let mounts = c["mounts"].as_array_mut().unwrap();
+    mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");
+    for dir in ["/run", "/tmp", "/run/lock"] {
+        mounts.push(
+            json!({"destination": dir, "type": "tmpfs", "source": "tmpfs",
+                           "options": ["rw", "nosuid", "nodev"]}),
+        );
+    }
+    mounts.push(
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                       "options": ["rw", "nosuid", "noexec", "nodev"]}),
+    );
+    let created = b.create("deb", &[]);
+    assert!(created.status.success(), "{created:?}");
+    let pid = b.state("deb")["pid"].as_i64().unwrap() as i32;
+    assert!(b.oci(&["start", "deb"]).status.success());
+    wait_system_running(&b, "deb");
+    let init = |b: &Bundle| b.oci(&["exec", "deb", "cat", "/proc/1/stat"]).stdout;
+    let first = init(&b);
+    assert!(
+        b.oci(&["exec", "deb", "systemctl", "reboot"])
+            .status
+            .success()
+    );
+    let deadline = Instant::now() + secs(60);
+    while init(&b) == first || init(&b).is_empty() {
+        assert!(Instant::now() < deadline, "no second boot");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_system_running(&b, "deb");
+    assert_eq!(
+        b.state("deb")["pid"].as_i64(),
+        Some(pid as i64),
+        "the same container"
+    );
+    // systemd's own halt signal, as podman stop sends it
+    assert!(b.oci(&["kill", "deb", "RTMIN+3"]).status.success());
+    assert_eq!(reap(pid), 0, "halted");
+    assert!(b.oci(&["delete", "deb"]).status.success());
+    assert!(!cgroup_of("deb").exists());
 }
 
 #[test]
