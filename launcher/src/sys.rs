@@ -1076,9 +1076,10 @@ fn path_with_number<'b>(buf: &'b mut [u8; 64], prefix: &[u8], n: u32) -> Option<
 }
 
 /// Opens the fifo behind the O_PATH descriptor `fifo` for writing (through
-/// /proc/self/fd: the container's own /proc), which blocks until a reader opens it, and
-/// writes one byte to it: runc's exec.fifo, which `start` opens and reads.
-pub fn await_fifo_reader(fifo: BorrowedFd) -> nix::Result<()> {
+/// /proc/self/fd: the container's own /proc), which blocks until a reader opens it (runc's
+/// exec.fifo, which `start` opens and reads), and puts it in place of `slot` (its number,
+/// kept across exec): what is written on that number from then on reaches `start`.
+pub fn await_fifo_reader(fifo: BorrowedFd, slot: BorrowedFd) -> nix::Result<()> {
     let mut buf = [0u8; 64];
     let path = path_with_number(&mut buf, b"/proc/self/fd/", fifo.as_raw_fd() as u32)
         .ok_or(Errno::ENAMETOOLONG)?;
@@ -1092,10 +1093,9 @@ pub fn await_fifo_reader(fifo: BorrowedFd) -> nix::Result<()> {
             other => break other?,
         }
     };
-    match nix::unistd::write(&file, b"0")? {
-        1 => Ok(()),
-        _ => Err(Errno::EIO),
-    }
+    // SAFETY: dup2 onto a number this process holds open (`slot`): it is replaced, not
+    // leaked, and the new descriptor has no close-on-exec flag, which is what is wanted.
+    Errno::result(unsafe { libc::dup2(file.as_raw_fd(), slot.as_raw_fd()) }).map(drop)
 }
 
 /// An OCI terminal: a pty from the container's /dev/ptmx (its own devpts), whose main

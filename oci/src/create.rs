@@ -371,6 +371,8 @@ fn make(
         .map_err(|e| Error::host(format!("chmod {}", fifo_path.display()), e))?;
     let fifo = open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| Error::host(format!("open {}", fifo_path.display()), e))?;
+    // the number the fifo's write end takes once `start` opens it (see the step)
+    let started_fd = ready_write.as_raw_fd();
     steps.push(Step::AwaitStart {
         ready: ready_write,
         fifo,
@@ -379,7 +381,7 @@ fn make(
 
     // the shim runs the process: PID 1 of a new PID namespace, a subreaper otherwise; a
     // system container's init it boots
-    let mut args = Vec::new();
+    let mut args = vec![format!("--started-fd={started_fd}")];
     let mut keep: Vec<_> = opts.preserved.iter().map(|fd| fd.as_fd()).collect();
     let filter_fd;
     if system {

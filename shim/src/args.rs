@@ -13,7 +13,7 @@ use crate::signals;
 use crate::sys::Fd;
 
 pub const USAGE: &str = "\
-usage: cradle-shim [OPTIONS] [--] CMD [ARGS]...
+usage: cradle-shim [OPTIONS] [--started-fd FD] [--] CMD [ARGS]...
        cradle-shim --boot [-v]... [--report-fd FD] [--cgroup-fd FD]
        cradle-shim --enter PIDFD [--userns] [--cgroup-fd FD] [--caps HEX] [--tty]
                    [--report-fd FD] (--power-off | [--] CMD [ARGS]...)
@@ -35,6 +35,7 @@ options:
   -r, --rewrite S:R    forward signal S as R; R = 0 drops S (repeatable)
   -c, --single-child   no session of its own for CMD: a process group in ours
   -v, --verbose        more output (repeatable: info, debug)
+  --started-fd FD      write one byte on FD once CMD runs (cradle-oci's start)
   -h, --help           this text
   -V, --version        the version
 
@@ -42,28 +43,11 @@ environment: TINI_SUBREAPER (-s), TINI_KILL_PROCESS_GROUP (-g),
   TINI_VERBOSITY=N (0 errors only, 1 warnings, 2 info, 3 debug),
   DUMB_INIT_SETSID=0 (-c), DUMB_INIT_DEBUG=1 (debug)
 
-boot mode (what cradle start runs): the guest's /sbin/init, /etc/init or
-/bin/init as PID 1 of a nested PID namespace, with exactly our environment
-(the launcher gives us the guest's), in the cgroup v2 directory open on
---cgroup-fd (with a cgroup namespace there); --report-fd passes a failure
-before exec to the launcher.
-
-enter mode (what cradle exec and cradle stop run): CMD in the running guest
-whose init PIDFD is: born in its PID namespace and the cgroup open on
---cgroup-fd, in its other namespaces (its user namespace too, with --userns),
-as its root, with only the capabilities of --caps in the bounding set, in a
-session of its own, with every descriptor above 2 closed; or, with
---power-off, reboot(2) POWER_OFF in its PID namespace. With --tty, the first
-of its standard streams that is a terminal (the launcher's pty) becomes its
-controlling terminal.
-
-system mode (cradle-oci's, for an init): INIT as PID 1 of a nested PID
-namespace with its own /proc, restricted as the options say; booted again when
-it reboots, halted (halt, else init 0) on SIGTERM, SIGPWR or SIGRTMIN+3.
-
-monitor mode (what a detached cradle start execs once its guest is up): serves
-the guest's console until the guest halts, reboots or is asked to stop, then
-execs the launcher again.
+The other modes are cradle's and cradle-oci's, not for use by hand: --boot
+boots the guest's init in a nested PID namespace (cradle start), --enter runs
+CMD or a power-off in a running guest (cradle exec, cradle stop), --system
+boots an OCI system container's init and boots it again when it reboots
+(cradle-oci), --monitor serves a detached guest's console (cradle start -d).
 ";
 
 /// Exit codes that `-e` turns into 0.
@@ -182,6 +166,8 @@ pub struct Enter<'a> {
 pub struct Config<'a> {
     pub mode: Mode<'a>,
     pub report_fd: Option<Fd>,
+    /// Where to say "started" (one byte) once the command or init runs.
+    pub started_fd: Option<Fd>,
     /// 0 errors only, 1 warnings (the default), 2 info, 3 debug.
     pub verbosity: u8,
 }
@@ -271,9 +257,10 @@ fn parse_rewrite(s: &CStr) -> Option<(c_int, c_int)> {
 /// The short options that take a value.
 const SHORT_WITH_VALUE: [&str; 3] = ["-e", "-p", "-r"];
 /// The long options that take a value.
-const LONG_WITH_VALUE: [&str; 8] = [
+const LONG_WITH_VALUE: [&str; 9] = [
     "--rewrite",
     "--report-fd",
+    "--started-fd",
     "--cgroup-fd",
     "--enter",
     "--caps",
@@ -318,6 +305,7 @@ pub fn parse<'a, 'e>(
     };
     let mut boot = false;
     let mut report_fd = None;
+    let mut started_fd = None;
     let mut cgroup_fd = None;
     let mut enter = None;
     let mut userns = false;
@@ -395,6 +383,9 @@ pub fn parse<'a, 'e>(
                 Opt::Long(b"--boot", _) => boot = true,
                 Opt::Long(b"--report-fd", Some(v)) => {
                     report_fd = Some(parse_fd(v).ok_or(ArgError::BadValue("--report-fd", v))?);
+                }
+                Opt::Long(b"--started-fd", Some(v)) => {
+                    started_fd = Some(parse_fd(v).ok_or(ArgError::BadValue("--started-fd", v))?);
                 }
                 Opt::Long(b"--cgroup-fd", Some(v)) => {
                     cgroup_fd = Some(parse_fd(v).ok_or(ArgError::BadValue("--cgroup-fd", v))?);
@@ -490,6 +481,7 @@ pub fn parse<'a, 'e>(
                 proc_read_only,
             }),
             report_fd,
+            started_fd,
             verbosity,
         }));
     }
@@ -552,6 +544,7 @@ pub fn parse<'a, 'e>(
     Ok(Parsed::Run(Config {
         mode,
         report_fd,
+        started_fd,
         verbosity,
     }))
 }
@@ -819,6 +812,7 @@ mod tests {
                 Ok(Parsed::Run(Config {
                     mode: Mode::Boot { cgroup: Some(4) },
                     report_fd: Some(3),
+                    started_fd: None,
                     verbosity: 2,
                 }))
             )

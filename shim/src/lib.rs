@@ -97,7 +97,7 @@ pub fn main(args: &[&CStr], environment: Environment) -> u8 {
             return own_failure(1);
         }
     };
-    let mut reporter = match Reporter::new(config.report_fd) {
+    let mut reporter = match Reporter::new(config.report_fd, config.started_fd) {
         Ok(reporter) => reporter,
         Err(e) => {
             error!("--report-fd: {}", Strerror(e.0));

@@ -7,19 +7,22 @@ use cradle_common::errpipe::Failure;
 
 use crate::sys::{self, Fd};
 
-/// The launcher's end of the error pipe, when the shim was given one.
+/// The launcher's end of the error pipe, when the shim was given one; and the descriptor
+/// to say "started" on (`--started-fd`: an OCI runtime's exec.fifo, so that `start`
+/// returns once the command runs and the shim takes signals).
 pub struct Reporter {
     fd: Option<Fd>,
+    started: Option<Fd>,
 }
 
 impl Reporter {
-    /// Takes the descriptor and makes it close-on-exec, so that nothing the shim runs
-    /// inherits it.
-    pub fn new(fd: Option<Fd>) -> sys::Result<Self> {
-        if let Some(fd) = fd {
-            sys::set_cloexec(fd)?;
+    /// Takes the descriptors and makes them close-on-exec, so that nothing the shim runs
+    /// inherits them.
+    pub fn new(fd: Option<Fd>, started: Option<Fd>) -> sys::Result<Self> {
+        for fd in fd.iter().chain(&started) {
+            sys::set_cloexec(*fd)?;
         }
-        Ok(Reporter { fd })
+        Ok(Reporter { fd, started })
     }
 
     /// True when the launcher will say what went wrong, so the shim need not.
@@ -27,17 +30,25 @@ impl Reporter {
         self.fd.is_some()
     }
 
-    /// Passes a failure on and closes the descriptor.
+    /// Passes a failure on and closes the descriptors (nothing said on `started`).
     pub fn failure(&mut self, failure: Failure) {
         if let Some(fd) = self.fd.take() {
             let _ = sys::write_all(fd, &failure.to_bytes());
             sys::close(fd);
         }
+        if let Some(fd) = self.started.take() {
+            sys::close(fd);
+        }
     }
 
-    /// Says that the exec succeeded: the launcher reads end of file.
+    /// Says that the exec succeeded: the launcher reads end of file, and `started` one
+    /// byte.
     pub fn success(&mut self) {
         if let Some(fd) = self.fd.take() {
+            sys::close(fd);
+        }
+        if let Some(fd) = self.started.take() {
+            let _ = sys::write_all(fd, b"0");
             sys::close(fd);
         }
     }

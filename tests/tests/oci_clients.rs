@@ -1,7 +1,7 @@
 //! `cradle-oci` under the real clients that drive runc: Debian's podman (with conmon) and
 //! containerd (`ctr`, through containerd's runc shim v2 with the runtime's `BinaryName`,
 //! the path a Kubernetes RuntimeClass takes). Each test keeps everything in its sandbox:
-//! podman's storage and run directories, containerd's root, state and socket, and no
+//! podman's storage, run and libpod directories, containerd's root, state and socket, and no
 //! network (`--network none`; ctr's default has none). The podman image is made without a
 //! registry, by `podman import` of the busybox root.
 
@@ -42,6 +42,10 @@ impl Podman {
             .arg(self.sb.dir.join("storage"))
             .arg("--runroot")
             .arg(self.sb.dir.join("run"))
+            // its own libpod tmpdir too: the default (/run/libpod) is every podman's, and a
+            // `system reset` of one test's podman would look like a reboot to another's
+            .arg("--tmpdir")
+            .arg(self.sb.dir.join("libpod"))
             .arg("--runtime")
             .arg(dist("cradle-oci"))
             .args(["--cgroup-manager", "cgroupfs", "--events-backend", "none"])

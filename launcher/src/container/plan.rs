@@ -406,7 +406,9 @@ pub enum Step {
     },
     /// Says "ready" on `ready` (one byte, for `cradle-oci create`), then waits until the
     /// fifo open on `fifo` (an O_PATH descriptor) is opened by `cradle-oci start`
-    /// (reopened for writing through /proc/self/fd, as runc's exec.fifo).
+    /// (reopened for writing through /proc/self/fd, as runc's exec.fifo), whose write end
+    /// then takes `ready`'s number, kept across exec: the shim says "started" on it
+    /// (`--started-fd`) once the command runs, which is when `start` returns.
     AwaitStart {
         ready: OwnedFd,
         fifo: OwnedFd,
@@ -1260,7 +1262,7 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             if write(ready, b"1")? != 1 {
                 return Err(Errno::EIO);
             }
-            sys::await_fifo_reader(fifo.as_fd())
+            sys::await_fifo_reader(fifo.as_fd(), ready.as_fd())
         }
         Step::Pause { tell, resume } => {
             if write(tell, &[PAUSED])? != 1 {
