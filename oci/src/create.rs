@@ -1319,6 +1319,13 @@ fn mount_steps(
                     }
                     (None, false, _) => None,
                 };
+            if idmap.is_some() && !cradle_core::container::mountattr::kernel_has_mount_setattr() {
+                return Err(Error::Usage(format!(
+                    "{}: {}",
+                    mount.destination,
+                    cradle_core::container::rootfs::NO_IDMAP_KERNEL
+                )));
+            }
             steps.push(if meta.is_dir() {
                 Step::Mkdir(last)
             } else {

@@ -7,6 +7,7 @@
 //! owns, the detached root tree and device binds, the plan, and the container's first
 //! process.
 
+pub mod mountattr;
 pub mod mountinfo;
 pub mod ownership;
 pub mod plan;

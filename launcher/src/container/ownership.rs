@@ -47,8 +47,8 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag, openat};
 use nix::sys::stat::{Mode, fstat};
 
-use crate::container::mountinfo;
-use crate::container::rootfs::RootDir;
+use crate::container::rootfs::{self, RootDir};
+use crate::container::{mountattr, mountinfo};
 use crate::error::{Error, Result};
 use crate::security::userns::{self, RANGE};
 use crate::sys::{self, SingleThreaded};
@@ -385,10 +385,14 @@ fn prepare(
             if can_id_map(threads, root, base)? {
                 (0, true)
             } else {
+                let why = if mountattr::kernel_has_mount_setattr() {
+                    "for the guest's user namespace".to_owned()
+                } else {
+                    format!("on this kernel ({})", rootfs::NO_IDMAP_KERNEL)
+                };
                 log::warn!(
-                    "{}: its file system ({}) cannot be id-mapped for the guest's user \
-                     namespace: its owners are shifted to host ids {base}-{} instead \
-                     (--ownership chown)",
+                    "{}: its file system ({}) cannot be id-mapped {why}: its owners are \
+                     shifted to host ids {base}-{} instead (--ownership chown)",
                     root.path().display(),
                     root.fs_type(),
                     base + (RANGE - 1)

@@ -49,6 +49,7 @@ use nix::unistd::{
 };
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
+use crate::container::mountattr::{self, Target};
 use crate::container::mountinfo::RootSwitch;
 use crate::container::runhost::{self, RunHost};
 use crate::security::caps::CapSet;
@@ -839,33 +840,33 @@ fn attach(tree: BorrowedFd, target: BorrowedFd) -> nix::Result<()> {
 }
 
 /// A detached bind of the mount at `source`, with what is mounted below it (a bind made
-/// before, such as /run/host/notify, stays visible), its top mount with `MOUNT_ATTR_RDONLY`
-/// set or cleared.
-fn clone_mount(source: BorrowedFd, read_only: Option<bool>) -> nix::Result<OwnedFd> {
-    let tree = sys::open_tree(
+/// before, such as /run/host/notify, stays visible).
+fn clone_mount(source: BorrowedFd) -> nix::Result<OwnedFd> {
+    sys::open_tree(
         source,
         c"",
         libc::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as u32 | libc::AT_RECURSIVE as u32,
-    )?;
-    if let Some(read_only) = read_only {
-        let flags = libc::MOUNT_ATTR_RDONLY | NOSUID_NODEV_NOEXEC;
-        let attr = libc::mount_attr {
-            attr_set: if read_only {
-                flags
-            } else {
-                NOSUID_NODEV_NOEXEC
-            },
-            attr_clr: if read_only {
-                0
-            } else {
-                libc::MOUNT_ATTR_RDONLY
-            },
-            propagation: 0,
-            userns_fd: 0,
-        };
-        sys::mount_setattr(tree.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr)?;
-    }
-    Ok(tree)
+    )
+}
+
+/// Sets `MOUNT_ATTR_RDONLY` (with `read_only`, or clears it) and nosuid, nodev, noexec on
+/// the attached mount `mount` alone (not on what is mounted below it).
+fn set_read_only(mount: BorrowedFd, read_only: bool) -> nix::Result<()> {
+    let attr = libc::mount_attr {
+        attr_set: if read_only {
+            libc::MOUNT_ATTR_RDONLY | NOSUID_NODEV_NOEXEC
+        } else {
+            NOSUID_NODEV_NOEXEC
+        },
+        attr_clr: if read_only {
+            0
+        } else {
+            libc::MOUNT_ATTR_RDONLY
+        },
+        propagation: 0,
+        userns_fd: 0,
+    };
+    mountattr::set(Target::Fd(mount), false, &attr)
 }
 
 /// A new file `name` in the directory `parent` (never an existing one, never through a
@@ -933,7 +934,9 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             )?;
             fchdir(tree)?;
             *root = Some(tree.as_fd());
-            Ok(())
+            // private already where the kernel has mount_setattr (rootfs::clone_tree);
+            // before 5.12 only mount(2) can make it so, and only now it is attached
+            mountattr::make_private(Target::Path(c"."), true)
         }
         Step::Mkdir(path) => {
             let parent = in_root(root)?.parent(path)?;
@@ -995,20 +998,22 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
         }
         Step::Bind { target, source } => {
             let target = in_root(root)?.path(target)?;
-            attach(source.tree.as_fd(), target.as_fd())
+            attach(source.tree.as_fd(), target.as_fd())?;
+            // as for AttachRoot: private from birth on kernels with mount_setattr
+            // (rootfs::clone_host_file), from here on older ones
+            mountattr::make_private(Target::Fd(source.tree.as_fd()), false)
         }
         Step::Rebind { target, read_only } => unless_absent((|| {
             let target = in_root(root)?.path(target)?;
-            attach(
-                clone_mount(target.as_fd(), Some(*read_only))?.as_fd(),
-                target.as_fd(),
-            )
+            let tree = clone_mount(target.as_fd())?;
+            attach(tree.as_fd(), target.as_fd())?;
+            set_read_only(tree.as_fd(), *read_only)
         })()),
         Step::Mask(path, mask) => unless_absent((|| {
             let root = in_root(root)?;
             let target = root.resolve(&path.path)?;
             let cover = match mask {
-                Mask::File => clone_mount(root.resolve(c"dev/null")?.as_fd(), None)?,
+                Mask::File => clone_mount(root.resolve(c"dev/null")?.as_fd())?,
                 Mask::Dir => {
                     let context = sys::fsopen(c"tmpfs")?;
                     sys::fsconfig_set(context.as_fd(), c"mode", Some(c"0555"))?;
@@ -1106,7 +1111,7 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
                     libc::MOUNT_ATTR_RDONLY | NOSUID_NODEV_NOEXEC,
                 )?
             } else {
-                clone_mount(root.resolve(c"dev/null")?.as_fd(), None)?
+                clone_mount(root.resolve(c"dev/null")?.as_fd())?
             };
             attach(cover.as_fd(), target.as_fd())
         })()),
@@ -1126,7 +1131,7 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
                 propagation: 0,
                 userns_fd: 0,
             };
-            sys::mount_setattr(AT_FDCWD, c"/", 0, &attr)
+            mountattr::set(Target::Path(c"/"), false, &attr)
         }
         Step::RootPropagation(flags) => mount(
             None::<&CStr>,
@@ -1161,7 +1166,15 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
                 userns_fd: 0,
             };
             let empty = libc::AT_EMPTY_PATH as u32;
-            sys::mount_setattr(tree.as_fd(), c"", empty | at_flags, &attr)?;
+            match sys::mount_setattr(tree.as_fd(), c"", empty | at_flags, &attr) {
+                // before Linux 5.12: attached, then changed with mount(2) (an id mapping
+                // has no such form; `cradle-oci create` refuses one before it gets here)
+                Err(Errno::ENOSYS) if idmap.is_none() => {
+                    attach(tree.as_fd(), target.as_fd())?;
+                    return mountattr::set(Target::Fd(tree.as_fd()), *recursive, &attr);
+                }
+                other => other?,
+            }
             if let Some(userns) = idmap {
                 let attr = libc::mount_attr {
                     attr_set: libc::MOUNT_ATTR_IDMAP,
@@ -1185,17 +1198,7 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
                 propagation: *flags,
                 userns_fd: 0,
             };
-            let recursive = if *recursive {
-                libc::AT_RECURSIVE as u32
-            } else {
-                0
-            };
-            sys::mount_setattr(
-                target.as_fd(),
-                c"",
-                libc::AT_EMPTY_PATH as u32 | recursive,
-                &attr,
-            )
+            mountattr::set(Target::Fd(target.as_fd()), *recursive, &attr)
         }
         Step::MountReadOnly(target) => {
             let target = in_root(root)?.path(target)?;

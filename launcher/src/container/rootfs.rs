@@ -26,6 +26,10 @@ use crate::container::mountinfo::RootSwitch;
 use crate::error::{Error, Result};
 use crate::sys;
 
+/// Why a kernel cannot id-map a mount at all.
+pub const NO_IDMAP_KERNEL: &str =
+    "id-mapped mounts (mount_setattr, MOUNT_ATTR_IDMAP) need Linux 5.12";
+
 /// The directories the setup mounts on, directly below the root.
 pub const MOUNT_POINTS: [&str; 3] = ["proc", "sys", "dev"];
 
@@ -293,7 +297,9 @@ impl RootDir {
 
     /// A detached copy of the root's mount tree (submounts included) for one boot, private
     /// (nothing mounted on it can propagate to the host), id-mapped through `userns` when
-    /// one is given.
+    /// one is given. On a kernel without mount_setattr (before 5.12) the copy is left as
+    /// it came, to be made private once attached (`plan`'s `AttachRoot`), and one that is
+    /// to be id-mapped is refused (a bad root: `--ownership auto` then shifts its owners).
     pub fn clone_tree(&self, userns: Option<BorrowedFd>) -> Result<OwnedFd> {
         let tree = sys::open_tree(
             self.fd.as_fd(),
@@ -311,13 +317,29 @@ impl RootDir {
             attr.attr_set = libc::MOUNT_ATTR_IDMAP;
             attr.userns_fd = userns.as_raw_fd() as u64;
         }
-        sys::mount_setattr(
+        let result = sys::mount_setattr(
             tree.as_fd(),
             c"",
             libc::AT_EMPTY_PATH as u32 | libc::AT_RECURSIVE as u32,
             &attr,
-        )
-        .map_err(|errno| match (userns, errno) {
+        );
+        let Err(errno) = result else {
+            return Ok(tree);
+        };
+        Err(match (userns, errno) {
+            // attached, then made private (plan's AttachRoot)
+            (None, Errno::ENOSYS) => return Ok(tree),
+            (None, errno) => Error::setup(
+                format!("make the mounts of {} private", self.path.display()),
+                errno,
+            ),
+            (Some(_), Errno::ENOSYS) => Error::BadRoot {
+                root: self.path.clone(),
+                why: format!(
+                    "it cannot be id-mapped for the guest's user namespace: \
+                     {NO_IDMAP_KERNEL}; use --ownership chown (or auto), or --userns off"
+                ),
+            },
             (Some(_), Errno::EINVAL | Errno::EOPNOTSUPP) => Error::BadRoot {
                 root: self.path.clone(),
                 why: format!(
@@ -330,12 +352,7 @@ impl RootDir {
                 format!("id-map the mounts of {}", self.path.display()),
                 errno,
             ),
-            (None, errno) => Error::setup(
-                format!("make the mounts of {} private", self.path.display()),
-                errno,
-            ),
-        })?;
-        Ok(tree)
+        })
     }
 
     /// The id of the mount the root is on (`mnt_id` in /proc/self/fdinfo).
@@ -377,7 +394,8 @@ impl RootDir {
 }
 
 /// A detached, private bind of the host file `path` (a device node, the console pty), for
-/// the container's first process to attach in the guest's /dev.
+/// the container's first process to attach in the guest's /dev. On a kernel without
+/// mount_setattr (before 5.12) it is made private once attached (`plan`'s `Bind`).
 pub fn clone_host_file(path: &CStr) -> nix::Result<OwnedFd> {
     let fd = sys::open_tree(AT_FDCWD, path, libc::OPEN_TREE_CLONE)?;
     let attr = libc::mount_attr {
@@ -386,8 +404,10 @@ pub fn clone_host_file(path: &CStr) -> nix::Result<OwnedFd> {
         propagation: arch::MS_PRIVATE,
         userns_fd: 0,
     };
-    sys::mount_setattr(fd.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr)?;
-    Ok(fd)
+    match sys::mount_setattr(fd.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr) {
+        Ok(()) | Err(Errno::ENOSYS) => Ok(fd),
+        Err(e) => Err(e),
+    }
 }
 
 /// Detached binds of the host's device nodes for a guest's /dev (common::guest::DEVICES,
