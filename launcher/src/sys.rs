@@ -280,8 +280,10 @@ pub fn release_free_memory() {
     }
 }
 
-/// Marks every descriptor from `first` up close-on-exec (close_range, Linux 5.11), so
-/// that nothing the launcher inherited leaks into a container. Older kernels: ENOSYS.
+/// Marks every descriptor from `first` up close-on-exec, so that nothing the launcher
+/// inherited leaks into a container: with close_range's `CLOSE_RANGE_CLOEXEC` (Linux
+/// 5.11), or one by one as /proc/self/fd lists them where the kernel has no such flag
+/// (EINVAL from Linux 5.9's close_range, ENOSYS before).
 pub fn cloexec_from(first: u32) -> nix::Result<()> {
     // SAFETY: close_range only changes descriptor flags.
     let ret = unsafe {
@@ -292,7 +294,23 @@ pub fn cloexec_from(first: u32) -> nix::Result<()> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    Errno::result(ret).map(drop)
+    match Errno::result(ret) {
+        Err(Errno::EINVAL | Errno::ENOSYS) => {}
+        other => return other.map(drop),
+    }
+    let listed: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd: &RawFd| fd >= first as RawFd)
+        .collect();
+    for fd in listed {
+        // the directory's own descriptor, closed by now, is among them: EBADF
+        match set_cloexec(fd, true) {
+            Ok(()) | Err(Errno::EBADF) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Clears close-on-exec on `fd`, to hand it to the program the child execs.
@@ -1051,7 +1069,7 @@ pub fn set_capabilities(
 
 /// Writes the decimal `n` after `prefix` into `buf` with a NUL: a path built without
 /// allocating (`/proc/self/fd/7`, `/dev/pts/3`). None if it does not fit.
-fn path_with_number<'b>(buf: &'b mut [u8; 64], prefix: &[u8], n: u32) -> Option<&'b CStr> {
+pub fn path_with_number<'b>(buf: &'b mut [u8; 64], prefix: &[u8], n: u32) -> Option<&'b CStr> {
     let mut digits = [0u8; 10];
     let mut len = 0;
     let mut rest = n;
