@@ -11,10 +11,13 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::poll::{PollFd, PollFlags, poll};
+use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
+use nix::unistd::Pid;
 
 use cradle_common::guest::{CGROUP_GUEST_DIR, CGROUP_SHIM_DIR};
 
+use super::tree;
 use super::v1::{self, V1Dir};
 use super::{
     MAX_DEPTH, MAX_DESCENDANTS, OWNER_XATTR, is_populated, no_v2, path_for, remove_tree, v2_root,
@@ -230,11 +233,27 @@ impl Cgroup {
         (self.path.clone(), std::mem::take(&mut self.v1))
     }
 
-    /// Kills every process in the cgroup and below (cgroup.kill, Linux 5.14).
+    /// Kills every process in the cgroup and below: with cgroup.kill (Linux 5.14), or on
+    /// an older kernel with SIGKILL to each process the cgroups list, frozen meanwhile
+    /// (cgroup.freeze, Linux 5.2) so that none forks one that the walk would miss.
     pub fn kill_all(&self) {
-        if let Err(e) = fs::write(self.path.join("cgroup.kill"), "1") {
-            log::debug!("cgroup.kill in {}: {e}", self.path.display());
+        let Err(e) = fs::write(self.path.join("cgroup.kill"), "1") else {
+            return;
+        };
+        log::debug!("cgroup.kill in {}: {e}", self.path.display());
+        let _ = fs::write(self.path.join("cgroup.freeze"), "1");
+        let walked = tree::visit(self.dir.as_fd(), &mut |cgroup| {
+            for pid in tree::read(cgroup, c"cgroup.procs").unwrap_or_default().lines() {
+                if let Ok(pid) = pid.parse() {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        });
+        if let Err(e) = walked {
+            log::debug!("kill the processes of {}: {e}", self.path.display());
         }
+        // a frozen process dies of SIGKILL; thawed, in case some other did not
+        let _ = fs::write(self.path.join("cgroup.freeze"), "0");
     }
 
     /// Waits (up to `timeout`) until no process is left in the cgroup. The kernel notifies
