@@ -197,7 +197,21 @@ pub fn exec_fd(fd: BorrowedFd, argv: &[*const c_char], envp: &[*const c_char]) -
             libc::AT_EMPTY_PATH,
         )
     };
-    Errno::last()
+    match Errno::last() {
+        // Debian 11's 5.10 answers ENOENT for a memfd (the sealed shim); its magic link in
+        // /proc runs the same file (and is no name a guest can swap)
+        Errno::ENOENT => {
+            let mut buf = [0u8; 64];
+            let Some(path) = path_with_number(&mut buf, b"/proc/self/fd/", fd.as_raw_fd() as u32)
+            else {
+                return Errno::ENOENT;
+            };
+            // SAFETY: as above; path is NUL-terminated.
+            unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+            Errno::last()
+        }
+        errno => errno,
+    }
 }
 
 /// Sets IFF_UP on the interface `name` (the loopback of a new network namespace is down).
