@@ -243,7 +243,10 @@ impl Cgroup {
         log::debug!("cgroup.kill in {}: {e}", self.path.display());
         let _ = fs::write(self.path.join("cgroup.freeze"), "1");
         let walked = tree::visit(self.dir.as_fd(), &mut |cgroup| {
-            for pid in tree::read(cgroup, c"cgroup.procs").unwrap_or_default().lines() {
+            for pid in tree::read(cgroup, c"cgroup.procs")
+                .unwrap_or_default()
+                .lines()
+            {
                 if let Ok(pid) = pid.parse() {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                 }

@@ -43,12 +43,9 @@ pub fn set(target: Target, recursive: bool, attr: &libc::mount_attr) -> nix::Res
         0
     };
     let result = match target {
-        Target::Fd(fd) => sys::mount_setattr(
-            fd,
-            c"",
-            libc::AT_EMPTY_PATH as u32 | at_recursive,
-            attr,
-        ),
+        Target::Fd(fd) => {
+            sys::mount_setattr(fd, c"", libc::AT_EMPTY_PATH as u32 | at_recursive, attr)
+        }
         Target::Path(path) => sys::mount_setattr(AT_FDCWD, path, at_recursive, attr),
     };
     match result {
@@ -117,10 +114,22 @@ fn set_with_mount(target: Target, recursive: bool, attr: &libc::mount_attr) -> n
 /// names one (the kernel keeps them on a remount that names none).
 fn remount_flags(now: FsFlags, set: u64, clear: u64) -> MsFlags {
     const SIMPLE: [(u64, FsFlags, MsFlags); 5] = [
-        (libc::MOUNT_ATTR_RDONLY, FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
-        (libc::MOUNT_ATTR_NOSUID, FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (
+            libc::MOUNT_ATTR_RDONLY,
+            FsFlags::ST_RDONLY,
+            MsFlags::MS_RDONLY,
+        ),
+        (
+            libc::MOUNT_ATTR_NOSUID,
+            FsFlags::ST_NOSUID,
+            MsFlags::MS_NOSUID,
+        ),
         (libc::MOUNT_ATTR_NODEV, FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (libc::MOUNT_ATTR_NOEXEC, FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (
+            libc::MOUNT_ATTR_NOEXEC,
+            FsFlags::ST_NOEXEC,
+            MsFlags::MS_NOEXEC,
+        ),
         (
             libc::MOUNT_ATTR_NODIRATIME,
             FsFlags::ST_NODIRATIME,
