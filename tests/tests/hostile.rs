@@ -374,6 +374,7 @@ fn exec_hands_the_guest_none_of_the_operator_s_streams() {
         status: refused.status,
         stdout: String::from_utf8_lossy(&refused.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&refused.stderr).into_owned(),
+        raw_stderr: String::from_utf8_lossy(&refused.stderr).into_owned(),
     };
     refused.assert_one_line_error(2, "standard input is a directory");
     stop(&sb, launcher);

@@ -74,6 +74,7 @@ impl Bundle {
             status,
             stdout: fs::read_to_string(&out).unwrap(),
             stderr: fs::read_to_string(&err).unwrap(),
+            raw_stderr: fs::read_to_string(&err).unwrap(),
         }
     }
 

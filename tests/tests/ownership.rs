@@ -150,7 +150,7 @@ fn chown_shifts_a_tree_on_tmpfs_and_the_guest_owns_its_files() {
     );
     assert!(done.stdout.contains("-rwsr-xr-x"), "{done:?}");
     assert!(done.stdout.trim_end().ends_with("7\n0"), "{done:?}");
-    assert!(done.stderr.contains("shifted to host ids"), "{done:?}");
+    assert!(done.raw_stderr.contains("shifted to host ids"), "{done:?}");
     assert_shifted(&sb, B);
     assert_eq!(owner(&sb.path("/data/new")), (B, B));
     drop(mounted);
@@ -178,7 +178,10 @@ fn a_second_start_does_not_walk_and_another_range_shifts_from_the_recorded_one()
     std::thread::sleep(Duration::from_millis(20));
     let second = sb.run_in(&["--ownership", "chown", "--userns", &b], &["true"]);
     assert_eq!(second.code(), Some(0), "{second:?}");
-    assert!(!second.stderr.contains("shifted"), "no walk: {second:?}");
+    assert!(
+        !second.raw_stderr.contains("shifted"),
+        "no walk: {second:?}"
+    );
     assert_eq!(owner(&foreign), (4242, 4242), "not walked again");
     assert_eq!(busybox_ctime(&sb), before, "not touched");
     // another range: from the recorded one; the foreign owner becomes the guest's nobody
@@ -232,7 +235,7 @@ fn auto_shifts_a_tree_that_cannot_be_id_mapped_saying_so_once() {
     assert_eq!(first.code(), Some(3), "{first:?}");
     assert_eq!(first.stdout, "0\n0\n", "{first:?}");
     let warnings: Vec<&str> = first
-        .stderr
+        .raw_stderr
         .lines()
         .filter(|l| l.contains("cannot be id-mapped"))
         .collect();
@@ -247,7 +250,7 @@ fn auto_shifts_a_tree_that_cannot_be_id_mapped_saying_so_once() {
     // `run` names itself run-PID each time: the tree's own range is taken again, no walk
     let second = run();
     assert_eq!(second.code(), Some(3), "{second:?}");
-    assert_eq!(second.stderr, "", "{second:?}");
+    assert_eq!(second.raw_stderr, "", "{second:?}");
     assert_eq!(owner(&sb.root).0, base);
     // without a user namespace: back to the ids the guest sees, record gone
     let off = sb.run_in(&["--userns", "off"], &["stat", "-c", "%u", "/bin"]);
