@@ -1208,7 +1208,7 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
                 propagation: 0,
                 userns_fd: 0,
             };
-            sys::mount_setattr(target.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr)
+            mountattr::set(Target::Fd(target.as_fd()), false, &attr)
         }
         Step::Bounding(keep) => sys::drop_bounding_set(keep.bits()),
         Step::Identity(id) => {
