@@ -340,8 +340,12 @@ fn a_shift_killed_midway_is_finished_by_the_next_start() {
         .filter(|e| e.as_ref().unwrap().metadata().unwrap().uid() == 0)
         .count();
     assert!(unshifted > 0, "the walk was not midway");
-    // the next start finishes it: every file once, nothing twice
-    let done = sb.run_in(&["--ownership", "chown", "--userns", &b], &["true"]);
+    // the next start finishes it: every file once, nothing twice (100 000 files: minutes
+    // in the VM lanes, under TCG)
+    let done = integration_tests::run(
+        sb.run_command(&["--ownership", "chown", "--userns", &b], &["true"]),
+        secs(600),
+    );
     assert_eq!(done.code(), Some(0), "{done:?}");
     assert_shifted(&sb, B);
     for d in [0, 99, 199] {
