@@ -212,9 +212,10 @@ impl Store {
             Ok(_) | Err(Errno::ERANGE) => Ok(Store::Xattr),
             Err(Errno::EOPNOTSUPP) => {
                 let st = fstat(dir).map_err(|e| Error::setup("stat the root directory", e))?;
-                Ok(Store::File(
-                    Path::new(RECORD_DIR).join(format!("{}:{}", st.st_dev, st.st_ino)),
-                ))
+                Ok(Store::File(Path::new(RECORD_DIR).join({
+                    let (dev, ino) = walk::file_id(&st);
+                    format!("{dev}:{ino}")
+                })))
             }
             Err(e) => Err(Error::setup("read the root directory's shift record", e)),
         }
@@ -516,7 +517,7 @@ fn refuse_mounts_below(root: &RootDir) -> Result<()> {
     let st = fstat(root.fd()).map_err(|e| Error::setup("stat the root directory", e))?;
     if let Some((_, host)) = host_dirs()
         .into_iter()
-        .find(|(id, _)| *id == (st.st_dev, st.st_ino))
+        .find(|(id, _)| *id == walk::file_id(&st))
     {
         return Err(bad(format!(
             "it is the host's {host}: its owners cannot be shifted"

@@ -90,11 +90,18 @@ fn kind(st: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT
 }
 
+/// A file's device and inode, as the walk keeps and records them: 64 bits everywhere
+/// (on 32-bit ARM the C library's `struct stat` has a 32-bit inode).
+#[allow(clippy::useless_conversion)]
+pub fn file_id(st: &FileStat) -> (u64, u64) {
+    (u64::from(st.st_dev), u64::from(st.st_ino))
+}
+
 /// A file with more than one link, met during the walk.
 struct Linked {
     /// Links met.
-    seen: u64,
-    nlink: u64,
+    seen: libc::nlink_t,
+    nlink: libc::nlink_t,
     /// Where one of them is: its directory below the root, and its name.
     dir: PathBuf,
     name: CString,
@@ -226,15 +233,12 @@ impl<'a> Walk<'a> {
             return Ok(Some(frame));
         }
         if st.st_nlink > 1 {
-            let linked = self
-                .linked
-                .entry((st.st_dev, st.st_ino))
-                .or_insert_with(|| Linked {
-                    seen: 0,
-                    nlink: 0,
-                    dir: parent.to_owned(),
-                    name: name.to_owned(),
-                });
+            let linked = self.linked.entry(file_id(&st)).or_insert_with(|| Linked {
+                seen: 0,
+                nlink: 0,
+                dir: parent.to_owned(),
+                name: name.to_owned(),
+            });
             linked.seen += 1;
             linked.nlink = st.st_nlink;
             return Ok(None);
@@ -278,7 +282,7 @@ impl<'a> Walk<'a> {
     /// under the walk).
     fn same(&self, fd: BorrowedFd, before: &FileStat, rel: &Path) -> Result<FileStat> {
         let st = fstat(fd).map_err(|e| self.failed("stat", rel, e))?;
-        if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino) {
+        if file_id(&st) != file_id(before) {
             return Err(self.failed("shift the owners of", rel, Errno::EAGAIN));
         }
         Ok(st)
@@ -290,11 +294,7 @@ impl<'a> Walk<'a> {
             root: self.root.to_owned(),
             why,
         };
-        if let Some((_, host)) = self
-            .host_dirs
-            .iter()
-            .find(|(id, _)| *id == (st.st_dev, st.st_ino))
-        {
+        if let Some((_, host)) = self.host_dirs.iter().find(|(id, _)| *id == file_id(st)) {
             return Err(bad(format!(
                 "{} is the host's {host}: its owners cannot be shifted",
                 self.name(rel)
@@ -377,7 +377,7 @@ impl<'a> Walk<'a> {
             // what chown clears: set-user-ID, set-group-ID with group execute, capability
             let cleared = mode & 0o4000 != 0 || mode & 0o2010 == 0o2010;
             let keep = (regular && (cleared || caps.is_some())).then(|| Keep {
-                ino: st.st_ino,
+                ino: file_id(st).1,
                 mode,
                 caps: new_caps.clone().unwrap_or_default(),
             });
@@ -397,7 +397,7 @@ impl<'a> Walk<'a> {
         let resumed = self
             .resume
             .as_ref()
-            .filter(|k| regular && k.ino == st.st_ino)
+            .filter(|k| regular && k.ino == file_id(st).1)
             .cloned();
         if let Some(keep) = resumed {
             restore(node, &keep).map_err(fail)?;
