@@ -158,8 +158,10 @@ fn in_pid_namespace<T>(
     setns(pidfd, CloneFlags::CLONE_NEWPID)
         .map_err(|e| format!("join the container's PID namespace: {e}"))?;
     let result = then();
-    // our own active namespace may always be joined again
-    setns(&ours, CloneFlags::CLONE_NEWPID).expect("rejoin our own PID namespace");
+    // our own active namespace may always be joined again; were it not, what we fork
+    // next would be born in the container's
+    setns(&ours, CloneFlags::CLONE_NEWPID)
+        .map_err(|e| format!("rejoin our own PID namespace: {e}"))?;
     result
 }
 
