@@ -4,11 +4,15 @@
 //!
 //! The order of the plan, as runc's: the cgroup (clone3 puts the process in it), the
 //! namespaces joined by path, the root tree attached, the bundle's mounts in their order,
-//! the devices, the switch to the root, sysctls, masked and read-only paths, the root
-//! read-only, hostname and domainname; then, with a user namespace, entering it (the mounts
-//! locked); the OOM score, rlimits, the terminal, the bounding set, the user and its
-//! capabilities, the working directory, the executable looked up, `create` told we are
-//! ready; then the wait for `start`, and exec of the shim, which runs the process.
+//! the devices, a pause for the hooks of `create` (when it has any), the switch to the
+//! root, sysctls, masked and read-only paths, the root read-only, hostname and
+//! domainname; then, with a user namespace, entering it (the mounts locked); the OOM
+//! score, rlimits, the terminal, the bounding set, the user and its capabilities, the
+//! working directory, the executable looked up, `create` told we are ready; then the wait
+//! for `start`, and exec of the shim, which runs the process and says so on exec.fifo.
+//! A system container's init (see [`boots_as_system`]) is booted by the shim's system
+//! mode, which keeps what it needs to boot it again: the bounding set, capabilities,
+//! no_new_privs and seccomp filter are then the init's to take on, not the plan's.
 
 use std::ffi::CString;
 use std::fs;
