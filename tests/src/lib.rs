@@ -374,6 +374,29 @@ pub fn run(command: Command, timeout: Duration) -> Finished {
     Launcher::spawn(command).wait(timeout)
 }
 
+/// Waits until `systemctl is-system-running`, run in a container by `exec` (a runtime's or
+/// a client's exec, given the command's words), says `running`; a `degraded` system fails
+/// the test naming its failed units, and one not running after `timeout` with its jobs.
+pub fn wait_system_running(exec: impl Fn(&[&str]) -> Finished, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let state = exec(&["systemctl", "is-system-running"]);
+        match state.stdout.trim() {
+            "running" => return,
+            "degraded" => {
+                let failed = exec(&["systemctl", "--failed", "--no-legend"]);
+                panic!("systemd is degraded: {}", failed.stdout);
+            }
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            let jobs = exec(&["systemctl", "list-jobs", "--no-legend"]);
+            panic!("systemd is not running after {timeout:?}: {state:?}\njobs: {jobs:?}");
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A process running in the background (`cradle start`, `cradle run`, any command), its
 /// output captured.
 pub struct Launcher {

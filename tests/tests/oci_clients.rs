@@ -265,16 +265,7 @@ fn podman_boots_a_system_container_that_reboots_in_place_and_stops_cleanly() {
         "running",
         "rebooted in place: {state:?}"
     );
-    // a clean halt, well before podman's 10 s would have it killed
-    let begun = Instant::now();
-    let stopped = p.run(&["stop", "s1"]);
-    assert!(stopped.status.success(), "{stopped:?}");
-    assert!(
-        begun.elapsed() < Duration::from_secs(8),
-        "halted, not killed"
-    );
-    let code = p.run(&["inspect", "s1", "--format", "{{.State.ExitCode}}"]);
-    assert_eq!(code.stdout.trim(), "0", "{code:?}");
+    stops_cleanly(&p, "s1");
 }
 
 /// The start time of the container's init (field 22 of /proc/1/stat, as the container
@@ -288,27 +279,22 @@ fn init_started(p: &Podman, name: &str) -> String {
 
 /// Waits until systemd in container `name` says the system is `running`.
 fn wait_running(p: &Podman, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let state = p.run(&["exec", name, "systemctl", "is-system-running"]);
-        match state.stdout.trim() {
-            "running" => return,
-            "degraded" => {
-                let failed = p.run(&["exec", name, "systemctl", "--failed", "--no-legend"]);
-                panic!("systemd is degraded: {}", failed.stdout);
-            }
-            _ => {}
-        }
-        if Instant::now() > deadline {
-            let jobs = p.run(&["exec", name, "systemctl", "list-jobs", "--no-legend"]);
-            let status = p.run(&["inspect", name, "--format", "{{.State.Status}}"]);
-            panic!(
-                "systemd is not running after 60 s: {state:?}\njobs: {jobs:?}\ncontainer: {}",
-                status.stdout
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let exec = |words: &[&str]| p.run(&[&["exec", name][..], words].concat());
+    integration_tests::wait_system_running(exec, Duration::from_secs(60));
+}
+
+/// `podman stop` of container `name`: it halts, well before podman's 10 s would have it
+/// killed, and exits 0.
+fn stops_cleanly(p: &Podman, name: &str) {
+    let begun = Instant::now();
+    let stopped = p.run(&["stop", name]);
+    assert!(stopped.status.success(), "{stopped:?}");
+    assert!(
+        begun.elapsed() < Duration::from_secs(8),
+        "halted, not killed"
+    );
+    let code = p.run(&["inspect", name, "--format", "{{.State.ExitCode}}"]);
+    assert_eq!(code.stdout.trim(), "0", "{code:?}");
 }
 
 #[test]
@@ -351,15 +337,7 @@ fn podman_boots_debian_with_systemd_reboots_it_in_place_and_stops_it_cleanly() {
     wait_running(&p, "deb");
     let state = p.run(&["inspect", "deb", "--format", "{{.State.Status}}"]);
     assert_eq!(state.stdout.trim(), "running", "{state:?}");
-    let begun = Instant::now();
-    let stopped = p.run(&["stop", "deb"]);
-    assert!(stopped.status.success(), "{stopped:?}");
-    assert!(
-        begun.elapsed() < Duration::from_secs(8),
-        "halted, not killed"
-    );
-    let code = p.run(&["inspect", "deb", "--format", "{{.State.ExitCode}}"]);
-    assert_eq!(code.stdout.trim(), "0", "{code:?}");
+    stops_cleanly(&p, "deb");
     assert!(p.run(&["rm", "deb"]).status.success());
 }
 

@@ -911,14 +911,12 @@ fn preserve_fds_hands_those_descriptors_on_and_no_other() {
         "exec 3>{dir}/f3 4>{dir}/f4 5>{dir}/f5; exec {} --root {dir}/oci-state run --preserve-fds 2 --bundle {dir} p1",
         dist("cradle-oci").display()
     );
-    let done = run(
-        {
-            let mut c = Command::new("sh");
-            c.args(["-c", &script]);
-            c
-        },
-        secs(60),
-    );
+    let sh = |script: &str| {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        run(c, secs(60))
+    };
+    let done = sh(&script);
     assert_eq!(done.code(), Some(0), "{done:?}");
     assert_eq!(fs::read_to_string(b.sb.dir.join("f3")).unwrap(), "three\n");
     assert_eq!(fs::read_to_string(b.sb.dir.join("f4")).unwrap(), "four\n");
@@ -927,15 +925,7 @@ fn preserve_fds_hands_those_descriptors_on_and_no_other() {
         "exec 3>{dir}/f3; exec {} --root {dir}/oci-state run --preserve-fds 2 --bundle {dir} p2",
         dist("cradle-oci").display()
     );
-    let done = run(
-        {
-            let mut c = Command::new("sh");
-            c.args(["-c", &script]);
-            c
-        },
-        secs(60),
-    );
-    done.assert_one_line_error(2, "descriptor 4 is not open");
+    sh(&script).assert_one_line_error(2, "descriptor 4 is not open");
 }
 
 /// busybox's init, told to note each boot and shutdown in /boots and to keep a service
@@ -1048,26 +1038,10 @@ fn a_system_container_boots_its_init_reboots_in_place_and_halts_on_sigterm() {
     b.run("s3").assert_one_line_error(2, "run.cradle.system");
 }
 
-/// `systemctl is-system-running` in container `id`, until it says `running` (a
-/// `degraded` system names its failed units).
+/// `systemctl is-system-running` in container `id`, until it says `running`.
 fn wait_system_running(b: &Bundle, id: &str) {
-    let deadline = Instant::now() + secs(90);
-    loop {
-        let state = b.oci(&["exec", id, "systemctl", "is-system-running"]);
-        match state.stdout.trim() {
-            "running" => return,
-            "degraded" => {
-                let failed = b.oci(&["exec", id, "systemctl", "--failed", "--no-legend"]);
-                panic!("systemd is degraded: {}", failed.stdout);
-            }
-            _ => {}
-        }
-        assert!(
-            Instant::now() < deadline,
-            "systemd is not running: {state:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let exec = |words: &[&str]| b.oci(&[&["exec", id][..], words].concat());
+    integration_tests::wait_system_running(exec, secs(90));
 }
 
 /// A Debian 12 with systemd as an OCI system container, with what podman's systemd mode
