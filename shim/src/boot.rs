@@ -103,6 +103,23 @@ impl supervise::Supervisor for Guest {
     }
 }
 
+/// Starts `child` as PID 1 of a new PID namespace, with a mount namespace of its own (in
+/// the cgroup open on `cgroup`, if any): its pid once it has exec'd, or the step that
+/// failed (a child that failed is reaped).
+pub fn spawn_nested(
+    cgroup: Option<sys::Fd>,
+    child: impl FnOnce() -> Failure,
+) -> Result<sys::Pid, Failure> {
+    match sys::spawn(libc::CLONE_NEWPID | libc::CLONE_NEWNS, cgroup, child) {
+        Ok((pid, None)) => Ok(pid),
+        Ok((_, Some(failure))) => {
+            supervise::reap_all();
+            Err(failure)
+        }
+        Err(errno) => Err(Failure::new(Stage::SpawnGuest, 0, errno.0)),
+    }
+}
+
 /// Passes on a failure to start the guest; returns the shim's exit code for it.
 fn setup_failed(reporter: &mut Reporter, failure: Failure) -> u8 {
     if !reporter.is_connected() {
@@ -138,19 +155,13 @@ pub fn run(
     if let Err(e) = sys::chdir(c"/") {
         return setup_failed(reporter, Failure::new(Stage::SpawnGuest, 0, e.0));
     }
-    let spawned = sys::spawn(libc::CLONE_NEWPID | libc::CLONE_NEWNS, cgroup, || {
-        exec_guest(init, environment, cgroup.is_some())
-    });
+    let spawned = spawn_nested(cgroup, || exec_guest(init, environment, cgroup.is_some()));
     if let Some(fd) = cgroup {
         sys::close(fd);
     }
     let init_pid = match spawned {
-        Ok((pid, None)) => pid,
-        Ok((_, Some(failure))) => {
-            supervise::reap_all();
-            return setup_failed(reporter, failure);
-        }
-        Err(errno) => return setup_failed(reporter, Failure::new(Stage::SpawnGuest, 0, errno.0)),
+        Ok(pid) => pid,
+        Err(failure) => return setup_failed(reporter, failure),
     };
     reporter.success();
     info!("guest init {} is running", Lossy(INIT_PATHS[init]));

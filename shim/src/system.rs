@@ -274,16 +274,10 @@ pub fn run(signals: &Signals, reporter: &mut Reporter, how: System) -> u8 {
     let mut commands = HaltCommands::new();
     let mut boots = 0u32;
     loop {
-        let spawned = sys::spawn(libc::CLONE_NEWPID | libc::CLONE_NEWNS, None, || {
-            exec_init(&how, &rules, &mut argv)
-        });
+        let spawned = crate::boot::spawn_nested(None, || exec_init(&how, &rules, &mut argv));
         let init = match spawned {
-            Ok((pid, None)) => pid,
-            Ok((_, Some(failure))) => {
-                supervise::reap_all();
-                return setup_failed(reporter, failure);
-            }
-            Err(e) => return setup_failed(reporter, Failure::new(Stage::SpawnGuest, 0, e.0)),
+            Ok(pid) => pid,
+            Err(failure) => return setup_failed(reporter, failure),
         };
         if boots == 0 {
             reporter.success();
