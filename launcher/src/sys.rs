@@ -327,6 +327,78 @@ pub fn cloexec_from(first: u32) -> nix::Result<()> {
     Ok(())
 }
 
+/// close_range(2) of `first..=last` (nothing when the range is empty).
+fn close_range(first: RawFd, last: RawFd) {
+    if first <= last {
+        // SAFETY: closes descriptors; the caller owns every one in the range.
+        unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0) };
+    }
+}
+
+/// Forks a grandchild that closes every descriptor but `keep` (sorted), runs `work` and
+/// exits; the child between exits at once and is waited for here, so the grandchild is
+/// reaped by init (or the nearest subreaper), not by us, however long we live. It holds
+/// nothing of ours (no lock, no standard stream) but `keep`. False when it could not be
+/// forked.
+///
+/// # Safety
+/// `work` runs in a forked copy of this process: it must make only async-signal-safe
+/// calls unless the process is single-threaded.
+unsafe fn orphan(keep: &[RawFd], work: impl FnOnce()) -> bool {
+    // SAFETY: both children make only system calls until `work`, whose soundness is the
+    // caller's contract.
+    match unsafe { libc::fork() } {
+        -1 => false,
+        0 => {
+            // SAFETY: as above
+            if unsafe { libc::fork() } != 0 {
+                exit_now(0)
+            }
+            let mut next = 0;
+            for &fd in keep {
+                close_range(next, fd - 1);
+                next = fd + 1;
+            }
+            close_range(next, RawFd::MAX);
+            work();
+            exit_now(0)
+        }
+        pid => {
+            let mut status = 0;
+            // SAFETY: waits for our own child, into a local.
+            while unsafe { libc::waitpid(pid, &mut status, 0) } == -1
+                && Errno::last() == Errno::EINTR
+            {}
+            true
+        }
+    }
+}
+
+/// Closes `fd` in the background, after this process has let go of it, so that what the
+/// kernel does on the last close is not waited for here (an nf_tables socket that deleted
+/// something waits there for an RCU grace period, 5 to 25 ms): a process of its own
+/// waits until our copy is closed and closes its own. Where it cannot be forked, `fd` is
+/// closed here.
+pub fn close_in_background(fd: OwnedFd) {
+    let Ok((wait, go)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+        return;
+    };
+    let (keep, hold) = (fd.as_raw_fd(), wait.as_raw_fd());
+    let work = || {
+        let mut byte = 0u8;
+        // end of file once we closed `go` (after our copy of `fd`)
+        // SAFETY: reads into a local byte.
+        unsafe { libc::read(hold, (&raw mut byte).cast(), 1) };
+        // SAFETY: `keep` is this process's copy of `fd`.
+        unsafe { libc::close(keep) };
+    };
+    // SAFETY: `work` makes only async-signal-safe system calls on values computed here.
+    unsafe { orphan(&[keep.min(hold), keep.max(hold)], work) };
+    // our copy goes first, then the other process may close its own
+    drop(fd);
+    drop(go);
+}
+
 /// Clears close-on-exec on `fd`, to hand it to the program the child execs.
 pub fn keep_on_exec(fd: BorrowedFd) -> nix::Result<()> {
     set_cloexec(fd.as_raw_fd(), false)

@@ -100,6 +100,23 @@ impl NetLab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// How many ICMP echo requests (IPv4) namespace `ns` has received: what it counts in
+    /// its /proc/net/snmp, read by a process in it.
+    pub fn echo_requests(ns: &str) -> u64 {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+            .output()
+            .expect("read /proc/net/snmp");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut icmp = text.lines().filter(|l| l.starts_with("Icmp:"));
+        let (names, values) = (icmp.next().unwrap(), icmp.next().unwrap());
+        let at = names
+            .split_whitespace()
+            .position(|n| n == "InEchos")
+            .unwrap();
+        values.split_whitespace().nth(at).unwrap().parse().unwrap()
+    }
+
     /// Runs `f` on a thread in namespace `ns` and returns what it returns.
     pub fn within<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
         let path = format!("/run/netns/{ns}");

@@ -43,23 +43,27 @@ fn addresses(net: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// The mark of a guest's elements in cradle's nftables sets and maps, as nft lists them.
+fn elements_of(sb: &Sandbox) -> String {
+    format!("comment \"{}\"", sb.name)
+}
+
 /// Asserts that nothing networking made for the guest is left in the lab's host
-/// namespace or in the leases: no link, no chain, no lease naming it. The link (and the
-/// filter's chain with it) goes with the guest's network namespace, which the kernel tears
-/// down in the background after the guest's last process: a few milliseconds are allowed.
+/// namespace or in the leases: no link, no element of cradle's ruleset, no lease naming
+/// it. The link goes with the guest's network namespace, which the kernel tears down in
+/// the background after the guest's last process: a few milliseconds are allowed.
 fn assert_no_network_left(sb: &Sandbox, lab: &NetLab) {
     let deadline = std::time::Instant::now() + secs(5);
-    let chains = format!("g-{}-", sb.name);
     loop {
         let links = lab.host_ip("-br link");
         let rules = lab.host_nft("list ruleset");
-        let left = links.contains("ve-") || rules.contains(&chains);
+        let left = links.contains("ve-") || rules.contains(&elements_of(sb));
         if !left {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{} left links or chains:\n{links}\n{rules}",
+            "{} left links or elements:\n{links}\n{rules}",
             sb.name
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -229,6 +233,30 @@ fn a_routed_guest_is_reached_at_its_own_addresses_and_through_a_forward() {
     let out = sb.exec(&["sh", "-c", &format!("nc {UPSTREAM4} 9001 </dev/null")]);
     assert_eq!(out.stdout.trim(), "peer=192.0.2.10", "{out:?}");
     peer.join().unwrap();
+    // another address, then another MAC: what the guest sends with them never leaves
+    // the host (upstream counts the echo requests it gets)
+    let ping = |from: &str| {
+        let before = NetLab::echo_requests(&lab.upstream);
+        let args = ["ping", "-c1", "-W1", "-I", from, UPSTREAM4];
+        let answered = sb.exec(&args).code() == Some(0);
+        (answered, NetLab::echo_requests(&lab.upstream) - before)
+    };
+    assert_eq!(
+        ping("192.0.2.10"),
+        (true, 1),
+        "its own address goes through"
+    );
+    let add = sb.exec(&["ip", "addr", "add", "192.0.2.99/32", "dev", "eth0"]);
+    assert_eq!(add.code(), Some(0), "{add:?}");
+    assert_eq!(ping("192.0.2.99"), (false, 0), "a spoofed address");
+    let mac = sb.exec(&[
+        "sh",
+        "-c",
+        "ip link set eth0 down && ip link set eth0 address 02:11:22:33:44:56 && ip link set eth0 up \
+         && ip route add default via 169.254.1.1 dev eth0 onlink",
+    ]);
+    assert_eq!(mac.code(), Some(0), "{mac:?}");
+    assert_eq!(ping("192.0.2.10"), (false, 0), "a spoofed MAC");
     stop(&sb);
     assert_no_network_left(&sb, &lab);
 }
@@ -298,8 +326,12 @@ fn a_killed_launcher_leaves_nothing_the_next_start_does_not_sweep() {
     let _again = sb.start_detached(&["--net", "nat"], secs(30));
     let rules = lab.host_nft("list ruleset");
     assert!(
-        !rules.contains(&format!("g-{}-dnat", sb.name)),
+        !rules.contains(&format!("tcp . 8083 {}", elements_of(&sb))),
         "the killed launcher's forward is still there:\n{rules}"
+    );
+    assert!(
+        rules.contains(&elements_of(&sb)),
+        "the new boot's filter:\n{rules}"
     );
     stop(&sb);
     assert_no_network_left(&sb, &lab);
@@ -335,9 +367,16 @@ fn bad_network_input_is_one_line_and_makes_nothing() {
     let _guard = other.start_detached(&["--net", "routed", "--ip", "192.0.2.20"], secs(30));
     let taken = sb.run_in(&["--net", "routed", "--ip", "192.0.2.20"], &["true"]);
     refused(&taken, &other.name);
+    // a host port another running guest forwards
+    let forwarder = Sandbox::busybox("net-bad-forwarder").in_lab(&lab);
+    let _fguard = forwarder.start_detached(&["--net", "nat", "--port", "8090:80"], secs(30));
+    let clash = sb.run_in(&["--net", "nat", "--port", "8090:8080"], &["true"]);
+    refused(&clash, "8090/tcp is forwarded to another guest");
+    stop(&forwarder);
     stop(&other);
     assert_no_network_left(&sb, &lab);
     assert_no_network_left(&other, &lab);
+    assert_no_network_left(&forwarder, &lab);
 }
 
 #[test]

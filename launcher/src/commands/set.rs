@@ -126,7 +126,7 @@ fn set_running(state_base: &Path, name: &str, wanted: &Wanted) -> Result<()> {
 /// The running guest's forwards, replaced: recorded for its later boots, and the running
 /// boot's rules made again at once (one nft transaction: no moment without them).
 fn set_ports(state: &Observed, name: &str, ports: &[Port]) -> Result<()> {
-    let mut network = state.network()?;
+    let network = state.network()?;
     if !matches!(network.mode, Mode::Nat | Mode::Routed) {
         return Err(Error::Usage(format!(
             "--port is for nat and routed guests; {name} has --net {}",
@@ -150,15 +150,15 @@ fn set_ports(state: &Observed, name: &str, ports: &[Port]) -> Result<()> {
             "{name} was started in another network namespace: run cradle set there"
         )));
     }
-    // the rules of the running boot (between boots, the next one makes them from the
-    // record): refilled, or removed for none
+    // the forwards of the running boot replaced (between boots, the old ones go and the
+    // next boot adds the new ones from the record)
     let running = state.info()?.cgroup.is_dir();
-    if ports.is_empty() && !network.ports.is_empty() {
-        nft::remove(&network, nft::Chains::Forwards)?;
+    let mut new = network.clone();
+    new.ports = ports.to_vec();
+    if running {
+        nft::set_forwards(&network, &new)?;
+    } else {
+        nft::remove(&network, nft::Which::Forwards)?;
     }
-    network.ports = ports.to_vec();
-    if running && !ports.is_empty() {
-        nft::set_forwards(&network)?;
-    }
-    state.set_network(&network)
+    state.set_network(&new)
 }

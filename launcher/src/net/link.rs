@@ -466,20 +466,22 @@ impl Netlink {
     }
 }
 
+/// Runs `f` on a thread of its own in a new network namespace (never the machine's); the
+/// programs it runs are in that namespace too.
+#[cfg(test)]
+pub(crate) fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET).expect("unshare a network namespace");
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
-
-    /// Runs `f` on a thread of its own in a new network namespace (never the machine's).
-    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-        std::thread::spawn(move || {
-            nix::sched::unshare(CloneFlags::CLONE_NEWNET).expect("unshare a network namespace");
-            f()
-        })
-        .join()
-        .unwrap()
-    }
 
     /// A second network namespace, held by the returned descriptor.
     fn other_netns() -> OwnedFd {

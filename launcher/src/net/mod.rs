@@ -5,13 +5,15 @@
 //!
 //! - `link`: rtnetlink (links, addresses, routes), in the launcher's own network namespace
 //!   or, through a socket made there, in the guest's;
-//! - `nft`: cradle's nftables tables (`inet cradle`, `netdev cradle`): outbound NAT, port
-//!   forwards, the guest's anti-spoofing filter;
+//! - `nft`: cradle's nftables tables (`inet cradle`, `bridge cradle`): outbound NAT, port
+//!   forwards, the guests' anti-spoofing filter, and what a guest holds of them;
+//! - `nfnl`: the elements of their sets and maps, added and removed over netlink;
 //! - `lease`: addresses held per guest name, as the user-namespace ranges are;
 //! - `setup`: one boot's network, made before the guest's init runs and removed after.
 
 pub mod lease;
 pub mod link;
+pub mod nfnl;
 pub mod nft;
 pub mod setup;
 

@@ -228,16 +228,16 @@ pub fn new_netns(threads: &SingleThreaded) -> Result<OwnedFd> {
     fd
 }
 
-/// What a guest's launcher removes when it ends (halt, or a failed start): its chains
-/// (forwards, filter), one transaction. The host's side of a boot's link goes with the
+/// What a guest's launcher removes when it ends (halt, or a failed start): its elements
+/// of cradle's ruleset (forwards, filter), one transaction. The host's side of a boot's link goes with the
 /// guest's network namespace, which the kernel tears down after the guest's last process
 /// (a reboot never waits for that: see [`attach`]).
 pub fn finish(network: &Network) {
-    let chains = !network.ports.is_empty() || network.filtered();
-    if !network.mode.linked() || !chains || !in_its_netns(network) {
+    let rules = !network.ports.is_empty() || network.filtered();
+    if !network.mode.linked() || !rules || !in_its_netns(network) {
         return;
     }
-    if let Err(e) = nft::remove(network, nft::Chains::Recorded) {
+    if let Err(e) = nft::remove(network, nft::Which::All) {
         log::warn!("{e}");
     }
 }
@@ -262,7 +262,7 @@ pub fn detach(network: &Network) {
         return;
     }
     if nft::needed(network) {
-        if let Err(e) = nft::remove(network, nft::Chains::All) {
+        if let Err(e) = nft::remove(network, nft::Which::All) {
             log::warn!("{e}");
         }
     }
@@ -317,7 +317,7 @@ pub fn attach(network: &Network, netns: BorrowedFd) -> Result<()> {
     }
     guest_side(network, netns)?;
     if nft::needed(network) {
-        nft::add(network, network.host_link.as_deref())?;
+        nft::add(network)?;
     }
     if matches!(network.mode, Mode::Nat | Mode::Routed) {
         forwarding(network)?;
