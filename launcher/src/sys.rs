@@ -374,6 +374,15 @@ unsafe fn orphan(keep: &[RawFd], work: impl FnOnce()) -> bool {
     }
 }
 
+/// Runs `work` in the background, in a process of its own that nobody waits for (see
+/// [`orphan`]): ordinary Rust, since the launcher is single-threaded.
+pub fn in_background(_: &SingleThreaded, work: impl FnOnce()) {
+    // SAFETY: the process is single-threaded (the token proves it).
+    if !unsafe { orphan(&[], work) } {
+        log::debug!("no process for background work: not done");
+    }
+}
+
 /// Closes `fd` in the background, after this process has let go of it, so that what the
 /// kernel does on the last close is not waited for here (an nf_tables socket that deleted
 /// something waits there for an RCU grace period, 5 to 25 ms): a process of its own

@@ -116,7 +116,7 @@ impl Blueprint<'_> {
             .and_then(|ns| ns.net.as_ref())
             .or(made_netns.as_ref());
         if let Some(fd) = netns {
-            net::setup::attach(self.network, fd.as_fd())?;
+            net::setup::attach(self.threads, self.network, fd.as_fd())?;
         }
         let resolv_conf =
             (!self.network.dns.is_empty()).then(|| net::setup::resolv_conf(&self.network.dns));

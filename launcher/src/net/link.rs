@@ -315,6 +315,16 @@ impl Netlink {
         self.set_link(index, Vec::new(), true)
     }
 
+    /// Takes link `index` down and renames it `name`, which frees its name at once (a
+    /// deletion waits for grace periods).
+    pub fn set_aside(&mut self, index: u32, name: &str) -> io::Result<()> {
+        let mut down = LinkMessage::default();
+        down.header.index = index;
+        down.header.change_mask = LinkFlags::Up;
+        self.request(RouteNetlinkMessage::SetLink(down), 0)?;
+        self.set_link(index, vec![LinkAttribute::IfName(name.to_owned())], false)
+    }
+
     /// Adds `addr/prefix` to link `index` (IPv6 without duplicate address detection's
     /// wait); one it has already is no error.
     pub fn add_address(&mut self, index: u32, addr: IpAddr, prefix: u8) -> io::Result<()> {
@@ -580,6 +590,19 @@ mod tests {
             assert_eq!(inside.index("eth0").unwrap(), None, "both ends go");
             host.delete_link(index)
                 .expect("a link that is gone is no error");
+
+            // an up link on a bridge, set aside: its name is free at once, for a new one
+            let old = host
+                .add_veth("ve-t", "eth0", guest.as_fd(), mac, None)
+                .unwrap();
+            host.set_master(old, bridge).unwrap();
+            host.set_up(old).unwrap();
+            host.set_aside(old, "cx-t").unwrap();
+            assert_eq!(host.index("ve-t").unwrap(), None);
+            assert_eq!(host.index("cx-t").unwrap(), Some(old));
+            let other = other_netns();
+            host.add_veth("ve-t", "eth0", other.as_fd(), mac, None)
+                .expect("the name is free");
         });
     }
 }

@@ -278,11 +278,12 @@ pub fn detach(network: &Network) {
 }
 
 /// Makes the guest's link in its network namespace `netns` (its init not running yet).
-/// Nothing of it is removed when the boot ends: deleting a link costs the kernel a grace
-/// period (about 17 ms here), which the namespace's teardown spends in the background.
-/// A reboot that finds the last boot's link still there (its namespace not torn down
-/// yet) deletes it then.
-pub fn attach(network: &Network, netns: BorrowedFd) -> Result<()> {
+/// Nothing of it is removed when the boot ends: deleting a link costs the kernel grace
+/// periods (17 to 35 ms here), which the namespace's teardown spends in the background.
+/// A boot that finds the last boot's link still there (its namespace not torn down yet,
+/// or a killed launcher's) renames that one out of the way and has it deleted in the
+/// background, where the kernel has not done so by then.
+pub fn attach(threads: &SingleThreaded, network: &Network, netns: BorrowedFd) -> Result<()> {
     if !network.mode.linked() {
         return Ok(());
     }
@@ -302,7 +303,7 @@ pub fn attach(network: &Network, netns: BorrowedFd) -> Result<()> {
                 // ours, since the name is held
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                     if let Some(old) = host.index(link_name).ok().flatten() {
-                        let _ = host.delete_link(old);
+                        set_aside(threads, &mut host, old);
                     }
                     host.add_veth(link_name, GUEST_LINK, netns, mac, network.mtu)
                 }
@@ -323,6 +324,21 @@ pub fn attach(network: &Network, netns: BorrowedFd) -> Result<()> {
         forwarding(network)?;
     }
     Ok(())
+}
+
+/// Frees the name of an old link `index` of ours: renamed `cx-INDEX` (a name no other
+/// link has: indexes are unique) and deleted in the background, or deleted here where it
+/// cannot be renamed.
+fn set_aside(threads: &SingleThreaded, host: &mut Netlink, index: u32) {
+    if host.set_aside(index, &format!("cx-{index}")).is_err() {
+        let _ = host.delete_link(index);
+        return;
+    }
+    sys::in_background(threads, || {
+        if let Ok(mut nl) = Netlink::open() {
+            let _ = nl.delete_link(index);
+        }
+    });
 }
 
 /// The host's side of a veth: on its bridge, or with the routed gateway and routes.
