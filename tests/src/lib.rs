@@ -357,16 +357,33 @@ pub fn without_shift_notes(stderr: String) -> String {
     if kernel_has_idmapped_mounts() {
         return stderr;
     }
-    let note = |line: &str| {
-        (line.starts_with("cradle: warning: ")
-            && line.contains("cannot be id-mapped on this kernel"))
-            || (line.starts_with("cradle: ") && line.contains(" files shifted to host ids "))
-    };
     let kept: String = stderr
         .split_inclusive('\n')
-        .filter(|line| !note(line))
+        .filter(|line| !is_shift_note(line))
         .collect();
     kept
+}
+
+/// True for a line of those notes.
+fn is_shift_note(line: &str) -> bool {
+    (line.starts_with("cradle: warning: ") && line.contains("cannot be id-mapped on this kernel"))
+        || (line.starts_with("cradle: ") && line.contains(" files shifted to host ids "))
+}
+
+/// `out`, a launcher's standard output and error in one stream, without the notes of a
+/// shift of owners (see [`without_shift_notes`]) that it starts with before Linux 5.12:
+/// they are said before the guest starts, so before anything it prints.
+pub fn after_shift_notes(mut out: &[u8]) -> &[u8] {
+    if kernel_has_idmapped_mounts() {
+        return out;
+    }
+    while let Some(end) = out.iter().position(|&b| b == b'\n') {
+        if !is_shift_note(&String::from_utf8_lossy(&out[..end])) {
+            break;
+        }
+        out = &out[end + 1..];
+    }
+    out
 }
 
 /// Runs `command` to the end, killing it (and failing the test) after `timeout`.
