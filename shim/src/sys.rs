@@ -866,7 +866,22 @@ pub fn exec_fd(fd: Fd, argv: &[*const c_char], environment: crate::Environment) 
             libc::AT_EMPTY_PATH,
         )
     };
-    last_errno()
+    let errno = last_errno();
+    if errno.0 != libc::ENOENT {
+        return errno;
+    }
+    // Debian 11's 5.10 answers ENOENT for some descriptors (an O_PATH one of the
+    // launcher): their magic link in /proc runs the same file
+    let mut path = [0u8; 40];
+    let prefix = b"/proc/self/fd/";
+    let mut digits = [0; 20];
+    let number = cradle_common::console::decimal(fd as u64, &mut digits);
+    path[..prefix.len()].copy_from_slice(prefix);
+    path[prefix.len()..prefix.len() + number.len()].copy_from_slice(number);
+    match CStr::from_bytes_until_nul(&path) {
+        Ok(path) => execve(path, argv, environment),
+        Err(_) => errno,
+    }
 }
 
 /// A pidfd of the process `pid` (close-on-exec).
