@@ -25,7 +25,7 @@ use cradle_common::arch;
 use cradle_core::cgroups::container::Cgroup;
 use cradle_core::cgroups::limits::Limits;
 use cradle_core::cgroups::v1::{self, Host, Provider, V1Dir};
-use cradle_core::container::mountinfo::RootSwitch;
+use cradle_core::container::mountinfo::{self, RootSwitch};
 use cradle_core::container::plan::{
     Capabilities, Filesystem, GuestPath, Identity, Namespace, PAUSED, Source, Step,
 };
@@ -1335,6 +1335,19 @@ fn mount_steps(
             } else {
                 Step::EnsureFile(last)
             });
+            // before Linux 5.12 the flags of a recursive bind are set mount by mount
+            let below = if recursive
+                && (set != 0 || clear != 0)
+                && !cradle_core::container::mountattr::kernel_has_mount_setattr()
+            {
+                let real = fs::canonicalize(&source)
+                    .map_err(|e| Error::host(format!("bind source {}", source.display()), e))?;
+                let table = fs::read_to_string("/proc/self/mountinfo")
+                    .map_err(|e| Error::host("read /proc/self/mountinfo", e))?;
+                mountinfo::below(&mountinfo::parse(&table), &real)
+            } else {
+                Vec::new()
+            };
             steps.push(Step::BindPath {
                 source: cstring(&source.to_string_lossy(), "bind source")?,
                 target: GuestPath::following(&mount.destination).expect("checked above"),
@@ -1342,6 +1355,7 @@ fn mount_steps(
                 set,
                 clear,
                 idmap,
+                below,
             });
             if propagation != 0 {
                 steps.push(Step::Propagation {
@@ -1463,6 +1477,7 @@ fn cgroup_tree_steps(
             set: attrs(ro),
             clear: 0,
             idmap: None,
+            below: Vec::new(),
         });
         named.push(name);
     }

@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -240,14 +241,21 @@ fn the_specs_process_and_container_fields_are_honoured() {
              touch /rootfile 2>/dev/null && echo root=rw || echo root=ro; \
              echo data > /data/f && echo tmpfs=rw; \
              cat /host/marker; \
+             touch /host/w 2>/dev/null && echo hostdir=rw || echo hostdir=ro; \
+             touch /host/sub/w 2>/dev/null && echo hostsub=rw || echo hostsub=ro; \
              echo masked=$(wc -c < /proc/timer_list); \
              (echo 1 > /proc/sysrq-trigger) 2>/dev/null && echo sysrq=rw || echo sysrq=ro; \
              echo pids=$(cat /sys/fs/cgroup/pids.max 2>/dev/null || echo v1)",
         ],
     );
+    // rbind and ro: read-only, with what is mounted below it (writable for uid 1000
+    // otherwise: 0777 and a tmpfs of mode 1777)
     let host_dir = b.sb.dir.join("shared");
-    fs::create_dir(&host_dir).unwrap();
+    fs::create_dir_all(host_dir.join("sub")).unwrap();
     fs::write(host_dir.join("marker"), "marker=seen\n").unwrap();
+    fs::set_permissions(&host_dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let _sub = integration_tests::Mounted::new("tmpfs", &host_dir.join("sub"));
+    fs::set_permissions(host_dir.join("sub"), fs::Permissions::from_mode(0o1777)).unwrap();
     let c = &mut b.config;
     c["hostname"] = json!("fields-host");
     c["process"]["user"] =
@@ -288,6 +296,8 @@ fn the_specs_process_and_container_fields_are_honoured() {
         "root=ro",
         "tmpfs=rw",
         "marker=seen",
+        "hostdir=ro",
+        "hostsub=ro",
         "masked=0",
         "sysrq=ro",
     ] {

@@ -53,6 +53,21 @@ fn parse_line(line: &str) -> Option<Mount> {
     })
 }
 
+/// The mount points strictly below `dir` (an absolute path without symlinks), relative to
+/// it, in the order of `mounts` (a mount after the one it is mounted on).
+pub fn below(mounts: &[Mount], dir: &Path) -> Vec<CString> {
+    let mut prefix = dir.as_os_str().as_bytes().to_vec();
+    if prefix.last() != Some(&b'/') {
+        prefix.push(b'/');
+    }
+    mounts
+        .iter()
+        .filter_map(|m| m.mount_point.strip_prefix(prefix.as_slice()))
+        .filter(|rel| !rel.is_empty())
+        .filter_map(|rel| CString::new(rel).ok())
+        .collect()
+}
+
 /// mountinfo writes space, tab, newline and backslash in a path as `\OOO` (octal).
 fn unescape(field: &str) -> Vec<u8> {
     let bytes = field.as_bytes();
@@ -166,6 +181,21 @@ mod tests {
         assert_eq!(mounts[8].mount_point, b"/mnt/with space");
         assert_eq!(unescape(r"a\134b\011"), b"a\\b\t");
         assert_eq!(unescape(r"a\9"), b"a\\9");
+    }
+
+    #[test]
+    fn the_mounts_below_a_directory_are_its_own_parents_first() {
+        let mounts = parse(INITRAMFS);
+        assert_eq!(
+            below(&mounts, Path::new("/mnt/disk")),
+            [c"scratch", c"guest/run"]
+        );
+        assert!(below(&mounts, Path::new("/mnt/disk/guest/run")).is_empty());
+        assert!(
+            below(&mounts, Path::new("/mnt/with")).is_empty(),
+            "a prefix alone"
+        );
+        assert_eq!(below(&mounts, Path::new("/sys/")), [c"fs/cgroup"]);
     }
 
     #[test]

@@ -358,6 +358,10 @@ pub enum Step {
         set: u64,
         clear: u64,
         idmap: Option<OwnedFd>,
+        /// The mounts below `source` (paths relative to it, parents first), for a
+        /// recursive bind on a kernel without mount_setattr (before 5.12), where the
+        /// flags are set mount by mount (`mountinfo::below`); empty otherwise.
+        below: Vec<CString>,
     },
     /// The propagation (`MS_SHARED`, `MS_SLAVE`, `MS_PRIVATE`, `MS_UNBINDABLE`) of the
     /// mount at a path, with the mounts below it when `recursive`: set once the mount is
@@ -1147,6 +1151,7 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             set,
             clear,
             idmap,
+            below,
         } => {
             let target = in_root(root)?.path(target)?;
             let (clone_flags, at_flags) = if *recursive {
@@ -1168,10 +1173,24 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             let empty = libc::AT_EMPTY_PATH as u32;
             match sys::mount_setattr(tree.as_fd(), c"", empty | at_flags, &attr) {
                 // before Linux 5.12: attached, then changed with mount(2) (an id mapping
-                // has no such form; `cradle-oci create` refuses one before it gets here)
+                // has no such form; `cradle-oci create` refuses one before it gets here),
+                // the flags of a recursive bind mount by mount
                 Err(Errno::ENOSYS) if idmap.is_none() => {
                     attach(tree.as_fd(), target.as_fd())?;
-                    return mountattr::set(Target::Fd(tree.as_fd()), *recursive, &attr);
+                    if !*recursive || (*set == 0 && *clear == 0) {
+                        return mountattr::set(Target::Fd(tree.as_fd()), *recursive, &attr);
+                    }
+                    mountattr::make_private(Target::Fd(tree.as_fd()), true)?;
+                    let flags = libc::mount_attr {
+                        propagation: 0,
+                        ..attr
+                    };
+                    mountattr::set(Target::Fd(tree.as_fd()), false, &flags)?;
+                    for path in below {
+                        let sub = Root(tree.as_fd()).resolve(path)?;
+                        mountattr::set(Target::Fd(sub.as_fd()), false, &flags)?;
+                    }
+                    return Ok(());
                 }
                 other => other?,
             }
