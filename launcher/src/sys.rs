@@ -1052,6 +1052,14 @@ pub fn whole_file(kind: libc::c_short) -> libc::flock {
     }
 }
 
+/// flock(2) of the open file `fd` (`LOCK_SH`, `LOCK_EX`, with `LOCK_NB`, or `LOCK_UN`),
+/// held by its open file description, for as long as any copy of it is open: not
+/// released when a copy made by dup or fork is dropped, as nix's `Flock` would.
+pub fn flock(fd: BorrowedFd, operation: libc::c_int) -> nix::Result<()> {
+    // SAFETY: flock takes a descriptor and an integer.
+    Errno::result(unsafe { libc::flock(fd.as_raw_fd(), operation) }).map(drop)
+}
+
 /// Opens (or makes, mode 0600) the lock file `path` and takes an exclusive flock of it,
 /// waiting for whoever holds it; held while the returned value lives.
 pub fn flock_exclusive(

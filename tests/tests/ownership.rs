@@ -210,8 +210,9 @@ fn a_second_start_does_not_walk_and_another_range_shifts_from_the_recorded_one()
 }
 
 #[test]
-fn a_guest_boots_on_a_chowned_tmpfs_root() {
+fn a_guest_boots_on_a_chowned_tmpfs_root_that_nobody_shifts_while_it_runs() {
     const B: u32 = range(3);
+    const C: u32 = range(8);
     let sb = Sandbox::new("own-boot");
     let mounted = busybox_on(&sb, "tmpfs");
     let b = B.to_string();
@@ -219,9 +220,27 @@ fn a_guest_boots_on_a_chowned_tmpfs_root() {
     let id = sb.exec(&["sh", "-c", "id -u; stat -c %u /etc /run /proc/1"]);
     assert_eq!(id.stdout, "0\n0\n0\n0\n", "{id:?}");
     assert_eq!(owner(&sb.path("/etc")), (B, B));
+    // while it runs (under its monitor), nobody shifts its tree under it: not a guest of
+    // another range, nor one without a user namespace
+    let c = C.to_string();
+    for other in [
+        vec!["--ownership", "chown", "--userns", c.as_str()],
+        vec!["--userns", "off"],
+    ] {
+        let mut args = vec!["run", "--root", sb.root.to_str().unwrap()];
+        args.extend(other);
+        args.extend(["--", "true"]);
+        let refused = sb.run_cradle(&args, secs(20));
+        refused.assert_one_line_error(3, "is in use by another guest");
+    }
+    assert_eq!(owner(&sb.path("/etc")), (B, B), "its owners as they were");
     let stop = sb.run_cradle(&["stop", &sb.name, "--timeout", "20"], secs(40));
     assert_eq!(stop.code(), Some(0), "{stop:?}");
     drop(guard);
+    // stopped, the tree is free again
+    let again = sb.run_in(&["--ownership", "chown", "--userns", &c], &["true"]);
+    assert_eq!(again.code(), Some(0), "{again:?}");
+    assert_eq!(owner(&sb.path("/etc")), (C, C));
     drop(mounted);
     sb.assert_clean();
 }

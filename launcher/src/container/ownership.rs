@@ -32,6 +32,12 @@
 //! record say `TO`. A start that finds `FROM>TO` finishes that shift first, whatever it
 //! was asked for, and shifts from TO after that if it needs another range: never from a
 //! guess.
+//!
+//! **A tree in use.** A guest holds a shared flock on its root directory's open file
+//! description (`RootDir`'s, which its launcher keeps across reboots and hands its
+//! monitor) for its whole life; a shift takes an exclusive one, without waiting. So no
+//! tree is shifted under a guest that runs on it, nor by two launchers at once: the one
+//! that would is refused (exit 3).
 
 mod attrs;
 mod walk;
@@ -44,7 +50,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag, openat};
+use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{Mode, fstat};
 
 use crate::container::rootfs::{self, RootDir};
@@ -411,17 +417,26 @@ fn prepare(
         Some(Record::Shifting { .. }) => false,
     };
     if done {
-        return Ok(Prepared { id_map });
-    }
-    refuse_mounts_below(root)?;
-    let _lock = Flock::lock(dup_dir(&dir, root.path())?, FlockArg::LockExclusiveNonblock).map_err(
-        |_| {
+        hold(root, libc::LOCK_SH | libc::LOCK_NB).map_err(|_| {
             Error::Conflict(format!(
                 "another launcher is shifting the owners of {}",
                 root.path().display()
             ))
-        },
-    )?;
+        })?;
+        return held_at(&store, dir.as_fd(), root.path(), target).map(|()| Prepared { id_map });
+    }
+    refuse_mounts_below(root)?;
+    hold(root, libc::LOCK_EX | libc::LOCK_NB).map_err(|_| {
+        let to = match target {
+            0 => "the ids the guest sees".to_owned(),
+            base => format!("host ids {base}-{}", base + (RANGE - 1)),
+        };
+        Error::Conflict(format!(
+            "{} is in use by another guest (running, or starting): its owners cannot be \
+             shifted to {to} under it",
+            root.path().display()
+        ))
+    })?;
     // again, now that nobody else can change it
     let mut record = store.read(dir.as_fd(), root.path())?;
     let host_dirs = host_dirs();
@@ -463,7 +478,36 @@ fn prepare(
         log_shift(root.path(), shift, changed, &outside);
         record = (shift.to != 0).then_some(Record::At(shift.to));
     }
-    Ok(Prepared { id_map })
+    // shared from now on: other guests of this range may run on it too, and nobody
+    // shifts it under them (the change of lock is not atomic: the record says whether
+    // another launcher shifted it in between)
+    hold(root, libc::LOCK_SH)
+        .map_err(|e| Error::setup(format!("lock {}", root.path().display()), e))?;
+    held_at(&store, dir.as_fd(), root.path(), target).map(|()| Prepared { id_map })
+}
+
+/// flock(2) of the root's own open file description, which the launcher keeps for the
+/// guest's life (across its reboots, and through its monitor: `handoff`): a shared lock
+/// while a guest runs on the tree, an exclusive one while its owners are shifted.
+fn hold(root: &RootDir, operation: libc::c_int) -> nix::Result<()> {
+    sys::flock(root.fd(), operation)
+}
+
+/// Checks, with the lock held, that the tree's owners are still at `target`.
+fn held_at(store: &Store, dir: BorrowedFd, root: &Path, target: u32) -> Result<()> {
+    let at = store.read(dir, root)?;
+    let still = match at {
+        None => target == 0,
+        Some(Record::At(at)) => at == target,
+        Some(Record::Shifting { .. }) => false,
+    };
+    if still {
+        return Ok(());
+    }
+    Err(Error::Conflict(format!(
+        "another launcher shifted the owners of {} as this one started",
+        root.display()
+    )))
 }
 
 fn log_shift(root: &Path, shift: Shift, changed: u64, outside: &[PathBuf]) {
@@ -490,10 +534,6 @@ fn log_shift(root: &Path, shift: Shift, changed: u64, outside: &[PathBuf]) {
 fn sync(dir: BorrowedFd, root: &Path) -> Result<()> {
     nix::unistd::syncfs(dir)
         .map_err(|e| Error::setup(format!("sync the file system of {}", root.display()), e))
-}
-
-fn dup_dir(dir: &OwnedFd, root: &Path) -> Result<OwnedFd> {
-    nix::unistd::dup(dir).map_err(|e| Error::setup(format!("open {}", root.display()), e))
 }
 
 /// (dev, ino) of the host's `/`, `/usr`, `/etc`: a walk that meets one stops.

@@ -1,4 +1,4 @@
-//! The guest's root directory: opened once per `start` (`O_PATH|O_NOFOLLOW`) and held
+//! The guest's root directory: opened once per `start` (read-only, `O_NOFOLLOW`) and held
 //! across reboots, so that no later step resolves its name again.
 //!
 //! Every boot gets a detached, private copy of its mount tree ([`RootDir::clone_tree`]),
@@ -176,9 +176,11 @@ impl RootDir {
             why,
         };
         let canonical = check_root(path)?;
+        // read-only, not O_PATH: its open file description holds the flock that keeps
+        // its owners as they are while the guest runs (`ownership`)
         let fd = open(
             &canonical,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
         .map_err(|e| bad(e.desc().to_owned()))?;
