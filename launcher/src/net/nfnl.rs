@@ -271,7 +271,7 @@ pub fn commit(change: Change, elements: &[Element]) -> Result<(), Refused> {
             at += len.next_multiple_of(4);
         }
     }
-    if change == Change::Delete {
+    if change == Change::Delete && refused.is_none() {
         // its last close waits for the grace period that frees what was deleted
         use std::os::fd::IntoRawFd;
         if let Ok(fd) = crate::sys::adopt_fd(socket.into_raw_fd()) {
