@@ -417,16 +417,20 @@ fn prepare(
         Some(Record::Shifting { .. }) => false,
     };
     if done {
-        hold(root, libc::LOCK_SH | libc::LOCK_NB).map_err(|_| {
-            Error::Conflict(format!(
+        hold(root, libc::LOCK_SH | libc::LOCK_NB).map_err(|e| match e {
+            Errno::EWOULDBLOCK => Error::Conflict(format!(
                 "another launcher is shifting the owners of {}",
                 root.path().display()
-            ))
+            )),
+            e => Error::setup(format!("lock {}", root.path().display()), e),
         })?;
         return held_at(&store, dir.as_fd(), root.path(), target).map(|()| Prepared { id_map });
     }
     refuse_mounts_below(root)?;
-    hold(root, libc::LOCK_EX | libc::LOCK_NB).map_err(|_| {
+    hold(root, libc::LOCK_EX | libc::LOCK_NB).map_err(|e| {
+        if e != Errno::EWOULDBLOCK {
+            return Error::setup(format!("lock {}", root.path().display()), e);
+        }
         let to = match target {
             0 => "the ids the guest sees".to_owned(),
             base => format!("host ids {base}-{}", base + (RANGE - 1)),
