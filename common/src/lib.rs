@@ -12,6 +12,7 @@
 //! - [`console`]: the console's ring of output and the frames its client sends.
 //! - [`caps`]: the capability sets of capget(2) and capset(2), and how they are cut.
 //! - [`arch`]: what differs between the architectures, and what the `libc` crate lacks.
+//! - [`path`]: paths with a number in them, built without allocating.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -21,4 +22,5 @@ pub mod console;
 pub mod errpipe;
 pub mod guest;
 pub mod outcome;
+pub mod path;
 pub mod stage;

@@ -299,16 +299,7 @@ pub fn release_free_memory() {
 /// 5.11), or one by one as /proc/self/fd lists them where the kernel has no such flag
 /// (EINVAL from Linux 5.9's close_range, ENOSYS before).
 pub fn cloexec_from(first: u32) -> nix::Result<()> {
-    // SAFETY: close_range only changes descriptor flags.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    match Errno::result(ret) {
+    match close_range(first as RawFd, RawFd::MAX, libc::CLOSE_RANGE_CLOEXEC) {
         Err(Errno::EINVAL | Errno::ENOSYS) => {}
         other => return other.map(drop),
     }
@@ -327,12 +318,15 @@ pub fn cloexec_from(first: u32) -> nix::Result<()> {
     Ok(())
 }
 
-/// close_range(2) of `first..=last` (nothing when the range is empty).
-fn close_range(first: RawFd, last: RawFd) {
-    if first <= last {
-        // SAFETY: closes descriptors; the caller owns every one in the range.
-        unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0) };
+/// close_range(2) of `first..=last` with `flags` (nothing when the range is empty).
+fn close_range(first: RawFd, last: RawFd, flags: libc::c_uint) -> nix::Result<()> {
+    if first > last {
+        return Ok(());
     }
+    // SAFETY: closes descriptors (or, with CLOSE_RANGE_CLOEXEC, marks them); the caller
+    // owns every one in the range.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, flags) };
+    Errno::result(ret).map(drop)
 }
 
 /// Forks a grandchild that closes every descriptor but `keep` (sorted), runs `work` and
@@ -356,10 +350,10 @@ unsafe fn orphan(keep: &[RawFd], work: impl FnOnce()) -> bool {
             }
             let mut next = 0;
             for &fd in keep {
-                close_range(next, fd - 1);
+                let _ = close_range(next, fd - 1, 0);
                 next = fd + 1;
             }
-            close_range(next, RawFd::MAX);
+            let _ = close_range(next, RawFd::MAX, 0);
             work();
             exit_now(0)
         }
@@ -1170,31 +1164,8 @@ pub fn set_capabilities(
     Ok(())
 }
 
-/// Writes the decimal `n` after `prefix` into `buf` with a NUL: a path built without
-/// allocating (`/proc/self/fd/7`, `/dev/pts/3`). None if it does not fit.
-pub fn path_with_number<'b>(buf: &'b mut [u8; 64], prefix: &[u8], n: u32) -> Option<&'b CStr> {
-    let mut digits = [0u8; 10];
-    let mut len = 0;
-    let mut rest = n;
-    loop {
-        digits[len] = b'0' + (rest % 10) as u8;
-        len += 1;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    let total = prefix.len() + len;
-    if total + 1 > buf.len() {
-        return None;
-    }
-    buf[..prefix.len()].copy_from_slice(prefix);
-    for i in 0..len {
-        buf[prefix.len() + i] = digits[len - 1 - i];
-    }
-    buf[total] = 0;
-    CStr::from_bytes_with_nul(&buf[..=total]).ok()
-}
+/// A path with a number in it, built without allocating (`cradle_common::path`).
+pub use cradle_common::path::with_number as path_with_number;
 
 /// Opens the fifo behind the O_PATH descriptor `fifo` for writing (through
 /// /proc/self/fd: the container's own /proc), which blocks until a reader opens it (runc's
@@ -1304,16 +1275,6 @@ fn send_fd(socket: BorrowedFd, payload: &[u8], fd: BorrowedFd) -> nix::Result<()
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_path_with_a_number_is_written_without_allocating() {
-        let mut buf = [0u8; 64];
-        let path = super::path_with_number(&mut buf, b"/proc/self/fd/", 1207).unwrap();
-        assert_eq!(path.to_bytes(), b"/proc/self/fd/1207");
-        let path = super::path_with_number(&mut buf, b"/dev/pts/", 0).unwrap();
-        assert_eq!(path.to_bytes(), b"/dev/pts/0");
-        assert!(super::path_with_number(&mut buf, &[b'x'; 60], 12345).is_none());
-    }
-
     use super::*;
 
     #[test]

@@ -872,15 +872,10 @@ pub fn exec_fd(fd: Fd, argv: &[*const c_char], environment: crate::Environment) 
     }
     // Debian 11's 5.10 answers ENOENT for some descriptors (an O_PATH one of the
     // launcher): their magic link in /proc runs the same file
-    let mut path = [0u8; 40];
-    let prefix = b"/proc/self/fd/";
-    let mut digits = [0; 20];
-    let number = cradle_common::console::decimal(fd as u64, &mut digits);
-    path[..prefix.len()].copy_from_slice(prefix);
-    path[prefix.len()..prefix.len() + number.len()].copy_from_slice(number);
-    match CStr::from_bytes_until_nul(&path) {
-        Ok(path) => execve(path, argv, environment),
-        Err(_) => errno,
+    let mut buf = [0u8; 64];
+    match cradle_common::path::with_number(&mut buf, b"/proc/self/fd/", fd as u32) {
+        Some(path) => execve(path, argv, environment),
+        None => errno,
     }
 }
 

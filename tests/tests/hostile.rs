@@ -252,15 +252,15 @@ fn host_pid_of(sb: &Sandbox, argv: &str) -> Option<i32> {
     let guest_pid_ns = fs::metadata(format!("/proc/{}/ns/pid", sb.init_pid()))
         .ok()?
         .ino();
+    let wanted: Vec<u8> = argv
+        .replace(' ', "\0")
+        .into_bytes()
+        .into_iter()
+        .chain([0])
+        .collect();
     fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
         let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
         let cmdline = fs::read(entry.path().join("cmdline")).ok()?;
-        let wanted: Vec<u8> = argv
-            .replace(' ', "\0")
-            .into_bytes()
-            .into_iter()
-            .chain([0])
-            .collect();
         if cmdline != wanted {
             return None;
         }

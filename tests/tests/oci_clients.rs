@@ -6,7 +6,7 @@
 //! registry, by `podman import` of the busybox root.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,17 +22,19 @@ impl Podman {
         let podman = Podman {
             sb: Sandbox::new(test),
         };
-        let tar = podman.sb.dir.join("root.tar");
-        let mut pack = Command::new("tar");
-        pack.arg("-C")
-            .arg(busybox_template())
-            .args(["-cf"])
-            .arg(&tar)
-            .arg(".");
-        assert!(run(pack, secs(120)).status.success());
-        let imported = podman.run(&["import", tar.to_str().unwrap(), "localhost/cradle-bb"]);
-        assert!(imported.status.success(), "{imported:?}");
+        podman.import(&busybox_template(), "localhost/cradle-bb", secs(120));
         podman
+    }
+
+    /// Makes image `name` of the root tree `root`, without a registry (`podman import` of
+    /// a tarball of it).
+    fn import(&self, root: &Path, name: &str, timeout: Duration) {
+        let tar = self.sb.dir.join(format!("{}.tar", name.replace('/', "_")));
+        let mut pack = Command::new("tar");
+        pack.arg("-C").arg(root).args(["-cf"]).arg(&tar).arg(".");
+        assert!(run(pack, timeout).status.success());
+        let imported = self.run(&["import", tar.to_str().unwrap(), name]);
+        assert!(imported.status.success(), "{imported:?}");
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -302,16 +304,7 @@ fn podman_boots_debian_with_systemd_reboots_it_in_place_and_stops_it_cleanly() {
     let p = Podman::new("podman-debian");
     // a Debian 12 image with systemd, made without a registry
     let debian = Sandbox::debian("podman-debian-root");
-    let tar = p.sb.dir.join("debian.tar");
-    let mut pack = Command::new("tar");
-    pack.arg("-C")
-        .arg(&debian.root)
-        .args(["-cf"])
-        .arg(&tar)
-        .arg(".");
-    assert!(run(pack, secs(300)).status.success());
-    let imported = p.run(&["import", tar.to_str().unwrap(), "localhost/cradle-debian"]);
-    assert!(imported.status.success(), "{imported:?}");
+    p.import(&debian.root, "localhost/cradle-debian", secs(300));
     // podman's systemd mode (the command is /sbin/init): its tmpfs mounts, its cgroup
     // tree, SIGRTMIN+3 as the stop signal
     let started = p.run(&args(

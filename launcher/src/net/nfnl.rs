@@ -12,7 +12,6 @@
 
 use std::io;
 use std::os::fd::AsFd;
-use std::time::Duration;
 
 use netlink_sys::{Socket, SocketAddr};
 
@@ -227,10 +226,7 @@ pub fn commit(change: Change, elements: &[Element]) -> Result<(), Refused> {
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
     // a reply never comes only if the kernel is broken; a launcher must not hang on it
-    let timeout = nix::sys::time::TimeVal::from(libc::timeval {
-        tv_sec: Duration::from_secs(10).as_secs() as libc::time_t,
-        tv_usec: 0,
-    });
+    let timeout = nix::sys::time::TimeVal::new(10, 0);
     nix::sys::socket::setsockopt(
         &socket.as_fd(),
         nix::sys::socket::sockopt::ReceiveTimeout,
