@@ -844,7 +844,13 @@ impl Sandbox {
             .filter(|l| l.contains(dir.as_ref()))
             .collect();
         assert!(leaked.is_empty(), "mounts are left:\n{}", leaked.join("\n"));
-        let procs = processes_naming(&self.name);
+        // and its exit comes after that (the same allowance)
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut procs = processes_naming(&self.name);
+        while !procs.is_empty() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+            procs = processes_naming(&self.name);
+        }
         assert!(
             procs.is_empty(),
             "processes are left:\n{}",
