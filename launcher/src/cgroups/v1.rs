@@ -25,6 +25,7 @@ use serde::Serialize;
 use crate::cgroups;
 use crate::cgroups::limits::{Controller, Knob, Limits};
 use crate::error::{Error, Result};
+use crate::sys;
 
 /// A cgroup v1 hierarchy: where it is mounted, which controllers it has, and the launcher's
 /// own cgroup in it.
@@ -273,6 +274,28 @@ impl Host {
             .set_knobs()
             .iter()
             .any(|k| matches!(self.provider(k.controller()), Some(Provider::V1(_))))
+    }
+
+    /// Makes the next moves into v1 cgroups quick, in the background, for a caller that is
+    /// about to make one (a container's first process or an `exec` shim joining them): a
+    /// move (a write to a v1 `cgroup.procs`) takes the kernel's `cgroup_threadgroup_rwsem`
+    /// for writing, which waits for an RCU grace period (7 to 16 ms measured here) unless
+    /// another move ended less than a grace period ago. That lock is one for every
+    /// hierarchy, so a process of its own makes a move now, into the cgroup it is in
+    /// already, and the grace period runs alongside the caller's setup instead of in its
+    /// container's steps. (A move holds the cgroup mutex through it, so the caller's own
+    /// cgroup changes wait for it: what it does before them is what runs alongside. A cold
+    /// `cradle run` here: 15.0 ms without, 10.6 ms with.) Nothing on a host without v1
+    /// hierarchies; nothing is lost when it fails.
+    pub fn warm_moves(&self, threads: &sys::SingleThreaded) {
+        let Some(hierarchy) = self.v1.first() else {
+            return;
+        };
+        let procs = hierarchy.mount.join(&hierarchy.own).join("cgroup.procs");
+        sys::in_background(threads, move || {
+            // "0": the writer itself, into its own cgroup; its exit ends the move at once
+            let _ = fs::write(&procs, b"0");
+        });
     }
 
     /// Container `name`'s cgroups in the v1 hierarchies of the limits' controllers (none on

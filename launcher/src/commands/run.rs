@@ -71,6 +71,9 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     let state = StateDir::acquire(&opts.state_base, &name)?;
     let host = Host::probe()?;
     host.check(&opts.limits)?;
+    if host.needs_v1(&opts.limits) {
+        host.warm_moves(threads);
+    }
     sweep::sweep_leftovers(&host);
     let shim = ShimBinary::sealed(opts.shim.as_deref())?;
     let (lease, prepared) =

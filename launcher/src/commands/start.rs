@@ -186,6 +186,9 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
     let mut root = RootDir::open(&opts.root)?;
     let host = Host::probe()?;
     host.check(&opts.limits)?;
+    if host.needs_v1(&opts.limits) {
+        host.warm_moves(threads);
+    }
     // first taken, last released: the state directory outlives everything below
     let state = StateDir::acquire(&opts.state_base, &opts.name)?;
     sweep::sweep_leftovers(&host);
@@ -471,6 +474,10 @@ impl Launcher<'_> {
         // new cgroups before `set` can change them again
         let limits_lock = self.state.lock_limits()?;
         let limits = self.state.limits()?;
+        // the first boot's began as the launcher started
+        if number > 1 && self.host.needs_v1(&limits) {
+            self.host.warm_moves(self.threads);
+        }
         // and the network as it is now (`cradle set --port`)
         self.network = self.state.network()?;
         let blueprint = Blueprint {

@@ -6,8 +6,6 @@
 //! and on failure returns the index of the step, which the parent turns back into words
 //! with the step's `Display`. The order is the design:
 //!
-//! 0. on a hybrid host, for a container with limits: its cgroups in the v1 hierarchies,
-//!    which clone3 cannot put it in (a write of "0" into each `cgroup.procs`);
 //! 1. a session of its own; with a user namespace, the guest's network, UTS and IPC
 //!    namespaces (owned by it) are joined now, while the child is still the host's root;
 //!    in run mode the cgroup namespace, rooted at the container's cgroup;
@@ -23,7 +21,9 @@
 //!    read-only in it (`runhost`: systemd's container interface);
 //! 4. pivot_root into it and detach the host's root (where the host's root is the
 //!    initramfs, which pivot_root refuses: detach the host's other mounts, move the root
-//!    over `/` and chroot, see `mountinfo`); hostname; loopback up;
+//!    over `/` and chroot, see `mountinfo`); hostname; loopback up; on a hybrid host, for
+//!    a container with limits, its cgroups in the v1 hierarchies, which clone3 cannot put
+//!    it in (a write of "0" into each `cgroup.procs`; late, see `Host::warm_moves`);
 //! 5. with a user namespace: join it, then unshare the mount namespace — the copy, owned
 //!    by the user namespace, has every mount made above **locked**: the guest's root can
 //!    neither unmount nor remount them (read-only /sys stays read-only) — and become its
@@ -477,12 +477,15 @@ pub fn build(config: Config) -> Result<Vec<Step>, NulError> {
     };
     let owner = base.to_string();
     let tty_group = (base + 5).to_string();
-    let mut steps: Vec<Step> = config
+    // the v1 cgroups are joined late (below): a move into one waits for what is left of
+    // the RCU grace period that `Host::warm_moves` began as the launcher started, and
+    // everything the child does before it runs alongside
+    let join_v1: Vec<Step> = config
         .join_v1
         .into_iter()
         .map(|(hierarchy, procs)| Step::JoinCgroup { hierarchy, procs })
         .collect();
-    steps.push(Step::NewSession);
+    let mut steps = vec![Step::NewSession];
     let mut later = Vec::new();
     if let Some(net) = config.netns {
         steps.push(Step::Join(Namespace::Network, net));
@@ -632,6 +635,8 @@ pub fn build(config: Config) -> Result<Vec<Step>, NulError> {
         Step::Hostname(CString::new(config.hostname)?),
         Step::LoopbackUp,
     ]);
+    // still the host's root (before the user namespace), and before anything is born
+    steps.extend(join_v1);
     steps.extend(later);
     steps.push(Step::BecomeRoot);
     if let Some(contents) = config.resolv_conf {
@@ -1566,14 +1571,25 @@ mod tests {
     }
 
     #[test]
-    fn the_v1_cgroups_are_joined_before_anything_else() {
+    fn the_v1_cgroups_are_joined_after_the_mounts_before_the_user_namespace() {
         for (boot, userns) in [(true, true), (false, false)] {
             let steps = plan_joining(boot, userns, vec![("memory".into(), fd())]);
+            let names: Vec<String> = steps.iter().map(ToString::to_string).collect();
+            let join = names
+                .iter()
+                .position(|s| s == "join the container's cgroup in the v1 memory hierarchy")
+                .unwrap();
             assert_eq!(
-                steps[0].to_string(),
-                "join the container's cgroup in the v1 memory hierarchy"
+                names[join - 1],
+                "bring up the loopback interface",
+                "{names:?}"
             );
-            assert_eq!(steps[1].to_string(), "setsid");
+            let next = if userns {
+                "join the guest's user namespace"
+            } else {
+                "become the guest's root"
+            };
+            assert!(names[join + 1].starts_with(next), "{names:?}");
         }
     }
 
