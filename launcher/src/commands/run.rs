@@ -21,6 +21,7 @@ use cradle_core::net::setup as net_setup;
 use cradle_core::process::signals::{FORWARDED, Signals};
 use cradle_core::security::Security;
 use cradle_core::security::devices;
+use cradle_core::security::userns::Namespaces;
 use cradle_core::security::userns::UsernsMode;
 use cradle_core::sys::SingleThreaded;
 
@@ -82,6 +83,11 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
         name: name.clone(),
         lock: state.lock_path(),
     };
+    // the namespaces are made alongside what follows
+    let begun = lease
+        .as_ref()
+        .map(|l| Namespaces::begin(threads, l.base, opts.net.mode.private()))
+        .transpose()?;
     let network = net_setup::hold(&name, &opts.net, &holder)?;
     state.set_network(&network)?;
     let mut signals = Signals::catch(&FORWARDED)?;
@@ -105,6 +111,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
         host: &host,
         limits: &opts.limits,
         network: &network,
+        begun,
     };
     let spawned = blueprint.spawn(Kind::Run {
         shim_args: &args,

@@ -49,7 +49,7 @@ use cradle_core::security::Security;
 use cradle_core::security::caps::{self, CapSet};
 use cradle_core::security::devices;
 use cradle_core::security::seccomp::Filter;
-use cradle_core::security::userns::{Lease, UsernsMode};
+use cradle_core::security::userns::{Lease, Namespaces, PendingNamespaces, UsernsMode};
 use cradle_core::sys::{self, Deadline, SingleThreaded};
 
 pub struct Options {
@@ -158,6 +158,8 @@ struct Launcher<'a> {
     network: Network,
     _net_hold: NetHold,
     stopping: Stopping,
+    /// The first boot's namespaces, begun as the launcher started.
+    begun: Option<PendingNamespaces>,
     /// A monitor could not take over once (see `handoff`): the launcher stays.
     monitor_failed: bool,
 }
@@ -194,6 +196,11 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
     sweep::sweep_leftovers(&host);
     let (lease, prepared) =
         ownership::lease_and_prepare(threads, &mut root, &opts.name, opts.userns, opts.ownership)?;
+    // the first boot's namespaces are made alongside what follows
+    let begun = lease
+        .as_ref()
+        .map(|l| Namespaces::begin(threads, l.base, opts.net.mode.private()))
+        .transpose()?;
     let holder = Holder {
         name: opts.name.clone(),
         lock: state.lock_path(),
@@ -264,6 +271,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
         _net_hold: net_hold,
         stopping: Stopping::No,
         monitor_failed: false,
+        begun,
     };
     launcher.run(1, None)
 }
@@ -374,6 +382,7 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
         _net_hold: net_hold,
         stopping: Stopping::No,
         monitor_failed: false,
+        begun: None,
     };
     let booted = Booted {
         container,
@@ -495,6 +504,7 @@ impl Launcher<'_> {
             host: &self.host,
             limits: &limits,
             network: &self.network,
+            begun: self.begun.take(),
         };
         let (container, cgroup) = blueprint.spawn(Kind::Boot {
             console: self.console.slave_path(),

@@ -27,7 +27,7 @@ use crate::net::{self, Network};
 use crate::security::caps::CapSet;
 use crate::security::devices;
 use crate::security::seccomp::Filter;
-use crate::security::userns::Namespaces;
+use crate::security::userns::{Namespaces, PendingNamespaces};
 use crate::sys::SingleThreaded;
 use plan::Purpose;
 use rootfs::RootDir;
@@ -55,6 +55,10 @@ pub struct Blueprint<'a> {
     pub limits: &'a Limits,
     /// The guest's network, as it holds it (`net::setup::hold`).
     pub network: &'a Network,
+    /// Its namespaces, when the caller began them already (for `owner`, and with a network
+    /// namespace of their own when the network is private), to run alongside its own work
+    /// (see [`Namespaces::begin`]).
+    pub begun: Option<PendingNamespaces>,
 }
 
 /// What the container is for.
@@ -81,8 +85,18 @@ impl Blueprint<'_> {
     /// its network's link, then its first process, which sets it up and execs the shim.
     /// The cgroup is returned with it: dropping it (after the container) removes
     /// everything the container left (its link goes with its network namespace).
-    pub fn spawn(&self, kind: Kind) -> Result<(Container, Cgroup)> {
+    pub fn spawn(mut self, kind: Kind) -> Result<(Container, Cgroup)> {
         let boot = matches!(kind, Kind::Boot { .. });
+        let private_net = self.network.mode.private();
+        // made alongside the cgroup at least (a network namespace is the kernel's slowest
+        // part)
+        let namespaces = match self.begun.take() {
+            Some(begun) => Some(begun),
+            None => self
+                .owner
+                .map(|base| Namespaces::begin(self.threads, base, private_net))
+                .transpose()?,
+        };
         let cgroup = Cgroup::create(self.name, boot, self.state)?.with_v1(
             self.host.v1_dirs(self.name),
             self.host.needs_v1(self.limits),
@@ -101,11 +115,8 @@ impl Blueprint<'_> {
         }
         // again for every container: the guest may have changed its root since the last
         self.root.check_mount_points(boot)?;
-        let private_net = self.network.mode.private();
-        let namespaces = self
-            .owner
-            .map(|base| Namespaces::create(self.threads, base, private_net))
-            .transpose()?;
+
+        let namespaces = namespaces.map(PendingNamespaces::finish).transpose()?;
         // the guest's link, made in its network namespace before anything of it runs
         let made_netns = match (&namespaces, self.network.mode.linked()) {
             (None, true) => Some(net::setup::new_netns(self.threads)?),

@@ -177,10 +177,11 @@ pub struct Namespaces {
 }
 
 impl Namespaces {
-    /// Creates them with container ids 0–65535 mapped to `base`: a process is cloned into
-    /// new namespaces and waits (blocked on a pipe) while we write its id maps and open
-    /// its namespaces; then it exits, and the namespaces live on through the descriptors.
-    pub fn create(threads: &SingleThreaded, base: u32, net: bool) -> Result<Self> {
+    /// Begins to make them, with container ids 0–65535 mapped to `base`: the user
+    /// namespace at once, the others in a process of its
+    /// own, alongside whatever the caller does until [`PendingNamespaces::finish`] (a
+    /// network namespace takes the kernel half a millisecond to make).
+    pub fn begin(threads: &SingleThreaded, base: u32, net: bool) -> Result<PendingNamespaces> {
         let map = format!("0 {base} {RANGE}\n");
         let mut kinds = vec![
             (CloneFlags::CLONE_NEWUTS, "uts"),
@@ -189,16 +190,10 @@ impl Namespaces {
         if net {
             kinds.push((CloneFlags::CLONE_NEWNET, "net"));
         }
-        let (user, mut owned) = create_owned(threads, &map, &map, &kinds)?;
-        let net = net.then(|| owned.pop()).flatten();
-        let ipc = owned.pop().expect("made above");
-        let uts = owned.pop().expect("made above");
-        Ok(Namespaces {
+        Ok(PendingNamespaces {
             base,
-            user,
             net,
-            uts,
-            ipc,
+            pending: begin_owned(threads, &map, &map, &kinds)?,
         })
     }
 
@@ -207,53 +202,151 @@ impl Namespaces {
     }
 }
 
+/// [`Namespaces`] being made.
+pub struct PendingNamespaces {
+    base: u32,
+    net: bool,
+    pending: PendingOwned,
+}
+
+impl PendingNamespaces {
+    /// Waits until they are made.
+    pub fn finish(self) -> Result<Namespaces> {
+        let (user, mut owned) = self.pending.finish()?;
+        let net = self.net.then(|| owned.pop()).flatten();
+        let ipc = owned.pop().expect("made above");
+        let uts = owned.pop().expect("made above");
+        Ok(Namespaces {
+            base: self.base,
+            user,
+            net,
+            uts,
+            ipc,
+        })
+    }
+}
+
 /// A new user namespace with the id maps `uid_map` and `gid_map` (the kernel's format,
 /// "INSIDE OUTSIDE COUNT" lines), and new namespaces of `kinds` (flag, name under
-/// /proc/PID/ns) owned by it: a process is cloned into them and waits (blocked on a pipe)
-/// while we write its id maps and open its namespaces; then it exits, and the namespaces
-/// live on through the descriptors. The user namespace, and the others in `kinds`' order.
+/// /proc/PID/ns) owned by it (see [`begin_owned`]). The user namespace, and the others in
+/// `kinds`' order.
 pub fn create_owned(
     threads: &SingleThreaded,
     uid_map: &str,
     gid_map: &str,
     kinds: &[(CloneFlags, &str)],
 ) -> Result<(OwnedFd, Vec<OwnedFd>)> {
-    let ctx = "create the guest's user namespace (or run it without one: --userns off)";
-    let (wait_end, release_end) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::setup(ctx, e))?;
-    let created = kinds
+    begin_owned(threads, uid_map, gid_map, kinds)?.finish()
+}
+
+const CTX: &str = "create the guest's user namespace (or run it without one: --userns off)";
+
+/// [`create_owned`] begun: a process (the holder) is cloned into a new user namespace,
+/// whose id maps we write, and then makes the namespaces of `kinds` itself (unshare(2), in
+/// its own time, while the caller goes on) and waits, blocked on a pipe, until
+/// [`PendingOwned::finish`] opened them; then it exits, and the namespaces live on through
+/// the descriptors. Dropped unfinished, the holder is killed and reaped.
+pub fn begin_owned(
+    threads: &SingleThreaded,
+    uid_map: &str,
+    gid_map: &str,
+    kinds: &[(CloneFlags, &str)],
+) -> Result<PendingOwned> {
+    // `go`: a byte once the maps are written, then end of file to exit; `made`: the
+    // holder's unshare(2) result, its errno as four bytes (0 when made)
+    let (go_read, go) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::setup(CTX, e))?;
+    let (made, made_write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::setup(CTX, e))?;
+    let others = kinds
         .iter()
-        .fold(CloneFlags::CLONE_NEWUSER, |all, (flag, _)| all.union(*flag));
-    let mut holder = Child::fork_into(threads, created, None, |_| {
-        // end of file once the launcher closed its end, or died
-        let _ = close(release_end.as_raw_fd());
-        let _ = read(&wait_end, &mut [0u8]);
+        .fold(CloneFlags::empty(), |all, (flag, _)| all.union(*flag));
+    let holder = Child::fork_into(threads, CloneFlags::CLONE_NEWUSER, None, |_| {
+        // end of file on `go_read` once the launcher closed its end, or died
+        let _ = close(go.as_raw_fd());
+        let _ = close(made.as_raw_fd());
+        if !matches!(read(&go_read, &mut [0u8]), Ok(1)) {
+            sys::exit_now(0)
+        }
+        let errno = match nix::sched::unshare(others) {
+            Ok(()) => 0,
+            Err(e) => e as i32,
+        };
+        let _ = nix::unistd::write(&made_write, &errno.to_ne_bytes());
+        let _ = read(&go_read, &mut [0u8]);
         sys::exit_now(0)
     })
-    .map_err(|e| Error::setup(ctx, e))?;
-    drop(wait_end);
+    .map_err(|e| Error::setup(CTX, e))?;
+    drop((go_read, made_write));
     let proc_dir = PathBuf::from(format!("/proc/{}", holder.pid()));
     for (file, map) in [("uid_map", uid_map), ("gid_map", gid_map)] {
         fs::write(proc_dir.join(file), map)
             .map_err(|e| Error::host(format!("write {file} of the guest's user namespace"), e))?;
     }
-    let open_ns = |kind: &str| {
-        open(
-            &proc_dir.join("ns").join(kind),
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::setup(format!("open the guest's {kind} namespace"), e))
-    };
-    let user = open_ns("user")?;
-    let owned = kinds
-        .iter()
-        .map(|(_, name)| open_ns(name))
-        .collect::<Result<Vec<_>>>()?;
-    // the holder reads end of file and exits; reap it now
-    drop(release_end);
-    holder.wait();
-    Ok((user, owned))
+    let user = open_ns(&proc_dir, "user")?;
+    nix::unistd::write(&go, &[1]).map_err(|e| Error::setup(CTX, e))?;
+    Ok(PendingOwned {
+        holder,
+        proc_dir,
+        kinds: kinds.iter().map(|&(_, name)| name.to_owned()).collect(),
+        user,
+        go,
+        made,
+    })
+}
+
+/// The namespaces [`begin_owned`] is making.
+pub struct PendingOwned {
+    holder: Child,
+    proc_dir: PathBuf,
+    kinds: Vec<String>,
+    user: OwnedFd,
+    go: OwnedFd,
+    made: OwnedFd,
+}
+
+impl PendingOwned {
+    /// The user namespace, made already.
+    pub fn user(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.user.as_fd()
+    }
+
+    /// Waits until the holder made the others, opens them, and lets it exit.
+    pub fn finish(self) -> Result<(OwnedFd, Vec<OwnedFd>)> {
+        let mut errno = [0u8; 4];
+        match nix::unistd::read(&self.made, &mut errno) {
+            Ok(4) => {}
+            Ok(_) => return Err(Error::setup(CTX, nix::errno::Errno::EPIPE)),
+            Err(e) => return Err(Error::setup(CTX, e)),
+        }
+        let errno = i32::from_ne_bytes(errno);
+        if errno != 0 {
+            return Err(Error::setup(CTX, nix::errno::Errno::from_raw(errno)));
+        }
+        let owned = self
+            .kinds
+            .iter()
+            .map(|name| open_ns(&self.proc_dir, name))
+            .collect::<Result<Vec<_>>>()?;
+        // the holder reads end of file and exits; reap it now
+        let PendingOwned {
+            mut holder,
+            user,
+            go,
+            ..
+        } = self;
+        drop(go);
+        holder.wait();
+        Ok((user, owned))
+    }
+}
+
+fn open_ns(proc_dir: &std::path::Path, kind: &str) -> Result<OwnedFd> {
+    open(
+        &proc_dir.join("ns").join(kind),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::setup(format!("open the guest's {kind} namespace"), e))
 }
 
 #[cfg(test)]
