@@ -232,11 +232,11 @@ pub fn interface_up(name: &CStr) -> nix::Result<()> {
         *dst = *src as c_char;
     }
     // SAFETY: SIOCGIFFLAGS reads ifr_name and writes ifr_flags of the request we own.
-    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) })?;
     // SAFETY: the kernel filled ifru_flags above; the union member is plain data.
     unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
     // SAFETY: SIOCSIFFLAGS reads ifr_name and ifr_flags of the request we own.
-    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) }).map(drop)
 }
 
 /// The moment a wait ends: what is left of it, as a duration and as poll(2)'s timeout.

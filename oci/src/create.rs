@@ -1157,28 +1157,29 @@ fn cap_set(names: &[String]) -> Result<CapSet> {
 }
 
 fn rlimit_resource(name: &str) -> Result<(&'static str, i32)> {
-    const RLIMITS: [(&str, u32); 16] = [
-        ("RLIMIT_CPU", libc::RLIMIT_CPU),
-        ("RLIMIT_FSIZE", libc::RLIMIT_FSIZE),
-        ("RLIMIT_DATA", libc::RLIMIT_DATA),
-        ("RLIMIT_STACK", libc::RLIMIT_STACK),
-        ("RLIMIT_CORE", libc::RLIMIT_CORE),
-        ("RLIMIT_RSS", libc::RLIMIT_RSS),
-        ("RLIMIT_NPROC", libc::RLIMIT_NPROC),
-        ("RLIMIT_NOFILE", libc::RLIMIT_NOFILE),
-        ("RLIMIT_MEMLOCK", libc::RLIMIT_MEMLOCK),
-        ("RLIMIT_AS", libc::RLIMIT_AS),
-        ("RLIMIT_LOCKS", libc::RLIMIT_LOCKS),
-        ("RLIMIT_SIGPENDING", libc::RLIMIT_SIGPENDING),
-        ("RLIMIT_MSGQUEUE", libc::RLIMIT_MSGQUEUE),
-        ("RLIMIT_NICE", libc::RLIMIT_NICE),
-        ("RLIMIT_RTPRIO", libc::RLIMIT_RTPRIO),
-        ("RLIMIT_RTTIME", libc::RLIMIT_RTTIME),
+    // i32: glibc types them u32, musl i32 (setrlimit takes either as its own type)
+    const RLIMITS: [(&str, i32); 16] = [
+        ("RLIMIT_CPU", libc::RLIMIT_CPU as i32),
+        ("RLIMIT_FSIZE", libc::RLIMIT_FSIZE as i32),
+        ("RLIMIT_DATA", libc::RLIMIT_DATA as i32),
+        ("RLIMIT_STACK", libc::RLIMIT_STACK as i32),
+        ("RLIMIT_CORE", libc::RLIMIT_CORE as i32),
+        ("RLIMIT_RSS", libc::RLIMIT_RSS as i32),
+        ("RLIMIT_NPROC", libc::RLIMIT_NPROC as i32),
+        ("RLIMIT_NOFILE", libc::RLIMIT_NOFILE as i32),
+        ("RLIMIT_MEMLOCK", libc::RLIMIT_MEMLOCK as i32),
+        ("RLIMIT_AS", libc::RLIMIT_AS as i32),
+        ("RLIMIT_LOCKS", libc::RLIMIT_LOCKS as i32),
+        ("RLIMIT_SIGPENDING", libc::RLIMIT_SIGPENDING as i32),
+        ("RLIMIT_MSGQUEUE", libc::RLIMIT_MSGQUEUE as i32),
+        ("RLIMIT_NICE", libc::RLIMIT_NICE as i32),
+        ("RLIMIT_RTPRIO", libc::RLIMIT_RTPRIO as i32),
+        ("RLIMIT_RTTIME", libc::RLIMIT_RTTIME as i32),
     ];
     RLIMITS
         .iter()
         .find(|(n, _)| *n == name)
-        .map(|&(n, r)| (n, r as i32))
+        .map(|&(n, r)| (n, r))
         .ok_or_else(|| Error::Usage(format!("unknown rlimit {name:?}")))
 }
 
