@@ -91,7 +91,7 @@ impl Blueprint<'_> {
         // made alongside the cgroup at least (a network namespace is the kernel's slowest
         // part)
         let namespaces = match self.begun.take() {
-            Some(begun) => Some(begun),
+            begun @ Some(_) => begun,
             None => self
                 .owner
                 .map(|base| Namespaces::begin(self.threads, base, private_net))
@@ -115,7 +115,6 @@ impl Blueprint<'_> {
         }
         // again for every container: the guest may have changed its root since the last
         self.root.check_mount_points(boot)?;
-
         let namespaces = namespaces.map(PendingNamespaces::finish).transpose()?;
         // the guest's link, made in its network namespace before anything of it runs
         let made_netns = match (&namespaces, self.network.mode.linked()) {

@@ -178,9 +178,9 @@ pub struct Namespaces {
 
 impl Namespaces {
     /// Begins to make them, with container ids 0–65535 mapped to `base`: the user
-    /// namespace at once, the others in a process of its
-    /// own, alongside whatever the caller does until [`PendingNamespaces::finish`] (a
-    /// network namespace takes the kernel half a millisecond to make).
+    /// namespace at once, the others in a process of their own, alongside whatever the
+    /// caller does until [`PendingNamespaces::finish`] (a network namespace takes the
+    /// kernel half a millisecond to make).
     pub fn begin(threads: &SingleThreaded, base: u32, net: bool) -> Result<PendingNamespaces> {
         let map = format!("0 {base} {RANGE}\n");
         let mut kinds = vec![
@@ -305,11 +305,6 @@ pub struct PendingOwned {
 }
 
 impl PendingOwned {
-    /// The user namespace, made already.
-    pub fn user(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.user.as_fd()
-    }
-
     /// Waits until the holder made the others, opens them, and lets it exit.
     pub fn finish(self) -> Result<(OwnedFd, Vec<OwnedFd>)> {
         let mut errno = [0u8; 4];
