@@ -277,7 +277,7 @@ impl Host {
     }
 
     /// Makes the next moves into v1 cgroups quick, in the background, for a caller that is
-    /// about to make one (a container's first process or an `exec` shim joining them): a
+    /// about to make one (a container's first process joining its v1 cgroups): a
     /// move (a write to a v1 `cgroup.procs`) takes the kernel's `cgroup_threadgroup_rwsem`
     /// for writing, which waits for an RCU grace period (7 to 16 ms measured here) unless
     /// another move ended less than a grace period ago. That lock is one for every
