@@ -483,7 +483,8 @@ impl Launcher<'_> {
         // new cgroups before `set` can change them again
         let limits_lock = self.state.lock_limits()?;
         let limits = self.state.limits()?;
-        // the first boot's began as the launcher started
+        // its v1 move's grace period (see `Host::warm_moves`); the first boot's began as
+        // the launcher started
         if number > 1 && self.host.needs_v1(&limits) {
             self.host.warm_moves(self.threads);
         }
