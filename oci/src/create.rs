@@ -1179,7 +1179,7 @@ fn rlimit_resource(name: &str) -> Result<(&'static str, i32)> {
     RLIMITS
         .iter()
         .find(|(n, _)| *n == name)
-        .map(|&(n, r)| (n, r))
+        .copied()
         .ok_or_else(|| Error::Usage(format!("unknown rlimit {name:?}")))
 }
 

@@ -285,9 +285,12 @@ impl Host {
     /// already, and the grace period runs alongside the caller's setup instead of in its
     /// container's steps. (A move holds the cgroup mutex through it, so the caller's own
     /// cgroup changes wait for it: what it does before them is what runs alongside. A cold
-    /// `cradle run` here: 15.0 ms without, 10.6 ms with.) Nothing on a host without v1
-    /// hierarchies; nothing is lost when it fails.
-    pub fn warm_moves(&self, threads: &sys::SingleThreaded) {
+    /// `cradle run` here: 15.0 ms without, 10.6 ms with.) Nothing when `limits` need no v1
+    /// hierarchy (so no move will be made); nothing is lost when it fails.
+    pub fn warm_moves(&self, threads: &sys::SingleThreaded, limits: &Limits) {
+        if !self.needs_v1(limits) {
+            return;
+        }
         let Some(hierarchy) = self.v1.first() else {
             return;
         };

@@ -72,9 +72,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     let state = StateDir::acquire(&opts.state_base, &name)?;
     let host = Host::probe()?;
     host.check(&opts.limits)?;
-    if host.needs_v1(&opts.limits) {
-        host.warm_moves(threads);
-    }
+    host.warm_moves(threads, &opts.limits);
     sweep::sweep_leftovers(&host);
     let shim = ShimBinary::sealed(opts.shim.as_deref())?;
     let (lease, prepared) =
@@ -84,10 +82,11 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
         lock: state.lock_path(),
     };
     // the namespaces are made alongside what follows
-    let begun = lease
-        .as_ref()
-        .map(|l| Namespaces::begin(threads, l.base, opts.net.mode.private()))
-        .transpose()?;
+    let begun = Namespaces::begin_for(
+        threads,
+        lease.as_ref().map(|l| l.base),
+        opts.net.mode.private(),
+    )?;
     let network = net_setup::hold(&name, &opts.net, &holder)?;
     state.set_network(&network)?;
     let mut signals = Signals::catch(&FORWARDED)?;

@@ -188,19 +188,18 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
     let mut root = RootDir::open(&opts.root)?;
     let host = Host::probe()?;
     host.check(&opts.limits)?;
-    if host.needs_v1(&opts.limits) {
-        host.warm_moves(threads);
-    }
+    host.warm_moves(threads, &opts.limits);
     // first taken, last released: the state directory outlives everything below
     let state = StateDir::acquire(&opts.state_base, &opts.name)?;
     sweep::sweep_leftovers(&host);
     let (lease, prepared) =
         ownership::lease_and_prepare(threads, &mut root, &opts.name, opts.userns, opts.ownership)?;
     // the first boot's namespaces are made alongside what follows
-    let begun = lease
-        .as_ref()
-        .map(|l| Namespaces::begin(threads, l.base, opts.net.mode.private()))
-        .transpose()?;
+    let begun = Namespaces::begin_for(
+        threads,
+        lease.as_ref().map(|l| l.base),
+        opts.net.mode.private(),
+    )?;
     let holder = Holder {
         name: opts.name.clone(),
         lock: state.lock_path(),
@@ -485,8 +484,8 @@ impl Launcher<'_> {
         let limits = self.state.limits()?;
         // its v1 move's grace period (see `Host::warm_moves`); the first boot's began as
         // the launcher started
-        if number > 1 && self.host.needs_v1(&limits) {
-            self.host.warm_moves(self.threads);
+        if number > 1 {
+            self.host.warm_moves(self.threads, &limits);
         }
         // and the network as it is now (`cradle set --port`)
         self.network = self.state.network()?;

@@ -92,10 +92,7 @@ impl Blueprint<'_> {
         // part)
         let namespaces = match self.begun.take() {
             begun @ Some(_) => begun,
-            None => self
-                .owner
-                .map(|base| Namespaces::begin(self.threads, base, private_net))
-                .transpose()?,
+            None => Namespaces::begin_for(self.threads, self.owner, private_net)?,
         };
         let cgroup = Cgroup::create(self.name, boot, self.state)?.with_v1(
             self.host.v1_dirs(self.name),

@@ -374,9 +374,7 @@ impl Guest {
             )),
         }
     }
-}
 
-impl Guest {
     /// Whether the guest's init has ended, or ends within `wait`.
     fn init_ends_within(&self, wait: Duration) -> bool {
         let mut fds = [nix::poll::PollFd::new(

@@ -197,6 +197,18 @@ impl Namespaces {
         })
     }
 
+    /// [`Namespaces::begin`] for a guest whose root is host uid `owner`, when it has a user
+    /// namespace (`None`: none to make).
+    pub fn begin_for(
+        threads: &SingleThreaded,
+        owner: Option<u32>,
+        net: bool,
+    ) -> Result<Option<PendingNamespaces>> {
+        owner
+            .map(|base| Self::begin(threads, base, net))
+            .transpose()
+    }
+
     pub fn user(&self) -> std::os::fd::BorrowedFd<'_> {
         self.user.as_fd()
     }
