@@ -88,7 +88,7 @@ impl Stage {
             Stage::SpawnCommand => "fork the command",
             Stage::ExecCommand => "exec the command",
             Stage::EnterGuest => "enter the guest",
-            Stage::Restrict => "restrict the init (no_new_privs, seccomp, capabilities)",
+            Stage::Restrict => "restrict the init (AppArmor, no_new_privs, seccomp, capabilities)",
         }
     }
 }

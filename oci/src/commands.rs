@@ -227,6 +227,7 @@ pub fn delete(threads: &SingleThreaded, root: &Root, id: &str, force: bool) -> R
         kill_and_wait(&record);
     }
     remove_cgroups(&record);
+    crate::create::detach_root(&record);
     fs::remove_dir_all(&dir).map_err(|e| Error::host(format!("remove {}", dir.display()), e))?;
     hooks::run_poststop(threads, &record);
     Ok(())
@@ -408,7 +409,7 @@ pub fn features() -> Result<()> {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": caps,
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
-            "apparmor": {"enabled": false},
+            "apparmor": {"enabled": true},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": true}}

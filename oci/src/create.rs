@@ -32,6 +32,7 @@ use cradle_core::container::plan::{
 use cradle_core::container::rootfs::RootDir;
 use cradle_core::container::spawn::{self, Container, Report, ShimBinary, Spawn};
 use cradle_core::error::{Error, Result};
+use cradle_core::guest::ns_inode;
 use cradle_core::security::caps::{self, CapSet};
 use cradle_core::security::devices;
 use cradle_core::security::userns;
@@ -82,6 +83,106 @@ pub fn create(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<R
             let _ = fs::remove_dir_all(&dir);
             Err(e)
         }
+    }
+}
+
+/// The root of a container whose spec has no mount namespace, attached in ours. runc
+/// sets such a container up in its own mount namespace and leaves its mounts there; here
+/// its root tree is a private copy of the rootfs's mounts (`clone_tree`), attached on the
+/// rootfs (its attachment alone propagates, as any mount there would), with the spec's
+/// mounts made below it, where nothing propagates, and the container chroots into it.
+/// Its mount id is kept in the record, and `delete` detaches it, with all below it
+/// ([`detach_root`]); a `create` that fails detaches it on the way out (this guard's drop).
+struct AttachedRoot {
+    at: state::Attached,
+    kept: bool,
+}
+
+impl AttachedRoot {
+    fn new(tree: &OwnedFd, path: &Path) -> Result<Self> {
+        let mount_id = sys::mount_id(tree.as_fd())
+            .map_err(|e| Error::setup("read the mount id of the root tree (statx)", e))?;
+        // as mountinfo will name its mount point
+        let path = fs::canonicalize(path)
+            .map_err(|e| Error::host(format!("resolve {}", path.display()), e))?;
+        Ok(AttachedRoot {
+            at: state::Attached { mount_id, path },
+            kept: false,
+        })
+    }
+
+    /// Recorded: from now on `delete` detaches it.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for AttachedRoot {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = mountinfo::detach(&self.at.path, self.at.mount_id);
+        }
+    }
+}
+
+/// Detaches the root a container without a mount namespace of its own had attached in
+/// ours (see [`AttachedRoot`]); a warning when it cannot.
+pub fn detach_root(record: &Record) {
+    let Some(at) = &record.root_attached else {
+        return;
+    };
+    match mountinfo::detach(&at.path, at.mount_id) {
+        Ok(true) => {}
+        Ok(false) => log::warn!(
+            "the root of container {} (mount {}) is not on {} in this mount namespace; \
+             if it is in the one `create` ran in, it stays there",
+            record.id,
+            at.mount_id,
+            at.path.display()
+        ),
+        Err(e) => log::warn!(
+            "detach the root of container {} from {}: {e}",
+            record.id,
+            at.path.display()
+        ),
+    }
+}
+
+/// A sysctl is written only in a namespace of the container's own, new or joined by path
+/// (not ours), that the setting belongs to, as runc's validation has it: the IPC ones in
+/// an IPC namespace, `net.*` in a network namespace, the host and domain name in a UTS
+/// namespace; any other would be the host's.
+fn check_sysctl(spec: &Spec, name: &str) -> Result<()> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let (kind, proc_name) = if IPC.contains(&name) || name.starts_with("fs.mqueue.") {
+        ("ipc", "ipc")
+    } else if name.starts_with("net.") {
+        ("network", "net")
+    } else if name == "kernel.hostname" || name == "kernel.domainname" {
+        ("uts", "uts")
+    } else {
+        return Err(Error::Usage(format!(
+            "sysctl {name} is not in a namespace of the container's own: it would be the host's"
+        )));
+    };
+    let own = spec.namespace(kind).is_some_and(|ns| {
+        ns.path.is_empty() || ns_inode(&ns.path) != ns_inode(&format!("/proc/self/ns/{proc_name}"))
+    });
+    match own {
+        true => Ok(()),
+        false => Err(Error::Usage(format!(
+            "sysctl {name} needs a {kind} namespace of the container's own: in the host's, \
+             it would be the host's"
+        ))),
     }
 }
 
@@ -210,6 +311,11 @@ fn make(
                 )));
             }
         };
+        // a mount namespace given by path that is ours: shared, as if none were given
+        let ours = || ns_inode(&ns.path) == ns_inode("/proc/self/ns/mnt");
+        if kind == Some(Namespace::Mount) && !ns.path.is_empty() && ours() {
+            continue;
+        }
         if !ns.path.is_empty() {
             let fd = open(
                 Path::new(&ns.path),
@@ -240,10 +346,13 @@ fn make(
             _ => clone_flags |= flag,
         }
     }
-    if !clone_flags.contains(CloneFlags::CLONE_NEWNS) && !joined_mount {
+    // no mount namespace, new or by path: the container is set up in ours, as runc sets
+    // it up (see `AttachedRoot`)
+    let shares_mounts = !clone_flags.contains(CloneFlags::CLONE_NEWNS) && !joined_mount;
+    if shares_mounts && new_user {
         return Err(Error::Usage(
-            "the spec has no mount namespace (new or by path): the container would be set \
-             up in the runtime's own, which this runtime refuses"
+            "a user namespace without a mount namespace: the container's mounts would be \
+             made in the runtime's mount namespace by a process of another user namespace"
                 .into(),
         ));
     }
@@ -270,8 +379,16 @@ fn make(
         .collect();
     steps.push(Step::NewSession);
     steps.extend(early);
-    steps.push(Step::MakePrivate);
+    // in a mount namespace of its own, the mounts it inherits become private: nothing it
+    // mounts propagates to ours; in ours, only its root tree is made private
+    if !shares_mounts {
+        steps.push(Step::MakePrivate);
+    }
     let tree = root.clone_tree(None)?;
+    let attached = match shares_mounts {
+        true => Some(AttachedRoot::new(&tree, root.path())?),
+        false => None,
+    };
     steps.push(Step::AttachRoot(tree));
     let mut dev_is_tmpfs = false;
     for mount in &spec.mounts {
@@ -307,15 +424,19 @@ fn make(
         });
         pause = Some(resume_write);
     }
-    match (opts.no_pivot, root.switch()?) {
-        (false, RootSwitch::Pivot) => steps.push(Step::PivotRoot),
-        (_, RootSwitch::Move { detach }) => {
+    match (shares_mounts, opts.no_pivot, root.switch()?) {
+        // its root stays attached below ours: it cannot be pivoted into, nor moved over
+        // our own
+        (true, _, _) => steps.push(Step::Chroot),
+        (false, false, RootSwitch::Pivot) => steps.push(Step::PivotRoot),
+        (false, _, RootSwitch::Move { detach }) => {
             steps.extend(detach.into_iter().map(Step::DetachHost));
             steps.push(Step::MoveRoot);
         }
-        (true, RootSwitch::Pivot) => steps.push(Step::MoveRoot),
+        (false, true, RootSwitch::Pivot) => steps.push(Step::MoveRoot),
     }
     for (name, value) in &linux.sysctl {
+        check_sysctl(spec, name)?;
         steps.push(Step::WriteExisting {
             path: cstring(&format!("/proc/sys/{}", name.replace('.', "/")), "sysctl")?,
             contents: value.as_bytes().to_vec(),
@@ -361,6 +482,13 @@ fn make(
     // reboot: the init's process takes on the restrictions itself (see the shim's
     // system mode)
     let system = boots_as_system(spec)?;
+    if system && shares_mounts {
+        return Err(Error::Usage(
+            "a system container needs a mount namespace: its init's /proc is mounted there at \
+             each boot"
+                .into(),
+        ));
+    }
     let (process_steps, late_filter) = match system {
         true => process_steps(process, opts.console_socket, None, false)?,
         false => process_steps(process, opts.console_socket, linux.seccomp.as_ref(), true)?,
@@ -398,6 +526,9 @@ fn make(
         args.push(format!("--caps={bounding:x}"));
         if process.no_new_privileges {
             args.push("--no-new-privs".to_owned());
+        }
+        if let Some(profile) = apparmor_profile(process)? {
+            args.push(format!("--apparmor={}", profile.to_string_lossy()));
         }
         let profile = crate::seccomp::for_system_init(linux.seccomp.as_ref());
         filter_fd = filter_memfd(&crate::seccomp::filter(&profile)?)?;
@@ -447,6 +578,7 @@ fn make(
         poststart: hooks.poststart,
         poststop: hooks.poststop,
         oci_version: spec.oci_version.clone(),
+        root_attached: None,
     };
     // prestart and createRuntime in our namespaces, createContainer in the container's;
     // when one fails, the spec's lifecycle goes on at `delete`: the poststop hooks run
@@ -490,9 +622,13 @@ fn make(
     let (cgroup_path, cgroups_v1) = cgroup.keep();
     record.cgroup = cgroup_path;
     record.cgroups_v1 = cgroups_v1;
+    record.root_attached = attached.as_ref().map(|a| a.at.clone());
     record
         .save(dir)
         .map_err(|e| Error::host(format!("write the state in {}", dir.display()), e))?;
+    if let Some(attached) = attached {
+        attached.keep();
+    }
     if let Some(path) = opts.pid_file {
         write_pid_file(path, pid)?;
     }
@@ -575,6 +711,9 @@ pub fn process_steps(
         if process.no_new_privileges {
             steps.push(Step::NoNewPrivileges);
         }
+        if let Some(profile) = apparmor_profile(process)? {
+            steps.push(Step::AppArmorOnExec(profile));
+        }
     }
     steps.push(Step::Chdir(cstring(&process.cwd, "process.cwd")?));
     steps.push(Step::FindExecutable {
@@ -634,16 +773,7 @@ fn filter_memfd(filter: &cradle_core::security::seccomp::Filter) -> Result<Owned
 fn refuse_unsupported(spec: &Spec) -> Result<()> {
     let process = spec.process();
     let linux = spec.linux();
-    if let Some(profile) = process
-        .apparmor_profile
-        .as_deref()
-        .filter(|p| !p.is_empty())
-    {
-        return Err(Error::Usage(format!(
-            "process.apparmorProfile {profile:?}: AppArmor profiles are not supported by \
-             cradle-oci yet"
-        )));
-    }
+    apparmor_profile(process)?;
     // as runc (go-selinux): labels are no-ops where SELinux is not enabled
     let selinux = Path::new("/sys/fs/selinux/enforce").exists();
     let labels = [
@@ -656,6 +786,29 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// True when the kernel's AppArmor is on (as runc and podman test it).
+pub fn apparmor_enabled() -> bool {
+    fs::read("/sys/module/apparmor/parameters/enabled").is_ok_and(|v| v.starts_with(b"Y"))
+}
+
+/// The process's AppArmor profile, if it names one: what its exec takes on, as runc
+/// applies it. Where AppArmor is off, a profile is refused, as runc fails to apply it.
+pub fn apparmor_profile(process: &spec::Process) -> Result<Option<CString>> {
+    let Some(profile) = process
+        .apparmor_profile
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    else {
+        return Ok(None);
+    };
+    if !apparmor_enabled() {
+        return Err(Error::Usage(format!(
+            "process.apparmorProfile {profile:?}: AppArmor is not enabled on this host"
+        )));
+    }
+    cstring(profile, "process.apparmorProfile").map(Some)
 }
 
 /// The device cgroup's allow list, as runc makes it: the spec's rules in order (a rule

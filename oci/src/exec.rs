@@ -13,7 +13,7 @@
 //! otherwise we wait for it and exit with its status.
 
 use std::fs;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use cradle_common::outcome::Status;
@@ -113,6 +113,9 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
             flags,
         });
     }
+    if !flags.contains(CloneFlags::CLONE_NEWNS) {
+        steps.push(Step::EnterRoot(root_of(pid.as_raw())?));
+    }
     let (process_steps, late_filter) =
         create::process_steps(&process, opts.console_socket, seccomp.as_ref(), true)?;
     steps.extend(process_steps);
@@ -181,6 +184,18 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
         Status::Exited(code) => code,
         Status::Signaled(sig) => 128u8.wrapping_add(sig as u8),
     })
+}
+
+/// The root directory of process `pid`, open: what a process that joins a container whose
+/// mount namespace is ours (a spec without one) chroots into.
+pub fn root_of(pid: i32) -> Result<OwnedFd> {
+    let path = format!("/proc/{pid}/root");
+    open(
+        path.as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::host(format!("open {path}"), e))
 }
 
 /// The namespaces of [`JOINED`] process `pid` has of its own (a user namespace equal to

@@ -24,7 +24,10 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sched::{CloneFlags, setns};
 use nix::sys::stat::Mode;
-use nix::unistd::{Gid, Uid, dup2_stdin, dup2_stdout, execve, pipe2, setresgid, setresuid, write};
+use nix::unistd::{
+    Gid, Uid, chdir, chroot, dup2_stdin, dup2_stdout, execve, fchdir, pipe2, setresgid, setresuid,
+    write,
+};
 
 use crate::spec::Hook;
 use crate::state::{Record, Status};
@@ -80,6 +83,8 @@ struct Prepared<'a> {
     null: OwnedFd,
     /// The container's process and the namespaces of it to join.
     join: Option<(BorrowedFd<'a>, CloneFlags)>,
+    /// The container's root, for one that shares our mount namespace.
+    root: Option<OwnedFd>,
 }
 
 fn cstring(text: &str, what: &str) -> std::result::Result<CString, String> {
@@ -121,12 +126,18 @@ fn run(
         input,
         null,
         join: None,
+        root: None,
     };
     let mut child = match place {
         Place::Runtime => fork(threads, prepared)?,
         Place::Container { pid, pidfd } => {
             let (flags, other_pid_ns) = crate::exec::namespaces_of(pid);
             prepared.join = Some((pidfd, flags));
+            // a container in our mount namespace: its root is only its processes' root
+            if !flags.contains(CloneFlags::CLONE_NEWNS) {
+                let root = crate::exec::root_of(pid).map_err(|e| e.to_string())?;
+                prepared.root = Some(root);
+            }
             if other_pid_ns {
                 in_pid_namespace(pidfd, || fork(threads, prepared))?
             } else {
@@ -193,6 +204,14 @@ fn exec(prepared: Prepared) -> String {
             {
                 return format!("become the container's root: {e}");
             }
+        }
+    }
+    if let Some(root) = &prepared.root {
+        if let Err(e) = fchdir(root)
+            .and_then(|()| chroot("."))
+            .and_then(|()| chdir("/"))
+        {
+            return format!("enter the container's root: {e}");
         }
     }
     let e = execve(&prepared.path, &prepared.argv, &prepared.env).unwrap_err();

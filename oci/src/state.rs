@@ -34,6 +34,17 @@ pub struct Record {
     pub poststart: Vec<crate::spec::Hook>,
     pub poststop: Vec<crate::spec::Hook>,
     pub oci_version: String,
+    /// Where its spec has no mount namespace, its root as attached in the mount
+    /// namespace of `create` (and `delete`, which detaches it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_attached: Option<Attached>,
+}
+
+/// A mount, by its id and where it is mounted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attached {
+    pub mount_id: u64,
+    pub path: PathBuf,
 }
 
 /// A container's status, as the spec names them.

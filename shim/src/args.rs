@@ -18,7 +18,8 @@ usage: cradle-shim [OPTIONS] [--started-fd FD] [--] CMD [ARGS]...
        cradle-shim --enter PIDFD [--userns] [--cgroup-fd FD] [--caps HEX] [--tty]
                    [--report-fd FD] (--power-off | [--] CMD [ARGS]...)
        cradle-shim --system [--caps HEX] [--no-new-privs] [--seccomp-fd FD]
-                   [--proc-mask PATH]... [--proc-ro PATH]... [--report-fd FD]
+                   [--apparmor PROFILE] [--proc-mask PATH]... [--proc-ro PATH]...
+                   [--report-fd FD]
                    [-v]... [--] INIT [ARGS]...
        cradle-shim --monitor FDS -- LAUNCHER...   (cradle start --detach's, internal)
 
@@ -142,6 +143,8 @@ pub struct System<'a> {
     pub no_new_privs: bool,
     /// A descriptor holding the seccomp filter: its flags (u32), then its instructions.
     pub seccomp: Option<Fd>,
+    /// The AppArmor profile the init (and its halt) takes on at its exec.
+    pub apparmor: Option<&'a CStr>,
     /// Paths of /proc masked and made read-only on each boot's new /proc.
     pub proc_masks: alloc::vec::Vec<&'a CStr>,
     pub proc_read_only: alloc::vec::Vec<&'a CStr>,
@@ -257,8 +260,9 @@ fn parse_rewrite(s: &CStr) -> Option<(c_int, c_int)> {
 /// The short options that take a value.
 const SHORT_WITH_VALUE: [&str; 3] = ["-e", "-p", "-r"];
 /// The long options that take a value.
-const LONG_WITH_VALUE: [&str; 9] = [
+const LONG_WITH_VALUE: [&str; 10] = [
     "--rewrite",
+    "--apparmor",
     "--report-fd",
     "--started-fd",
     "--cgroup-fd",
@@ -315,6 +319,7 @@ pub fn parse<'a, 'e>(
     let mut system = false;
     let mut no_new_privs = false;
     let mut seccomp_fd = None;
+    let mut apparmor = None;
     let mut proc_masks = alloc::vec::Vec::new();
     let mut proc_read_only = alloc::vec::Vec::new();
     let mut verbosity: u8 = 1;
@@ -401,6 +406,7 @@ pub fn parse<'a, 'e>(
                 Opt::Long(b"--seccomp-fd", Some(v)) => {
                     seccomp_fd = Some(parse_fd(v).ok_or(ArgError::BadValue("--seccomp-fd", v))?);
                 }
+                Opt::Long(b"--apparmor", Some(v)) => apparmor = Some(v),
                 Opt::Long(b"--proc-mask", Some(v)) => proc_masks.push(proc_path(v, "--proc-mask")?),
                 Opt::Long(b"--proc-ro", Some(v)) => proc_read_only.push(proc_path(v, "--proc-ro")?),
                 Opt::Long(b"--caps", Some(v)) => {
@@ -459,6 +465,7 @@ pub fn parse<'a, 'e>(
     let rest = &args[i..];
     let system_option = no_new_privs
         || seccomp_fd.is_some()
+        || apparmor.is_some()
         || !proc_masks.is_empty()
         || !proc_read_only.is_empty();
     if system {
@@ -477,6 +484,7 @@ pub fn parse<'a, 'e>(
                 caps,
                 no_new_privs,
                 seccomp: seccomp_fd,
+                apparmor,
                 proc_masks,
                 proc_read_only,
             }),
@@ -709,6 +717,7 @@ mod tests {
             "--proc-mask=/proc/kcore",
             "--proc-ro",
             "/proc/sys",
+            "--apparmor=containers-default-0.50.0",
             "--",
             "/sbin/init",
             "splash",
@@ -724,6 +733,10 @@ mod tests {
                 assert_eq!(how.seccomp, Some(7));
                 assert_eq!(words(&how.proc_masks), ["/proc/kcore"]);
                 assert_eq!(words(&how.proc_read_only), ["/proc/sys"]);
+                assert_eq!(
+                    how.apparmor.map(|p| p.to_bytes()),
+                    Some(&b"containers-default-0.50.0"[..])
+                );
             }
             other => panic!("{other:?}"),
         });
@@ -736,6 +749,7 @@ mod tests {
             &["--system", "--proc-ro=/proc/../etc", "x"],
             &["--no-new-privs", "x"],
             &["--seccomp-fd=5", "x"],
+            &["--apparmor=unconfined", "x"],
         ] {
             with_args(bad, &[], |r| assert!(r.is_err(), "{bad:?}: {r:?}"));
         }

@@ -44,11 +44,14 @@ struct Restrictions<'a> {
 }
 
 impl Restrictions<'_> {
-    /// In the init's (or the halt's) process: no_new_privs, the filter, the bounding set
-    /// and the capabilities. Without no_new_privs the filter goes in first, while
+    /// In the init's (or the halt's) process: the AppArmor profile of its exec,
+    /// no_new_privs, the filter, the bounding set and the capabilities. Without no_new_privs the filter goes in first, while
     /// CAP_SYS_ADMIN allows it (runc's order: it must then allow capset and prctl).
     fn apply(&self) -> Result<(), Failure> {
         let fail = |detail, e: Errno| Failure::new(Stage::Restrict, detail, e.0);
+        if let Some(profile) = self.how.apparmor {
+            apparmor_on_exec(profile).map_err(|e| fail(4, e))?;
+        }
         if self.how.no_new_privs {
             sys::set_no_new_privs().map_err(|e| fail(0, e))?;
         }
@@ -67,6 +70,31 @@ impl Restrictions<'_> {
         }
         Ok(())
     }
+}
+
+/// Has the next exec take on AppArmor profile `profile`: `exec PROFILE` written to our own
+/// `attr/apparmor/exec` (`attr/exec` on a kernel without the stacking interface), through
+/// the init's /proc, as runc applies a container's profile.
+fn apparmor_on_exec(profile: &core::ffi::CStr) -> Result<(), Errno> {
+    let flags = libc::O_WRONLY | libc::O_CLOEXEC;
+    let fd = match sys::open(c"/proc/thread-self/attr/apparmor/exec", flags) {
+        Err(Errno(libc::ENOENT)) => sys::open(c"/proc/thread-self/attr/exec", flags)?,
+        other => other?,
+    };
+    // one write: the kernel reads the attribute from each write whole
+    let mut text = [0u8; 512];
+    let name = profile.to_bytes();
+    let len = 5 + name.len();
+    let written = match text.get_mut(..len) {
+        Some(buf) => {
+            buf[..5].copy_from_slice(b"exec ");
+            buf[5..].copy_from_slice(name);
+            sys::write_all(fd, buf)
+        }
+        None => Err(Errno(libc::ENAMETOOLONG)),
+    };
+    sys::close(fd);
+    written
 }
 
 /// Reads the filter on `fd`: its flags (u32, native order), then its instructions.

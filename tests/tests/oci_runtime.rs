@@ -1214,3 +1214,150 @@ fn every_binary_answers_help_and_version() {
             .contains(&json!("user"))
     );
 }
+
+/// The mount points at or below `dir` in our mount namespace.
+fn mounts_at_or_below(dir: &std::path::Path) -> Vec<String> {
+    let dir = dir.to_str().unwrap();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(str::to_owned))
+        .filter(|point| point == dir || point.starts_with(&format!("{dir}/")))
+        .collect()
+}
+
+/// A spec with no namespace at all (runtime-tools' `linux_ns_itype`): the container shares
+/// each of ours, the mount namespace too, as runc sets it up: its root attached on the
+/// bundle's root in ours and its mounts made below it, chrooted into it. `exec` enters
+/// that root; `delete` leaves nothing mounted there.
+#[test]
+fn a_spec_without_namespaces_shares_ours_and_delete_leaves_no_mount() {
+    let mut b = Bundle::new("oci-no-ns", &["sleep", "60"]);
+    b.config["linux"]["namespaces"] = json!([]);
+    b.config.as_object_mut().unwrap().remove("hostname");
+    let rootfs = fs::canonicalize(b.sb.dir.join("root")).unwrap();
+    fs::write(rootfs.join("marker"), "in its root\n").unwrap();
+    assert_eq!(mounts_at_or_below(&rootfs), Vec::<String>::new());
+
+    let created = b.create("n1", &[]);
+    assert_eq!(created.code(), Some(0), "{created:?}");
+    let started = b.oci(&["start", "n1"]);
+    assert_eq!(started.code(), Some(0), "{started:?}");
+    let pid = b.state("n1")["pid"].as_i64().unwrap();
+    for ns in ["mnt", "pid", "net", "ipc", "uts", "user", "cgroup"] {
+        assert_eq!(
+            fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap(),
+            fs::read_link(format!("/proc/self/ns/{ns}")).unwrap(),
+            "the container's {ns} namespace is ours"
+        );
+    }
+    assert_eq!(fs::read_link(format!("/proc/{pid}/root")).unwrap(), rootfs);
+    let mounted = mounts_at_or_below(&rootfs);
+    for point in ["", "/proc", "/dev", "/dev/pts", "/sys"] {
+        let want = format!("{}{point}", rootfs.display());
+        assert!(mounted.contains(&want), "{want} in {mounted:?}");
+    }
+    let exec = b.oci(&["exec", "n1", "cat", "/marker"]);
+    assert_eq!(exec.code(), Some(0), "{exec:?}");
+    assert_eq!(exec.stdout, "in its root\n");
+
+    let deleted = b.oci(&["delete", "--force", "n1"]);
+    assert_eq!(deleted.code(), Some(0), "{deleted:?}");
+    assert_eq!(deleted.stderr, "", "{deleted:?}");
+    assert_eq!(mounts_at_or_below(&rootfs), Vec::<String>::new());
+    assert!(!cgroup_of("n1").exists());
+}
+
+/// What would reach the host through a spec that shares its namespaces is refused at
+/// `create`, by name (exit 2), and leaves nothing: a sysctl outside a namespace of the
+/// container's own (a network one without a network namespace, one no namespace holds),
+/// and a user namespace without a mount namespace.
+#[test]
+fn what_a_spec_without_its_own_namespaces_would_change_of_the_host_is_refused() {
+    let mut b = Bundle::new("oci-no-ns-refused", &["true"]);
+    let rootfs = fs::canonicalize(b.sb.dir.join("root")).unwrap();
+    let without = |b: &mut Bundle, kinds: &[&str]| {
+        let all = b.config["linux"]["namespaces"].as_array().unwrap().clone();
+        let kept: Vec<Value> = all
+            .into_iter()
+            .filter(|ns| !kinds.contains(&ns["type"].as_str().unwrap()))
+            .collect();
+        b.config["linux"]["namespaces"] = json!(kept);
+    };
+    without(&mut b, &["network"]);
+    b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    let done = b.create("r1", &[]);
+    assert_eq!(done.code(), Some(2), "{done:?}");
+    assert!(
+        done.stderr.contains("net.ipv4.ip_forward") && done.stderr.contains("network namespace"),
+        "{done:?}"
+    );
+
+    b.config["linux"]["sysctl"] = json!({"vm.swappiness": "10"});
+    let done = b.create("r2", &[]);
+    assert_eq!(done.code(), Some(2), "{done:?}");
+    assert!(done.stderr.contains("vm.swappiness"), "{done:?}");
+
+    b.config["linux"]["sysctl"] = json!({});
+    without(&mut b, &["mount"]);
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let done = b.create("r3", &[]);
+    assert_eq!(done.code(), Some(2), "{done:?}");
+    assert!(
+        done.stderr.contains("without a mount namespace"),
+        "{done:?}"
+    );
+
+    for id in ["r1", "r2", "r3"] {
+        assert!(!b.state_dir().join(id).exists());
+        assert!(!cgroup_of(id).exists());
+    }
+    assert_eq!(mounts_at_or_below(&rootfs), Vec::<String>::new());
+}
+
+/// `process.apparmorProfile`, as runc takes it: where the kernel's AppArmor is on, the
+/// container's process runs confined by it (its `/proc/self/attr/current` names it; the
+/// test loads a profile of its own with apparmor_parser, and removes it); where it is off,
+/// `create` refuses the profile by name (runc fails to apply it there).
+#[test]
+fn an_apparmor_profile_confines_the_process_where_apparmor_is_on() {
+    let mut b = Bundle::new("oci-apparmor", &["cat", "/proc/self/attr/current"]);
+    b.config["process"]["apparmorProfile"] = json!("cradle-test-profile");
+    let on = fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|v| v.starts_with('Y'));
+    if !on {
+        let done = b.create("a1", &[]);
+        assert_eq!(done.code(), Some(2), "{done:?}");
+        assert!(
+            done.stderr.contains("cradle-test-profile")
+                && done.stderr.contains("AppArmor is not enabled"),
+            "{done:?}"
+        );
+        assert!(!b.state_dir().join("a1").exists());
+        return;
+    }
+    let profile = "profile cradle-test-profile flags=(attach_disconnected,mediate_deleted) {\n  \
+                   file,\n  capability,\n  signal,\n  unix,\n  network,\n  mount,\n  umount,\n  \
+                   pivot_root,\n  ptrace,\n}\n";
+    let file = b.sb.dir.join("apparmor-profile");
+    fs::write(&file, profile).unwrap();
+    let mut load = Command::new("apparmor_parser");
+    load.arg("-r").arg(&file);
+    let loaded = run(load, secs(60));
+    assert!(loaded.status.success(), "{loaded:?}");
+    let done = b.run("a2");
+    let mut unload = Command::new("apparmor_parser");
+    unload.arg("-R").arg(&file);
+    let unloaded = run(unload, secs(60));
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    assert_eq!(
+        done.stdout.trim_end_matches('\0').trim(),
+        "cradle-test-profile (enforce)"
+    );
+    assert!(unloaded.status.success(), "{unloaded:?}");
+}

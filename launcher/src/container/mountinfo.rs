@@ -68,6 +68,29 @@ pub fn below(mounts: &[Mount], dir: &Path) -> Vec<CString> {
         .collect()
 }
 
+/// Detaches mount `id` from `path` in the caller's mount namespace, with everything mounted
+/// below it and on top of it: the root a container that shares the runtime's mount
+/// namespace (an OCI spec without one) had attached there. False when no such mount is at
+/// `path` (detached already, or the caller is in another mount namespace).
+pub fn detach(path: &Path, id: u64) -> std::io::Result<bool> {
+    let at = path.as_os_str().as_bytes();
+    let target = CString::new(at).map_err(std::io::Error::other)?;
+    let mut found = false;
+    // whatever the container stacked on its own root comes off first, one a turn
+    for _ in 0..64 {
+        let mounts = parse(&std::fs::read_to_string("/proc/self/mountinfo")?);
+        if !mounts.iter().any(|m| m.id == id && m.mount_point == at) {
+            return Ok(found);
+        }
+        found = true;
+        nix::mount::umount2(target.as_c_str(), nix::mount::MntFlags::MNT_DETACH)?;
+    }
+    Err(std::io::Error::other(format!(
+        "{} still has mounts stacked on it",
+        path.display()
+    )))
+}
+
 /// mountinfo writes space, tab, newline and backslash in a path as `\OOO` (octal).
 fn unescape(field: &str) -> Vec<u8> {
     let bytes = field.as_bytes();

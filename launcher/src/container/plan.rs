@@ -311,6 +311,13 @@ pub enum Step {
     DetachHost(CString),
     /// Moves the working directory's mount over `/` and chroots into it.
     MoveRoot,
+    /// Chroots into the working directory, moving no mount: the switch of a container
+    /// that shares the runtime's mount namespace (an OCI spec without one), whose root
+    /// stays where it was attached, below the runtime's own.
+    Chroot,
+    /// Chroots into the directory open on the descriptor: how a process added to such a
+    /// container (`cradle-oci exec`) enters its root, `/proc/PID/root` of its first process.
+    EnterRoot(OwnedFd),
     Hostname(CString),
     LoopbackUp,
     /// setgroups([]), setresgid(0), setresuid(0): in a user namespace, its root.
@@ -391,6 +398,9 @@ pub enum Step {
         hard: u64,
     },
     NoNewPrivileges,
+    /// The AppArmor profile the next exec takes on (`exec PROFILE` written to the
+    /// process's own `attr/apparmor/exec`, through the container's /proc).
+    AppArmorOnExec(CString),
     /// chdir, in the guest's terms, as the process's own user.
     Chdir(CString),
     /// The umask the shim and the command start with (instead of 022).
@@ -757,6 +767,8 @@ impl fmt::Display for Step {
             Step::MoveRoot => {
                 f.write_str("move the root directory over the initramfs and chroot into it")
             }
+            Step::Chroot => f.write_str("chroot into the root directory"),
+            Step::EnterRoot(_) => f.write_str("chroot into the container's root"),
             Step::Hostname(name) => write!(f, "set hostname {}", name.to_string_lossy()),
             Step::LoopbackUp => f.write_str("bring up the loopback interface"),
             Step::BecomeRoot => f.write_str("become the guest's root (setresuid 0)"),
@@ -787,6 +799,13 @@ impl fmt::Display for Step {
                 name, soft, hard, ..
             } => write!(f, "set {name} to {soft}:{hard}"),
             Step::NoNewPrivileges => f.write_str("set no_new_privs"),
+            Step::AppArmorOnExec(profile) => {
+                write!(
+                    f,
+                    "take AppArmor profile {} on exec",
+                    profile.to_string_lossy()
+                )
+            }
             Step::Chdir(dir) => write!(f, "chdir to {}", dir.to_string_lossy()),
             Step::Umask(mask) => write!(f, "set umask {mask:04o}"),
             Step::FindExecutable { name, .. } => {
@@ -1057,6 +1076,15 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             chroot(c".")?;
             chdir(c"/")
         }
+        Step::Chroot => {
+            chroot(c".")?;
+            chdir(c"/")
+        }
+        Step::EnterRoot(dir) => {
+            fchdir(dir)?;
+            chroot(c".")?;
+            chdir(c"/")
+        }
         Step::Hostname(name) => sethostname(std::ffi::OsStr::from_bytes(name.as_bytes())),
         Step::LoopbackUp => sys::interface_up(c"lo"),
         Step::BecomeRoot => {
@@ -1263,6 +1291,24 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             ..
         } => sys::set_rlimit(*resource, *soft, *hard),
         Step::NoNewPrivileges => nix::sys::prctl::set_no_new_privs(),
+        Step::AppArmorOnExec(profile) => {
+            // the file of the LSM-stacking interface (Linux 5.1), else the older one
+            let file = match open(
+                c"/proc/thread-self/attr/apparmor/exec",
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) {
+                Err(Errno::ENOENT) => open(
+                    c"/proc/thread-self/attr/exec",
+                    OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )?,
+                other => other?,
+            };
+            let mut text = b"exec ".to_vec();
+            text.extend_from_slice(profile.as_bytes());
+            write_all(&file, &text)
+        }
         Step::Chdir(dir) => chdir(dir.as_c_str()),
         Step::Umask(_) => Ok(()),
         Step::FindExecutable { candidates, .. } => {
