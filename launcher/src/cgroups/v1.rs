@@ -340,13 +340,20 @@ impl Host {
     /// Enables the controllers named (`memory`, `cpuset`, ...) that the v2 hierarchy
     /// provides in the `cgroup.subtree_control` of the v2 root and of every cgroup on the
     /// way down to `path` (relative to the root), so that the cgroup at `path` has their
-    /// files.
+    /// files. A cgroup on the way that is not there yet is made (a caller's parent, such
+    /// as podman's `libpod_parent`, as runc makes it), each before its controllers are
+    /// enabled, so that it gets them from its parent.
     pub fn enable_v2_down_to(&self, path: &Path, controllers: &[&str]) -> Result<()> {
         let mut dir = self.v2.clone();
         self.enable_v2_in(&dir, controllers)?;
         let parts: Vec<_> = path.components().collect();
         for part in parts.iter().take(parts.len().saturating_sub(1)) {
             dir.push(part);
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::host(format!("create cgroup {}", dir.display()), e)),
+            }
             self.enable_v2_in(&dir, controllers)?;
         }
         Ok(())
