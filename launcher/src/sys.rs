@@ -838,7 +838,7 @@ pub fn inherit_for_tests(caps: u64) -> nix::Result<()> {
 /// and refuses flags it does not know with EINVAL. Filters stack: the kernel runs every
 /// installed filter and the most restrictive answer wins. The kernel copies the program;
 /// nothing is allocated here.
-pub fn install_seccomp(program: &[libc::sock_filter], flags: u32) -> nix::Result<()> {
+pub fn install_seccomp(program: &[libc::sock_filter], flags: u32) -> nix::Result<RawFd> {
     let len = u16::try_from(program.len()).map_err(|_| Errno::EINVAL)?;
     let prog = libc::sock_fprog {
         len,
@@ -854,7 +854,19 @@ pub fn install_seccomp(program: &[libc::sock_filter], flags: u32) -> nix::Result
             &prog as *const libc::sock_fprog,
         )
     };
-    Errno::result(ret).map(drop)
+    // the listener's descriptor with SECCOMP_FILTER_FLAG_NEW_LISTENER, else 0
+    Errno::result(ret).map(|fd| fd as RawFd)
+}
+
+/// Takes ownership of `fd`, a descriptor a system call just returned to us (a seccomp
+/// listener), which nobody else holds.
+pub fn own_new_fd(fd: RawFd) -> nix::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(Errno::EBADF);
+    }
+    // SAFETY: the kernel returned this descriptor to the caller, who hands it over here
+    // and holds no other owner of it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Tests only: system call `nr` of the native ABI with `args`. Arguments are integers;
@@ -1236,8 +1248,9 @@ pub fn open_terminal(socket: BorrowedFd, size: Option<(u16, u16)>) -> nix::Resul
     nix::unistd::dup2_stderr(&peer)
 }
 
-/// sendmsg(2) of `payload` with `fd` in SCM_RIGHTS, built on the stack.
-fn send_fd(socket: BorrowedFd, payload: &[u8], fd: BorrowedFd) -> nix::Result<()> {
+/// sendmsg(2) of `payload` with `fd` in SCM_RIGHTS, built on the stack (allocation-free,
+/// for the container's first process).
+pub fn send_fd(socket: BorrowedFd, payload: &[u8], fd: BorrowedFd) -> nix::Result<()> {
     // room for one cmsghdr and one int, aligned as the kernel wants it
     #[repr(C, align(8))]
     struct Control([u8; 64]);

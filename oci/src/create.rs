@@ -42,6 +42,7 @@ use nix::fcntl::{OFlag, open};
 use nix::mount::MsFlags;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sched::{CloneFlags, setns};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, read};
 
@@ -489,11 +490,12 @@ fn make(
                 .into(),
         ));
     }
-    let (process_steps, late_filter) = match system {
+    let made = match system {
         true => process_steps(process, opts.console_socket, None, false)?,
         false => process_steps(process, opts.console_socket, linux.seccomp.as_ref(), true)?,
     };
-    steps.extend(process_steps);
+    let (late_filter, listener) = (made.late_filter, made.listener);
+    steps.extend(made.steps);
 
     // the fifo `start` opens, and the pipe that says the setup is done
     let fifo_path = dir.join(state::FIFO);
@@ -529,6 +531,15 @@ fn make(
         }
         if let Some(profile) = apparmor_profile(process)? {
             args.push(format!("--apparmor={}", profile.to_string_lossy()));
+        }
+        if let Some(given) = &linux.seccomp {
+            if crate::seccomp::profile(given)?.notifies() {
+                return Err(Error::Usage(
+                    "linux.seccomp: SCMP_ACT_NOTIFY in a system container: its init is \
+                     started again at each boot, with no agent to hand a listener to"
+                        .into(),
+                ));
+            }
         }
         let profile = crate::seccomp::for_system_init(linux.seccomp.as_ref());
         filter_fd = filter_memfd(&crate::seccomp::filter(&profile)?)?;
@@ -612,10 +623,22 @@ fn make(
         }
         ran
     };
+    // the filter's listener, to the seccomp agent, once the process sends it
+    let seccomp = linux.seccomp.as_ref();
+    let to_agent = |fd| match seccomp {
+        Some(given) => crate::seccomp::hand_to_agent(
+            given,
+            fd,
+            record.pid,
+            record.state_json(Status::Creating),
+        ),
+        None => Ok(()),
+    };
     let pid = wait_ready(
         container,
         ready_read,
         pause.map(|resume| (resume, at_pause)),
+        listener.map(|socket| (socket, to_agent)),
     )?;
     record.started = state::start_time(pid)
         .ok_or_else(|| Error::setup("the container's first process", Errno::ESRCH))?;
@@ -641,20 +664,42 @@ fn make(
 /// executable, its umask. Run as the container's root, in all its namespaces.
 ///
 /// The seccomp filter, if any, comes as late as it can: with `noNewPrivileges` after
-/// everything (the second of the pair returned, for the caller to put last), else just
-/// before the user changes, while CAP_SYS_ADMIN still allows the install (runc's order).
+/// everything (`late_filter`, for the caller to put last), else just before the user
+/// changes, while CAP_SYS_ADMIN still allows the install (runc's order). A filter with a
+/// listener goes in no later than the end of these steps, before the process says it is
+/// ready: its listener must reach the agent by then.
 pub fn process_steps(
     process: &spec::Process,
     console_socket: Option<&Path>,
     seccomp: Option<&spec::Seccomp>,
     restrict: bool,
-) -> Result<(Vec<Step>, Option<Step>)> {
+) -> Result<ProcessSteps> {
     let mut steps = Vec::new();
     let filter = seccomp.map(crate::seccomp::filter).transpose()?;
-    let (early_filter, late_filter) = match filter {
-        Some(f) if process.no_new_privileges => (None, Some(Step::Seccomp(f))),
-        Some(f) => (Some(Step::Seccomp(f)), None),
-        None => (None, None),
+    // a filter with a listener (SCMP_ACT_NOTIFY) sends it back over a socket, and goes in
+    // before the process says it is ready, for the runtime to hand it to the agent then
+    let mut listener = None;
+    let filter = match filter {
+        Some(filter) if filter.has_listener() => {
+            let (ours, theirs) = socketpair(
+                AddressFamily::Unix,
+                SockType::SeqPacket,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(|e| Error::host("socketpair for the seccomp listener", e))?;
+            listener = Some(ours);
+            Some(Step::SeccompListener { filter, to: theirs })
+        }
+        Some(filter) => Some(Step::Seccomp(filter)),
+        None => None,
+    };
+    let last_of_all = listener.is_none() && process.no_new_privileges;
+    let (early_filter, late_filter, last_filter) = match filter {
+        Some(f) if last_of_all => (None, Some(f), None),
+        Some(f) if process.no_new_privileges => (None, None, Some(f)),
+        Some(f) => (Some(f), None, None),
+        None => (None, None, None),
     };
     if let Some(adj) = process.oom_score_adj {
         steps.push(Step::WriteExisting {
@@ -721,7 +766,22 @@ pub fn process_steps(
         candidates: candidates(&process.args[0], &process.env)?,
     });
     steps.push(Step::Umask(process.user.umask.unwrap_or(0o022)));
-    Ok((steps, late_filter))
+    steps.extend(last_filter);
+    Ok(ProcessSteps {
+        steps,
+        late_filter,
+        listener,
+    })
+}
+
+/// What [`process_steps`] makes.
+pub struct ProcessSteps {
+    pub steps: Vec<Step>,
+    /// The filter with `noNewPrivileges`, for the caller to put last of all.
+    pub late_filter: Option<Step>,
+    /// Our side of the socket the process sends its filter's listener over, when the
+    /// profile has SCMP_ACT_NOTIFY rules (see `seccomp::receive_listener`).
+    pub listener: Option<OwnedFd>,
 }
 
 /// The annotation that says whether the container's process boots as a system's init.
@@ -907,6 +967,7 @@ fn wait_ready(
     mut container: Container,
     ready: OwnedFd,
     mut pause: Option<(OwnedFd, impl FnOnce(&Container) -> Result<()>)>,
+    mut listener: Option<(OwnedFd, impl FnOnce(OwnedFd) -> Result<()>)>,
 ) -> Result<i32> {
     let errpipe_failure = |container: &mut Container| match container.read_report() {
         Report::Failed(failure) => Some(container.failure_error(failure, "the container")),
@@ -914,6 +975,11 @@ fn wait_ready(
     };
     loop {
         let mut fds = vec![PollFd::new(ready.as_fd(), PollFlags::POLLIN)];
+        // the seccomp listener, which comes before the process is ready: handed to the
+        // agent at once, since the process's next calls may wait for it
+        if let Some((socket, _)) = &listener {
+            fds.push(PollFd::new(socket.as_fd(), PollFlags::POLLIN));
+        }
         if let Some(errpipe) = container.errpipe() {
             fds.push(PollFd::new(errpipe, PollFlags::POLLIN));
         }
@@ -924,6 +990,15 @@ fn wait_ready(
             return Err(Error::Timeout(
                 "the container did not finish its setup in 60 s".into(),
             ));
+        }
+        let mut ready_now = ready_now;
+        if listener.is_some() && ready_now.remove(1) {
+            let (socket, hand_over) = listener.take().expect("checked");
+            // nothing when the process ended first: its report says why
+            if let Some(fd) = crate::seccomp::receive_listener(&socket)? {
+                hand_over(fd)?;
+            }
+            continue;
         }
         if ready_now.get(1).copied().unwrap_or(false) {
             if let Some(error) = errpipe_failure(&mut container) {

@@ -116,10 +116,9 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
     if !flags.contains(CloneFlags::CLONE_NEWNS) {
         steps.push(Step::EnterRoot(root_of(pid.as_raw())?));
     }
-    let (process_steps, late_filter) =
-        create::process_steps(&process, opts.console_socket, seccomp.as_ref(), true)?;
-    steps.extend(process_steps);
-    steps.extend(late_filter);
+    let made = create::process_steps(&process, opts.console_socket, seccomp.as_ref(), true)?;
+    steps.extend(made.steps);
+    steps.extend(made.late_filter);
     let shim = ShimBinary::sealed(None)?;
     let mut args = vec!["-s".to_owned(), "--".to_owned()];
     args.extend(process.args.iter().cloned());
@@ -150,6 +149,14 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
         },
         steps,
     )?;
+    // the filter's listener (SCMP_ACT_NOTIFY), to the seccomp agent, as runc hands it
+    // over for a process exec adds: sent before the process goes on, or never if it failed
+    if let (Some(socket), Some(given)) = (&made.listener, &seccomp) {
+        if let Some(fd) = crate::seccomp::receive_listener(socket)? {
+            let pid = container.handoff_ids().0.as_raw();
+            crate::seccomp::hand_to_agent(given, fd, pid, record.state_json(State::Running))?;
+        }
+    }
     if opts.detach {
         // the command runs once the report pipe closes without a record
         loop {

@@ -3,6 +3,8 @@
 //! thread's kill; the architectures this build has no ABI for are left out, as
 //! libseccomp leaves out an arch it is not running on.
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
 use cradle_common::arch::{Abi, SECCOMP_ABIS};
 use cradle_core::error::{Error, Result};
 use cradle_core::security::profile::{Action, Condition, Op, Profile, Rule};
@@ -24,12 +26,7 @@ fn action(name: &str, errno: Option<u32>) -> Result<Action> {
         "SCMP_ACT_TRACE" => Action::Trace(errno()),
         "SCMP_ACT_ALLOW" => Action::Allow,
         "SCMP_ACT_LOG" => Action::Log,
-        "SCMP_ACT_NOTIFY" => {
-            return Err(Error::Usage(
-                "linux.seccomp: SCMP_ACT_NOTIFY (a seccomp agent) is not supported by cradle-oci yet"
-                    .into(),
-            ));
-        }
+        "SCMP_ACT_NOTIFY" => Action::Notify,
         other => {
             return Err(Error::Usage(format!(
                 "linux.seccomp: unknown action {other:?}"
@@ -68,11 +65,6 @@ fn abi(name: &str) -> Option<Abi> {
 
 /// The profile in the core's terms.
 pub fn profile(seccomp: &Seccomp) -> Result<Profile> {
-    if !seccomp.listener_path.is_empty() {
-        return Err(Error::Usage(
-            "linux.seccomp.listenerPath: a seccomp agent is not supported by cradle-oci yet".into(),
-        ));
-    }
     let mut flags = 0;
     for flag in &seccomp.flags {
         flags |= match flag.as_str() {
@@ -126,12 +118,97 @@ pub fn profile(seccomp: &Seccomp) -> Result<Profile> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Profile {
+    let profile = Profile {
         default: action(&seccomp.default_action, seccomp.default_errno_ret)?,
         abis,
         rules,
         flags,
-    })
+    };
+    if profile.notifies() && seccomp.listener_path.is_empty() {
+        return Err(Error::Usage(
+            "linux.seccomp: SCMP_ACT_NOTIFY needs a listenerPath (the seccomp agent's socket)"
+                .into(),
+        ));
+    }
+    Ok(profile)
+}
+
+/// Hands a seccomp filter's listener to the agent at `seccomp.listenerPath`, as runc does:
+/// one message on a new connection to its socket, the listener in SCM_RIGHTS, the
+/// payload the spec's container process state (JSON: `ociVersion`, `fds` naming the
+/// descriptor `seccompFd`, the process's `pid`, the `listenerMetadata` as `metadata`,
+/// and the container's `state`).
+pub fn hand_to_agent(
+    seccomp: &Seccomp,
+    listener: OwnedFd,
+    pid: i32,
+    state: serde_json::Value,
+) -> Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let message = serde_json::json!({
+        "ociVersion": state["ociVersion"].clone(),
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": seccomp.listener_metadata,
+        "state": state,
+    });
+    let path = &seccomp.listener_path;
+    let agent = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| Error::host(format!("connect to the seccomp agent at {path}"), e))?;
+    let payload = serde_json::to_vec(&message).expect("JSON of values");
+    let fds = [listener.as_raw_fd()];
+    let sent = sendmsg::<()>(
+        agent.as_raw_fd(),
+        &[std::io::IoSlice::new(&payload)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    );
+    match sent {
+        Ok(n) if n == payload.len() => Ok(()),
+        Ok(_) => Err(Error::setup(
+            format!("send the seccomp listener to the agent at {path}"),
+            nix::errno::Errno::EMSGSIZE,
+        )),
+        Err(e) => Err(Error::setup(
+            format!("send the seccomp listener to the agent at {path}"),
+            e,
+        )),
+    }
+}
+
+/// Receives the listener a container's process sent over `socket`
+/// (`Step::SeccompListener`); None when the process ended without sending one.
+pub fn receive_listener(socket: &OwnedFd) -> Result<Option<OwnedFd>> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut payload = [0u8; 16];
+    let mut iov = [std::io::IoSliceMut::new(&mut payload)];
+    let mut space = nix::cmsg_space!(std::os::fd::RawFd);
+    let message = loop {
+        match recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => break other.map_err(|e| Error::host("receive the seccomp listener", e))?,
+        }
+    };
+    let mut received = None;
+    for cmsg in message
+        .cmsgs()
+        .map_err(|e| Error::host("receive the seccomp listener", e))?
+    {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            for fd in fds {
+                let owned = cradle_core::sys::own_new_fd(fd)
+                    .map_err(|e| Error::host("receive the seccomp listener", e))?;
+                received.get_or_insert(owned);
+            }
+        }
+    }
+    Ok(received)
 }
 
 /// The spec's profile compiled, ready to install.

@@ -180,6 +180,8 @@ pub struct Seccomp {
     #[serde(default)]
     pub listener_path: String,
     #[serde(default)]
+    pub listener_metadata: String,
+    #[serde(default)]
     pub syscalls: Vec<SyscallRule>,
 }
 

@@ -1213,6 +1213,18 @@ fn every_binary_answers_help_and_version() {
             .unwrap()
             .contains(&json!("user"))
     );
+    let seccomp = &doc["linux"]["seccomp"];
+    assert!(
+        seccomp["actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("SCMP_ACT_NOTIFY")),
+        "{seccomp}"
+    );
+    assert!(
+        !seccomp["archs"].as_array().unwrap().is_empty(),
+        "{seccomp}"
+    );
 }
 
 /// The mount points at or below `dir` in our mount namespace.
@@ -1360,4 +1372,199 @@ fn an_apparmor_profile_confines_the_process_where_apparmor_is_on() {
         "cradle-test-profile (enforce)"
     );
     assert!(unloaded.status.success(), "{unloaded:?}");
+}
+
+/// What the test's seccomp agent was handed on one connection, and did.
+#[derive(Debug)]
+struct AgentSaw {
+    state: Value,
+    /// The number of the call it answered for (the first notification), if one came.
+    answered: Option<i32>,
+}
+
+/// A seccomp agent, as `listenerPath` names one: it accepts connections on `socket`, and
+/// for each reads the container process state with the listener (SCM_RIGHTS), answers the
+/// first call it is told of with EXDEV, and reports on `saw`.
+fn seccomp_agent(socket: PathBuf, saw: std::sync::mpsc::Sender<AgentSaw>) {
+    let listener = UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let saw = saw.clone();
+            std::thread::spawn(move || {
+                let (payload, fd) = receive_with_fd(stream.as_raw_fd());
+                let state: Value = serde_json::from_slice(&payload).unwrap();
+                let answered = fd.and_then(answer_one_call);
+                let _ = saw.send(AgentSaw { state, answered });
+            });
+        }
+    });
+}
+
+/// recvmsg(2) of one message and the descriptor in its SCM_RIGHTS, if any.
+fn receive_with_fd(socket: i32) -> (Vec<u8>, Option<OwnedFd>) {
+    let mut payload = vec![0u8; 65536];
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut control = Control([0; 64]);
+    let mut iov = libc::iovec {
+        iov_base: payload.as_mut_ptr().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: msghdr is plain data (zero is valid); it points at iov and control, which
+    // live across the call; the kernel writes at most their lengths.
+    #[allow(unsafe_code)]
+    let (n, fd) = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = control.0.len() as _;
+        let n = libc::recvmsg(socket, &mut msg, libc::MSG_CMSG_CLOEXEC);
+        let header = libc::CMSG_FIRSTHDR(&msg);
+        let fd = (!header.is_null() && (*header).cmsg_type == libc::SCM_RIGHTS).then(|| {
+            OwnedFd::from_raw_fd(std::ptr::read_unaligned(
+                libc::CMSG_DATA(header).cast::<i32>(),
+            ))
+        });
+        (n, fd)
+    };
+    assert!(n > 0, "the runtime's message");
+    payload.truncate(n as usize);
+    (payload, fd)
+}
+
+/// Waits up to 30 s for the first call the listener `fd` is told of, answers it with
+/// EXDEV, and returns its number; None when none came (the process ended first).
+fn answer_one_call(fd: OwnedFd) -> Option<i32> {
+    // linux/seccomp.h: struct seccomp_notif (80 bytes) and seccomp_notif_resp (24), and
+    // the ioctls that take them, _IOWR('!', 0 and 1, ...)
+    #[repr(C)]
+    struct Notif {
+        id: u64,
+        pid: u32,
+        flags: u32,
+        nr: i32,
+        arch: u32,
+        ip: u64,
+        args: [u64; 6],
+    }
+    #[repr(C)]
+    struct Response {
+        id: u64,
+        val: i64,
+        error: i32,
+        flags: u32,
+    }
+    const RECV: libc::c_ulong = 0xc050_2100;
+    const SEND: libc::c_ulong = 0xc018_2101;
+    let mut poll = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, alive across the call.
+    #[allow(unsafe_code)]
+    let ready = unsafe { libc::poll(&mut poll, 1, 30_000) };
+    if ready != 1 || poll.revents & libc::POLLIN == 0 {
+        return None;
+    }
+    // SAFETY: Notif is plain data (zero is valid, and RECV wants it zeroed); the ioctls
+    // read and write exactly the structs their numbers name.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut notif: Notif = std::mem::zeroed();
+        if libc::ioctl(fd.as_raw_fd(), RECV as _, &mut notif) != 0 {
+            return None;
+        }
+        let response = Response {
+            id: notif.id,
+            val: 0,
+            error: -libc::EXDEV,
+            flags: 0,
+        };
+        assert_eq!(libc::ioctl(fd.as_raw_fd(), SEND as _, &response), 0);
+        Some(notif.nr)
+    }
+}
+
+/// `SCMP_ACT_NOTIFY` with a seccomp agent at `listenerPath`, as runc hands it over: for
+/// the container's process (at `create`, the state `creating`) and for one `exec` adds
+/// (`running`), the agent gets the container process state (`fds`, `pid`, `metadata`,
+/// `state`) with the filter's listener, and what it answers is what the call returns.
+#[test]
+fn a_seccomp_agent_answers_the_calls_the_profile_notifies_it_of() {
+    let mut b = Bundle::new(
+        "oci-seccomp-agent",
+        &[
+            "sh",
+            "-c",
+            "mkdir /tmp/notified 2>&1; echo status=$?; test -d /tmp/notified && echo made || echo not-made",
+        ],
+    );
+    let socket = b.sb.dir.join("agent.sock");
+    let (tell, saw) = std::sync::mpsc::channel();
+    seccomp_agent(socket.clone(), tell);
+    b.config["process"]["noNewPrivileges"] = json!(true);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": socket.to_str().unwrap(),
+        "listenerMetadata": "cradle-test-meta",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}],
+    });
+    let done = b.run("g1");
+    assert_eq!(done.code(), Some(0), "{done:?}");
+    assert!(
+        done.stdout.contains("Invalid cross-device link"),
+        "{done:?}"
+    );
+    assert!(done.stdout.contains("status=1\nnot-made"), "{done:?}");
+    let first = saw.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(first.state["fds"], json!(["seccompFd"]), "{first:?}");
+    assert_eq!(
+        first.state["metadata"],
+        json!("cradle-test-meta"),
+        "{first:?}"
+    );
+    assert_eq!(first.state["state"]["id"], json!("g1"), "{first:?}");
+    assert_eq!(
+        first.state["state"]["status"],
+        json!("creating"),
+        "{first:?}"
+    );
+    assert_eq!(first.state["pid"], first.state["state"]["pid"], "{first:?}");
+    assert!(first.answered.is_some(), "{first:?}");
+
+    // a process exec adds gets a filter with a listener of its own, handed over too
+    b.config["process"]["args"] = json!(["sleep", "60"]);
+    let created = b.create("g2", &[]);
+    assert_eq!(created.code(), Some(0), "{created:?}");
+    assert_eq!(b.oci(&["start", "g2"]).code(), Some(0));
+    let exec = b.oci(&[
+        "exec",
+        "g2",
+        "sh",
+        "-c",
+        "mkdir /tmp/x 2>&1; echo status=$?",
+    ]);
+    assert_eq!(exec.code(), Some(0), "{exec:?}");
+    assert!(exec.stdout.contains("status=1"), "{exec:?}");
+    let at_exec = (0..2)
+        .filter_map(|_| saw.recv_timeout(Duration::from_secs(30)).ok())
+        .find(|s| s.state["state"]["status"] == json!("running"))
+        .expect("the agent was handed the exec's listener");
+    assert_eq!(at_exec.state["state"]["id"], json!("g2"), "{at_exec:?}");
+    assert!(at_exec.answered.is_some(), "{at_exec:?}");
+    assert_ne!(
+        at_exec.state["pid"], at_exec.state["state"]["pid"],
+        "{at_exec:?}"
+    );
+    assert_eq!(b.oci(&["delete", "--force", "g2"]).code(), Some(0));
+
+    // without an agent to hand the listener to, the profile is refused at `create`
+    let seccomp = b.config["linux"]["seccomp"].as_object_mut().unwrap();
+    seccomp.remove("listenerPath");
+    let refused = b.create("g3", &[]);
+    assert_eq!(refused.code(), Some(2), "{refused:?}");
+    assert!(refused.stderr.contains("listenerPath"), "{refused:?}");
 }

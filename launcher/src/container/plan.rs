@@ -330,6 +330,13 @@ pub enum Step {
     /// sets, and empties the inheritable and ambient ones.
     DropCapabilities(CapSet),
     Seccomp(Filter),
+    /// Installs a filter with a listener (SCMP_ACT_NOTIFY rules) and sends the listener
+    /// over the socket (SCM_RIGHTS, with the payload "seccompFd"), for the runtime to
+    /// hand to the seccomp agent.
+    SeccompListener {
+        filter: Filter,
+        to: OwnedFd,
+    },
     // The steps an OCI bundle's configuration adds (cradle-oci); each as runc does it.
     /// A regular file, where nothing exists at the path yet (a mount point for a file).
     EnsureFile(GuestPath),
@@ -776,6 +783,9 @@ impl fmt::Display for Step {
             Step::DropCapabilities(_) => f.write_str("limit the capabilities to the guest's"),
             Step::Streams(_) => f.write_str("connect the command's standard streams"),
             Step::Seccomp(_) => f.write_str("install the seccomp filter"),
+            Step::SeccompListener { .. } => {
+                f.write_str("install the seccomp filter and hand over its listener")
+            }
             Step::EnsureFile(path) => write!(f, "create file {path}"),
             Step::Mknod { path, .. } => write!(f, "create device {path}"),
             Step::MaskAny(path) => write!(f, "mask {path}"),
@@ -1110,6 +1120,10 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
         }
         Step::DropCapabilities(keep) => keep.restrict(),
         Step::Seccomp(filter) => filter.install(),
+        Step::SeccompListener { filter, to } => {
+            let listener = filter.install_with_listener()?;
+            sys::send_fd(to.as_fd(), b"seccompFd", listener.as_fd())
+        }
         Step::EnsureFile(path) => {
             let parent = in_root(root)?.parent(path)?;
             match create_new(&parent, &path.name, 0o644) {

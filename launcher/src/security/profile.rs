@@ -83,6 +83,10 @@ pub enum Action {
     Allow,
     /// SCMP_ACT_LOG: the call runs and is logged.
     Log,
+    /// SCMP_ACT_NOTIFY: the call waits for the seccomp agent holding the filter's
+    /// listener, which answers for it (the filter is installed with
+    /// SECCOMP_FILTER_FLAG_NEW_LISTENER).
+    Notify,
 }
 
 impl Action {
@@ -95,6 +99,7 @@ impl Action {
             Action::Errno(errno) => 0x0005_0000 | errno as u32,
             Action::Trace(data) => 0x7ff0_0000 | data as u32,
             Action::Log => 0x7ffc_0000,
+            Action::Notify => 0x7fc0_0000,
             Action::Allow => 0x7fff_0000,
         }
     }
@@ -149,7 +154,17 @@ pub struct Profile {
 /// back a descriptor nobody would hold (NEW_LISTENER).
 const FLAGS: u32 = (libc::SECCOMP_FILTER_FLAG_LOG | libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW) as u32;
 
+/// The calls a rule may not have SCMP_ACT_NOTIFY for: runc refuses `write`, and the
+/// listener is handed over with `sendmsg`.
+const UNNOTIFIABLE: [&str; 2] = ["write", "sendmsg"];
+
 impl Profile {
+    /// True when a rule's action is SCMP_ACT_NOTIFY: the filter then has a listener, for
+    /// a seccomp agent.
+    pub fn notifies(&self) -> bool {
+        self.default == Action::Notify || self.rules.iter().any(|r| r.action == Action::Notify)
+    }
+
     /// The profile as one program for all its ABIs (see the module documentation),
     /// wrapped with its flags. Fails on a condition past the sixth argument, an empty
     /// name, a flag other than LOG and SPEC_ALLOW, or a program longer than the kernel
@@ -178,7 +193,11 @@ impl Profile {
                 program.len()
             )));
         }
-        Ok(Filter::from_program(program, self.flags))
+        let listener = match self.notifies() {
+            true => libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32,
+            false => 0,
+        };
+        Ok(Filter::from_program(program, self.flags | listener))
     }
 
     fn check(&self) -> Result<()> {
@@ -188,7 +207,27 @@ impl Profile {
                 self.flags
             )));
         }
+        // every call would wait for an agent that has not got the listener yet
+        if self.default == Action::Notify {
+            return Err(invalid(
+                "SCMP_ACT_NOTIFY as the default action (as libseccomp, refused)".into(),
+            ));
+        }
         for rule in &self.rules {
+            // the calls that hand the listener over (and say the setup is done) may not
+            // wait for the agent it is handed to
+            if rule.action == Action::Notify {
+                if let Some(name) = rule
+                    .names
+                    .iter()
+                    .find(|n| UNNOTIFIABLE.contains(&n.as_str()))
+                {
+                    return Err(invalid(format!(
+                        "SCMP_ACT_NOTIFY for {name}: the runtime hands the listener to the \
+                         agent with it"
+                    )));
+                }
+            }
             if rule.names.iter().any(String::is_empty) {
                 return Err(invalid("a rule names the empty string".into()));
             }
@@ -581,6 +620,36 @@ mod tests {
 
     fn compiled(profile: &Profile) -> Vec<libc::sock_filter> {
         profile.compile().unwrap().program().to_vec()
+    }
+
+    #[test]
+    fn a_notify_rule_gives_the_filter_a_listener_and_is_refused_where_it_would_deadlock() {
+        let plain = profile(
+            Action::Allow,
+            &[],
+            vec![rule(&["getpid"], Action::Errno(1), &[])],
+        );
+        assert!(!plain.notifies());
+        assert!(!plain.compile().unwrap().has_listener());
+        let notify = profile(
+            Action::Allow,
+            &[],
+            vec![rule(&["mkdir"], Action::Notify, &[])],
+        );
+        assert!(notify.notifies());
+        assert!(notify.compile().unwrap().has_listener());
+        assert!(
+            compiled(&notify)
+                .iter()
+                .any(|i| i.code == RET_K && i.k == 0x7fc0_0000)
+        );
+        let by_default = profile(Action::Notify, &[], vec![]);
+        assert!(by_default.compile().is_err());
+        for call in ["write", "sendmsg"] {
+            let handing_over =
+                profile(Action::Allow, &[], vec![rule(&[call], Action::Notify, &[])]);
+            assert!(handing_over.compile().is_err(), "{call}");
+        }
     }
 
     /// getpid(2)'s number on each ABI, and getppid(2)'s.

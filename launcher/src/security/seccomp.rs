@@ -85,6 +85,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::os::fd::OwnedFd;
 
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -317,7 +318,20 @@ impl Filter {
     /// no no_new_privs, so it needs CAP_SYS_ADMIN in the caller's user namespace).
     /// Allocation-free: for the container's first process, before it execs.
     pub fn install(&self) -> nix::Result<()> {
-        sys::install_seccomp(&self.program, self.flags)
+        sys::install_seccomp(&self.program, self.flags).map(drop)
+    }
+
+    /// True when installing it hands back a listener (SECCOMP_FILTER_FLAG_NEW_LISTENER:
+    /// its profile has SCMP_ACT_NOTIFY rules).
+    pub fn has_listener(&self) -> bool {
+        self.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32 != 0
+    }
+
+    /// Installs a filter that has a listener ([`has_listener`](Self::has_listener)) and
+    /// returns it: the descriptor a seccomp agent reads the calls it answers for from.
+    pub fn install_with_listener(&self) -> nix::Result<OwnedFd> {
+        let fd = sys::install_seccomp(&self.program, self.flags)?;
+        sys::own_new_fd(fd)
     }
 
     /// The filter as data for another program to install (`cradle-shim --seccomp-fd`):
