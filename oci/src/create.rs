@@ -23,8 +23,7 @@ use std::path::{Path, PathBuf};
 
 use cradle_common::arch;
 use cradle_core::cgroups::container::Cgroup;
-use cradle_core::cgroups::limits::Limits;
-use cradle_core::cgroups::v1::{self, Host, Provider, V1Dir};
+use cradle_core::cgroups::v1::{self, Host, V1Dir};
 use cradle_core::container::mountinfo::{self, RootSwitch};
 use cradle_core::container::plan::{
     Capabilities, Filesystem, GuestPath, Identity, Namespace, PAUSED, Source, Step,
@@ -47,6 +46,9 @@ use nix::sys::stat::Mode;
 use nix::unistd::{Gid, read};
 
 use crate::hooks::{self, Place};
+use crate::resources::{
+    Hierarchy, controllers, inherit_cpuset, limits_of, resource_files, write_files,
+};
 use crate::spec::{self, Spec};
 use crate::state::{self, Record, Root, Status};
 
@@ -234,21 +236,29 @@ fn make(
     } else {
         relative.clone()
     };
-    let cpu_files = match linux.resources.as_ref() {
-        Some(r) => resource_files(r, |name| host.provider_named(name) == Some(Provider::V2))?,
+    let files = match linux.resources.as_ref() {
+        Some(r) => resource_files(r, |name| Hierarchy::of(&host, name))?,
         None => Vec::new(),
     };
-    host.enable_v2_down_to(&v2_path, &controllers(&limits, &cpu_files))?;
+    host.enable_v2_down_to(&v2_path, &controllers(&limits, &files))?;
     let mut v1_dirs = host.v1_dirs_at(&relative, below_own);
-    let cpuset = cpu_files.iter().any(|f| f.controller == "cpuset");
-    let cpuset_v1 = cpuset
-        .then(|| host.v1_dir_named("cpuset", &relative, below_own))
-        .flatten();
-    v1_dirs.extend(cpuset_v1.clone());
+    // the v1 cgroups of the files' controllers that the limits have none in (cpuset,
+    // blkio, hugetlb, net_cls, ...)
+    for f in &files {
+        let has = |d: &V1Dir| d.controllers.split(',').any(|c| c == f.controller);
+        if !v1_dirs.iter().any(has) {
+            v1_dirs.extend(host.v1_dir_named(f.controller, &relative, below_own));
+        }
+    }
+    let cpuset_v1 = v1_dirs
+        .iter()
+        .find(|d| d.controllers.split(',').any(|c| c == "cpuset"))
+        .filter(|_| files.iter().any(|f| f.controller == "cpuset"))
+        .cloned();
     let mut join_v1 = host.needs_v1(&limits)
-        || cpu_files
+        || files
             .iter()
-            .any(|f| matches!(host.provider_named(f.controller), Some(Provider::V1(_))));
+            .any(|f| Hierarchy::of(&host, f.controller) == Hierarchy::V1);
     // a spec that mounts the cgroup tree on a v1 or hybrid host gets a cgroup of its own
     // in every hierarchy, mounted as runc mounts them (see `cgroup_tree_steps`)
     let mounts_tree = spec.mounts.iter().any(|m| m.kind == "cgroup");
@@ -280,7 +290,7 @@ fn make(
             inherited.push(dir.path.clone());
         }
     }
-    write_files(&host, cgroup.path(), cgroup.v1(), &cpu_files)?;
+    write_files(&host, cgroup.path(), cgroup.v1(), &files)?;
     // before any process is born in it
     devices::Policy::load(&device_rules(spec)?)?.attach(cgroup.dir())?;
 
@@ -1105,270 +1115,6 @@ pub fn cgroup_path(given: Option<&str>, id: &str, systemd: bool) -> Result<(Path
     Ok((path, below_own))
 }
 
-/// One file of the resources written as given: its controller, name and text.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ResourceFile {
-    pub controller: &'static str,
-    pub name: &'static str,
-    pub text: String,
-}
-
-/// The spec's CPU settings as runc writes them: the exact values into a v1 hierarchy's
-/// files (the period before the quota, the realtime period before its runtime), their
-/// equivalents into cgroup v2's (`cpu.max`, `cpu.weight` from the shares by runc's
-/// conversion, `cpuset.*`). `on_v2` says whether v2 provides a controller.
-pub fn cpu_files(cpu: &spec::Cpu, on_v2: impl Fn(&str) -> bool) -> Result<Vec<ResourceFile>> {
-    let mut files = Vec::new();
-    let v2 = on_v2("cpu");
-    if let Some(shares) = cpu.shares.filter(|&s| s > 0) {
-        files.push(if v2 {
-            // runc's conversion of v1 shares (2–262144) to a v2 weight (1–10000)
-            let shares = shares.clamp(2, 262_144);
-            file(
-                "cpu",
-                "cpu.weight",
-                (1 + ((shares - 2) * 9999) / 262_142).to_string(),
-            )
-        } else {
-            file("cpu", "cpu.shares", shares.to_string())
-        });
-    }
-    if cpu.quota.is_some() || cpu.period.is_some() {
-        if cpu.period == Some(0) {
-            return Err(Error::Usage("linux.resources.cpu.period is 0".into()));
-        }
-        let quota = cpu.quota.filter(|&q| q > 0);
-        if v2 {
-            let quota = quota.map_or_else(|| "max".to_owned(), |q| q.to_string());
-            let period = cpu
-                .period
-                .unwrap_or(cradle_core::cgroups::limits::CPU_PERIOD_US);
-            files.push(file("cpu", "cpu.max", format!("{quota} {period}")));
-        } else {
-            if let Some(period) = cpu.period {
-                files.push(file("cpu", "cpu.cfs_period_us", period.to_string()));
-            }
-            if cpu.quota.is_some() {
-                let quota = quota.map_or_else(|| "-1".to_owned(), |q| q.to_string());
-                files.push(file("cpu", "cpu.cfs_quota_us", quota));
-            }
-        }
-    }
-    if cpu.realtime_runtime.is_some() || cpu.realtime_period.is_some() {
-        if v2 {
-            return Err(Error::Usage(
-                "linux.resources.cpu.realtimeRuntime/realtimePeriod: cgroup v2 has no \
-                 realtime CPU settings"
-                    .into(),
-            ));
-        }
-        if let Some(period) = cpu.realtime_period {
-            files.push(file("cpu", "cpu.rt_period_us", period.to_string()));
-        }
-        if let Some(runtime) = cpu.realtime_runtime {
-            files.push(file("cpu", "cpu.rt_runtime_us", runtime.to_string()));
-        }
-    }
-    for (value, name) in [(&cpu.cpus, "cpuset.cpus"), (&cpu.mems, "cpuset.mems")] {
-        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-            files.push(file("cpuset", name, value.to_owned()));
-        }
-    }
-    Ok(files)
-}
-
-fn file(controller: &'static str, name: &'static str, text: String) -> ResourceFile {
-    ResourceFile {
-        controller,
-        name,
-        text,
-    }
-}
-
-/// The files of the resources that the core's limits do not cover, written as given: the
-/// CPU's ([`cpu_files`]), and of the memory's, the reservation (`memory.soft_limit_in_bytes`,
-/// v2's `memory.low`), the swappiness and the OOM killer's switch (cgroup v1 only).
-pub fn resource_files(
-    resources: &spec::Resources,
-    on_v2: impl Fn(&str) -> bool,
-) -> Result<Vec<ResourceFile>> {
-    let mut files = match &resources.cpu {
-        Some(cpu) => cpu_files(cpu, &on_v2)?,
-        None => Vec::new(),
-    };
-    let Some(memory) = &resources.memory else {
-        return Ok(files);
-    };
-    let v2 = on_v2("memory");
-    let v1_only = |what: &str| {
-        Error::Usage(format!(
-            "linux.resources.memory.{what}: cgroup v2 has no such setting"
-        ))
-    };
-    if let Some(reservation) = memory.reservation.filter(|&r| r != 0) {
-        let text = if reservation < 0 {
-            if v2 {
-                "max".to_owned()
-            } else {
-                "-1".to_owned()
-            }
-        } else {
-            reservation.to_string()
-        };
-        let name = if v2 {
-            "memory.low"
-        } else {
-            "memory.soft_limit_in_bytes"
-        };
-        files.push(file("memory", name, text));
-    }
-    if let Some(swappiness) = memory.swappiness {
-        if v2 {
-            return Err(v1_only("swappiness"));
-        }
-        if swappiness > 100 {
-            return Err(Error::Usage(format!(
-                "linux.resources.memory.swappiness {swappiness} is over 100"
-            )));
-        }
-        files.push(file("memory", "memory.swappiness", swappiness.to_string()));
-    }
-    if memory.disable_oom_killer == Some(true) {
-        if v2 {
-            return Err(v1_only("disableOOMKiller"));
-        }
-        files.push(file("memory", "memory.oom_control", "1".to_owned()));
-    }
-    Ok(files)
-}
-
-/// The controllers of `limits` and `files`, by name.
-pub fn controllers<'a>(limits: &Limits, files: &'a [ResourceFile]) -> Vec<&'a str> {
-    let mut names: Vec<&str> = limits
-        .set_knobs()
-        .iter()
-        .map(|k| k.controller().name())
-        .collect();
-    names.extend(files.iter().map(|f| f.controller));
-    names
-}
-
-/// Writes `files` into the container's cgroups: `v2`, or the v1 one of the file's
-/// controller (`v1`).
-pub fn write_files(host: &Host, v2: &Path, v1: &[V1Dir], files: &[ResourceFile]) -> Result<()> {
-    for file in files {
-        let dir = match host.provider_named(file.controller) {
-            Some(Provider::V2) => v2.to_owned(),
-            Some(Provider::V1(_)) => v1
-                .iter()
-                .find(|d| d.controllers.split(',').any(|c| c == file.controller))
-                .map(|d| d.path.clone())
-                .ok_or_else(|| {
-                    Error::host(
-                        format!("the {} cgroup", file.controller),
-                        io::Error::other("the container has none in its v1 hierarchy"),
-                    )
-                })?,
-            None => {
-                return Err(Error::Usage(format!(
-                    "linux.resources: this host has no {} controller",
-                    file.controller
-                )));
-            }
-        };
-        let path = dir.join(file.name);
-        fs::write(&path, &file.text).map_err(|e| {
-            Error::host(
-                format!("linux.resources: write {} to {}", file.text, path.display()),
-                e,
-            )
-        })?;
-    }
-    Ok(())
-}
-
-/// A v1 cpuset cgroup takes tasks only once it has CPUs and memory nodes: the cgroups on
-/// the way down to `dir` that have none (those just made) get their parent's, as runc
-/// gives them.
-pub fn inherit_cpuset(dir: &Path) -> Result<()> {
-    let mut chain = vec![dir.to_owned()];
-    while let Some(parent) = chain.last().and_then(|d| d.parent()) {
-        if !parent.join("cpuset.cpus").exists() {
-            break;
-        }
-        chain.push(parent.to_owned());
-    }
-    for pair in chain.iter().rev().collect::<Vec<_>>().windows(2) {
-        let (parent, child) = (pair[0], pair[1]);
-        for name in ["cpuset.cpus", "cpuset.mems"] {
-            let own = fs::read_to_string(child.join(name)).unwrap_or_default();
-            if own.trim().is_empty() {
-                let theirs = fs::read_to_string(parent.join(name))
-                    .map_err(|e| Error::host(format!("read {}", parent.join(name).display()), e))?;
-                fs::write(child.join(name), theirs.trim())
-                    .map_err(|e| Error::host(format!("write {}", child.join(name).display()), e))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The resources cradle-oci does not set yet, refused by name; and the kernel memory
-/// limits, which no kernel cradle runs on has any more, ignored with a warning as runc
-/// ignores them.
-pub fn check_resources(resources: &spec::Resources) -> Result<()> {
-    for (given, name) in [
-        (&resources.block_io, "blockIO"),
-        (&resources.hugepage_limits, "hugepageLimits"),
-        (&resources.network, "network"),
-        (&resources.rdma, "rdma"),
-        (&resources.unified, "unified"),
-    ] {
-        let set = given.as_ref().is_some_and(|v| match v {
-            serde_json::Value::Null => false,
-            serde_json::Value::Object(fields) => !fields.is_empty(),
-            serde_json::Value::Array(items) => !items.is_empty(),
-            _ => true,
-        });
-        if set {
-            return Err(Error::Usage(format!(
-                "linux.resources.{name}: not supported by cradle-oci yet"
-            )));
-        }
-    }
-    if let Some(memory) = &resources.memory {
-        if memory.kernel.is_some() || memory.kernel_tcp.is_some() {
-            log::warn!(
-                "linux.resources.memory.kernel and kernelTCP are ignored, as runc ignores them"
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The memory and pids limits of the spec's resources, in the core's terms (the CPU's
-/// are written as given: [`cpu_files`]).
-pub fn limits_of(resources: Option<&spec::Resources>) -> Result<Limits> {
-    let mut limits = Limits::default();
-    let Some(r) = resources else {
-        return Ok(limits);
-    };
-    check_resources(r)?;
-    let positive = |v: Option<i64>| v.filter(|&v| v > 0).map(|v| v as u64);
-    if let Some(memory) = &r.memory {
-        limits.memory = positive(memory.limit);
-        // OCI's swap is memory and swap together; cgroup v2's is swap alone
-        limits.swap = match (positive(memory.swap), limits.memory) {
-            (Some(total), Some(memory)) => Some(total.saturating_sub(memory)),
-            _ => None,
-        };
-    }
-    if let Some(pids) = &r.pids {
-        limits.pids = positive(Some(pids.limit));
-    }
-    Ok(limits)
-}
-
 /// A capability list of the spec as a set; an unknown name is an error naming it.
 fn cap_set(names: &[String]) -> Result<CapSet> {
     names.iter().try_fold(CapSet::EMPTY, |set, name| {
@@ -1946,50 +1692,6 @@ mod tests {
             assert!(cgroup_path(Some(bad), "a", false).is_err(), "{bad}");
         }
         assert!(cgroup_path(Some("x/y"), "a", true).is_err());
-    }
-
-    #[test]
-    fn resources_become_limits_with_swap_apart_from_memory() {
-        let resources: spec::Resources = serde_json::from_str(
-            r#"{"memory":{"limit":1048576,"swap":3145728},"pids":{"limit":10},
-                "cpu":{"quota":50000,"period":100000,"shares":1024}}"#,
-        )
-        .unwrap();
-        let limits = limits_of(Some(&resources)).unwrap();
-        assert_eq!(limits.memory, Some(1 << 20));
-        assert_eq!(limits.swap, Some(2 << 20));
-        assert_eq!(limits.pids, Some(10));
-        assert_eq!(limits.cpus, None, "written as given, see cpu_files");
-        let cpu = resources.cpu.as_ref().unwrap();
-        let v1 = cpu_files(cpu, |_| false).unwrap();
-        let names: Vec<(&str, &str)> = v1.iter().map(|f| (f.name, f.text.as_str())).collect();
-        assert_eq!(
-            names,
-            [
-                ("cpu.shares", "1024"),
-                ("cpu.cfs_period_us", "100000"),
-                ("cpu.cfs_quota_us", "50000")
-            ]
-        );
-        let v2 = cpu_files(cpu, |_| true).unwrap();
-        let names: Vec<(&str, &str)> = v2.iter().map(|f| (f.name, f.text.as_str())).collect();
-        assert_eq!(names, [("cpu.weight", "39"), ("cpu.max", "50000 100000")]);
-        let rt: spec::Cpu = serde_json::from_str(r#"{"realtimeRuntime":950000}"#).unwrap();
-        assert!(cpu_files(&rt, |_| true).is_err());
-        assert_eq!(
-            cpu_files(&rt, |_| false).unwrap()[0].name,
-            "cpu.rt_runtime_us"
-        );
-        let refused: spec::Resources =
-            serde_json::from_str(r#"{"blockIO":{"weight":10}}"#).unwrap();
-        let err = limits_of(Some(&refused)).unwrap_err().to_string();
-        assert!(err.contains("blockIO"), "{err}");
-        let empty: spec::Resources =
-            serde_json::from_str(r#"{"blockIO":{},"unified":null}"#).unwrap();
-        assert!(limits_of(Some(&empty)).is_ok());
-        let unlimited: spec::Resources =
-            serde_json::from_str(r#"{"memory":{"limit":-1},"pids":{"limit":0}}"#).unwrap();
-        assert_eq!(limits_of(Some(&unlimited)).unwrap(), Limits::default());
     }
 
     #[test]

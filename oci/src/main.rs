@@ -11,6 +11,7 @@ mod commands;
 mod create;
 mod exec;
 mod hooks;
+mod resources;
 mod seccomp;
 mod spec;
 mod state;

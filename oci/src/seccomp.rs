@@ -312,7 +312,7 @@ mod tests {
             (r#"{"defaultAction":"SCMP_ACT_BOGUS"}"#, "SCMP_ACT_BOGUS"),
             (r#"{"defaultAction":"SCMP_ACT_NOTIFY"}"#, "NOTIFY"),
             (
-                r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/agent.sock"}"#,
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
                 "listenerPath",
             ),
             (

@@ -251,17 +251,115 @@ pub struct Resources {
     pub cpu: Option<Cpu>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pids: Option<Pids>,
-    /// What cradle-oci does not set yet: refused by name when given (see `create`).
-    #[serde(rename = "blockIO", default, skip_serializing)]
-    pub block_io: Option<serde_json::Value>,
-    #[serde(default, skip_serializing)]
-    pub hugepage_limits: Option<serde_json::Value>,
-    #[serde(default, skip_serializing)]
-    pub network: Option<serde_json::Value>,
-    #[serde(default, skip_serializing)]
-    pub rdma: Option<serde_json::Value>,
-    #[serde(default, skip_serializing)]
-    pub unified: Option<serde_json::Value>,
+    #[serde(rename = "blockIO", default, skip_serializing_if = "Option::is_none")]
+    pub block_io: Option<BlockIo>,
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub hugepage_limits: Vec<HugepageLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+    /// Device name -> its limits.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub rdma: BTreeMap<String, Rdma>,
+    /// cgroup v2 file -> its contents.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub unified: BTreeMap<String, String>,
+}
+
+/// A field given as `null` is its default, as Go's JSON reads it.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockIo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf_weight: Option<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weight_device: Vec<WeightDevice>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttle_read_bps_device: Vec<ThrottleDevice>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttle_write_bps_device: Vec<ThrottleDevice>,
+    #[serde(
+        rename = "throttleReadIOPSDevice",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub throttle_read_iops_device: Vec<ThrottleDevice>,
+    #[serde(
+        rename = "throttleWriteIOPSDevice",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub throttle_write_iops_device: Vec<ThrottleDevice>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightDevice {
+    pub major: i64,
+    pub minor: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf_weight: Option<u16>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct ThrottleDevice {
+    pub major: i64,
+    pub minor: i64,
+    pub rate: u64,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HugepageLimit {
+    pub page_size: String,
+    pub limit: u64,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Network {
+    #[serde(rename = "classID", default, skip_serializing_if = "Option::is_none")]
+    pub class_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub priorities: Vec<InterfacePriority>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct InterfacePriority {
+    pub name: String,
+    pub priority: u32,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rdma {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hca_handles: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hca_objects: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]

@@ -12,7 +12,9 @@ use cradle_core::cgroups::v1::{self, Host, Provider};
 use cradle_core::error::{Error, Result};
 
 use crate::commands;
-use crate::create::{controllers, inherit_cpuset, limits_of, resource_files, write_files};
+use crate::resources::{
+    Hierarchy, controllers, inherit_cpuset, limits_of, resource_files, write_files,
+};
 use crate::spec::{Cpu, Memory, Pids, Resources};
 use crate::state::{Root, Status};
 
@@ -109,9 +111,7 @@ pub fn update(root: &Root, id: &str, flags: &Flags) -> Result<()> {
     };
     let host = Host::probe()?;
     let limits = limits_of(Some(&resources))?;
-    let files = resource_files(&resources, |name| {
-        host.provider_named(name) == Some(Provider::V2)
-    })?;
+    let files = resource_files(&resources, |name| Hierarchy::of(&host, name))?;
     let on_v1 = |name: &str| matches!(host.provider_named(name), Some(Provider::V1(_)));
     for file in &files {
         if on_v1(file.controller)

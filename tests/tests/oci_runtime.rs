@@ -7,7 +7,7 @@ use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -1567,4 +1567,92 @@ fn a_seccomp_agent_answers_the_calls_the_profile_notifies_it_of() {
     let refused = b.create("g3", &[]);
     assert_eq!(refused.code(), Some(2), "{refused:?}");
     assert!(refused.stderr.contains("listenerPath"), "{refused:?}");
+}
+
+/// The whole disk this machine's root is on, as `MAJOR:MINOR` (its partition's disk when
+/// the root is on a partition): block I/O throttles take whole disks.
+fn root_disk() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let dev = fs::metadata("/").unwrap().dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let sys = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+    let disk = match sys.join("partition").exists() {
+        true => fs::canonicalize(&sys)
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("dev"),
+        false => sys.join("dev"),
+    };
+    fs::read_to_string(disk).unwrap().trim().to_owned()
+}
+
+/// True when the host's cgroup v2 hierarchy has the controller `name`.
+fn on_v2(name: &str) -> bool {
+    fs::read_to_string(integration_tests::cgroup_v2_root().join("cgroup.controllers"))
+        .is_ok_and(|text| text.split_whitespace().any(|c| c == name))
+}
+
+/// `blockIO`, `unified` and `hugepageLimits`, written as runc writes them: the block I/O
+/// throttle in the v1 `blkio` hierarchy of a hybrid host or in cgroup v2's `io.max`; the
+/// `unified` files in the v2 cgroup where the controllers are on v2, refused on a hybrid
+/// host (as runc refuses them); huge page limits in the `hugetlb` controller, left out
+/// with a warning where the host has none (as runc leaves them out).
+#[test]
+fn block_io_unified_and_huge_page_resources_are_set() {
+    let mut b = Bundle::new("oci-resources", &["sleep", "30"]);
+    let disk = root_disk();
+    let (major, minor) = disk.split_once(':').unwrap();
+    let (major, minor): (i64, i64) = (major.parse().unwrap(), minor.parse().unwrap());
+    b.config["linux"]["resources"]["blockIO"] = json!({
+        "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+        "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 100}],
+    });
+    b.config["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 0}]);
+    let pure_v2 = on_v2("memory");
+    if pure_v2 {
+        b.config["linux"]["resources"]["unified"] = json!({"memory.high": "104857600"});
+    }
+    let created = b.create("r1", &[]);
+    assert_eq!(created.code(), Some(0), "{created:?}");
+    if on_v2("io") {
+        let max = fs::read_to_string(cgroup_of("r1").join("io.max")).unwrap();
+        assert!(
+            max.contains(&format!("{disk} rbps=1048576 wbps=max riops=max wiops=100")),
+            "{max}"
+        );
+    } else {
+        let read = read_limit("r1", "blkio", "blkio.throttle.read_bps_device", "-");
+        assert_eq!(read, Some(format!("{disk} 1048576")));
+        let write = read_limit("r1", "blkio", "blkio.throttle.write_iops_device", "-");
+        assert_eq!(write, Some(format!("{disk} 100")));
+    }
+    if pure_v2 {
+        let high = fs::read_to_string(cgroup_of("r1").join("memory.high")).unwrap();
+        assert_eq!(high.trim(), "104857600");
+    }
+    let hugetlb = on_v2("hugetlb") || Path::new("/sys/fs/cgroup/hugetlb").exists();
+    let two_mb = Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists();
+    if hugetlb && two_mb {
+        let limit = read_limit(
+            "r1",
+            "hugetlb",
+            "hugetlb.2MB.limit_in_bytes",
+            "hugetlb.2MB.max",
+        );
+        assert_eq!(limit.as_deref(), Some("0"));
+    } else {
+        assert!(
+            created.stderr.contains("no hugetlb controller"),
+            "{created:?}"
+        );
+    }
+    assert_eq!(b.oci(&["delete", "--force", "r1"]).code(), Some(0));
+
+    if !pure_v2 {
+        b.config["linux"]["resources"] = json!({"unified": {"memory.high": "104857600"}});
+        let refused = b.create("r2", &[]);
+        assert_eq!(refused.code(), Some(2), "{refused:?}");
+        assert!(refused.stderr.contains("unified"), "{refused:?}");
+    }
 }
