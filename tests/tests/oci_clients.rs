@@ -151,6 +151,33 @@ fn podman_runs_a_container_with_its_options_and_default_seccomp_profile() {
         &["localhost/cradle-bb", "tty"],
     ));
     assert!(tty.stdout.starts_with("/dev/pts/"), "{tty:?}");
+    // where the kernel's AppArmor is on and apparmor_parser is there (a Debian host),
+    // podman confines its containers with its own profile, which the runtime applies
+    if apparmor_for_podman() {
+        let confined = p.run(&args(
+            &["run", "--rm"],
+            &["localhost/cradle-bb", "cat", "/proc/self/attr/current"],
+        ));
+        assert_eq!(confined.code(), Some(0), "{confined:?}");
+        assert!(
+            confined.stdout.starts_with("containers-default-")
+                && confined
+                    .stdout
+                    .trim_end_matches(['\0', '\n'])
+                    .ends_with(" (enforce)"),
+            "podman's AppArmor profile: {confined:?}"
+        );
+    }
+}
+
+/// True when podman confines its containers with AppArmor here: the kernel's AppArmor is
+/// on and apparmor_parser is installed (containers/common's test).
+fn apparmor_for_podman() -> bool {
+    let on = fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|v| v.starts_with('Y'));
+    on && ["/sbin/apparmor_parser", "/usr/sbin/apparmor_parser"]
+        .iter()
+        .any(|p| Path::new(p).exists())
 }
 
 #[test]
