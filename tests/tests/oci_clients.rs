@@ -171,13 +171,15 @@ fn podman_runs_a_container_with_its_options_and_default_seccomp_profile() {
 }
 
 /// True when podman confines its containers with AppArmor here: the kernel's AppArmor is
-/// on and apparmor_parser is installed (containers/common's test).
+/// on, its files are mounted (securityfs) and apparmor_parser is installed, with which
+/// podman loads its profile.
 fn apparmor_for_podman() -> bool {
     let on = fs::read_to_string("/sys/module/apparmor/parameters/enabled")
         .is_ok_and(|v| v.starts_with('Y'));
-    on && ["/sbin/apparmor_parser", "/usr/sbin/apparmor_parser"]
-        .iter()
-        .any(|p| Path::new(p).exists())
+    on && Path::new("/sys/kernel/security/apparmor").exists()
+        && ["/sbin/apparmor_parser", "/usr/sbin/apparmor_parser"]
+            .iter()
+            .any(|p| Path::new(p).exists())
 }
 
 #[test]

@@ -1353,6 +1353,14 @@ fn an_apparmor_profile_confines_the_process_where_apparmor_is_on() {
         assert!(!b.state_dir().join("a1").exists());
         return;
     }
+    // loading a profile needs AppArmor's files (securityfs) and its parser
+    integration_tests::require_shape!(
+        "AppArmor's files mounted (securityfs) and apparmor_parser",
+        |_| Path::new("/sys/kernel/security/apparmor").exists()
+            && ["/sbin/apparmor_parser", "/usr/sbin/apparmor_parser"]
+                .iter()
+                .any(|p| Path::new(p).exists())
+    );
     let profile = "profile cradle-test-profile flags=(attach_disconnected,mediate_deleted) {\n  \
                    file,\n  capability,\n  signal,\n  unix,\n  network,\n  mount,\n  umount,\n  \
                    pivot_root,\n  ptrace,\n}\n";
