@@ -288,12 +288,12 @@ pub fn resource_files(
         };
         files.extend(block_io_files(io, v2)?);
     }
-    // the settings of a controller this host does not have are left out with a warning,
-    // as runc leaves them out: Kubernetes gives every container its huge page limits
+    // a setting of a controller this host does not have is refused, as runc refuses it
+    // ("container could not join or create cgroup"), never left unenforced
     let absent = |what: &str, controller: &str| {
-        log::warn!(
-            "linux.resources.{what}: this host has no {controller} controller: not enforced"
-        );
+        Err(Error::Usage(format!(
+            "linux.resources.{what}: this host has no {controller} controller"
+        )))
     };
     for limit in &resources.hugepage_limits {
         let size = page_size(&limit.page_size)?;
@@ -308,13 +308,13 @@ pub fn resource_files(
                 format!("hugetlb.{size}.limit_in_bytes"),
                 limit.limit.to_string(),
             )),
-            Hierarchy::Absent => absent("hugepageLimits", "hugetlb"),
+            Hierarchy::Absent => return absent("hugepageLimits", "hugetlb"),
         }
     }
     if let Some(network) = &resources.network {
         if let Some(id) = network.class_id {
             match place("net_cls") {
-                Hierarchy::Absent => absent("network.classID", "net_cls"),
+                Hierarchy::Absent => return absent("network.classID", "net_cls"),
                 _ => files.push(file("net_cls", "net_cls.classid", id.to_string())),
             }
         }
@@ -326,7 +326,7 @@ pub fn resource_files(
                 )));
             }
             match place("net_prio") {
-                Hierarchy::Absent => absent("network.priorities", "net_prio"),
+                Hierarchy::Absent => return absent("network.priorities", "net_prio"),
                 _ => files.push(file(
                     "net_prio",
                     "net_prio.ifpriomap",
@@ -349,7 +349,7 @@ pub fn resource_files(
             text.push_str(&format!(" hca_object={n}"));
         }
         match place("rdma") {
-            Hierarchy::Absent => absent("rdma", "rdma"),
+            Hierarchy::Absent => return absent("rdma", "rdma"),
             _ => files.push(file("rdma", "rdma.max", text)),
         }
     }
@@ -664,11 +664,7 @@ mod tests {
                 pair("rdma.max", "mlx5_1 hca_handle=3 hca_object=10000"),
             ]
         );
-        let v2 = resource_files(&r, |c| match c {
-            "net_cls" | "net_prio" => Hierarchy::Absent,
-            _ => Hierarchy::V2,
-        })
-        .unwrap();
+        let v2 = resource_files(&r, |_| Hierarchy::V2).unwrap();
         assert_eq!(
             written(&v2)[..2],
             [
@@ -676,8 +672,13 @@ mod tests {
                 pair("hugetlb.1GB.max", "1073741824")
             ]
         );
-        // a controller the host lacks: left out (a warning), as runc leaves it out
-        assert_eq!(v2.len(), 3);
+        // a setting of a controller the host lacks: refused, as runc refuses it
+        let lacking = |c: &str| match c {
+            "net_cls" => Hierarchy::Absent,
+            _ => Hierarchy::V2,
+        };
+        let err = resource_files(&r, lacking).unwrap_err().to_string();
+        assert!(err.contains("net_cls"), "{err}");
         let bad: spec::Resources =
             serde_json::from_str(r#"{"hugepageLimits":[{"pageSize":"../x","limit":0}]}"#).unwrap();
         assert!(resource_files(&bad, |_| Hierarchy::V2).is_err());

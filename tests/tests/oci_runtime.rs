@@ -1604,8 +1604,8 @@ fn on_v2(name: &str) -> bool {
 /// `blockIO`, `unified` and `hugepageLimits`, written as runc writes them: the block I/O
 /// throttle in the v1 `blkio` hierarchy of a hybrid host or in cgroup v2's `io.max`; the
 /// `unified` files in the v2 cgroup where the controllers are on v2, refused on a hybrid
-/// host (as runc refuses them); huge page limits in the `hugetlb` controller, left out
-/// with a warning where the host has none (as runc leaves them out).
+/// host (as runc refuses them); huge page limits in the `hugetlb` controller, refused by
+/// name where the host has none (as runc refuses them).
 #[test]
 fn block_io_unified_and_huge_page_resources_are_set() {
     let mut b = Bundle::new("oci-resources", &["sleep", "30"]);
@@ -1616,7 +1616,6 @@ fn block_io_unified_and_huge_page_resources_are_set() {
         "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
         "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 100}],
     });
-    b.config["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 0}]);
     let pure_v2 = on_v2("memory");
     if pure_v2 {
         b.config["linux"]["resources"]["unified"] = json!({"memory.high": "104857600"});
@@ -1639,23 +1638,29 @@ fn block_io_unified_and_huge_page_resources_are_set() {
         let high = fs::read_to_string(cgroup_of("r1").join("memory.high")).unwrap();
         assert_eq!(high.trim(), "104857600");
     }
+    assert_eq!(b.oci(&["delete", "--force", "r1"]).code(), Some(0));
+
+    b.config["linux"]["resources"] = json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 0}]});
     let hugetlb = on_v2("hugetlb") || Path::new("/sys/fs/cgroup/hugetlb").exists();
     let two_mb = Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists();
-    if hugetlb && two_mb {
+    let created = b.create("r3", &[]);
+    if !hugetlb {
+        assert_eq!(created.code(), Some(2), "{created:?}");
+        assert!(
+            created.stderr.contains("no hugetlb controller"),
+            "{created:?}"
+        );
+    } else if two_mb {
+        assert_eq!(created.code(), Some(0), "{created:?}");
         let limit = read_limit(
-            "r1",
+            "r3",
             "hugetlb",
             "hugetlb.2MB.limit_in_bytes",
             "hugetlb.2MB.max",
         );
         assert_eq!(limit.as_deref(), Some("0"));
-    } else {
-        assert!(
-            created.stderr.contains("no hugetlb controller"),
-            "{created:?}"
-        );
+        assert_eq!(b.oci(&["delete", "--force", "r3"]).code(), Some(0));
     }
-    assert_eq!(b.oci(&["delete", "--force", "r1"]).code(), Some(0));
 
     if !pure_v2 {
         b.config["linux"]["resources"] = json!({"unified": {"memory.high": "104857600"}});
