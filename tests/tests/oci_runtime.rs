@@ -406,37 +406,12 @@ fn a_terminal_goes_to_the_console_socket() {
     assert!(b.oci(&["delete", "t1"]).status.success());
 }
 
-/// One message of the console socket: its payload and the descriptor it carries.
+/// One message of the console socket: its payload (the pty's name) and the descriptor it
+/// carries.
 fn receive_fd(stream: &std::os::unix::net::UnixStream) -> (String, OwnedFd) {
-    let mut payload = [0u8; 256];
-    #[repr(C, align(8))]
-    struct Control([u8; 64]);
-    let mut control = Control([0; 64]);
-    let mut iov = libc::iovec {
-        iov_base: payload.as_mut_ptr().cast(),
-        iov_len: payload.len(),
-    };
-    // SAFETY: msghdr is plain data; zero is valid for every field.
-    #[allow(unsafe_code)]
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.0.as_mut_ptr().cast();
-    msg.msg_controllen = control.0.len() as _;
-    // SAFETY: msg points to buffers that outlive the call; the header read after it is
-    // inside `control`, which the kernel filled.
-    #[allow(unsafe_code)]
-    let fd = unsafe {
-        let n = libc::recvmsg(stream.as_raw_fd(), &mut msg, 0);
-        assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
-        let header = libc::CMSG_FIRSTHDR(&msg);
-        assert!(!header.is_null(), "no descriptor came");
-        assert_eq!((*header).cmsg_type, libc::SCM_RIGHTS);
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(header).cast::<i32>());
-        let name = String::from_utf8_lossy(&payload[..n as usize]).into_owned();
-        (name, OwnedFd::from_raw_fd(fd))
-    };
-    fd
+    let (payload, fd) = receive_with_fd(stream.as_raw_fd());
+    let fd = fd.expect("no descriptor came");
+    (String::from_utf8_lossy(&payload).into_owned(), fd)
 }
 
 #[test]
@@ -1409,7 +1384,7 @@ fn seccomp_agent(socket: PathBuf, saw: std::sync::mpsc::Sender<AgentSaw>) {
     });
 }
 
-/// recvmsg(2) of one message and the descriptor in its SCM_RIGHTS, if any.
+/// recvmsg(2) of one message (up to 64 KiB) and the descriptor in its SCM_RIGHTS, if any.
 fn receive_with_fd(socket: i32) -> (Vec<u8>, Option<OwnedFd>) {
     let mut payload = vec![0u8; 65536];
     #[repr(C, align(8))]
@@ -1437,7 +1412,7 @@ fn receive_with_fd(socket: i32) -> (Vec<u8>, Option<OwnedFd>) {
         });
         (n, fd)
     };
-    assert!(n > 0, "the runtime's message");
+    assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
     payload.truncate(n as usize);
     (payload, fd)
 }
