@@ -858,6 +858,14 @@ pub fn install_seccomp(program: &[libc::sock_filter], flags: u32) -> nix::Result
     Errno::result(ret).map(|fd| fd as RawFd)
 }
 
+/// Makes the directory open on `dir` our root and working directory (fchdir, chroot):
+/// how a process joins a container whose root is a chroot in our mount namespace.
+pub fn enter_root(dir: BorrowedFd) -> nix::Result<()> {
+    nix::unistd::fchdir(dir)?;
+    nix::unistd::chroot(c".")?;
+    nix::unistd::chdir(c"/")
+}
+
 /// Takes ownership of `fd`, a descriptor a system call just returned to us (a seccomp
 /// listener), which nobody else holds.
 pub fn own_new_fd(fd: RawFd) -> nix::Result<OwnedFd> {

@@ -409,27 +409,7 @@ pub fn features() -> Result<()> {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": caps,
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
-            "seccomp": {
-                "enabled": true,
-                "actions": [
-                    "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
-                    "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE",
-                    "SCMP_ACT_TRAP"
-                ],
-                "operators": [
-                    "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
-                    "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"
-                ],
-                "archs": seccomp_archs(),
-                "knownFlags": [
-                    "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
-                    "SECCOMP_FILTER_FLAG_SPEC_ALLOW"
-                ],
-                "supportedFlags": [
-                    "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
-                    "SECCOMP_FILTER_FLAG_SPEC_ALLOW"
-                ]
-            },
+            "seccomp": crate::seccomp::features(),
             "apparmor": {"enabled": true},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
@@ -441,20 +421,6 @@ pub fn features() -> Result<()> {
         "{}\n",
         serde_json::to_string_pretty(&features).expect("a JSON value")
     ))
-}
-
-/// The SCMP_ARCH_* names of the ABIs this build's filters cover.
-fn seccomp_archs() -> Vec<&'static str> {
-    use cradle_common::arch::{Abi, SECCOMP_ABIS};
-    SECCOMP_ABIS
-        .iter()
-        .map(|abi| match abi {
-            Abi::X86_64 => "SCMP_ARCH_X86_64",
-            Abi::I386 => "SCMP_ARCH_X86",
-            Abi::Aarch64 => "SCMP_ARCH_AARCH64",
-            Abi::Arm => "SCMP_ARCH_ARM",
-        })
-        .collect()
 }
 
 /// runc's `spec` output (runc 1.1), which `spec` writes and the tests read.

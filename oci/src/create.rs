@@ -635,10 +635,10 @@ fn make(
     };
     // the filter's listener, to the seccomp agent, once the process sends it
     let seccomp = linux.seccomp.as_ref();
-    let to_agent = |fd| match seccomp {
-        Some(given) => crate::seccomp::hand_to_agent(
+    let to_agent = |socket: &OwnedFd| match seccomp {
+        Some(given) => crate::seccomp::pass_listener(
+            socket,
             given,
-            fd,
             record.pid,
             record.state_json(Status::Creating),
         ),
@@ -977,7 +977,7 @@ fn wait_ready(
     mut container: Container,
     ready: OwnedFd,
     mut pause: Option<(OwnedFd, impl FnOnce(&Container) -> Result<()>)>,
-    mut listener: Option<(OwnedFd, impl FnOnce(OwnedFd) -> Result<()>)>,
+    mut listener: Option<(OwnedFd, impl FnOnce(&OwnedFd) -> Result<()>)>,
 ) -> Result<i32> {
     let errpipe_failure = |container: &mut Container| match container.read_report() {
         Report::Failed(failure) => Some(container.failure_error(failure, "the container")),
@@ -993,7 +993,7 @@ fn wait_ready(
         if let Some(errpipe) = container.errpipe() {
             fds.push(PollFd::new(errpipe, PollFlags::POLLIN));
         }
-        let ready_now = sys::poll_ready(&mut fds, PollTimeout::from(READY_TIMEOUT_MS as u16))
+        let mut ready_now = sys::poll_ready(&mut fds, PollTimeout::from(READY_TIMEOUT_MS as u16))
             .map_err(|e| Error::host("poll", e))?;
         drop(fds);
         if ready_now.iter().all(|r| !r) {
@@ -1001,13 +1001,10 @@ fn wait_ready(
                 "the container did not finish its setup in 60 s".into(),
             ));
         }
-        let mut ready_now = ready_now;
+        // the listener's entry out of the way: then the error pipe's is the second
         if listener.is_some() && ready_now.remove(1) {
             let (socket, hand_over) = listener.take().expect("checked");
-            // nothing when the process ended first: its report says why
-            if let Some(fd) = crate::seccomp::receive_listener(&socket)? {
-                hand_over(fd)?;
-            }
+            hand_over(&socket)?;
             continue;
         }
         if ready_now.get(1).copied().unwrap_or(false) {

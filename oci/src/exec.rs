@@ -113,8 +113,8 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
             flags,
         });
     }
-    if !flags.contains(CloneFlags::CLONE_NEWNS) {
-        steps.push(Step::EnterRoot(root_of(pid.as_raw())?));
+    if let Some(root) = root_to_enter(pid.as_raw(), flags)? {
+        steps.push(Step::EnterRoot(root));
     }
     let made = create::process_steps(&process, opts.console_socket, seccomp.as_ref(), true)?;
     steps.extend(made.steps);
@@ -152,10 +152,8 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
     // the filter's listener (SCMP_ACT_NOTIFY), to the seccomp agent, as runc hands it
     // over for a process exec adds: sent before the process goes on, or never if it failed
     if let (Some(socket), Some(given)) = (&made.listener, &seccomp) {
-        if let Some(fd) = crate::seccomp::receive_listener(socket)? {
-            let pid = container.handoff_ids().0.as_raw();
-            crate::seccomp::hand_to_agent(given, fd, pid, record.state_json(State::Running))?;
-        }
+        let pid = container.handoff_ids().0.as_raw();
+        crate::seccomp::pass_listener(socket, given, pid, record.state_json(State::Running))?;
     }
     if opts.detach {
         // the command runs once the report pipe closes without a record
@@ -193,15 +191,20 @@ pub fn exec(threads: &SingleThreaded, root: &Root, opts: &Options) -> Result<u8>
     })
 }
 
-/// The root directory of process `pid`, open: what a process that joins a container whose
-/// mount namespace is ours (a spec without one) chroots into.
-pub fn root_of(pid: i32) -> Result<OwnedFd> {
+/// The root directory of the container's process `pid`, open, when the namespaces it
+/// has of its own (`flags`, [`namespaces_of`]) leave out the mount namespace: a container
+/// whose spec had none is a chroot in ours, which a process joining it enters.
+pub fn root_to_enter(pid: i32, flags: CloneFlags) -> Result<Option<OwnedFd>> {
+    if flags.contains(CloneFlags::CLONE_NEWNS) {
+        return Ok(None);
+    }
     let path = format!("/proc/{pid}/root");
     open(
         path.as_str(),
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
+    .map(Some)
     .map_err(|e| Error::host(format!("open {path}"), e))
 }
 

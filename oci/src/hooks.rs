@@ -24,10 +24,7 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sched::{CloneFlags, setns};
 use nix::sys::stat::Mode;
-use nix::unistd::{
-    Gid, Uid, chdir, chroot, dup2_stdin, dup2_stdout, execve, fchdir, pipe2, setresgid, setresuid,
-    write,
-};
+use nix::unistd::{Gid, Uid, dup2_stdin, dup2_stdout, execve, pipe2, setresgid, setresuid, write};
 
 use crate::spec::Hook;
 use crate::state::{Record, Status};
@@ -133,11 +130,7 @@ fn run(
         Place::Container { pid, pidfd } => {
             let (flags, other_pid_ns) = crate::exec::namespaces_of(pid);
             prepared.join = Some((pidfd, flags));
-            // a container in our mount namespace: its root is only its processes' root
-            if !flags.contains(CloneFlags::CLONE_NEWNS) {
-                let root = crate::exec::root_of(pid).map_err(|e| e.to_string())?;
-                prepared.root = Some(root);
-            }
+            prepared.root = crate::exec::root_to_enter(pid, flags).map_err(|e| e.to_string())?;
             if other_pid_ns {
                 in_pid_namespace(pidfd, || fork(threads, prepared))?
             } else {
@@ -207,10 +200,7 @@ fn exec(prepared: Prepared) -> String {
         }
     }
     if let Some(root) = &prepared.root {
-        if let Err(e) = fchdir(root)
-            .and_then(|()| chroot("."))
-            .and_then(|()| chdir("/"))
-        {
+        if let Err(e) = cradle_core::sys::enter_root(root.as_fd()) {
             return format!("enter the container's root: {e}");
         }
     }

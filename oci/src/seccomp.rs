@@ -12,9 +12,53 @@ use cradle_core::security::seccomp::Filter;
 
 use crate::spec::{Seccomp, SyscallRule};
 
-/// SECCOMP_FILTER_FLAG_LOG and SECCOMP_FILTER_FLAG_SPEC_ALLOW (linux/seccomp.h).
-const FLAG_LOG: u32 = 1 << 1;
-const FLAG_SPEC_ALLOW: u32 = 1 << 2;
+/// The actions a profile may name (SCMP_ACT_KILL is the thread's kill); [`action`] takes
+/// each.
+const ACTIONS: [&str; 9] = [
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_TRAP",
+];
+
+/// The comparisons of a condition, by name.
+const OPERATORS: [(&str, Op); 7] = [
+    ("SCMP_CMP_EQ", Op::EqualTo),
+    ("SCMP_CMP_GE", Op::GreaterEqual),
+    ("SCMP_CMP_GT", Op::GreaterThan),
+    ("SCMP_CMP_LE", Op::LessEqual),
+    ("SCMP_CMP_LT", Op::LessThan),
+    ("SCMP_CMP_MASKED_EQ", Op::MaskedEqual),
+    ("SCMP_CMP_NE", Op::NotEqual),
+];
+
+/// The architectures cradle compiles filters for, by name (those of this build are
+/// `SECCOMP_ABIS`).
+const ARCHITECTURES: [(&str, Abi); 4] = [
+    ("SCMP_ARCH_X86_64", Abi::X86_64),
+    ("SCMP_ARCH_X86", Abi::I386),
+    ("SCMP_ARCH_AARCH64", Abi::Aarch64),
+    ("SCMP_ARCH_ARM", Abi::Arm),
+];
+
+/// The flags a profile may give, and the SECCOMP_FILTER_FLAG_* bits they set: TSYNC none,
+/// since one thread does the setup and there is nothing to synchronise.
+const FLAGS: [(&str, u32); 3] = [
+    ("SECCOMP_FILTER_FLAG_TSYNC", 0),
+    (
+        "SECCOMP_FILTER_FLAG_LOG",
+        libc::SECCOMP_FILTER_FLAG_LOG as u32,
+    ),
+    (
+        "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+        libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32,
+    ),
+];
 
 fn action(name: &str, errno: Option<u32>) -> Result<Action> {
     let errno = || u16::try_from(errno.unwrap_or(libc::EPERM as u32)).unwrap_or(u16::MAX);
@@ -36,48 +80,50 @@ fn action(name: &str, errno: Option<u32>) -> Result<Action> {
 }
 
 fn op(name: &str) -> Result<Op> {
-    Ok(match name {
-        "SCMP_CMP_NE" => Op::NotEqual,
-        "SCMP_CMP_LT" => Op::LessThan,
-        "SCMP_CMP_LE" => Op::LessEqual,
-        "SCMP_CMP_EQ" => Op::EqualTo,
-        "SCMP_CMP_GE" => Op::GreaterEqual,
-        "SCMP_CMP_GT" => Op::GreaterThan,
-        "SCMP_CMP_MASKED_EQ" => Op::MaskedEqual,
-        other => {
-            return Err(Error::Usage(format!(
-                "linux.seccomp: unknown operator {other:?}"
-            )));
-        }
-    })
+    OPERATORS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, op)| op)
+        .ok_or_else(|| Error::Usage(format!("linux.seccomp: unknown operator {name:?}")))
 }
 
 fn abi(name: &str) -> Option<Abi> {
-    let abi = match name {
-        "SCMP_ARCH_X86_64" => Abi::X86_64,
-        "SCMP_ARCH_X86" => Abi::I386,
-        "SCMP_ARCH_AARCH64" => Abi::Aarch64,
-        "SCMP_ARCH_ARM" => Abi::Arm,
-        _ => return None,
-    };
-    SECCOMP_ABIS.contains(&abi).then_some(abi)
+    ARCHITECTURES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, abi)| abi)
+        .filter(|abi| SECCOMP_ABIS.contains(abi))
+}
+
+/// What `features` says of seccomp: the actions, operators, architectures (this build's)
+/// and flags a profile may use.
+pub fn features() -> serde_json::Value {
+    let flags: Vec<&str> = FLAGS.iter().map(|(name, _)| *name).collect();
+    serde_json::json!({
+        "enabled": true,
+        "actions": ACTIONS,
+        "operators": OPERATORS.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+        "archs": ARCHITECTURES
+            .iter()
+            .filter(|(_, abi)| SECCOMP_ABIS.contains(abi))
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>(),
+        "knownFlags": flags,
+        "supportedFlags": flags,
+    })
 }
 
 /// The profile in the core's terms.
 pub fn profile(seccomp: &Seccomp) -> Result<Profile> {
     let mut flags = 0;
     for flag in &seccomp.flags {
-        flags |= match flag.as_str() {
-            "SECCOMP_FILTER_FLAG_LOG" => FLAG_LOG,
-            "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => FLAG_SPEC_ALLOW,
-            // one thread does the setup: there is nothing to synchronise
-            "SECCOMP_FILTER_FLAG_TSYNC" => 0,
-            other => {
-                return Err(Error::Usage(format!(
-                    "linux.seccomp: flag {other:?} is not supported"
-                )));
-            }
-        };
+        flags |= FLAGS
+            .iter()
+            .find(|(name, _)| name == flag)
+            .map(|&(_, bits)| bits)
+            .ok_or_else(|| {
+                Error::Usage(format!("linux.seccomp: flag {flag:?} is not supported"))
+            })?;
     }
     let mut abis: Vec<Abi> = seccomp
         .architectures
@@ -138,7 +184,7 @@ pub fn profile(seccomp: &Seccomp) -> Result<Profile> {
 /// payload the spec's container process state (JSON: `ociVersion`, `fds` naming the
 /// descriptor `seccompFd`, the process's `pid`, the `listenerMetadata` as `metadata`,
 /// and the container's `state`).
-pub fn hand_to_agent(
+fn hand_to_agent(
     seccomp: &Seccomp,
     listener: OwnedFd,
     pid: i32,
@@ -177,9 +223,24 @@ pub fn hand_to_agent(
     }
 }
 
+/// Passes the listener process `pid` sends over `socket` (`Step::SeccompListener`) on to
+/// the agent ([`hand_to_agent`]) with the container's `state`; nothing when the process
+/// ended without sending one (its report says why).
+pub fn pass_listener(
+    socket: &OwnedFd,
+    seccomp: &Seccomp,
+    pid: i32,
+    state: serde_json::Value,
+) -> Result<()> {
+    match receive_listener(socket)? {
+        Some(listener) => hand_to_agent(seccomp, listener, pid, state),
+        None => Ok(()),
+    }
+}
+
 /// Receives the listener a container's process sent over `socket`
 /// (`Step::SeccompListener`); None when the process ended without sending one.
-pub fn receive_listener(socket: &OwnedFd) -> Result<Option<OwnedFd>> {
+fn receive_listener(socket: &OwnedFd) -> Result<Option<OwnedFd>> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut payload = [0u8; 16];
     let mut iov = [std::io::IoSliceMut::new(&mut payload)];
@@ -299,11 +360,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.default, Action::Errno(libc::EPERM as u16));
-        assert_eq!(p.flags, FLAG_LOG);
+        assert_eq!(p.flags, libc::SECCOMP_FILTER_FLAG_LOG as u32);
         assert_eq!(p.abis, SECCOMP_ABIS.to_vec());
         assert_eq!(p.rules[1].conditions[0].op, Op::EqualTo);
         assert_eq!(p.rules[2].action, Action::Errno(38));
         assert!(p.compile().is_ok());
+    }
+
+    #[test]
+    fn every_name_features_lists_is_taken() {
+        for name in ACTIONS {
+            assert!(action(name, None).is_ok(), "{name}");
+        }
+        let doc = features();
+        for name in doc["operators"].as_array().unwrap() {
+            assert!(op(name.as_str().unwrap()).is_ok(), "{name}");
+        }
+        for name in doc["archs"].as_array().unwrap() {
+            assert!(abi(name.as_str().unwrap()).is_some(), "{name}");
+        }
+        assert_eq!(doc["archs"].as_array().unwrap().len(), SECCOMP_ABIS.len());
+        let all_flags = r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_TSYNC","SECCOMP_FILTER_FLAG_LOG","SECCOMP_FILTER_FLAG_SPEC_ALLOW"]}"#;
+        assert!(parse(all_flags).is_ok());
     }
 
     #[test]

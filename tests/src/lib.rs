@@ -208,6 +208,21 @@ impl std::fmt::Display for HostShape {
     }
 }
 
+/// True when the kernel's AppArmor is on (as runc and podman test it).
+pub fn apparmor_on() -> bool {
+    fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|v| v.starts_with('Y'))
+}
+
+/// True when AppArmor profiles can be loaded here: it is on, its files are mounted
+/// (securityfs) and apparmor_parser is installed (what podman needs to load its own).
+pub fn apparmor_loads_profiles() -> bool {
+    apparmor_on()
+        && Path::new("/sys/kernel/security/apparmor").exists()
+        && ["/sbin/apparmor_parser", "/usr/sbin/apparmor_parser"]
+            .iter()
+            .any(|p| Path::new(p).exists())
+}
+
 /// True when this host has the shape a test needs (`needs` says which in words, `check`
 /// tests it). Otherwise says, for the test running on this thread, that it needs `needs`
 /// and what this host is, and returns false: on standard output, and as a line in the

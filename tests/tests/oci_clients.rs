@@ -153,7 +153,7 @@ fn podman_runs_a_container_with_its_options_and_default_seccomp_profile() {
     assert!(tty.stdout.starts_with("/dev/pts/"), "{tty:?}");
     // where the kernel's AppArmor is on and apparmor_parser is there (a Debian host),
     // podman confines its containers with its own profile, which the runtime applies
-    if apparmor_for_podman() {
+    if integration_tests::apparmor_loads_profiles() {
         let confined = p.run(&args(
             &["run", "--rm"],
             &["localhost/cradle-bb", "cat", "/proc/self/attr/current"],
@@ -168,18 +168,6 @@ fn podman_runs_a_container_with_its_options_and_default_seccomp_profile() {
             "podman's AppArmor profile: {confined:?}"
         );
     }
-}
-
-/// True when podman confines its containers with AppArmor here: the kernel's AppArmor is
-/// on, its files are mounted (securityfs) and apparmor_parser is installed, with which
-/// podman loads its profile.
-fn apparmor_for_podman() -> bool {
-    let on = fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-        .is_ok_and(|v| v.starts_with('Y'));
-    on && Path::new("/sys/kernel/security/apparmor").exists()
-        && ["/sbin/apparmor_parser", "/usr/sbin/apparmor_parser"]
-            .iter()
-            .any(|p| Path::new(p).exists())
 }
 
 #[test]

@@ -1315,9 +1315,7 @@ fn what_a_spec_without_its_own_namespaces_would_change_of_the_host_is_refused() 
 fn an_apparmor_profile_confines_the_process_where_apparmor_is_on() {
     let mut b = Bundle::new("oci-apparmor", &["cat", "/proc/self/attr/current"]);
     b.config["process"]["apparmorProfile"] = json!("cradle-test-profile");
-    let on = fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-        .is_ok_and(|v| v.starts_with('Y'));
-    if !on {
+    if !integration_tests::apparmor_on() {
         let done = b.create("a1", &[]);
         assert_eq!(done.code(), Some(2), "{done:?}");
         assert!(
@@ -1331,10 +1329,7 @@ fn an_apparmor_profile_confines_the_process_where_apparmor_is_on() {
     // loading a profile needs AppArmor's files (securityfs) and its parser
     integration_tests::require_shape!(
         "AppArmor's files mounted (securityfs) and apparmor_parser",
-        |_| Path::new("/sys/kernel/security/apparmor").exists()
-            && ["/sbin/apparmor_parser", "/usr/sbin/apparmor_parser"]
-                .iter()
-                .any(|p| Path::new(p).exists())
+        |_| integration_tests::apparmor_loads_profiles()
     );
     let profile = "profile cradle-test-profile flags=(attach_disconnected,mediate_deleted) {\n  \
                    file,\n  capability,\n  signal,\n  unix,\n  network,\n  mount,\n  umount,\n  \

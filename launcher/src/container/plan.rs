@@ -1090,11 +1090,7 @@ fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Res
             chroot(c".")?;
             chdir(c"/")
         }
-        Step::EnterRoot(dir) => {
-            fchdir(dir)?;
-            chroot(c".")?;
-            chdir(c"/")
-        }
+        Step::EnterRoot(dir) => sys::enter_root(dir.as_fd()),
         Step::Hostname(name) => sethostname(std::ffi::OsStr::from_bytes(name.as_bytes())),
         Step::LoopbackUp => sys::interface_up(c"lo"),
         Step::BecomeRoot => {
