@@ -283,17 +283,6 @@ pub fn poll_ready(fds: &mut [PollFd], timeout: PollTimeout) -> nix::Result<Vec<b
         .collect())
 }
 
-/// Gives the heap's free pages back to the kernel (malloc_trim(3)): what setting a guest up
-/// allocated and freed (the shim read into memory, the filter compiled) would otherwise
-/// stay resident for the monitor's whole life, in every guest's monitor.
-pub fn release_free_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim takes a byte count and only walks the allocator's own state.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Marks every descriptor from `first` up close-on-exec, so that nothing the launcher
 /// inherited leaks into a container: with close_range's `CLOSE_RANGE_CLOEXEC` (Linux
 /// 5.11), or one by one as /proc/self/fd lists them where the kernel has no such flag

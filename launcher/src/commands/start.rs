@@ -513,7 +513,6 @@ impl Launcher<'_> {
             notify: self.notify.as_ref().map(NotifySocket::path),
         })?;
         drop(limits_lock);
-        sys::release_free_memory();
         let booted = Booted {
             container,
             cgroup,
