@@ -83,6 +83,13 @@ const MFD_EXEC: MFdFlags = MFdFlags::from_bits_retain(0x0010);
 pub struct ShimBinary {
     file: OwnedFd,
     path: PathBuf,
+    /// The overlay's detached mount, for as long as the shim is: closing it detaches the
+    /// mount from its anonymous namespace, which waits for an expedited RCU grace period,
+    /// and that waits on what the other CPU is doing in the kernel. Closed with the shim
+    /// (at the launcher's end, or at its exec into the monitor), not while the guest's
+    /// namespaces are made alongside the boot: there it cost a boot up to half a
+    /// millisecond.
+    _overlay: Option<OwnedFd>,
 }
 
 /// The overlay's second lower layer, an empty directory in the state base (overlayfs
@@ -125,16 +132,24 @@ impl ShimBinary {
                 .ok(),
             None => None,
         };
-        let file = match shared {
-            Some(file) => file,
-            None => sealed_copy(file).map_err(|e| Error::host(ctx(), e))?,
+        let (file, overlay) = match shared {
+            Some((file, mount)) => (file, Some(mount)),
+            None => (sealed_copy(file).map_err(|e| Error::host(ctx(), e))?, None),
         };
-        Ok(ShimBinary { file, path })
+        Ok(ShimBinary {
+            file,
+            path,
+            _overlay: overlay,
+        })
     }
 
     /// The shim a launcher opened before it exec'd itself (see `handoff`).
     pub fn take_back(file: OwnedFd, path: PathBuf) -> Self {
-        ShimBinary { file, path }
+        ShimBinary {
+            file,
+            path,
+            _overlay: None,
+        }
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -214,8 +229,8 @@ fn execute_only_copy(mut file: &File, meta: &Metadata, state_base: &Path) -> io:
 
 /// An execute-only copy of the shim `file` (see [`execute_only_copy`]) through a read-only
 /// overlayfs mount of its directory, detached (in no mount namespace once its descriptor is
-/// closed, so nothing can remount it).
-fn overlay(file: &File, meta: &Metadata, state_base: &Path) -> io::Result<OwnedFd> {
+/// closed, so nothing can remount it): the file, and the mount's descriptor.
+fn overlay(file: &File, meta: &Metadata, state_base: &Path) -> io::Result<(OwnedFd, OwnedFd)> {
     let path = execute_only_copy(file, meta, state_base)?;
     let dir = path.parent().ok_or(io::ErrorKind::InvalidInput)?;
     let name = path.file_name().ok_or(io::ErrorKind::InvalidInput)?;
@@ -240,7 +255,7 @@ fn overlay(file: &File, meta: &Metadata, state_base: &Path) -> io::Result<OwnedF
     if !seen.is_file() || seen.len() != meta.len() || seen.mtime_nsec() != meta.mtime_nsec() {
         return Err(io::Error::other("the overlay shows another file"));
     }
-    Ok(OwnedFd::from(file))
+    Ok((OwnedFd::from(file), mount))
 }
 
 /// A directory as overlayfs's `lowerdir` takes it: ':' separates layers, '\' escapes.
