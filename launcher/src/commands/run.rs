@@ -21,7 +21,6 @@ use cradle_core::net::setup as net_setup;
 use cradle_core::process::signals::{FORWARDED, Signals};
 use cradle_core::security::Security;
 use cradle_core::security::devices;
-use cradle_core::security::userns::Namespaces;
 use cradle_core::security::userns::UsernsMode;
 use cradle_core::sys::SingleThreaded;
 
@@ -75,18 +74,19 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     host.warm_moves(threads, &opts.limits);
     sweep::sweep_leftovers(&host);
     let shim = ShimBinary::sealed(opts.shim.as_deref())?;
-    let (lease, prepared) =
-        ownership::lease_and_prepare(threads, &mut root, &name, opts.userns, opts.ownership)?;
+    // the namespaces are made alongside what follows
+    let (lease, begun, prepared) = ownership::lease_and_prepare(
+        threads,
+        &mut root,
+        &name,
+        opts.userns,
+        opts.ownership,
+        opts.net.mode.private(),
+    )?;
     let holder = Holder {
         name: name.clone(),
         lock: state.lock_path(),
     };
-    // the namespaces are made alongside what follows
-    let begun = Namespaces::begin_for(
-        threads,
-        lease.as_ref().map(|l| l.base),
-        opts.net.mode.private(),
-    )?;
     let network = net_setup::hold(&name, &opts.net, &holder)?;
     state.set_network(&network)?;
     let mut signals = Signals::catch(&FORWARDED)?;
@@ -111,6 +111,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
         limits: &opts.limits,
         network: &network,
         begun,
+        tree: prepared.tree,
     };
     let spawned = blueprint.spawn(Kind::Run {
         shim_args: &args,

@@ -49,7 +49,7 @@ use cradle_core::security::Security;
 use cradle_core::security::caps::{self, CapSet};
 use cradle_core::security::devices;
 use cradle_core::security::seccomp::Filter;
-use cradle_core::security::userns::{Lease, Namespaces, PendingNamespaces, UsernsMode};
+use cradle_core::security::userns::{Lease, PendingNamespaces, UsernsMode};
 use cradle_core::sys::{self, Deadline, SingleThreaded};
 
 pub struct Options {
@@ -160,6 +160,8 @@ struct Launcher<'a> {
     stopping: Stopping,
     /// The first boot's namespaces, begun as the launcher started.
     begun: Option<PendingNamespaces>,
+    /// The first boot's tree, when `ownership` made it already.
+    first_tree: Option<std::os::fd::OwnedFd>,
     /// A monitor could not take over once (see `handoff`): the launcher stays.
     monitor_failed: bool,
 }
@@ -192,12 +194,13 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
     // first taken, last released: the state directory outlives everything below
     let state = StateDir::acquire(&opts.state_base, &opts.name)?;
     sweep::sweep_leftovers(&host);
-    let (lease, prepared) =
-        ownership::lease_and_prepare(threads, &mut root, &opts.name, opts.userns, opts.ownership)?;
     // the first boot's namespaces are made alongside what follows
-    let begun = Namespaces::begin_for(
+    let (lease, begun, prepared) = ownership::lease_and_prepare(
         threads,
-        lease.as_ref().map(|l| l.base),
+        &mut root,
+        &opts.name,
+        opts.userns,
+        opts.ownership,
         opts.net.mode.private(),
     )?;
     let holder = Holder {
@@ -271,6 +274,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
         stopping: Stopping::No,
         monitor_failed: false,
         begun,
+        first_tree: prepared.tree,
     };
     launcher.run(1, None)
 }
@@ -382,6 +386,7 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
         stopping: Stopping::No,
         monitor_failed: false,
         begun: None,
+        first_tree: None,
     };
     let booted = Booted {
         container,
@@ -505,6 +510,7 @@ impl Launcher<'_> {
             limits: &limits,
             network: &self.network,
             begun: self.begun.take(),
+            tree: self.first_tree.take(),
         };
         let (container, cgroup) = blueprint.spawn(Kind::Boot {
             console: self.console.slave_path(),

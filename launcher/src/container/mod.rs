@@ -59,6 +59,9 @@ pub struct Blueprint<'a> {
     /// namespace of their own when the network is private), to run alongside its own work
     /// (see [`Namespaces::begin`]).
     pub begun: Option<PendingNamespaces>,
+    /// The root's tree, when the caller has it already: id-mapped through `begun`'s user
+    /// namespace (`ownership::Prepared::tree`).
+    pub tree: Option<OwnedFd>,
 }
 
 /// What the container is for.
@@ -127,12 +130,15 @@ impl Blueprint<'_> {
         }
         let resolv_conf =
             (!self.network.dns.is_empty()).then(|| net::setup::resolv_conf(&self.network.dns));
-        let tree = self.root.clone_tree(
-            namespaces
-                .as_ref()
-                .filter(|_| self.id_map)
-                .map(Namespaces::user),
-        )?;
+        let tree = match self.tree.take() {
+            Some(tree) => tree,
+            None => self.root.clone_tree(
+                namespaces
+                    .as_ref()
+                    .filter(|_| self.id_map)
+                    .map(Namespaces::user),
+            )?,
+        };
         let boot_args = ["--boot".to_owned()];
         let (purpose, shim_args, env) = match kind {
             Kind::Boot {

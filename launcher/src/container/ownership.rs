@@ -56,7 +56,7 @@ use nix::sys::stat::{Mode, fstat};
 use crate::container::rootfs::{self, RootDir};
 use crate::container::{mountattr, mountinfo};
 use crate::error::{Error, Result};
-use crate::security::userns::{self, RANGE};
+use crate::security::userns::{self, Namespaces, PendingNamespaces, RANGE};
 use crate::sys::{self, SingleThreaded};
 
 /// What `--ownership` asked for.
@@ -352,44 +352,57 @@ fn open_dir(root: &RootDir) -> Result<OwnedFd> {
 /// What the guest's root tree needs for a boot: whether its mounts are id-mapped.
 pub struct Prepared {
     pub id_map: bool,
+    /// The root's tree id-mapped through the first container's user namespace, when
+    /// finding out whether it can be made it: that container takes it instead of making
+    /// another (`Blueprint::tree`).
+    pub tree: Option<OwnedFd>,
 }
 
-/// The id range of guest `name` (`userns` says whether it has one) and its tree made
-/// ready for it, as every front end gets them: the range the tree's owners were last
-/// shifted to is asked for first (so that a guest started again, or a `run` under a new
-/// name, finds its tree as it left it), then the tree is shifted where `mode` needs it.
+/// Who guest `name` is on the host, as every front end gets it: its id range (`userns`
+/// says whether it has one; the range the tree's owners were last shifted to is asked for
+/// first, so that a guest started again, or a `run` under a new name, finds its tree as it
+/// left it), its first container's namespaces begun in that range (with a network
+/// namespace when `private_net`; made by another process alongside the rest of the
+/// setup, see `Namespaces::begin`), and its tree made ready for it: shifted where `mode`
+/// needs it, probed through that user namespace where `auto` must find out.
 pub fn lease_and_prepare(
     threads: &SingleThreaded,
     root: &mut RootDir,
     name: &str,
     userns: userns::UsernsMode,
     mode: Ownership,
-) -> Result<(Option<userns::Lease>, Prepared)> {
+    private_net: bool,
+) -> Result<(Option<userns::Lease>, Option<PendingNamespaces>, Prepared)> {
     let recorded = recorded_base(root, mode)?;
     let lease = userns::acquire(name, userns, recorded)?;
-    let prepared = prepare(threads, root, lease.as_ref().map(|l| l.base), mode)?;
-    Ok((lease, prepared))
+    let base = lease.as_ref().map(|l| l.base);
+    let begun = Namespaces::begin_for(threads, base, private_net)?;
+    let guest = base.zip(begun.as_ref().map(PendingNamespaces::user));
+    let prepared = prepare(root, guest, mode)?;
+    Ok((lease, begun, prepared))
 }
 
-/// Gets the tree of `root` ready for a guest whose range is at `base` (`None`: no user
-/// namespace) under `mode`: shifts its owners where needed (see the module's comment).
+/// Gets the tree of `root` ready for a guest whose range is at `base`, with the user
+/// namespace `user` of that range (`guest`; `None`: no user namespace) under `mode`:
+/// shifts its owners where needed (see the module's comment).
 fn prepare(
-    threads: &SingleThreaded,
     root: &mut RootDir,
-    base: Option<u32>,
+    guest: Option<(u32, BorrowedFd)>,
     mode: Ownership,
 ) -> Result<Prepared> {
     let dir = open_dir(root)?;
     let store = Store::for_root(dir.as_fd())?;
     let record = store.read(dir.as_fd(), root.path())?;
     let at = record.as_ref().map_or(0, Record::target);
-    let (target, id_map) = match (base, mode) {
+    let mut probed = None;
+    let (target, id_map) = match (guest, mode) {
         (None, _) => (0, false),
         (Some(_), Ownership::Map) => (0, true),
-        (Some(base), Ownership::Chown) => (base, false),
-        (Some(base), Ownership::Auto) if record.is_some() && at == base => (base, false),
-        (Some(base), Ownership::Auto) => {
-            if can_id_map(threads, root, base)? {
+        (Some((base, _)), Ownership::Chown) => (base, false),
+        (Some((base, _)), Ownership::Auto) if record.is_some() && at == base => (base, false),
+        (Some((base, user)), Ownership::Auto) => {
+            probed = id_mapped_tree(root, user)?;
+            if probed.is_some() {
                 (0, true)
             } else {
                 let why = if mountattr::kernel_has_mount_setattr() {
@@ -424,7 +437,10 @@ fn prepare(
             )),
             e => Error::setup(format!("lock {}", root.path().display()), e),
         })?;
-        return held_at(&store, dir.as_fd(), root.path(), target).map(|()| Prepared { id_map });
+        return held_at(&store, dir.as_fd(), root.path(), target).map(|()| Prepared {
+            id_map,
+            tree: probed,
+        });
     }
     refuse_mounts_below(root)?;
     hold(root, libc::LOCK_EX | libc::LOCK_NB).map_err(|e| {
@@ -487,7 +503,10 @@ fn prepare(
     // another launcher shifted it in between)
     hold(root, libc::LOCK_SH)
         .map_err(|e| Error::setup(format!("lock {}", root.path().display()), e))?;
-    held_at(&store, dir.as_fd(), root.path(), target).map(|()| Prepared { id_map })
+    held_at(&store, dir.as_fd(), root.path(), target).map(|()| Prepared {
+        id_map,
+        tree: probed,
+    })
 }
 
 /// flock(2) of the root's own open file description, which the launcher keeps for the
@@ -585,18 +604,16 @@ fn refuse_mounts_below(root: &RootDir) -> Result<()> {
     Ok(())
 }
 
-/// Whether the root's mounts can be id-mapped through a user namespace of the range at
-/// `base`: tried, as a boot would.
-fn can_id_map(threads: &SingleThreaded, root: &RootDir, base: u32) -> Result<bool> {
-    let map = format!("0 {base} {RANGE}\n");
-    let (user, _) = userns::create_owned(threads, &map, &map, &[])?;
-    match root.clone_tree(Some(user.as_fd())) {
-        Ok(_) => Ok(true),
-        Err(Error::BadRoot { .. }) => Ok(false),
+/// The root's tree id-mapped through the user namespace `user`, made as a boot makes it;
+/// `None` when the kernel or the file system does not allow it.
+fn id_mapped_tree(root: &RootDir, user: BorrowedFd) -> Result<Option<OwnedFd>> {
+    match root.clone_tree(Some(user)) {
+        Ok(tree) => Ok(Some(tree)),
+        Err(Error::BadRoot { .. }) => Ok(None),
         Err(Error::Setup {
             errno: Errno::ENOSYS,
             ..
-        }) => Ok(false),
+        }) => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -18,7 +18,7 @@ mod locks;
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::fcntl::{OFlag, open};
@@ -222,6 +222,11 @@ pub struct PendingNamespaces {
 }
 
 impl PendingNamespaces {
+    /// The user namespace, made already.
+    pub fn user(&self) -> BorrowedFd<'_> {
+        self.pending.user.as_fd()
+    }
+
     /// Waits until they are made.
     pub fn finish(self) -> Result<Namespaces> {
         let (user, mut owned) = self.pending.finish()?;
