@@ -77,6 +77,8 @@ pub struct Guest {
     security: Security,
     /// The container's v1 cgroups as its launcher recorded them (`Info::cgroups_v1`).
     v1: Vec<V1Dir>,
+    /// The guest init's /proc/PID/cgroup, as [`Guest::open`] read it.
+    proc_cgroup: String,
 }
 
 /// The inode of the namespace file at `path` (`/proc/PID/ns/net`): two are the same
@@ -85,13 +87,13 @@ pub fn ns_inode(path: &str) -> Option<u64> {
     fs::metadata(path).ok().map(|m| m.ino())
 }
 
-/// The cgroup v2 path of `init` (from /proc/PID/cgroup), when it is in container `name`'s
-/// cgroup or below it.
-fn container_cgroup_of(init: Pid, name: &str) -> Option<String> {
+/// The cgroup v2 path in `proc_cgroup` (a process's /proc/PID/cgroup), when it is
+/// container `name`'s cgroup or below it.
+fn container_cgroup_in(proc_cgroup: &str, name: &str) -> Option<String> {
     let wanted = format!("/{}", cgroups::name_for(name));
     let below = format!("{wanted}/");
-    let text = fs::read_to_string(format!("/proc/{init}/cgroup")).ok()?;
-    text.lines()
+    proc_cgroup
+        .lines()
         .filter_map(|line| line.strip_prefix("0::"))
         .find(|path| *path == wanted || path.starts_with(&below))
         .map(str::to_owned)
@@ -141,7 +143,8 @@ impl Guest {
         let gone = || Error::NotRunning(name.to_owned());
         let pidfd = sys::pidfd_open(init).map_err(|_| gone())?;
         let other_ns = ns_inode(&format!("/proc/{init}/ns/pid")) != ns_inode("/proc/self/ns/pid");
-        let cgroup = container_cgroup_of(init, name)
+        let proc_cgroup = fs::read_to_string(format!("/proc/{init}/cgroup")).map_err(|_| gone())?;
+        let cgroup = container_cgroup_in(&proc_cgroup, name)
             .filter(|_| other_ns)
             .ok_or_else(gone)?;
         let userns = ns_inode(&format!("/proc/{init}/ns/user")) != ns_inode("/proc/self/ns/user");
@@ -169,6 +172,7 @@ impl Guest {
             env,
             security,
             v1,
+            proc_cgroup,
         })
     }
 
@@ -203,12 +207,9 @@ impl Guest {
     /// open for writing, by hierarchy: the container's own (`cradle.NAME`), which a guest
     /// with limits has.
     fn v1_procs(&self) -> Result<Vec<(String, OwnedFd)>> {
-        let Ok(text) = fs::read_to_string(format!("/proc/{}/cgroup", self.init)) else {
-            return Ok(Vec::new());
-        };
         let mut procs = Vec::new();
-        for (hierarchy, dir) in v1::v1_cgroups_of(&text, &cgroups::name_for(&self.name), &self.v1)?
-        {
+        let name = cgroups::name_for(&self.name);
+        for (hierarchy, dir) in v1::v1_cgroups_of(&self.proc_cgroup, &name, &self.v1)? {
             let path = dir.join("cgroup.procs");
             let file = OpenOptions::new()
                 .write(true)
