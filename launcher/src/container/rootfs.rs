@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, OpenHow, ResolveFlag, open, openat2};
 use nix::sys::stat::{Mode, SFlag, fstat, fstatat, mkdirat};
+use nix::sys::statfs::{FsType, TMPFS_MAGIC, statfs};
 
 use cradle_common::arch;
 use cradle_common::guest::{DEVICES, INIT_PATHS, OPTIONAL_DEVICES};
@@ -380,6 +381,13 @@ impl RootDir {
     /// How the container's first process will switch to this root, from the host's
     /// mounts as they are now (read again at every boot).
     pub fn switch(&self) -> Result<RootSwitch> {
+        // only the host's root being the namespace's first mount (the kernel's rootfs,
+        // ramfs or tmpfs: the initramfs) calls for anything but pivot_root; any other file
+        // system on "/" says it is not, without the mount table (some 60 us to make)
+        let root_fs = statfs("/").map(|fs| fs.filesystem_type());
+        if root_fs.is_ok_and(|t| t != RAMFS_MAGIC && t != TMPFS_MAGIC) {
+            return Ok(RootSwitch::Pivot);
+        }
         let fail = |e| Error::host("read the host's mounts (/proc/self/mountinfo)", e);
         let text = fs::read_to_string("/proc/self/mountinfo").map_err(fail)?;
         let id = self.mount_id().map_err(fail)?;
@@ -394,6 +402,9 @@ impl RootDir {
         Ok(switch)
     }
 }
+
+/// ramfs's magic number (linux/magic.h), which neither libc nor nix names.
+const RAMFS_MAGIC: FsType = FsType(0x8584_58f6_u32 as _);
 
 /// A detached, private bind of the host file `path` (a device node, the console pty), for
 /// the container's first process to attach in the guest's /dev. On a kernel without
