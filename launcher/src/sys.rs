@@ -165,6 +165,17 @@ pub fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// A copy of descriptor `fd` of the process behind `pidfd` (pidfd_getfd, Linux 5.6),
+/// close-on-exec.
+pub fn pidfd_getfd(pidfd: BorrowedFd, fd: RawFd) -> nix::Result<OwnedFd> {
+    // SAFETY: pidfd_getfd takes two descriptor numbers and flags (0), and returns a new
+    // descriptor or -1.
+    let new =
+        Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })?;
+    // SAFETY: the descriptor is new and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(new as RawFd) })
+}
+
 /// Sends `signal` to the process behind `pidfd` (0 only checks that it is alive).
 pub fn pidfd_send_signal(pidfd: BorrowedFd, signal: i32) -> nix::Result<()> {
     // SAFETY: a null siginfo asks the kernel to fill it as kill(2) would.
@@ -318,6 +329,17 @@ fn close_range(first: RawFd, last: RawFd, flags: libc::c_uint) -> nix::Result<()
     Errno::result(ret).map(drop)
 }
 
+/// Closes every descriptor of this process but `keep` (sorted): for a forked helper,
+/// which holds copies of everything its parent had open. Allocation-free.
+pub fn close_all_but(keep: &[RawFd]) {
+    let mut next = 0;
+    for &fd in keep {
+        let _ = close_range(next, fd - 1, 0);
+        next = fd + 1;
+    }
+    let _ = close_range(next, RawFd::MAX, 0);
+}
+
 /// Forks a grandchild that closes every descriptor but `keep` (sorted), runs `work` and
 /// exits; the child between exits at once and is waited for here, so the grandchild is
 /// reaped by init (or the nearest subreaper), not by us, however long we live. It holds
@@ -337,12 +359,7 @@ unsafe fn orphan(keep: &[RawFd], work: impl FnOnce()) -> bool {
             if unsafe { libc::fork() } != 0 {
                 exit_now(0)
             }
-            let mut next = 0;
-            for &fd in keep {
-                let _ = close_range(next, fd - 1, 0);
-                next = fd + 1;
-            }
-            let _ = close_range(next, RawFd::MAX, 0);
+            close_all_but(keep);
             work();
             exit_now(0)
         }

@@ -72,6 +72,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     let host = Host::probe()?;
     host.check(&opts.limits)?;
     host.warm_moves(threads, &opts.limits);
+    let devices = devices::Policy::begin_for_guest(threads);
     sweep::sweep_leftovers(&host);
     let shim = ShimBinary::sealed(opts.shim.as_deref())?;
     // the namespaces are made alongside what follows
@@ -93,7 +94,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     let mut args = vec!["--".to_owned()];
     args.extend(opts.command.iter().cloned());
     let env = command_env(&name, &opts.env);
-    let devices = devices::Policy::for_guest()?;
+    let devices = devices.finish()?;
     let filter = opts.security.filter(lease.is_some())?;
     let blueprint = Blueprint {
         threads,

@@ -191,6 +191,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
     let host = Host::probe()?;
     host.check(&opts.limits)?;
     host.warm_moves(threads, &opts.limits);
+    let devices = devices::Policy::begin_for_guest(threads);
     // first taken, last released: the state directory outlives everything below
     let state = StateDir::acquire(&opts.state_base, &opts.name)?;
     sweep::sweep_leftovers(&host);
@@ -267,7 +268,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
         notify,
         run_host,
         seccomp: opts.security.filter(owner.is_some())?,
-        devices: devices::Policy::for_guest()?,
+        devices: devices.finish()?,
         host,
         network: network.clone(),
         _net_hold: net_hold,

@@ -28,8 +28,13 @@ use std::path::Path;
 
 use nix::errno::Errno;
 
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+
 use crate::error::{Error, Result};
-use crate::sys;
+use crate::process::child::Child;
+use crate::sys::{self, SingleThreaded};
 
 /// What kind of node a rule is about (`BPF_DEVCG_DEV_*`; `All` is both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -371,13 +376,22 @@ fn describe(dir: BorrowedFd) -> String {
 /// Loads `prog` as a device program; when the kernel refuses it, the error quotes the end
 /// of the verifier's log.
 fn load(prog: &[Insn]) -> Result<OwnedFd> {
-    let code: Vec<[u8; 8]> = prog.iter().map(|insn| insn.encode()).collect();
-    if let Ok(fd) = sys::bpf_load_cgroup_device(&code, LICENSE, PROG_NAME, None) {
+    load_code(&encode(prog))
+}
+
+/// The program as the kernel reads it.
+fn encode(prog: &[Insn]) -> Vec<[u8; 8]> {
+    prog.iter().map(|insn| insn.encode()).collect()
+}
+
+/// [`load`] for a program encoded already.
+fn load_code(code: &[[u8; 8]]) -> Result<OwnedFd> {
+    if let Ok(fd) = sys::bpf_load_cgroup_device(code, LICENSE, PROG_NAME, None) {
         return Ok(fd);
     }
     // again, for the verifier's log
     let mut log = vec![0u8; VERIFIER_LOG_SIZE];
-    sys::bpf_load_cgroup_device(&code, LICENSE, PROG_NAME, Some(&mut log)).map_err(|errno| {
+    sys::bpf_load_cgroup_device(code, LICENSE, PROG_NAME, Some(&mut log)).map_err(|errno| {
         let tail = log_tail(&log);
         let err = if tail.is_empty() {
             io::Error::from(errno)
@@ -413,6 +427,17 @@ impl Policy {
         Policy::load(&rules(Path::exists))
     }
 
+    /// [`Policy::for_guest`], loaded by a process of its own while the caller goes on:
+    /// the kernel's verifier and JIT take 0.2 to 0.35 ms of a CPU, which a start or a run
+    /// then does not wait for in line (see [`PendingPolicy`]).
+    pub fn begin_for_guest(threads: &SingleThreaded) -> PendingPolicy {
+        let code = encode(&program(&rules(Path::exists)));
+        PendingPolicy {
+            loader: Loader::fork(threads, &code).ok(),
+            code,
+        }
+    }
+
     /// Attaches the policy to the cgroup v2 directory `cgroup_dir` (for it and every cgroup
     /// below it, now and later): call it before a process is cloned into the cgroup. The
     /// program stays attached until the cgroup is removed.
@@ -424,6 +449,94 @@ impl Policy {
                     errno,
                 )
             })
+    }
+}
+
+/// A device policy being loaded ([`Policy::begin_for_guest`]).
+pub struct PendingPolicy {
+    /// The process loading it; `None` where it could not be forked.
+    loader: Option<Loader>,
+    /// The program, encoded.
+    code: Vec<[u8; 8]>,
+}
+
+impl PendingPolicy {
+    /// The loaded policy: the loader's program, taken from it (pidfd_getfd); where that
+    /// fails, loaded here, so that a refusal names its cause as [`Policy::load`]'s does.
+    pub fn finish(self) -> Result<Policy> {
+        if let Some(prog) = self.loader.and_then(Loader::take) {
+            return Ok(Policy { prog });
+        }
+        Ok(Policy {
+            prog: load_code(&self.code)?,
+        })
+    }
+}
+
+/// A process that loads a device program, says its descriptor's number on a pipe, and
+/// holds it until the launcher took a copy (pidfd_getfd) and said so with a byte on
+/// another pipe: a byte, not end of file, since the launcher's later children inherit
+/// that pipe's end too. It dies with the launcher. Dropped, it is killed and reaped
+/// (`Child`).
+struct Loader {
+    child: Child,
+    /// Its report: the descriptor's number, or minus the errno of the load.
+    report: OwnedFd,
+    /// Where the launcher says it took the program.
+    taken: OwnedFd,
+}
+
+impl Loader {
+    fn fork(threads: &SingleThreaded, code: &[[u8; 8]]) -> nix::Result<Self> {
+        let (report, report_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let (taken_read, taken) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let parent = nix::unistd::getpid();
+        let child = Child::fork(threads, || {
+            if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
+                || nix::unistd::getppid() != parent
+            {
+                return 1;
+            }
+            let mut keep = [report_write.as_raw_fd(), taken_read.as_raw_fd()];
+            keep.sort_unstable();
+            sys::close_all_but(&keep);
+            let word = match sys::bpf_load_cgroup_device(code, LICENSE, PROG_NAME, None) {
+                // held until we exit
+                Ok(prog) => std::os::fd::IntoRawFd::into_raw_fd(prog),
+                Err(e) => -(e as i32),
+            };
+            let _ = nix::unistd::write(&report_write, &word.to_ne_bytes());
+            let _ = nix::unistd::read(&taken_read, &mut [0u8]);
+            0
+        })?;
+        Ok(Loader {
+            child,
+            report,
+            taken,
+        })
+    }
+
+    /// The program, once loaded; `None` when the load or the copy failed.
+    fn take(mut self) -> Option<OwnedFd> {
+        // its report, or its end (it wrote none)
+        let mut fds = [
+            PollFd::new(self.report.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.child.pidfd(), PollFlags::POLLIN),
+        ];
+        while let Err(Errno::EINTR) = poll(&mut fds, PollTimeout::NONE) {}
+        let mut word = [0u8; 4];
+        let _ = fcntl(&self.report, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+        let prog = match nix::unistd::read(&self.report, &mut word) {
+            Ok(4) => match i32::from_ne_bytes(word) {
+                fd if fd >= 0 => sys::pidfd_getfd(self.child.pidfd(), fd).ok(),
+                _ => None,
+            },
+            _ => None,
+        };
+        // it exits on the byte; reaped now
+        let _ = nix::unistd::write(&self.taken, &[1]);
+        self.child.wait();
+        prog
     }
 }
 
