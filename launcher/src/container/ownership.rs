@@ -353,8 +353,8 @@ fn open_dir(root: &RootDir) -> Result<OwnedFd> {
 pub struct Prepared {
     pub id_map: bool,
     /// The root's tree id-mapped through the first container's user namespace, when
-    /// finding out whether it can be made it: that container takes it instead of making
-    /// another (`Blueprint::tree`).
+    /// `auto` made one to learn whether it can be: that container takes it instead of
+    /// making another (`Blueprint::tree`).
     pub tree: Option<OwnedFd>,
 }
 
