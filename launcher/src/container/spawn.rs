@@ -87,8 +87,8 @@ pub struct ShimBinary {
     /// mount from its anonymous namespace, which waits for an expedited RCU grace period,
     /// and that waits on what the other CPU is doing in the kernel. Closed with the shim
     /// (at the launcher's end, or at its exec into the monitor), not while the guest's
-    /// namespaces are made alongside the boot: there it cost a boot up to half a
-    /// millisecond.
+    /// namespaces are made alongside the boot: there it held the launcher up to half a
+    /// millisecond, most of which it would have waited for those namespaces anyway.
     _overlay: Option<OwnedFd>,
 }
 
