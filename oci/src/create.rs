@@ -384,9 +384,9 @@ fn make(
 
     // the v1 cgroups of the limits (a hybrid host's), which clone3 cannot put it in
     let mut steps: Vec<Step> = cgroup
-        .open_v1_procs()?
+        .open_v1_tasks()?
         .into_iter()
-        .map(|(hierarchy, procs)| Step::JoinCgroup { hierarchy, procs })
+        .map(|(hierarchy, tasks)| Step::JoinCgroup { hierarchy, tasks })
         .collect();
     steps.push(Step::NewSession);
     steps.extend(early);

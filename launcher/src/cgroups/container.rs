@@ -144,7 +144,7 @@ impl Cgroup {
 
     /// Gives the container its cgroups in the v1 hierarchies `dirs` (a hybrid host's): they
     /// are removed with it; with `join`, they are made now and the container's first
-    /// process joins them ([`Cgroup::open_v1_procs`]).
+    /// process joins them ([`Cgroup::open_v1_tasks`]).
     pub fn with_v1(mut self, dirs: Vec<V1Dir>, join: bool) -> Result<Self> {
         self.v1 = dirs;
         if join {
@@ -159,19 +159,19 @@ impl Cgroup {
         &self.v1
     }
 
-    /// The `cgroup.procs` files of the v1 cgroups this boot joins, open for writing, with
-    /// their hierarchies' names (for the plan's first steps).
-    pub fn open_v1_procs(&self) -> Result<Vec<(String, OwnedFd)>> {
+    /// The `tasks` files of the v1 cgroups this boot joins, open for writing, with their
+    /// hierarchies' names (for the plan's steps; why `tasks`, see `cgroups::v1`).
+    pub fn open_v1_tasks(&self) -> Result<Vec<(String, OwnedFd)>> {
         if !self.join_v1 {
             return Ok(Vec::new());
         }
         self.v1
             .iter()
             .map(|d| {
-                let procs = d.path.join("cgroup.procs");
-                open(&procs, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+                let tasks = d.path.join(v1::JOIN_FILE);
+                open(&tasks, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
                     .map(|fd| (d.controllers.clone(), fd))
-                    .map_err(|e| Error::host(format!("open {}", procs.display()), e))
+                    .map_err(|e| Error::host(format!("open {}", tasks.display()), e))
             })
             .collect()
     }

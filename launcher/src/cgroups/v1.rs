@@ -9,8 +9,8 @@
 //! hierarchy of the three controllers, below the launcher's own cgroup in it (cgroup v1 has
 //! no rule against processes in inner cgroups, so a limit the launcher runs under, a unit's
 //! or a session's, still holds its guests). Cgroup v1 has no `CLONE_INTO_CGROUP`: the
-//! container's first process writes itself into each (a move: the kernel waits for an RCU
-//! grace period, milliseconds, so it is done only for a container with limits).
+//! container's first process writes itself into each, "0" into the cgroup's `tasks`
+//! ([`JOIN_FILE`]).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -25,7 +25,15 @@ use serde::Serialize;
 use crate::cgroups;
 use crate::cgroups::limits::{Controller, Knob, Limits};
 use crate::error::{Error, Result};
-use crate::sys;
+
+/// The file a process writes "0" into to join a v1 cgroup: `tasks`, which moves the
+/// writing thread, not `cgroup.procs`, which moves its whole thread group. The processes
+/// that join are single-threaded (a launcher's child, before it runs anything), so both
+/// move the same; but a thread group's move takes the kernel's `cgroup_threadgroup_rwsem`
+/// for writing, which waits for an RCU grace period unless another move ended less than
+/// one ago (11 to 16 ms measured here, cold), and the writer's own thread is moved
+/// without it (80 us). The permission check is the same (the opener's credentials).
+pub const JOIN_FILE: &str = "tasks";
 
 /// A cgroup v1 hierarchy: where it is mounted, which controllers it has, and the launcher's
 /// own cgroup in it.
@@ -281,31 +289,6 @@ impl Host {
             .set_knobs()
             .iter()
             .any(|k| matches!(self.provider(k.controller()), Some(Provider::V1(_))))
-    }
-
-    /// Makes the next moves into v1 cgroups quick, in the background, for a caller that is
-    /// about to make one (a container's first process joining its v1 cgroups): a
-    /// move (a write to a v1 `cgroup.procs`) takes the kernel's `cgroup_threadgroup_rwsem`
-    /// for writing, which waits for an RCU grace period (7 to 16 ms measured here) unless
-    /// another move ended less than a grace period ago. That lock is one for every
-    /// hierarchy, so a process of its own makes a move now, into the cgroup it is in
-    /// already, and the grace period runs alongside the caller's setup instead of in its
-    /// container's steps. (A move holds the cgroup mutex through it, so the caller's own
-    /// cgroup changes wait for it: what it does before them is what runs alongside. A cold
-    /// `cradle run` here: 15.0 ms without, 10.6 ms with.) Nothing when `limits` need no v1
-    /// hierarchy (so no move will be made); nothing is lost when it fails.
-    pub fn warm_moves(&self, threads: &sys::SingleThreaded, limits: &Limits) {
-        if !self.needs_v1(limits) {
-            return;
-        }
-        let Some(hierarchy) = self.v1.first() else {
-            return;
-        };
-        let procs = hierarchy.mount.join(&hierarchy.own).join("cgroup.procs");
-        sys::in_background(threads, move || {
-            // "0": the writer itself, into its own cgroup; its exit ends the move at once
-            let _ = fs::write(&procs, b"0");
-        });
     }
 
     /// Container `name`'s cgroups in the v1 hierarchies of the limits' controllers (none on

@@ -71,7 +71,6 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     let state = StateDir::acquire(&opts.state_base, &name)?;
     let host = Host::probe()?;
     host.check(&opts.limits)?;
-    host.warm_moves(threads, &opts.limits);
     let devices = devices::Policy::begin_for_guest(threads);
     sweep::sweep_leftovers(&host);
     let shim = ShimBinary::sealed(opts.shim.as_deref())?;

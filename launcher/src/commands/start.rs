@@ -190,7 +190,6 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
     let mut root = RootDir::open(&opts.root)?;
     let host = Host::probe()?;
     host.check(&opts.limits)?;
-    host.warm_moves(threads, &opts.limits);
     let devices = devices::Policy::begin_for_guest(threads);
     // first taken, last released: the state directory outlives everything below
     let state = StateDir::acquire(&opts.state_base, &opts.name)?;
@@ -488,11 +487,6 @@ impl Launcher<'_> {
         // new cgroups before `set` can change them again
         let limits_lock = self.state.lock_limits()?;
         let limits = self.state.limits()?;
-        // its v1 move's grace period (see `Host::warm_moves`); the first boot's began as
-        // the launcher started
-        if number > 1 {
-            self.host.warm_moves(self.threads, &limits);
-        }
         // and the network as it is now (`cradle set --port`)
         self.network = self.state.network()?;
         let blueprint = Blueprint {

@@ -169,7 +169,7 @@ impl Blueprint<'_> {
             userns: namespaces,
             caps: self.caps,
             seccomp: self.seccomp.cloned(),
-            join_v1: cgroup.open_v1_procs()?,
+            join_v1: cgroup.open_v1_tasks()?,
             switch: self.root.switch()?,
             netns: made_netns,
             resolv_conf,

@@ -23,7 +23,7 @@
 //!    initramfs, which pivot_root refuses: detach the host's other mounts, move the root
 //!    over `/` and chroot, see `mountinfo`); hostname; loopback up; on a hybrid host, for
 //!    a container with limits, its cgroups in the v1 hierarchies, which clone3 cannot put
-//!    it in (a write of "0" into each `cgroup.procs`; late, see `Host::warm_moves`);
+//!    it in (a write of "0" into each `tasks`, see `cgroups::v1`);
 //! 5. with a user namespace: join it, then unshare the mount namespace — the copy, owned
 //!    by the user namespace, has every mount made above **locked**: the guest's root can
 //!    neither unmount nor remount them (read-only /sys stays read-only) — and become its
@@ -84,7 +84,7 @@ pub struct Config<'a> {
     pub caps: CapSet,
     /// The seccomp filter, when there is one.
     pub seccomp: Option<Filter>,
-    /// The `cgroup.procs` files of the v1 cgroups to join, by their hierarchies' names.
+    /// The `tasks` files of the v1 cgroups to join, by their hierarchies' names.
     pub join_v1: Vec<(String, OwnedFd)>,
     /// How the child switches to the root (`mountinfo::root_switch`).
     pub switch: RootSwitch,
@@ -247,10 +247,11 @@ impl Namespace {
 /// One step of the child's setup.
 #[derive(Debug)]
 pub enum Step {
-    /// Writes "0" (ourselves) into a v1 hierarchy's `cgroup.procs` open on the descriptor.
+    /// Writes "0" (ourselves: the one thread the child has) into a v1 hierarchy's `tasks`
+    /// open on the descriptor (see `cgroups::v1`).
     JoinCgroup {
         hierarchy: String,
-        procs: OwnedFd,
+        tasks: OwnedFd,
     },
     NewSession,
     Join(Namespace, OwnedFd),
@@ -494,13 +495,10 @@ pub fn build(config: Config) -> Result<Vec<Step>, NulError> {
     };
     let owner = base.to_string();
     let tty_group = (base + 5).to_string();
-    // the v1 cgroups are joined late (below): a move into one waits for what is left of
-    // the RCU grace period that `Host::warm_moves` began as the launcher started, and
-    // everything the child does before it runs alongside
     let join_v1: Vec<Step> = config
         .join_v1
         .into_iter()
-        .map(|(hierarchy, procs)| Step::JoinCgroup { hierarchy, procs })
+        .map(|(hierarchy, tasks)| Step::JoinCgroup { hierarchy, tasks })
         .collect();
     let mut steps = vec![Step::NewSession];
     let mut later = Vec::new();
@@ -946,8 +944,8 @@ fn unless_absent(result: nix::Result<()>) -> nix::Result<()> {
 fn apply_step<'s>(step: &'s Step, root: &mut Option<BorrowedFd<'s>>) -> nix::Result<()> {
     let in_root = |root: &Option<BorrowedFd<'s>>| root.map(Root).ok_or(Errno::EINVAL);
     match step {
-        Step::JoinCgroup { procs, .. } => {
-            write(procs, b"0").and_then(|n| if n == 1 { Ok(()) } else { Err(Errno::EIO) })
+        Step::JoinCgroup { tasks, .. } => {
+            write(tasks, b"0").and_then(|n| if n == 1 { Ok(()) } else { Err(Errno::EIO) })
         }
         Step::NewSession => setsid().map(drop),
         Step::Join(ns, fd) => setns(fd, ns.flag()),

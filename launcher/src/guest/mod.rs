@@ -203,22 +203,22 @@ impl Guest {
         }
     }
 
-    /// The `cgroup.procs` of the guest init's cgroups in a hybrid host's v1 hierarchies,
-    /// open for writing, by hierarchy: the container's own (`cradle.NAME`), which a guest
-    /// with limits has.
-    fn v1_procs(&self) -> Result<Vec<(String, OwnedFd)>> {
-        let mut procs = Vec::new();
+    /// The `tasks` of the guest init's cgroups in a hybrid host's v1 hierarchies, open for
+    /// writing, by hierarchy: the container's own (`cradle.NAME`), which a guest with
+    /// limits has (why `tasks`, see `cgroups::v1`).
+    fn v1_tasks(&self) -> Result<Vec<(String, OwnedFd)>> {
+        let mut tasks = Vec::new();
         let name = cgroups::name_for(&self.name);
         for (hierarchy, dir) in v1::v1_cgroups_of(&self.proc_cgroup, &name, &self.v1)? {
-            let path = dir.join("cgroup.procs");
+            let path = dir.join(v1::JOIN_FILE);
             let file = OpenOptions::new()
                 .write(true)
                 .custom_flags(libc::O_CLOEXEC)
                 .open(&path)
                 .map_err(|e| Error::host(format!("open {}", path.display()), e))?;
-            procs.push((hierarchy, file.into()));
+            tasks.push((hierarchy, file.into()));
         }
-        Ok(procs)
+        Ok(tasks)
     }
 
     /// Starts `what` in the guest through the shim (see the module documentation). The
@@ -251,8 +251,8 @@ impl Guest {
             keep.push(self.cgroup.as_fd());
             // on a hybrid host, the shim joins the guest's v1 cgroups before it clones the
             // command, which is then born there (and refused at --pids, as on a v2 host)
-            for (hierarchy, procs) in self.v1_procs()? {
-                steps.push(Step::JoinCgroup { hierarchy, procs });
+            for (hierarchy, tasks) in self.v1_tasks()? {
+                steps.push(Step::JoinCgroup { hierarchy, tasks });
             }
         }
         args.extend([
