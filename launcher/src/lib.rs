@@ -22,12 +22,6 @@
 //! No module imports one that imports it back, and no folder one that depends on it.
 #![deny(unsafe_code)]
 
-/// The allocator of every program built on this library (the launcher, cradle-oci): musl's
-/// own maps and unmaps pages as a command allocates and frees, which cost `cradle exec`
-/// and a boot 0.2 to 0.35 ms each (README, Dependencies).
-#[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
-
 pub mod cgroups;
 pub mod config;
 pub mod console;

@@ -27,6 +27,10 @@ use argh::FromArgs;
 use cradle_core::error::{Code, Error, Result};
 use cradle_core::sys::{self, SingleThreaded};
 
+/// The runtime's allocator, as the launcher's (see its `main.rs`; README, Dependencies).
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 /// An OCI runtime (runc's command line) on cradle's container core; cradle-shim is PID 1
 /// of every container.
 #[derive(FromArgs)]
