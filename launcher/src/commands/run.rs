@@ -72,7 +72,12 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     let host = Host::probe()?;
     host.check(&opts.limits)?;
     let devices = devices::Policy::begin_for_guest(threads);
-    sweep::sweep_leftovers(&host);
+    // what killed launchers left: now where the command has a link, else once its
+    // container is cloned (below)
+    let swept = opts.net.mode.linked();
+    if swept {
+        sweep::sweep_all(&host);
+    }
     let shim = ShimBinary::sealed(opts.shim.as_deref())?;
     // the namespaces are made alongside what follows
     let (lease, begun, prepared) = ownership::lease_and_prepare(
@@ -125,6 +130,9 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
             return Err(e);
         }
     };
+    if !swept {
+        sweep::sweep_all(&host);
+    }
     let status = container.supervise(Some(&mut signals), &opts.command[0], None, None);
     // in this order: the shim (reaped), then the cgroup (emptied and removed), the
     // forwards, the addresses, then the range

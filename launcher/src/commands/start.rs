@@ -164,6 +164,8 @@ struct Launcher<'a> {
     first_tree: Option<std::os::fd::OwnedFd>,
     /// A monitor could not take over once (see `handoff`): the launcher stays.
     monitor_failed: bool,
+    /// What killed launchers left is gone (`sweep::sweep_all`, once per launcher).
+    swept: bool,
 }
 
 /// A boot in progress: the container, its cgroup, the guest init once it runs, and
@@ -193,7 +195,12 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
     let devices = devices::Policy::begin_for_guest(threads);
     // first taken, last released: the state directory outlives everything below
     let state = StateDir::acquire(&opts.state_base, &opts.name)?;
-    sweep::sweep_leftovers(&host);
+    // what killed launchers left: now where the guest has a link, else once the first
+    // boot's child is cloned (`Launcher::boot`)
+    let swept = opts.net.mode.linked();
+    if swept {
+        sweep::sweep_all(&host);
+    }
     // the first boot's namespaces are made alongside what follows
     let (lease, begun, prepared) = ownership::lease_and_prepare(
         threads,
@@ -275,6 +282,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
         monitor_failed: false,
         begun,
         first_tree: prepared.tree,
+        swept,
     };
     launcher.run(1, None)
 }
@@ -387,6 +395,8 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
         monitor_failed: false,
         begun: None,
         first_tree: None,
+        // by the launcher that handed over
+        swept: true,
     };
     let booted = Booted {
         container,
@@ -514,6 +524,10 @@ impl Launcher<'_> {
             notify: self.notify.as_ref().map(NotifySocket::path),
         })?;
         drop(limits_lock);
+        if !self.swept {
+            sweep::sweep_all(&self.host);
+            self.swept = true;
+        }
         let booted = Booted {
             container,
             cgroup,

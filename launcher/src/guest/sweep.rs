@@ -26,6 +26,18 @@ pub fn sweep_network(state: &super::state::StateDir) {
     setup::release(&network, &holder);
 }
 
+/// Everything that launchers that were killed left: their containers
+/// ([`sweep_leftovers`]) and their uid-range locks. Every `start` and `run` calls it once:
+/// before the guest's network is made where it has a link (a leftover's forwards and
+/// links must be gone first), else right after its first clone, while the child sets up
+/// on the other CPU and the launcher would only wait: it reads every `cradle.*` cgroup
+/// and tries every range lock, some 30 us a guest running on the host (a boot among 50
+/// running guests took 10.1 ms with the sweep before its clone, 9.0 after).
+pub fn sweep_all(host: &Host) {
+    sweep_leftovers(host);
+    crate::security::userns::sweep_stale_locks();
+}
+
 /// Removes what launchers that were killed (SIGKILL, a crash) left of their containers: a
 /// `cradle.NAME` with no process in it, whose state directory (named on the cgroup, see
 /// `Cgroup::create`) nobody holds, whatever `--state-dir` it was started with. The name
@@ -36,7 +48,7 @@ pub fn sweep_network(state: &super::state::StateDir) {
 /// on the cgroup at once, so a cgroup being made is never taken for a leftover. Nothing of
 /// this is said but at debug level: it is no business of the command that sweeps. The
 /// network the state directory records goes with it (`sweep_network`).
-pub fn sweep_leftovers(host: &Host) {
+fn sweep_leftovers(host: &Host) {
     let Some(root) = v2_root() else {
         return;
     };

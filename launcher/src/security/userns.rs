@@ -111,12 +111,18 @@ pub fn acquire(name: &str, mode: UsernsMode, prefer: Option<u32>) -> Result<Opti
     }
     let host = HostIds::read()?;
     let dirs = LockDirs::prepare()?;
-    sweep(&dirs);
     match mode {
         UsernsMode::Off => Ok(None),
         UsernsMode::Base(base) => take(&dirs, &host, base).map(Some),
         UsernsMode::Pick => pick(&dirs, &host, name, prefer).map(Some),
     }
+}
+
+/// Removes the range locks of launchers that were killed (`locks::sweep`). Not part of
+/// [`acquire`]: a lock file nobody holds is taken as a free range's, so this only tidies,
+/// and `guest::sweep` does it where it costs a start nothing.
+pub fn sweep_stale_locks() {
+    sweep(&LockDirs::host());
 }
 
 /// The first free range for `name`: `prefer` while that is a free range of the pool, else
