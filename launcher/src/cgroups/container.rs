@@ -167,12 +167,7 @@ impl Cgroup {
         }
         self.v1
             .iter()
-            .map(|d| {
-                let tasks = d.path.join(v1::JOIN_FILE);
-                open(&tasks, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
-                    .map(|fd| (d.controllers.clone(), fd))
-                    .map_err(|e| Error::host(format!("open {}", tasks.display()), e))
-            })
+            .map(|d| v1::open_to_join(&d.path).map(|fd| (d.controllers.clone(), fd)))
             .collect()
     }
 

@@ -10,7 +10,7 @@
 //! no rule against processes in inner cgroups, so a limit the launcher runs under, a unit's
 //! or a session's, still holds its guests). Cgroup v1 has no `CLONE_INTO_CGROUP`: the
 //! container's first process writes itself into each, "0" into the cgroup's `tasks`
-//! ([`JOIN_FILE`]).
+//! ([`open_to_join`]).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -33,7 +33,15 @@ use crate::error::{Error, Result};
 /// for writing, which waits for an RCU grace period unless another move ended less than
 /// one ago (11 to 16 ms measured here, cold), and the writer's own thread is moved
 /// without it (80 us). The permission check is the same (the opener's credentials).
-pub const JOIN_FILE: &str = "tasks";
+const JOIN_FILE: &str = "tasks";
+
+/// The file a process writes "0" into to join the v1 cgroup `dir` ([`JOIN_FILE`]), open
+/// for writing (inherited by the process that joins, as a plan's step).
+pub fn open_to_join(dir: &Path) -> Result<OwnedFd> {
+    let path = dir.join(JOIN_FILE);
+    nix::fcntl::open(&path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| Error::host(format!("open {}", path.display()), e))
+}
 
 /// A cgroup v1 hierarchy: where it is mounted, which controllers it has, and the launcher's
 /// own cgroup in it.

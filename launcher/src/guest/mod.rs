@@ -210,13 +210,7 @@ impl Guest {
         let mut tasks = Vec::new();
         let name = cgroups::name_for(&self.name);
         for (hierarchy, dir) in v1::v1_cgroups_of(&self.proc_cgroup, &name, &self.v1)? {
-            let path = dir.join(v1::JOIN_FILE);
-            let file = OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&path)
-                .map_err(|e| Error::host(format!("open {}", path.display()), e))?;
-            tasks.push((hierarchy, file.into()));
+            tasks.push((hierarchy, v1::open_to_join(&dir)?));
         }
         Ok(tasks)
     }
