@@ -14,7 +14,7 @@ use cradle_core::container::{Blueprint, Kind};
 use cradle_core::error::{Error, Result};
 use cradle_core::guest::DEFAULT_PATH;
 use cradle_core::guest::state::{StateDir, validate_name};
-use cradle_core::guest::sweep;
+use cradle_core::guest::sweep::Sweep;
 use cradle_core::net::Request;
 use cradle_core::net::lease::Holder;
 use cradle_core::net::setup as net_setup;
@@ -72,12 +72,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
     let host = Host::probe()?;
     host.check(&opts.limits)?;
     let devices = devices::Policy::begin_for_guest(threads);
-    // what killed launchers left: now where the command has a link, else once its
-    // container is cloned (below)
-    let swept = opts.net.mode.linked();
-    if swept {
-        sweep::sweep_all(&host);
-    }
+    let mut sweep = Sweep::begin(&host, opts.net.mode.linked());
     let shim = ShimBinary::sealed(opts.shim.as_deref())?;
     // the namespaces are made alongside what follows
     let (lease, begun, prepared) = ownership::lease_and_prepare(
@@ -130,9 +125,7 @@ pub fn run(threads: &SingleThreaded, opts: &Options) -> Result<u8> {
             return Err(e);
         }
     };
-    if !swept {
-        sweep::sweep_all(&host);
-    }
+    sweep.after_clone(&host);
     let status = container.supervise(Some(&mut signals), &opts.command[0], None, None);
     // in this order: the shim (reaped), then the cgroup (emptied and removed), the
     // forwards, the addresses, then the range

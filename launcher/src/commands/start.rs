@@ -38,7 +38,7 @@ use cradle_core::container::spawn::{Container, Report, ShimBinary, pointers};
 use cradle_core::container::{Blueprint, Kind};
 use cradle_core::error::{Error, Result, signal_name};
 use cradle_core::guest::state::{self, Info, Running, StateDir, validate_name};
-use cradle_core::guest::sweep;
+use cradle_core::guest::sweep::Sweep;
 use cradle_core::guest::{self, Guest, Helper};
 use cradle_core::handoff::{self, ConsoleState, Handoff, Taken};
 use cradle_core::net::lease::Holder;
@@ -164,8 +164,8 @@ struct Launcher<'a> {
     first_tree: Option<std::os::fd::OwnedFd>,
     /// A monitor could not take over once (see `handoff`): the launcher stays.
     monitor_failed: bool,
-    /// What killed launchers left is gone (`sweep::sweep_all`, once per launcher).
-    swept: bool,
+    /// What killed launchers left (once per launcher).
+    sweep: Sweep,
 }
 
 /// A boot in progress: the container, its cgroup, the guest init once it runs, and
@@ -195,12 +195,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
     let devices = devices::Policy::begin_for_guest(threads);
     // first taken, last released: the state directory outlives everything below
     let state = StateDir::acquire(&opts.state_base, &opts.name)?;
-    // what killed launchers left: now where the guest has a link, else once the first
-    // boot's child is cloned (`Launcher::boot`)
-    let swept = opts.net.mode.linked();
-    if swept {
-        sweep::sweep_all(&host);
-    }
+    let sweep = Sweep::begin(&host, opts.net.mode.linked());
     // the first boot's namespaces are made alongside what follows
     let (lease, begun, prepared) = ownership::lease_and_prepare(
         threads,
@@ -282,7 +277,7 @@ pub fn start(threads: &SingleThreaded, opts: &Options, readiness: &mut Readiness
         monitor_failed: false,
         begun,
         first_tree: prepared.tree,
-        swept,
+        sweep,
     };
     launcher.run(1, None)
 }
@@ -396,7 +391,7 @@ pub fn resume(threads: &SingleThreaded, handoff: Handoff, console: ConsoleState)
         begun: None,
         first_tree: None,
         // by the launcher that handed over
-        swept: true,
+        sweep: Sweep::done(),
     };
     let booted = Booted {
         container,
@@ -524,10 +519,7 @@ impl Launcher<'_> {
             notify: self.notify.as_ref().map(NotifySocket::path),
         })?;
         drop(limits_lock);
-        if !self.swept {
-            sweep::sweep_all(&self.host);
-            self.swept = true;
-        }
+        self.sweep.after_clone(&self.host);
         let booted = Booted {
             container,
             cgroup,

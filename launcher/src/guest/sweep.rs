@@ -26,16 +26,45 @@ pub fn sweep_network(state: &super::state::StateDir) {
     setup::release(&network, &holder);
 }
 
-/// Everything that launchers that were killed left: their containers
-/// ([`sweep_leftovers`]) and their uid-range locks. Every `start` and `run` calls it once:
-/// before the guest's network is made where it has a link (a leftover's forwards and
-/// links must be gone first), else right after its first clone, while the child sets up
-/// on the other CPU and the launcher would only wait: it reads every `cradle.*` cgroup
-/// and tries every range lock, some 30 us a guest running on the host (a boot among 50
-/// running guests took 10.1 ms with the sweep before its clone, 9.0 after).
-pub fn sweep_all(host: &Host) {
-    sweep_leftovers(host);
-    crate::security::userns::sweep_stale_locks();
+/// The sweep of everything that launchers that were killed left, their containers
+/// ([`sweep_leftovers`]) and their uid-range locks, once per `start` or `run`: before the
+/// guest's network is made where it has a link (a leftover's forwards and links must be
+/// gone first), else right after its first clone, while the child sets up on the other
+/// CPU and the launcher would only wait. It reads every `cradle.*` cgroup and tries every
+/// range lock, some 30 us a guest running on the host (a boot among 50 running guests
+/// took 10.1 ms with the sweep before its clone, 9.0 after).
+pub struct Sweep {
+    done: bool,
+}
+
+impl Sweep {
+    /// Sweeps now for a guest with a link (`linked`), else leaves it to
+    /// [`Sweep::after_clone`].
+    pub fn begin(host: &Host, linked: bool) -> Self {
+        let mut sweep = Sweep { done: false };
+        if linked {
+            sweep.run(host);
+        }
+        sweep
+    }
+
+    /// Already done (by the launcher that handed a running guest over).
+    pub fn done() -> Self {
+        Sweep { done: true }
+    }
+
+    /// Once the guest's first process is cloned: sweeps unless that was done.
+    pub fn after_clone(&mut self, host: &Host) {
+        if !self.done {
+            self.run(host);
+        }
+    }
+
+    fn run(&mut self, host: &Host) {
+        sweep_leftovers(host);
+        crate::security::userns::sweep_stale_locks();
+        self.done = true;
+    }
 }
 
 /// Removes what launchers that were killed (SIGKILL, a crash) left of their containers: a
